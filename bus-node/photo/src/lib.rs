@@ -1,0 +1,285 @@
+//! Camera JPEG in, ID photo out.
+//!
+//! On the bus, an operator photographs the citizen with whatever camera or phone the bus has.
+//! That file is 8 to 12 MP, lies on its side with an EXIF orientation tag, and carries GPS
+//! coordinates and device details. HQ wants a small upright photo of a fixed pixel size under a
+//! byte budget, and nothing else. [`normalize`] does that conversion:
+//!
+//! 1. **Refuse before trusting.** The file size is checked against [`Limits`] first, the
+//!    format is sniffed from magic bytes (JPEG or PNG only), and the pixel size is read from the
+//!    header by hand and checked *before* any decoder or pixel buffer exists. A decompression
+//!    bomb (a tiny file announcing 60000 x 60000 pixels) is refused, not obeyed. The `image`
+//!    decoder then runs with its own limits (the vetted size and `max_alloc`) as a second guard.
+//! 2. **Upright, cropped, resized.** The EXIF orientation is read by the decoder; the crop to
+//!    the service's aspect ratio is computed in upright coordinates, cut out of the frame as
+//!    stored, box-shrunk to about twice the target, only then turned upright, and finished with
+//!    Lanczos3. Rotating the full 12 MP frame first would copy 36 MB for nothing.
+//! 3. **Advice.** Cheap checks ([`assess`]) run on the result so the operator can retake while
+//!    the citizen is still there.
+//! 4. **No metadata, within budget.** The pixels are encoded afresh, so no EXIF (GPS, serial
+//!    numbers) can survive, at the highest JPEG quality that fits [`PhotoSpec::max_bytes`].
+//!
+//! Nothing here panics on input: every failure is a [`PhotoError`] whose message tells the
+//! operator what to do.
+//!
+//! The `image` crate's JPEG decoder cannot decode at a reduced scale, so the full 12 MP are
+//! always decoded; that decode is most of the run time (see `examples/normalize_bench.rs`).
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod assess;
+mod encode;
+mod error;
+pub mod fixtures;
+mod geometry;
+mod header;
+mod resample;
+
+use std::io::Cursor;
+
+use image::metadata::Orientation;
+use image::{DynamicImage, ImageDecoder, ImageError, ImageReader, RgbImage};
+
+pub use assess::{assess, Advice, BRIGHT_ABOVE, DARK_BELOW, SHARPNESS_MIN};
+pub use error::PhotoError;
+
+/// What the service wants the ID photo to look like.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PhotoSpec {
+    /// Output width in pixels.
+    pub width: u32,
+    /// Output height in pixels.
+    pub height: u32,
+    /// Largest acceptable JPEG size in bytes.
+    pub max_bytes: usize,
+    /// Background colour the service requires, if it requires one.
+    pub background: Option<Background>,
+}
+
+impl Default for PhotoSpec {
+    /// 413 x 531 pixels, i.e. 35 x 45 mm at 300 dpi (the usual Indonesian pas foto), at most
+    /// 60 000 bytes, any background.
+    fn default() -> Self {
+        PhotoSpec {
+            width: 413,
+            height: 531,
+            max_bytes: 60_000,
+            background: None,
+        }
+    }
+}
+
+/// Background colours Indonesian services ask for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Background {
+    /// Red (merah).
+    Red,
+    /// Blue (biru).
+    Blue,
+    /// White (putih).
+    White,
+}
+
+/// Resource limits for untrusted input.
+///
+/// The bus computer is small and also runs the sync and the operator UI; one bad file must not
+/// take it down. The defaults allow any real camera (a 48 MP phone is under 50 M pixels).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest accepted file, in bytes. Default 25 MiB.
+    pub max_input_bytes: usize,
+    /// Largest accepted pixel count (width x height as the header announces it).
+    /// Default 50 000 000.
+    pub max_pixels: u64,
+    /// Most memory the decoder may allocate for pixels, in bytes. Default 512 MiB.
+    pub max_alloc: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_input_bytes: 25 * 1024 * 1024,
+            max_pixels: 50_000_000,
+            max_alloc: 512 * 1024 * 1024,
+        }
+    }
+}
+
+/// A finished ID photo.
+#[derive(Clone, PartialEq)]
+pub struct IdPhoto {
+    /// The JPEG file: no EXIF, no GPS, no ICC, only a JFIF header with 300 dpi.
+    pub jpeg: Vec<u8>,
+    /// Width in pixels (the spec's).
+    pub width: u32,
+    /// Height in pixels (the spec's).
+    pub height: u32,
+    /// JPEG quality the budget allowed (30 to 92).
+    pub quality: u8,
+    /// Retake advice; empty when the photo looks fine. See [`Advice::is_blocking`].
+    pub advice: Vec<Advice>,
+    /// Upright width of the camera photo.
+    pub source_width: u32,
+    /// Upright height of the camera photo.
+    pub source_height: u32,
+}
+
+impl std::fmt::Debug for IdPhoto {
+    /// Shows the JPEG's length instead of tens of thousands of bytes.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdPhoto")
+            .field("jpeg", &format_args!("<{} bytes>", self.jpeg.len()))
+            .field("width", &self.width)
+            .field("height", &self.height)
+            .field("quality", &self.quality)
+            .field("advice", &self.advice)
+            .field("source_width", &self.source_width)
+            .field("source_height", &self.source_height)
+            .finish()
+    }
+}
+
+impl IdPhoto {
+    /// Whether any advice forbids submitting this photo.
+    pub fn is_blocked(&self) -> bool {
+        self.advice.iter().any(Advice::is_blocking)
+    }
+}
+
+/// Turns a camera file (JPEG or PNG) into an ID photo per `spec`, within `limits`.
+///
+/// See the crate documentation for the steps and why they are in this order.
+pub fn normalize(input: &[u8], spec: &PhotoSpec, limits: &Limits) -> Result<IdPhoto, PhotoError> {
+    // A JPEG cannot be larger than 65535 on a side; say so before doing any work.
+    if spec.width == 0 || spec.height == 0 || spec.width > 65_535 || spec.height > 65_535 {
+        return Err(PhotoError::Encode(format!(
+            "the requested photo size {} x {} is not possible (1 to 65535 pixels per side)",
+            spec.width, spec.height
+        )));
+    }
+    if input.len() > limits.max_input_bytes {
+        return Err(PhotoError::TooLarge {
+            bytes: input.len(),
+            max: limits.max_input_bytes,
+        });
+    }
+    let format = header::sniff(input)?;
+    let head = header::read_header(input, format)?;
+    let (width, height) = (head.width, head.height);
+
+    // Refuse on the announced size alone, before a decoder exists. 3 bytes per pixel is the
+    // least any decode to RGB needs, so the memory limit is also a pixel limit.
+    let max_pixels = limits.max_pixels.min(limits.max_alloc / 3);
+    let pixels = u64::from(width) * u64::from(height);
+    if pixels > max_pixels {
+        return Err(PhotoError::TooManyPixels {
+            width,
+            height,
+            max: max_pixels,
+        });
+    }
+    if let Some(sos) = head.jpeg_sos {
+        if !header::jpeg_is_complete(input, sos) {
+            return Err(PhotoError::Decode(
+                "the JPEG ends before its end-of-image marker; the file is truncated".to_owned(),
+            ));
+        }
+    } else if format == header::Format::Jpeg {
+        return Err(PhotoError::Decode(
+            "the JPEG has a header but no image data; the file is truncated".to_owned(),
+        ));
+    }
+
+    let too_many = || PhotoError::TooManyPixels {
+        width,
+        height,
+        max: max_pixels,
+    };
+    let (stored, orientation) = decode(input, format, width, height, limits, too_many)?;
+    let (sw, sh) = stored.dimensions();
+    let (source_width, source_height) = geometry::upright_size(sw, sh, orientation);
+
+    let fitted = resample::fit(&stored, orientation, spec.width, spec.height);
+    drop(stored);
+
+    let mut advice: Vec<Advice> = assess::too_small(source_width, source_height, spec)
+        .into_iter()
+        .collect();
+    advice.extend(assess::assess_fitted(&fitted, spec));
+
+    let (jpeg, quality) = encode::encode_within(&fitted, spec.max_bytes)?;
+    Ok(IdPhoto {
+        jpeg,
+        width: spec.width,
+        height: spec.height,
+        quality,
+        advice,
+        source_width,
+        source_height,
+    })
+}
+
+/// Decodes to RGB under `image`'s limits and reads the EXIF orientation.
+///
+/// The decoder is told the exact size the header announced as its maximum, so if it ever sees
+/// a different (larger) frame than our header walk did, it refuses instead of allocating.
+fn decode(
+    input: &[u8],
+    format: header::Format,
+    width: u32,
+    height: u32,
+    limits: &Limits,
+    too_many: impl Fn() -> PhotoError,
+) -> Result<(RgbImage, Orientation), PhotoError> {
+    let mut image_limits = image::Limits::default();
+    image_limits.max_image_width = Some(width);
+    image_limits.max_image_height = Some(height);
+    image_limits.max_alloc = Some(limits.max_alloc);
+
+    let map_err = |e: ImageError| match e {
+        ImageError::Limits(_) => too_many(),
+        ImageError::Unsupported(u) => PhotoError::Decode(format!("unsupported variant: {u}")),
+        other => PhotoError::Decode(other.to_string()),
+    };
+
+    let mut reader = ImageReader::with_format(Cursor::new(input), format.to_image());
+    reader.limits(image_limits);
+    let mut decoder = reader.into_decoder().map_err(map_err)?;
+    // A broken orientation tag is no reason to refuse a photo; the operator sees the result.
+    let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
+
+    // The decoded buffer, plus a converted RGB copy if the file is not 8-bit RGB already.
+    let color = decoder.color_type();
+    let converted = if color == image::ColorType::Rgb8 {
+        0
+    } else {
+        u64::from(width) * u64::from(height) * 3
+    };
+    if decoder.total_bytes().saturating_add(converted) > limits.max_alloc {
+        return Err(too_many());
+    }
+
+    let img = DynamicImage::from_decoder(decoder).map_err(map_err)?;
+    Ok((to_rgb(img), orientation))
+}
+
+/// Converts to 8-bit RGB, putting transparent areas on white.
+///
+/// Why white: a PNG with transparency is usually a cut-out portrait; a plain `into_rgb8`
+/// would keep whatever colour the transparent pixels happen to hold (often black).
+fn to_rgb(img: DynamicImage) -> RgbImage {
+    if !img.color().has_alpha() {
+        return img.into_rgb8();
+    }
+    let rgba = img.into_rgba8();
+    let (w, h) = rgba.dimensions();
+    let mut out = RgbImage::new(w, h);
+    for (dst, src) in out.pixels_mut().zip(rgba.pixels()) {
+        let a = u32::from(src.0[3]);
+        for c in 0..3 {
+            dst.0[c] = ((u32::from(src.0[c]) * a + 255 * (255 - a) + 127) / 255) as u8;
+        }
+    }
+    out
+}

@@ -1,0 +1,199 @@
+//! Taking an application: operator's fields and camera files in, a durable record and a
+//! receipt out.
+//!
+//! Everything a citizen hands over is parsed here, once: a typo in a NIK is caught while
+//! the citizen is still at the window, with a message the operator can read out. The ID
+//! photo goes through the photo pipeline (upright, cropped, resized, metadata stripped)
+//! and its retake advice comes back at once.
+
+use crate::store::{Store, StoreError};
+use keliling_photo::{Advice, PhotoError, PhotoSpec};
+use keliling_shared::application::{FieldName, MediaType, Phone, ShapeError, MAX_ATTACHMENT_BYTES};
+use keliling_shared::catalogue::{BackgroundColour, CatalogueError};
+use keliling_shared::{
+    Applicant, Application, ApplicationId, Attachment, AttachmentKind, BusId, Catalogue, GeoPoint, Nik, NikWarning,
+    ServiceCode, Sex, Sha256, Stop, Text, UnixMillis,
+};
+use std::collections::BTreeMap;
+
+/// Raw input, as typed by the operator or passed on the command line.
+#[derive(Debug, Clone, Default)]
+pub struct CaptureInput {
+    pub operator: String,
+    pub village: String,
+    pub gps: Option<(f64, f64)>,
+    pub service: String,
+    pub full_name: String,
+    pub nik: String,
+    /// `YYYY-MM-DD`.
+    pub date_of_birth: String,
+    pub sex: String,
+    pub address: String,
+    pub phone: Option<String>,
+    pub fields: Vec<(String, String)>,
+    /// The camera's file, as it came off the camera.
+    pub photo: Option<Vec<u8>>,
+    /// Document scans: (document name from the catalogue, file bytes).
+    pub documents: Vec<(String, Vec<u8>)>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    #[error("{field}: {why}")]
+    Field { field: &'static str, why: String },
+    #[error("{0}")]
+    Nik(#[from] keliling_shared::NikError),
+    #[error("{0}")]
+    Catalogue(#[from] CatalogueError),
+    #[error("{0}")]
+    Shape(#[from] ShapeError),
+    #[error("pas foto tidak dapat dipakai (ID photo unusable): {0}")]
+    Photo(#[from] PhotoError),
+    #[error("foto harus diulang (retake the photo): {0}")]
+    Retake(String),
+    #[error("dokumen {name}: {why}")]
+    Document { name: String, why: String },
+    #[error("{0}")]
+    Store(#[from] StoreError),
+}
+
+/// What the operator hands back to the citizen, and what the screen shows.
+#[derive(Debug, Clone)]
+pub struct Receipt {
+    pub application: Application,
+    pub warnings: Vec<NikWarning>,
+    pub photo_advice: Vec<Advice>,
+}
+
+impl Receipt {
+    /// The tracking number printed on the receipt.
+    pub fn tracking_number(&self) -> String {
+        self.application.id.to_string()
+    }
+
+    /// The citizen's receipt, in Bahasa Indonesia.
+    pub fn render(&self, service_name: &str) -> String {
+        let a = &self.application;
+        let mut out = String::new();
+        out.push_str("=== TANDA TERIMA PERMOHONAN ===\n");
+        out.push_str(&format!("Nomor pelacakan : {}\n", a.id));
+        out.push_str(&format!("Layanan         : {} ({})\n", service_name, a.service));
+        out.push_str(&format!("Nama            : {}\n", a.applicant.full_name));
+        out.push_str(&format!("NIK             : {}\n", a.applicant.nik.masked()));
+        out.push_str(&format!("Lokasi          : {}\n", a.stop.village));
+        out.push_str(&format!("Bus / petugas   : {} / {}\n", a.bus_id, a.operator));
+        out.push_str(&format!("Waktu           : {}\n", a.captured_at));
+        out.push_str(&format!("Lampiran        : {}\n", a.attachments.len()));
+        out.push_str("Status          : tersimpan di bus, akan dikirim saat ada sinyal\n");
+        for w in &self.warnings {
+            out.push_str(&format!("PERHATIAN       : {w}\n"));
+        }
+        for adv in &self.photo_advice {
+            out.push_str(&format!("Saran foto      : {}\n", adv.message_id()));
+        }
+        out
+    }
+}
+
+/// Settings capture needs from the node's config.
+#[derive(Debug, Clone)]
+pub struct CaptureSettings {
+    pub bus_id: BusId,
+    pub chunk_size: u32,
+    pub photo_limits: keliling_photo::Limits,
+}
+
+fn field(field: &'static str) -> impl Fn(String) -> CaptureError {
+    move |why| CaptureError::Field { field, why }
+}
+
+/// Parses the input, runs the photo pipeline, checks against the catalogue and saves the
+/// application durably. The returned receipt is a promise: the data is committed.
+pub fn capture(store: &mut Store, catalogue: &Catalogue, settings: &CaptureSettings, input: CaptureInput) -> Result<Receipt, CaptureError> {
+    let service = ServiceCode::parse(input.service.trim()).map_err(|e| field("layanan")(e.to_string()))?;
+    let svc = catalogue.service(&service)?;
+    let text = |name: &'static str, v: &str| Text::parse(v).map_err(|e| field(name)(e.to_string()));
+    let fmt = time::macros::format_description!("[year]-[month]-[day]");
+    let date_of_birth = time::Date::parse(input.date_of_birth.trim(), &fmt)
+        .map_err(|_| field("tanggal lahir")("tulis TTTT-BB-HH, mis. 1990-03-12 (write YYYY-MM-DD)".into()))?;
+    let sex = Sex::parse(&input.sex).ok_or_else(|| field("jenis kelamin")("tulis L atau P (write L or P)".into()))?;
+    let gps = match input.gps {
+        Some((lat, lon)) => Some(GeoPoint::new(lat, lon).ok_or_else(|| field("GPS")("koordinat di luar jangkauan (out of range)".into()))?),
+        None => None,
+    };
+    let phone = match input.phone.as_deref().map(str::trim).filter(|p| !p.is_empty()) {
+        Some(p) => Some(Phone::parse(p).map_err(field("telepon"))?),
+        None => None,
+    };
+    let mut fields = BTreeMap::new();
+    for (k, v) in &input.fields {
+        let name = FieldName::parse(k.trim()).map_err(field("isian"))?;
+        let value = Text::parse(v).map_err(|e| CaptureError::Field { field: "isian", why: format!("{name}: {e}") })?;
+        fields.insert(name, value);
+    }
+
+    let mut blobs: Vec<(Attachment, Vec<u8>)> = Vec::new();
+    let mut photo_advice = Vec::new();
+    if let Some(raw) = input.photo {
+        let rules = svc.photo.clone().unwrap_or_default();
+        let spec = PhotoSpec {
+            width: rules.width,
+            height: rules.height,
+            max_bytes: rules.max_bytes,
+            background: rules.background.resolve(date_of_birth.year()).map(|c| match c {
+                BackgroundColour::Red => keliling_photo::Background::Red,
+                BackgroundColour::Blue => keliling_photo::Background::Blue,
+                BackgroundColour::White => keliling_photo::Background::White,
+            }),
+        };
+        let photo = keliling_photo::normalize(&raw, &spec, &settings.photo_limits)?;
+        if let Some(blocking) = photo.advice.iter().find(|a| a.is_blocking()) {
+            return Err(CaptureError::Retake(blocking.message_id()));
+        }
+        photo_advice = photo.advice.clone();
+        blobs.push((
+            Attachment { kind: AttachmentKind::IdPhoto, sha256: Sha256::digest(&photo.jpeg), size: photo.jpeg.len() as u64, media_type: MediaType::Jpeg },
+            photo.jpeg,
+        ));
+    }
+    for (name, bytes) in input.documents {
+        let doc = FieldName::parse(name.trim()).map_err(|why| CaptureError::Document { name: name.clone(), why })?;
+        let media_type = MediaType::sniff(&bytes).ok_or_else(|| CaptureError::Document {
+            name: name.clone(),
+            why: "bukan JPEG, PNG atau PDF (not a JPEG, PNG or PDF)".into(),
+        })?;
+        if bytes.len() as u64 > MAX_ATTACHMENT_BYTES {
+            return Err(CaptureError::Document {
+                name,
+                why: format!("{} byte, paling besar {MAX_ATTACHMENT_BYTES} (too large)", bytes.len()),
+            });
+        }
+        blobs.push((
+            Attachment { kind: AttachmentKind::Document(doc), sha256: Sha256::digest(&bytes), size: bytes.len() as u64, media_type },
+            bytes,
+        ));
+    }
+
+    let app = Application {
+        id: ApplicationId::new_v7(),
+        bus_id: settings.bus_id.clone(),
+        operator: text("petugas", &input.operator)?,
+        stop: Stop { village: text("desa", &input.village)?, gps },
+        service,
+        applicant: Applicant {
+            full_name: text("nama", &input.full_name)?,
+            nik: Nik::parse(&input.nik)?,
+            date_of_birth,
+            sex,
+            address: text("alamat", &input.address)?,
+            phone,
+        },
+        fields,
+        attachments: blobs.iter().map(|(a, _)| a.clone()).collect(),
+        captured_at: UnixMillis::now(),
+    };
+    app.check_shape()?;
+    catalogue.check(&app)?;
+    store.save(&app, &blobs, settings.chunk_size)?;
+    Ok(Receipt { warnings: app.warnings(), application: app, photo_advice })
+}

@@ -1,0 +1,177 @@
+//! The bus node's configuration: `config/bus.toml`, overridden by `BUS_NODE__…`
+//! environment variables (see `keliling_shared::config_env`).
+
+use keliling_shared::config_env::{self, ConfigError};
+use keliling_shared::wire::{DEFAULT_CHUNK_BYTES, MAX_CHUNK_BYTES, MIN_CHUNK_BYTES};
+use keliling_shared::{BusId, Catalogue};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BusConfig {
+    pub bus_id: BusId,
+    /// Where the bus keeps its SQLite store (`bus.sqlite`).
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// The service catalogue; the built-in starter catalogue when absent.
+    pub catalogue: Option<PathBuf>,
+    #[serde(default)]
+    pub broker: BrokerConfig,
+    #[serde(default)]
+    pub sync: SyncConfig,
+    #[serde(default)]
+    pub photo: PhotoConfig,
+    #[serde(default)]
+    pub retention: RetentionConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BrokerConfig {
+    pub host: String,
+    pub port: u16,
+    pub keep_alive_secs: u64,
+    /// Bounds connecting and each socket flush. rumqttc's default of 5 s loops on
+    /// `FlushTimeout` on a slow link with a large publish (DESIGN.md), so it is long.
+    pub connection_timeout_secs: u64,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig { host: "127.0.0.1".into(), port: 1883, keep_alive_secs: 30, connection_timeout_secs: 60 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyncConfig {
+    pub topic_prefix: String,
+    /// Chunk size for new attachments, in bytes.
+    pub chunk_bytes: u32,
+    /// Records sent and not yet acked, at most.
+    pub record_window: usize,
+    /// Chunks sent and not yet confirmed, at most: also the most a cut can cost in re-sends.
+    pub chunk_window: usize,
+    /// How long to wait for HQ's answer before sending again.
+    pub resend_after_ms: u64,
+    pub heartbeat_secs: u64,
+    pub backoff_min_ms: u64,
+    pub backoff_max_ms: u64,
+    /// How often the pump looks for work when nothing wakes it.
+    pub tick_ms: u64,
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        SyncConfig {
+            topic_prefix: keliling_shared::topics::DEFAULT_PREFIX.into(),
+            chunk_bytes: DEFAULT_CHUNK_BYTES,
+            record_window: 64,
+            chunk_window: 16,
+            resend_after_ms: 30_000,
+            heartbeat_secs: 60,
+            backoff_min_ms: 500,
+            backoff_max_ms: 60_000,
+            tick_ms: 250,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PhotoConfig {
+    pub max_input_bytes: usize,
+    pub max_pixels: u64,
+}
+
+impl Default for PhotoConfig {
+    fn default() -> Self {
+        let l = keliling_photo::Limits::default();
+        PhotoConfig { max_input_bytes: l.max_input_bytes, max_pixels: l.max_pixels }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// Photo and scan bytes are purged this many days after HQ confirmed delivery.
+    pub purge_after_days: u64,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig { purge_after_days: 30 }
+    }
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("var/bus")
+}
+
+pub const ENV_PREFIX: &str = "BUS_NODE";
+
+impl BusConfig {
+    /// Loads the file (if any) and environment overrides, then checks the values.
+    pub fn load(path: Option<&Path>) -> Result<BusConfig, ConfigError> {
+        let c: BusConfig = config_env::load(path, ENV_PREFIX)?;
+        c.check()?;
+        Ok(c)
+    }
+
+    /// A config for tests and the demo: everything default but the id, store and broker.
+    pub fn for_bus(bus_id: BusId, data_dir: PathBuf, host: &str, port: u16) -> BusConfig {
+        BusConfig {
+            bus_id,
+            data_dir,
+            catalogue: None,
+            broker: BrokerConfig { host: host.into(), port, ..BrokerConfig::default() },
+            sync: SyncConfig::default(),
+            photo: PhotoConfig::default(),
+            retention: RetentionConfig::default(),
+        }
+    }
+
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let bad = |s: String| Err(ConfigError::Invalid(s));
+        if !(MIN_CHUNK_BYTES..=MAX_CHUNK_BYTES).contains(&self.sync.chunk_bytes) {
+            return bad(format!("sync.chunk_bytes must be {MIN_CHUNK_BYTES}..={MAX_CHUNK_BYTES}"));
+        }
+        if self.sync.record_window == 0 || self.sync.chunk_window == 0 {
+            return bad("sync windows must be at least 1".into());
+        }
+        keliling_shared::topics::Topics::new(&self.sync.topic_prefix).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        Ok(())
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.data_dir.join("bus.sqlite")
+    }
+
+    pub fn catalogue(&self) -> Result<Catalogue, ConfigError> {
+        match &self.catalogue {
+            None => Ok(Catalogue::builtin()),
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read { path: p.display().to_string(), source })?;
+                Catalogue::from_toml(&text).map_err(|e| ConfigError::Invalid(format!("{}: {e}", p.display())))
+            }
+        }
+    }
+
+    pub fn resend_after(&self) -> Duration {
+        Duration::from_millis(self.sync.resend_after_ms)
+    }
+
+    pub fn capture_settings(&self) -> crate::capture::CaptureSettings {
+        crate::capture::CaptureSettings {
+            bus_id: self.bus_id.clone(),
+            chunk_size: self.sync.chunk_bytes,
+            photo_limits: keliling_photo::Limits {
+                max_input_bytes: self.photo.max_input_bytes,
+                max_pixels: self.photo.max_pixels,
+                ..keliling_photo::Limits::default()
+            },
+        }
+    }
+}

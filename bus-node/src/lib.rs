@@ -1,0 +1,16 @@
+//! The Keliling bus node: takes applications offline, keeps them safe, syncs them to HQ.
+//!
+//! - [`store`]: the SQLite store, the only copy until HQ confirms.
+//! - [`capture`]: operator input in, parsed application and receipt out.
+//! - [`sync`]: the MQTT sync client (poller + pump).
+//! - [`config`]: TOML config with `BUS_NODE__…` overrides.
+//! - [`daemon`]: `bus-node run`: sync, heartbeat, retention purge, shutdown.
+
+pub mod capture;
+pub mod config;
+pub mod daemon;
+pub mod store;
+pub mod sync;
+
+pub use config::BusConfig;
+pub use store::Store;

@@ -1,0 +1,540 @@
+//! The bus's SQLite store: the only copy of what citizens handed over until HQ confirms.
+//!
+//! Invariants:
+//! - An application, its blobs and its outbox entry are committed in *one* transaction
+//!   ([`Store::save`]); the receipt is printed only after that commit. The database runs
+//!   with `journal_mode=WAL` and `synchronous=FULL`, so a committed transaction survives a
+//!   `kill -9` or a power cut.
+//! - Nothing un-acked is deleted. Blob bytes are purged only for applications HQ
+//!   confirmed as delivered, and only after the retention period.
+//! - HQ's messages move state forward only: `queued -> record_acked -> delivered`, and a
+//!   delivered application never goes back, whatever duplicate or late message arrives.
+
+use keliling_shared::wire::{chunk_count, BlobProgress};
+use keliling_shared::{Application, ApplicationId, Attachment, Bitmap, Sha256, UnixMillis};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("basis data bus gagal (bus database error): {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("catatan tersimpan rusak (stored record is corrupt): {0}")]
+    Corrupt(String),
+    #[error("permohonan {0} sudah ada (application already saved)")]
+    Duplicate(ApplicationId),
+    #[error("isi lampiran tidak cocok dengan hash-nya (attachment bytes do not match their hash)")]
+    HashMismatch,
+}
+
+/// Where an application stands in its journey to HQ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutboxState {
+    /// Saved on the bus; HQ has not confirmed the record yet.
+    Queued,
+    /// HQ committed the record; some attachments are still on their way.
+    RecordAcked,
+    /// HQ committed the record and every attachment: delivered.
+    Delivered,
+    /// HQ quarantined it; the operator must look at the reason.
+    Rejected,
+}
+
+impl OutboxState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutboxState::Queued => "queued",
+            OutboxState::RecordAcked => "record_acked",
+            OutboxState::Delivered => "delivered",
+            OutboxState::Rejected => "rejected",
+        }
+    }
+    fn parse(s: &str) -> Result<Self, StoreError> {
+        Ok(match s {
+            "queued" => OutboxState::Queued,
+            "record_acked" => OutboxState::RecordAcked,
+            "delivered" => OutboxState::Delivered,
+            "rejected" => OutboxState::Rejected,
+            other => return Err(StoreError::Corrupt(format!("outbox state {other:?}"))),
+        })
+    }
+    /// The operator's word for it, in Bahasa Indonesia.
+    pub fn label_id(self) -> &'static str {
+        match self {
+            OutboxState::Queued => "menunggu sinyal",
+            OutboxState::RecordAcked => "data terkirim, foto/dokumen menyusul",
+            OutboxState::Delivered => "diterima kantor pusat",
+            OutboxState::Rejected => "ditolak kantor pusat",
+        }
+    }
+}
+
+/// One line of the operator's sync view.
+#[derive(Debug, Clone)]
+pub struct AppSummary {
+    pub id: ApplicationId,
+    pub service: String,
+    pub applicant: String,
+    pub captured_at: UnixMillis,
+    pub state: OutboxState,
+    pub delivered_at: Option<UnixMillis>,
+    pub reject_reason: Option<String>,
+}
+
+/// What `bus-node status` shows.
+#[derive(Debug, Clone, Default)]
+pub struct Status {
+    pub total: u64,
+    pub queued: u64,
+    pub record_acked: u64,
+    pub delivered: u64,
+    pub rejected: u64,
+    pub bytes_waiting: u64,
+    pub oldest_waiting: Option<UnixMillis>,
+    pub last_sync: Option<UnixMillis>,
+}
+
+impl Status {
+    /// Applications not yet confirmed delivered (rejected ones wait for the operator).
+    pub fn waiting(&self) -> u64 {
+        self.queued + self.record_acked
+    }
+}
+
+/// A blob HQ has asked for, with what HQ has confirmed so far.
+#[derive(Debug, Clone)]
+pub struct BlobPlan {
+    pub sha256: Sha256,
+    pub size: u64,
+    pub chunk_size: u32,
+    pub chunk_count: u32,
+    pub have: Bitmap,
+}
+
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS applications (
+    id           TEXT PRIMARY KEY,
+    captured_at  INTEGER NOT NULL,
+    service      TEXT NOT NULL,
+    applicant    TEXT NOT NULL,
+    record       BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS blobs (
+    sha256      TEXT PRIMARY KEY,
+    size        INTEGER NOT NULL,
+    media_type  TEXT NOT NULL,
+    data        BLOB,
+    purged_at   INTEGER
+);
+CREATE TABLE IF NOT EXISTS attachments (
+    application_id TEXT NOT NULL REFERENCES applications(id),
+    sha256         TEXT NOT NULL REFERENCES blobs(sha256),
+    kind           TEXT NOT NULL,
+    priority       INTEGER NOT NULL,
+    PRIMARY KEY (application_id, sha256, kind)
+);
+CREATE INDEX IF NOT EXISTS attachments_by_blob ON attachments(sha256);
+CREATE TABLE IF NOT EXISTS outbox (
+    application_id TEXT PRIMARY KEY REFERENCES applications(id),
+    state          TEXT NOT NULL CHECK (state IN ('queued','record_acked','delivered','rejected')),
+    enqueued_at    INTEGER NOT NULL,
+    record_acked_at INTEGER,
+    delivered_at   INTEGER,
+    hq_received_at INTEGER,
+    reject_reason  TEXT
+);
+CREATE INDEX IF NOT EXISTS outbox_by_state ON outbox(state, enqueued_at);
+CREATE TABLE IF NOT EXISTS blob_sync (
+    sha256      TEXT PRIMARY KEY REFERENCES blobs(sha256),
+    state       TEXT NOT NULL CHECK (state IN ('unknown','needed','stored')),
+    chunk_size  INTEGER NOT NULL,
+    chunk_count INTEGER NOT NULL,
+    have        BLOB NOT NULL,
+    stored_at   INTEGER
+);
+CREATE TABLE IF NOT EXISTS quarantine (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    received_at INTEGER NOT NULL,
+    topic       TEXT NOT NULL,
+    reason      TEXT NOT NULL,
+    payload     BLOB
+);
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"#;
+
+impl Store {
+    /// Opens (creating if needed) the store at `path` with the durability settings above.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Corrupt(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let conn = Connection::open(path)?;
+        // WAL lets the CLI capture while the daemon syncs; FULL fsyncs the WAL at every
+        // commit, which is what makes a receipt a promise.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", true)?;
+        conn.busy_timeout(Duration::from_secs(10))?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Store { conn, path: path.to_owned() })
+    }
+
+    /// Opens the store for the sync daemon. Everything the sync client writes is derived
+    /// from HQ's answers and can be had again by asking, so its connection uses
+    /// `synchronous=NORMAL` (in WAL mode still safe against a crash of the process; a power
+    /// cut may roll back its last few updates, which only causes re-sends). Captures keep
+    /// `FULL` on their own connection.
+    pub fn open_for_sync(path: &Path) -> Result<Store, StoreError> {
+        let store = Store::open(path)?;
+        store.conn.pragma_update(None, "synchronous", "NORMAL")?;
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Saves one application with its attachment bytes and its outbox entry, atomically.
+    /// Returns only after the commit is durable.
+    pub fn save(&mut self, app: &Application, blobs: &[(Attachment, Vec<u8>)], chunk_size: u32) -> Result<(), StoreError> {
+        for (att, bytes) in blobs {
+            if Sha256::digest(bytes) != att.sha256 || bytes.len() as u64 != att.size {
+                return Err(StoreError::HashMismatch);
+            }
+        }
+        let record = app.to_stored_bytes().map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let id = app.id.to_string();
+        let exists: bool = tx.query_row("SELECT 1 FROM applications WHERE id = ?1", [&id], |_| Ok(true)).optional()?.unwrap_or(false);
+        if exists {
+            return Err(StoreError::Duplicate(app.id));
+        }
+        tx.execute(
+            "INSERT INTO applications (id, captured_at, service, applicant, record) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![id, app.captured_at.0, app.service.as_str(), app.applicant.full_name.as_str(), record],
+        )?;
+        for (att, bytes) in blobs {
+            let sha = att.sha256.to_hex();
+            tx.execute(
+                "INSERT INTO blobs (sha256, size, media_type, data) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(sha256) DO UPDATE SET data = excluded.data, purged_at = NULL WHERE blobs.data IS NULL",
+                params![sha, att.size as i64, att.media_type.as_mime(), bytes],
+            )?;
+            let count = chunk_count(att.size, chunk_size);
+            tx.execute(
+                "INSERT INTO blob_sync (sha256, state, chunk_size, chunk_count, have) VALUES (?1, 'unknown', ?2, ?3, ?4)
+                 ON CONFLICT(sha256) DO NOTHING",
+                params![sha, chunk_size, count, Bitmap::new(count).as_bytes()],
+            )?;
+            tx.execute(
+                "INSERT OR IGNORE INTO attachments (application_id, sha256, kind, priority) VALUES (?1, ?2, ?3, ?4)",
+                params![id, sha, att.kind.label(), att.kind.priority()],
+            )?;
+        }
+        tx.execute(
+            "INSERT INTO outbox (application_id, state, enqueued_at) VALUES (?1, 'queued', ?2)",
+            params![id, UnixMillis::now().0],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn application(&self, id: &ApplicationId) -> Result<Option<Application>, StoreError> {
+        let bytes: Option<Vec<u8>> = self
+            .conn
+            .query_row("SELECT record FROM applications WHERE id = ?1", [id.to_string()], |r| r.get(0))
+            .optional()?;
+        bytes
+            .map(|b| Application::from_stored_bytes(&b).map_err(|e| StoreError::Corrupt(format!("record {id}: {e}"))))
+            .transpose()
+    }
+
+    pub fn state(&self, id: &ApplicationId) -> Result<Option<OutboxState>, StoreError> {
+        let s: Option<String> = self
+            .conn
+            .query_row("SELECT state FROM outbox WHERE application_id = ?1", [id.to_string()], |r| r.get(0))
+            .optional()?;
+        s.map(|s| OutboxState::parse(&s)).transpose()
+    }
+
+    /// Records HQ has not confirmed, oldest first: what the sync sends first.
+    pub fn queued_records(&self, limit: usize) -> Result<Vec<ApplicationId>, StoreError> {
+        self.ids("SELECT application_id FROM outbox WHERE state = 'queued' ORDER BY enqueued_at, application_id LIMIT ?1", limit)
+    }
+
+    /// Records HQ acked whose blobs HQ has all stored, yet no delivery ack came: the
+    /// delivery ack was lost, so the record is asked about again.
+    pub fn acked_records_without_delivery(&self, limit: usize) -> Result<Vec<ApplicationId>, StoreError> {
+        self.ids(
+            "SELECT o.application_id FROM outbox o WHERE o.state = 'record_acked' AND NOT EXISTS (
+                SELECT 1 FROM attachments a JOIN blob_sync s ON s.sha256 = a.sha256
+                WHERE a.application_id = o.application_id AND s.state != 'stored')
+             ORDER BY o.enqueued_at LIMIT ?1",
+            limit,
+        )
+    }
+
+    fn ids(&self, sql: &str, limit: usize) -> Result<Vec<ApplicationId>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(sql)?;
+        let rows = stmt.query_map([limit as i64], |r| r.get::<_, String>(0))?;
+        rows.map(|r| {
+            let s = r?;
+            ApplicationId::parse(&s).map_err(|e| StoreError::Corrupt(e.to_string()))
+        })
+        .collect()
+    }
+
+    /// HQ committed the record; `missing` lists the blobs it still lacks, with what it
+    /// holds of each. Every other attachment of the application HQ already has.
+    pub fn on_record_ack(&mut self, id: &ApplicationId, missing: &[BlobProgress]) -> Result<(), StoreError> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let ids = id.to_string();
+        let now = UnixMillis::now().0;
+        tx.execute(
+            "UPDATE outbox SET state = 'record_acked', record_acked_at = ?2 WHERE application_id = ?1 AND state = 'queued'",
+            params![ids, now],
+        )?;
+        let attached: Vec<String> = {
+            let mut stmt = tx.prepare_cached("SELECT sha256 FROM attachments WHERE application_id = ?1")?;
+            let rows = stmt.query_map([&ids], |r| r.get(0))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        for sha in attached {
+            match missing.iter().find(|m| m.blob.to_hex() == sha) {
+                Some(p) => {
+                    tx.execute(
+                        "UPDATE blob_sync SET state = 'needed', have = ?2 WHERE sha256 = ?1 AND state != 'stored' AND chunk_count = ?3",
+                        params![sha, p.have.as_bytes(), p.chunk_count],
+                    )?;
+                    // HQ counts chunks differently (another chunk size): start afresh.
+                    tx.execute(
+                        "UPDATE blob_sync SET state = 'needed', have = X'' WHERE sha256 = ?1 AND state != 'stored' AND chunk_count != ?2",
+                        params![sha, p.chunk_count],
+                    )?;
+                }
+                None => {
+                    tx.execute(
+                        "UPDATE blob_sync SET state = 'stored', stored_at = ?2 WHERE sha256 = ?1 AND state != 'stored'",
+                        params![sha, now],
+                    )?;
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// A snapshot of what HQ holds of one blob; snapshots replace each other.
+    pub fn on_progress(&mut self, p: &BlobProgress) -> Result<(), StoreError> {
+        self.conn.execute(
+            "UPDATE blob_sync SET have = ?2, state = CASE WHEN state = 'unknown' THEN 'needed' ELSE state END
+             WHERE sha256 = ?1 AND state != 'stored' AND chunk_count = ?3",
+            params![p.blob.to_hex(), p.have.as_bytes(), p.chunk_count],
+        )?;
+        Ok(())
+    }
+
+    pub fn on_blob_stored(&mut self, sha: &Sha256) -> Result<(), StoreError> {
+        self.conn.execute(
+            "UPDATE blob_sync SET state = 'stored', stored_at = ?2 WHERE sha256 = ?1 AND state != 'stored'",
+            params![sha.to_hex(), UnixMillis::now().0],
+        )?;
+        Ok(())
+    }
+
+    /// HQ's delivery ack: the record and all its attachments are durable at HQ.
+    pub fn on_delivered(&mut self, id: &ApplicationId, hq_received_at: UnixMillis) -> Result<bool, StoreError> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let now = UnixMillis::now().0;
+        let ids = id.to_string();
+        let changed = tx.execute(
+            "UPDATE outbox SET state = 'delivered', delivered_at = ?2, hq_received_at = ?3, reject_reason = NULL
+             WHERE application_id = ?1 AND state IN ('queued', 'record_acked')",
+            params![ids, now, hq_received_at.0],
+        )?;
+        tx.execute(
+            "UPDATE blob_sync SET state = 'stored', stored_at = ?2
+             WHERE state != 'stored' AND sha256 IN (SELECT sha256 FROM attachments WHERE application_id = ?1)",
+            params![ids, now],
+        )?;
+        if changed > 0 {
+            tx.execute("INSERT INTO meta (key, value) VALUES ('last_sync', ?1) ON CONFLICT(key) DO UPDATE SET value = excluded.value", [now.to_string()])?;
+        }
+        tx.commit()?;
+        Ok(changed > 0)
+    }
+
+    /// HQ quarantined the application. It stays on the bus, with the reason shown.
+    pub fn on_rejected(&mut self, id: &ApplicationId, reason: &str) -> Result<(), StoreError> {
+        self.conn.execute(
+            "UPDATE outbox SET state = 'rejected', reject_reason = ?2 WHERE application_id = ?1 AND state != 'delivered'",
+            params![id.to_string(), reason],
+        )?;
+        Ok(())
+    }
+
+    /// Blobs HQ asked for, most useful first: ID photos before document scans, older
+    /// applications before newer ones.
+    pub fn needed_blobs(&self, limit: usize) -> Result<Vec<BlobPlan>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT s.sha256, b.size, s.chunk_size, s.chunk_count, s.have,
+                    MIN(a.priority) AS prio, MIN(o.enqueued_at) AS age
+             FROM blob_sync s
+             JOIN blobs b ON b.sha256 = s.sha256
+             JOIN attachments a ON a.sha256 = s.sha256
+             JOIN outbox o ON o.application_id = a.application_id
+             WHERE s.state = 'needed' AND o.state = 'record_acked' AND b.data IS NOT NULL
+             GROUP BY s.sha256
+             ORDER BY prio, age, s.sha256
+             LIMIT ?1",
+        )?;
+        let rows = stmt.query_map([limit as i64], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, u32>(2)?, r.get::<_, u32>(3)?, r.get::<_, Vec<u8>>(4)?))
+        })?;
+        rows.map(|r| {
+            let (sha, size, chunk_size, chunk_count, have) = r?;
+            Ok(BlobPlan {
+                sha256: Sha256::parse_hex(&sha).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                size: size as u64,
+                chunk_size,
+                chunk_count,
+                have: Bitmap::from_bytes(have),
+            })
+        })
+        .collect()
+    }
+
+    /// The bytes of one chunk, read straight from SQLite.
+    pub fn read_chunk(&self, sha: &Sha256, range: std::ops::Range<u64>) -> Result<Vec<u8>, StoreError> {
+        let len = range.end.saturating_sub(range.start);
+        let bytes: Option<Vec<u8>> = self
+            .conn
+            .query_row(
+                "SELECT substr(data, ?2, ?3) FROM blobs WHERE sha256 = ?1 AND data IS NOT NULL",
+                params![sha.to_hex(), range.start as i64 + 1, len as i64],
+                |r| r.get(0),
+            )
+            .optional()?;
+        match bytes {
+            Some(b) if b.len() as u64 == len => Ok(b),
+            Some(b) => Err(StoreError::Corrupt(format!("blob {sha:?}: chunk has {} bytes, expected {len}", b.len()))),
+            None => Err(StoreError::Corrupt(format!("blob {sha:?} has no bytes"))),
+        }
+    }
+
+    /// Operator's view: counts, oldest waiting, last sync.
+    pub fn status(&self) -> Result<Status, StoreError> {
+        let mut s = Status::default();
+        let mut stmt = self.conn.prepare_cached("SELECT state, COUNT(*), MIN(enqueued_at) FROM outbox GROUP BY state")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, Option<i64>>(2)?)))?;
+        for row in rows {
+            let (state, n, oldest) = row?;
+            let n = n as u64;
+            s.total += n;
+            match OutboxState::parse(&state)? {
+                OutboxState::Queued => s.queued = n,
+                OutboxState::RecordAcked => s.record_acked = n,
+                OutboxState::Delivered => s.delivered = n,
+                OutboxState::Rejected => s.rejected = n,
+            }
+            if matches!(state.as_str(), "queued" | "record_acked") {
+                if let Some(o) = oldest {
+                    s.oldest_waiting = Some(s.oldest_waiting.map_or(UnixMillis(o), |p| p.min(UnixMillis(o))));
+                }
+            }
+        }
+        s.bytes_waiting = self.conn.query_row(
+            "SELECT COALESCE(SUM(b.size), 0) FROM blob_sync s JOIN blobs b ON b.sha256 = s.sha256 WHERE s.state != 'stored'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )? as u64;
+        let last: Option<String> = self.conn.query_row("SELECT value FROM meta WHERE key = 'last_sync'", [], |r| r.get(0)).optional()?;
+        s.last_sync = last.and_then(|v| v.parse().ok()).map(UnixMillis);
+        Ok(s)
+    }
+
+    /// The newest applications, for the operator's list.
+    pub fn recent(&self, limit: usize, only_waiting: bool) -> Result<Vec<AppSummary>, StoreError> {
+        let sql = format!(
+            "SELECT a.id, a.service, a.applicant, a.captured_at, o.state, o.delivered_at, o.reject_reason
+             FROM applications a JOIN outbox o ON o.application_id = a.id {}
+             ORDER BY a.captured_at DESC, a.id DESC LIMIT ?1",
+            if only_waiting { "WHERE o.state != 'delivered'" } else { "" }
+        );
+        let mut stmt = self.conn.prepare(&sql)?;
+        let rows = stmt.query_map([limit as i64], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, Option<i64>>(5)?,
+                r.get::<_, Option<String>>(6)?,
+            ))
+        })?;
+        rows.map(|r| {
+            let (id, service, applicant, captured, state, delivered, reason) = r?;
+            Ok(AppSummary {
+                id: ApplicationId::parse(&id).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                service,
+                applicant,
+                captured_at: UnixMillis(captured),
+                state: OutboxState::parse(&state)?,
+                delivered_at: delivered.map(UnixMillis),
+                reject_reason: reason,
+            })
+        })
+        .collect()
+    }
+
+    /// Keeps a message the bus could not accept, with the reason, for a human to read.
+    pub fn quarantine(&mut self, topic: &str, reason: &str, payload: &[u8]) -> Result<(), StoreError> {
+        let keep = &payload[..payload.len().min(64 * 1024)];
+        self.conn.execute(
+            "INSERT INTO quarantine (received_at, topic, reason, payload) VALUES (?1, ?2, ?3, ?4)",
+            params![UnixMillis::now().0, topic, reason, keep],
+        )?;
+        Ok(())
+    }
+
+    pub fn quarantine_count(&self) -> Result<u64, StoreError> {
+        Ok(self.conn.query_row("SELECT COUNT(*) FROM quarantine", [], |r| r.get::<_, i64>(0))? as u64)
+    }
+
+    /// Drops the bytes of photos and scans whose applications HQ confirmed more than
+    /// `retention` ago. A lost bus then carries little personal data. Returns how many.
+    pub fn purge_delivered_blobs(&mut self, retention: Duration) -> Result<usize, StoreError> {
+        let cutoff = UnixMillis::now().0 - i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+        let n = self.conn.execute(
+            "UPDATE blobs SET data = NULL, purged_at = ?2
+             WHERE data IS NOT NULL AND NOT EXISTS (
+                SELECT 1 FROM attachments a JOIN outbox o ON o.application_id = a.application_id
+                WHERE a.sha256 = blobs.sha256 AND (o.state != 'delivered' OR o.delivered_at > ?1))",
+            params![cutoff, UnixMillis::now().0],
+        )?;
+        Ok(n)
+    }
+
+    /// SHA-256 of every stored blob with its bytes, for tests and audits.
+    pub fn blob_hashes(&self) -> Result<Vec<Sha256>, StoreError> {
+        let mut stmt = self.conn.prepare("SELECT sha256 FROM blobs ORDER BY sha256")?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        rows.map(|r| Sha256::parse_hex(&r?).map_err(|e| StoreError::Corrupt(e.to_string()))).collect()
+    }
+
+    /// Blobs HQ asked for: asked about again on every (re)connect, because HQ's staging
+    /// area may have been lost since its last snapshot.
+    pub fn needed_blob_hashes(&self) -> Result<Vec<Sha256>, StoreError> {
+        Ok(self.needed_blobs(10_000)?.into_iter().map(|b| b.sha256).collect())
+    }
+}

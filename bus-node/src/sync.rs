@@ -1,0 +1,451 @@
+//! The sync client: moves what the store holds to HQ over MQTT, whenever a link exists.
+//!
+//! Two tasks, because rumqttc's event loop must be polled without pause and publishing
+//! from the polling task can deadlock (DESIGN.md): the *poller* owns the event loop,
+//! forwards incoming packets and connection changes over a channel, and sleeps the
+//! back-off after an error (rumqttc itself would reconnect at once). The *pump* owns the
+//! store, decides what to send, and applies HQ's answers.
+//!
+//! Invariants:
+//! - Only HQ's application-level messages move the outbox forward; PUBACKs prove nothing.
+//! - Records go before any chunk; ID photos before document scans (the store orders them).
+//! - At most `record_window` records and `chunk_window` chunks are in flight, so a cut
+//!   costs at most those in re-sends; after any reconnect or restart the bus resumes from
+//!   the chunks HQ confirmed (`Progress` snapshots, persisted in `blob_sync`).
+//! - `clean_session = false` with a stable client id, so HQ's answers queued at the broker
+//!   while the bus was away arrive on reconnect. When the broker has lost the session,
+//!   rumqttc drops what it had queued, so the pump forgets its in-flight sets and sends
+//!   again from the store.
+
+use crate::config::BusConfig;
+use crate::store::{Store, StoreError};
+use keliling_shared::backoff::Backoff;
+use keliling_shared::topics::{Topics, UpKind};
+use keliling_shared::wire::{chunk_range, BlobQuery, BusStatus, Down, DownEnvelope, Heartbeat, Up, UpEnvelope, MAX_MESSAGE_BYTES, MAX_QUERY_BLOBS};
+use keliling_shared::{ApplicationId, Sha256, UnixMillis};
+use rumqttc::{AsyncClient, Event, EventLoop, LastWill, MqttOptions, NetworkOptions, Packet, Publish, QoS};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, info, warn};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("config: {0}")]
+    Config(String),
+    #[error("encode: {0}")]
+    Wire(#[from] keliling_shared::wire::WireError),
+}
+
+/// Counters a test, the demo or a benchmark can read while the client runs.
+#[derive(Debug, Default)]
+pub struct SyncMetrics {
+    pub connected: AtomicBool,
+    pub connects: AtomicU64,
+    pub records_sent: AtomicU64,
+    pub chunks_sent: AtomicU64,
+    pub bytes_published: AtomicU64,
+    pub delivered: AtomicU64,
+    pub rejected: AtomicU64,
+    pub quarantined: AtomicU64,
+}
+
+impl SyncMetrics {
+    pub fn get(c: &AtomicU64) -> u64 {
+        c.load(Ordering::Relaxed)
+    }
+}
+
+enum Net {
+    Connected { session_present: bool },
+    Disconnected(String),
+    Message(Publish),
+}
+
+/// Runs the sync client until `shutdown` turns true.
+pub async fn run(cfg: BusConfig, metrics: Arc<SyncMetrics>, mut shutdown: watch::Receiver<bool>) -> Result<(), SyncError> {
+    let topics = Topics::new(&cfg.sync.topic_prefix).map_err(|e| SyncError::Config(e.to_string()))?;
+    let store = Store::open_for_sync(&cfg.db_path())?;
+    let (client, eventloop) = connect_options(&cfg, &topics)?;
+    let (tx, rx) = mpsc::unbounded_channel();
+    let backoff = Backoff::new(Duration::from_millis(cfg.sync.backoff_min_ms), Duration::from_millis(cfg.sync.backoff_max_ms));
+    let poller = tokio::spawn(poll(eventloop, tx, backoff, shutdown.clone()));
+    let mut pump = Pump::new(cfg, topics, store, client.clone(), metrics);
+    let result = pump.run(rx, &mut shutdown).await;
+    // A clean goodbye: the broker then does not publish the last will, so say it ourselves.
+    pump.publish_status(BusStatus::Offline);
+    let _ = tokio::time::timeout(Duration::from_millis(500), client.disconnect()).await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), poller).await;
+    result
+}
+
+fn connect_options(cfg: &BusConfig, topics: &Topics) -> Result<(AsyncClient, EventLoop), SyncError> {
+    let mut opts = MqttOptions::new(format!("keliling-bus-{}", cfg.bus_id), cfg.broker.host.clone(), cfg.broker.port);
+    opts.set_clean_session(false)
+        .set_keep_alive(Duration::from_secs(cfg.broker.keep_alive_secs.max(5)))
+        // rumqttc's 10 KiB default would jam the link on the first photo chunk.
+        .set_max_packet_size(MAX_MESSAGE_BYTES + 1024, MAX_MESSAGE_BYTES + 1024)
+        .set_inflight(u16::try_from(cfg.sync.record_window + cfg.sync.chunk_window + 16).unwrap_or(u16::MAX))
+        .set_request_channel_capacity(cfg.sync.record_window + cfg.sync.chunk_window + 64);
+    let will = UpEnvelope::new(cfg.bus_id.clone(), Up::Status(BusStatus::Offline)).encode()?;
+    opts.set_last_will(LastWill::new(topics.up(&cfg.bus_id, UpKind::Status), will, QoS::AtLeastOnce, true));
+    let cap = cfg.sync.record_window + cfg.sync.chunk_window + 64;
+    let (client, mut eventloop) = AsyncClient::new(opts, cap);
+    let mut net = NetworkOptions::new();
+    net.set_connection_timeout(cfg.broker.connection_timeout_secs.max(1));
+    eventloop.set_network_options(net);
+    Ok((client, eventloop))
+}
+
+/// Polls the event loop forever; never blocks on the pump (the channel is unbounded, and
+/// what the pump has in flight bounds what HQ sends back).
+async fn poll(mut eventloop: EventLoop, tx: mpsc::UnboundedSender<Net>, mut backoff: Backoff, mut shutdown: watch::Receiver<bool>) {
+    let mut connected_at: Option<Instant> = None;
+    loop {
+        let event = tokio::select! {
+            _ = shutdown.changed() => return,
+            ev = eventloop.poll() => ev,
+        };
+        match event {
+            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                connected_at = Some(Instant::now());
+                if tx.send(Net::Connected { session_present: ack.session_present }).is_err() {
+                    return;
+                }
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                if tx.send(Net::Message(p)).is_err() {
+                    return;
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                if connected_at.take().is_some_and(|t| t.elapsed() > Duration::from_secs(10)) {
+                    backoff.reset();
+                }
+                let delay = backoff.next_delay();
+                debug!(error = %e, ?delay, "link down; backing off");
+                if tx.send(Net::Disconnected(e.to_string())).is_err() {
+                    return;
+                }
+                tokio::select! {
+                    _ = shutdown.changed() => return,
+                    _ = tokio::time::sleep(delay) => {}
+                }
+            }
+        }
+    }
+}
+
+struct Pump {
+    cfg: BusConfig,
+    topics: Topics,
+    store: Store,
+    client: AsyncClient,
+    metrics: Arc<SyncMetrics>,
+    connected: bool,
+    records_in_flight: HashMap<ApplicationId, Instant>,
+    chunks_in_flight: HashMap<(Sha256, u32), Instant>,
+    /// Blobs whose chunks HQ has all confirmed, waiting for `BlobStored`.
+    complete_since: HashMap<Sha256, Instant>,
+    last_heartbeat: Option<Instant>,
+    last_recheck: Instant,
+    /// When HQ last said anything: while answers flow, in-flight items are merely queued
+    /// behind others on a slow link, not lost.
+    last_heard: Instant,
+}
+
+impl Pump {
+    fn new(cfg: BusConfig, topics: Topics, store: Store, client: AsyncClient, metrics: Arc<SyncMetrics>) -> Self {
+        Pump {
+            cfg,
+            topics,
+            store,
+            client,
+            metrics,
+            connected: false,
+            records_in_flight: HashMap::new(),
+            chunks_in_flight: HashMap::new(),
+            complete_since: HashMap::new(),
+            last_heartbeat: None,
+            last_recheck: Instant::now(),
+            last_heard: Instant::now(),
+        }
+    }
+
+    async fn run(&mut self, mut rx: mpsc::UnboundedReceiver<Net>, shutdown: &mut watch::Receiver<bool>) -> Result<(), SyncError> {
+        let mut tick = tokio::time::interval(Duration::from_millis(self.cfg.sync.tick_ms.max(10)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return Ok(()),
+                msg = rx.recv() => match msg {
+                    None => return Ok(()),
+                    Some(net) => {
+                        self.on_net(net);
+                        // Apply everything already waiting before deciding what to send.
+                        while let Ok(net) = rx.try_recv() {
+                            self.on_net(net);
+                        }
+                    }
+                },
+                _ = tick.tick() => {}
+            }
+            if self.connected {
+                if let Err(e) = self.pump() {
+                    // A store error (disk full, locked) must not kill the daemon: what is
+                    // saved stays saved, and the next tick tries again.
+                    warn!(error = %e, "sync pump failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+    }
+
+    fn on_net(&mut self, net: Net) {
+        match net {
+            Net::Connected { session_present } => {
+                self.metrics.connects.fetch_add(1, Ordering::Relaxed);
+                self.metrics.connected.store(true, Ordering::Relaxed);
+                info!(session_present, "connected to broker");
+                self.connected = true;
+                if session_present {
+                    // rumqttc re-sends what it had in flight now: restart their clocks so
+                    // the pump does not send them a second time.
+                    let now = Instant::now();
+                    self.records_in_flight.values_mut().for_each(|t| *t = now);
+                    self.chunks_in_flight.values_mut().for_each(|t| *t = now);
+                } else {
+                    // rumqttc dropped everything it had queued: send it again from the store.
+                    self.records_in_flight.clear();
+                    self.chunks_in_flight.clear();
+                }
+                self.last_heard = Instant::now();
+                let _ = self.client.try_subscribe(self.topics.down_filter(&self.cfg.bus_id), QoS::AtLeastOnce);
+                self.publish_status(BusStatus::Online);
+                self.last_heartbeat = None;
+                if let Err(e) = self.query_needed_blobs() {
+                    warn!(error = %e, "cannot ask HQ about partial uploads");
+                }
+            }
+            Net::Disconnected(why) => {
+                if self.connected {
+                    info!(%why, "link lost");
+                }
+                self.connected = false;
+                self.metrics.connected.store(false, Ordering::Relaxed);
+            }
+            Net::Message(p) => {
+                self.last_heard = Instant::now();
+                if let Err(e) = self.on_message(&p) {
+                    warn!(error = %e, topic = %p.topic, "cannot apply HQ's message; it will be re-sent");
+                }
+            }
+        }
+    }
+
+    fn on_message(&mut self, p: &Publish) -> Result<(), StoreError> {
+        let env = match DownEnvelope::decode(&p.payload) {
+            Ok(env) if env.bus_id == self.cfg.bus_id => env,
+            Ok(env) => {
+                self.metrics.quarantined.fetch_add(1, Ordering::Relaxed);
+                let why = format!("message for bus {} arrived at bus {}", env.bus_id, self.cfg.bus_id);
+                warn!(%why, "quarantined");
+                return self.store.quarantine(&p.topic, &why, &p.payload);
+            }
+            Err(e) => {
+                self.metrics.quarantined.fetch_add(1, Ordering::Relaxed);
+                warn!(error = %e, topic = %p.topic, "undecodable message from HQ quarantined");
+                return self.store.quarantine(&p.topic, &e.to_string(), &p.payload);
+            }
+        };
+        match env.body {
+            Down::RecordAck { application, missing } => {
+                self.records_in_flight.remove(&application);
+                self.store.on_record_ack(&application, &missing)?;
+            }
+            Down::Progress(progress) => {
+                self.chunks_in_flight.retain(|(sha, i), _| !(*sha == progress.blob && progress.have.get(*i)));
+                self.store.on_progress(&progress)?;
+            }
+            Down::BlobStored { blob } => {
+                self.chunks_in_flight.retain(|(sha, _), _| *sha != blob);
+                self.complete_since.remove(&blob);
+                self.store.on_blob_stored(&blob)?;
+            }
+            Down::Delivered { application, hq_received_at } => {
+                self.records_in_flight.remove(&application);
+                if self.store.on_delivered(&application, hq_received_at)? {
+                    self.metrics.delivered.fetch_add(1, Ordering::Relaxed);
+                    debug!(%application, "delivered");
+                }
+            }
+            Down::Rejected { application, blob, reason } => {
+                self.metrics.rejected.fetch_add(1, Ordering::Relaxed);
+                warn!(?application, ?blob, %reason, "HQ rejected");
+                if let Some(id) = application {
+                    self.records_in_flight.remove(&id);
+                    self.store.on_rejected(&id, &reason)?;
+                } else {
+                    self.store.quarantine(&p.topic, &format!("HQ rejected blob {blob:?}: {reason}"), &[])?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends what the windows allow, most useful first.
+    fn pump(&mut self) -> Result<(), SyncError> {
+        let now = Instant::now();
+        let resend = self.cfg.resend_after();
+        if self.last_heartbeat.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(self.cfg.sync.heartbeat_secs.max(1))) {
+            self.send_heartbeat()?;
+            self.last_heartbeat = Some(now);
+        }
+        // What HQ has not answered in time is eligible again. While HQ's answers still
+        // flow, an unanswered item is most likely queued behind others on a slow link, so
+        // it gets longer before it is sent again.
+        let quiet = now.duration_since(self.last_heard) >= resend / 2;
+        let expired = |t: &Instant| {
+            let age = now.duration_since(*t);
+            age >= resend * 4 || (quiet && age >= resend)
+        };
+        self.records_in_flight.retain(|_, t| !expired(t));
+        self.chunks_in_flight.retain(|_, t| !expired(t));
+
+        // 1. Records.
+        let window = self.cfg.sync.record_window;
+        let queued = self.store.queued_records(window + self.records_in_flight.len())?;
+        let mut waiting_records = false;
+        for id in queued {
+            if self.records_in_flight.contains_key(&id) {
+                continue;
+            }
+            if self.records_in_flight.len() >= window {
+                waiting_records = true;
+                break;
+            }
+            if !self.send_record(&id)? {
+                waiting_records = true;
+                break;
+            }
+        }
+        if waiting_records {
+            return Ok(());
+        }
+
+        // 2. Chunks of the blobs HQ asked for.
+        let mut budget = self.cfg.sync.chunk_window.saturating_sub(self.chunks_in_flight.len());
+        let mut to_query = Vec::new();
+        if budget > 0 {
+            for plan in self.store.needed_blobs(32)? {
+                let mut any_missing = false;
+                for index in plan.have.missing(plan.chunk_count) {
+                    any_missing = true;
+                    if budget == 0 {
+                        break;
+                    }
+                    if self.chunks_in_flight.contains_key(&(plan.sha256, index)) {
+                        continue;
+                    }
+                    let data = self.store.read_chunk(&plan.sha256, chunk_range(plan.size, plan.chunk_size, index))?;
+                    let chunk = keliling_shared::wire::Chunk { blob: plan.sha256, total_size: plan.size, chunk_size: plan.chunk_size, index, data };
+                    if !self.publish(UpKind::Chunk, Up::Chunk(chunk), QoS::AtLeastOnce)? {
+                        return Ok(());
+                    }
+                    self.metrics.chunks_sent.fetch_add(1, Ordering::Relaxed);
+                    self.chunks_in_flight.insert((plan.sha256, index), now);
+                    budget -= 1;
+                }
+                if !any_missing {
+                    // Every chunk confirmed, yet no BlobStored: ask, in case HQ lost them.
+                    let since = *self.complete_since.entry(plan.sha256).or_insert(now);
+                    if now.duration_since(since) >= resend {
+                        to_query.push(plan.sha256);
+                        self.complete_since.insert(plan.sha256, now);
+                    }
+                }
+                if budget == 0 {
+                    break;
+                }
+            }
+        }
+        if !to_query.is_empty() {
+            self.publish(UpKind::Query, Up::Query(BlobQuery { blobs: to_query }), QoS::AtLeastOnce)?;
+        }
+
+        // 3. Records whose delivery ack went missing.
+        if now.duration_since(self.last_recheck) >= resend {
+            self.last_recheck = now;
+            for id in self.store.acked_records_without_delivery(window)? {
+                if !self.records_in_flight.contains_key(&id) && !self.send_record(&id)? {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn send_record(&mut self, id: &ApplicationId) -> Result<bool, SyncError> {
+        let Some(app) = self.store.application(id)? else {
+            return Ok(true);
+        };
+        if !self.publish(UpKind::Record, Up::Record(Box::new(app)), QoS::AtLeastOnce)? {
+            return Ok(false);
+        }
+        self.metrics.records_sent.fetch_add(1, Ordering::Relaxed);
+        self.records_in_flight.insert(*id, Instant::now());
+        Ok(true)
+    }
+
+    fn query_needed_blobs(&mut self) -> Result<(), SyncError> {
+        let blobs = self.store.needed_blob_hashes()?;
+        for batch in blobs.chunks(MAX_QUERY_BLOBS) {
+            self.publish(UpKind::Query, Up::Query(BlobQuery { blobs: batch.to_vec() }), QoS::AtLeastOnce)?;
+        }
+        Ok(())
+    }
+
+    fn send_heartbeat(&mut self) -> Result<(), SyncError> {
+        let s = self.store.status()?;
+        let hb = Heartbeat {
+            queue_depth: u32::try_from(s.waiting()).unwrap_or(u32::MAX),
+            bytes_waiting: s.bytes_waiting,
+            oldest_unsynced: s.oldest_waiting,
+            last_sync: s.last_sync,
+            position: None,
+            software: env!("CARGO_PKG_VERSION").to_owned(),
+            bus_clock: UnixMillis::now(),
+        };
+        // A heartbeat is stale by the next one: QoS 0, never queued for later.
+        self.publish(UpKind::Heartbeat, Up::Heartbeat(hb), QoS::AtMostOnce)?;
+        Ok(())
+    }
+
+    fn publish_status(&mut self, status: BusStatus) {
+        let env = UpEnvelope::new(self.cfg.bus_id.clone(), Up::Status(status));
+        if let Ok(bytes) = env.encode() {
+            let _ = self.client.try_publish(self.topics.up(&self.cfg.bus_id, UpKind::Status), QoS::AtLeastOnce, true, bytes);
+        }
+    }
+
+    /// Returns false when the client's queue is full: try again on the next tick.
+    fn publish(&mut self, kind: UpKind, body: Up, qos: QoS) -> Result<bool, SyncError> {
+        let bytes = UpEnvelope::new(self.cfg.bus_id.clone(), body).encode()?;
+        let len = bytes.len() as u64;
+        match self.client.try_publish(self.topics.up(&self.cfg.bus_id, kind), qos, false, bytes) {
+            Ok(()) => {
+                self.metrics.bytes_published.fetch_add(len, Ordering::Relaxed);
+                Ok(true)
+            }
+            Err(e) => {
+                debug!(error = %e, "client queue full");
+                Ok(false)
+            }
+        }
+    }
+}

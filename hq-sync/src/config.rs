@@ -1,0 +1,139 @@
+//! HQ's configuration: `config/hq.toml`, overridden by `HQ_SYNC__…` environment
+//! variables (see `keliling_shared::config_env`).
+
+use keliling_shared::config_env::{self, ConfigError};
+use keliling_shared::Catalogue;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HqConfig {
+    /// Holds `hq.sqlite` (records), `photos/` (verified blobs) and `staging/` (sled).
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    pub catalogue: Option<PathBuf>,
+    #[serde(default)]
+    pub broker: BrokerConfig,
+    #[serde(default)]
+    pub embedded_broker: EmbeddedBrokerConfig,
+    #[serde(default)]
+    pub ingest: IngestConfig,
+    #[serde(default)]
+    pub fault: FaultConfig,
+}
+
+/// The broker HQ's ingest connects to.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BrokerConfig {
+    pub host: String,
+    pub port: u16,
+    pub keep_alive_secs: u64,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig { host: "127.0.0.1".into(), port: 1883, keep_alive_secs: 30 }
+    }
+}
+
+/// rumqttd inside `hq-sync`: zero-install, no disk state, no topic ACLs. For the demo,
+/// development and tests; production uses Mosquitto (config/mosquitto.conf).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmbeddedBrokerConfig {
+    pub enabled: bool,
+    pub listen: SocketAddr,
+}
+
+impl Default for EmbeddedBrokerConfig {
+    fn default() -> Self {
+        EmbeddedBrokerConfig { enabled: false, listen: SocketAddr::from(([127, 0, 0, 1], 1883)) }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    pub topic_prefix: String,
+    /// Distinguishes workers; part of the MQTT client id.
+    pub worker_id: String,
+    /// With several workers: the MQTT shared-subscription group they split records in.
+    /// Chunks are not shared (each worker stages every chunk) so that any worker can
+    /// assemble any blob; see ARCHITECTURE.md.
+    pub shared_group: Option<String>,
+    /// Messages applied per batch (one staging flush and one round of acks per batch).
+    pub batch: usize,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            topic_prefix: keliling_shared::topics::DEFAULT_PREFIX.into(),
+            worker_id: "hq-1".into(),
+            shared_group: None,
+            batch: 256,
+        }
+    }
+}
+
+/// Fault injection for tests: off unless set.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FaultConfig {
+    /// Abort the process (as a `kill -9` would) after this many records were received
+    /// from the broker and before the next one is committed: the broker has already
+    /// PUBACKed it to the bus, HQ has not committed it.
+    pub crash_before_commit_after_records: Option<u64>,
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("var/hq")
+}
+
+pub const ENV_PREFIX: &str = "HQ_SYNC";
+
+impl HqConfig {
+    pub fn load(path: Option<&Path>) -> Result<HqConfig, ConfigError> {
+        let c: HqConfig = config_env::load(path, ENV_PREFIX)?;
+        keliling_shared::topics::Topics::new(&c.ingest.topic_prefix).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        if c.ingest.batch == 0 {
+            return Err(ConfigError::Invalid("ingest.batch must be at least 1".into()));
+        }
+        Ok(c)
+    }
+
+    /// A config for tests and the demo.
+    pub fn for_dir(data_dir: PathBuf, broker_port: u16) -> HqConfig {
+        HqConfig {
+            data_dir,
+            catalogue: None,
+            broker: BrokerConfig { port: broker_port, ..BrokerConfig::default() },
+            embedded_broker: EmbeddedBrokerConfig::default(),
+            ingest: IngestConfig::default(),
+            fault: FaultConfig::default(),
+        }
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.data_dir.join("hq.sqlite")
+    }
+    pub fn photos_dir(&self) -> PathBuf {
+        self.data_dir.join("photos")
+    }
+    pub fn staging_dir(&self) -> PathBuf {
+        self.data_dir.join("staging")
+    }
+
+    pub fn catalogue(&self) -> Result<Catalogue, ConfigError> {
+        match &self.catalogue {
+            None => Ok(Catalogue::builtin()),
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read { path: p.display().to_string(), source })?;
+                Catalogue::from_toml(&text).map_err(|e| ConfigError::Invalid(format!("{}: {e}", p.display())))
+            }
+        }
+    }
+}

@@ -1,0 +1,380 @@
+//! HQ ingest: MQTT in, durable records and photos, application-level acks out.
+//!
+//! A poller task owns rumqttc's event loop and hands publishes to the ingest loop, which
+//! applies them in batches. rumqttc runs with manual acks: the broker's copy of a message
+//! is released (PUBACK to the broker) only after HQ has applied it, so a crash of HQ
+//! between receiving and committing makes the broker deliver it again; and even if the
+//! broker forgets, the bus re-sends whatever HQ has not acknowledged.
+//!
+//! Invariants:
+//! - `Delivered` is sent only after the record and every blob it references are committed
+//!   (record and blob rows in SQLite, blob files fsynced and verified).
+//! - `Progress` is sent only after the staged chunks it reports are flushed.
+//! - A message that cannot be understood or is not allowed is quarantined with its reason,
+//!   acked to the broker (so it is not redelivered forever) and never stops ingest. A
+//!   message that fails for a transient reason (disk full, database locked) is *not*
+//!   acked to the broker and not answered: it will come again.
+
+use crate::config::HqConfig;
+use crate::photos::{PhotoStore, PhotoStoreError};
+use crate::staging::{Staging, StagingError, Stored};
+use crate::store::{HqStore, HqStoreError, RecordOutcome};
+use keliling_shared::topics::{Topics, UpKind};
+use keliling_shared::wire::{BusStatus, Chunk, Down, DownEnvelope, Up, UpEnvelope, MAX_MESSAGE_BYTES};
+use keliling_shared::{Application, BusId, Catalogue, Sha256, UnixMillis};
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, NetworkOptions, Packet, Publish, QoS};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, error, info, warn};
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error(transparent)]
+    Store(#[from] HqStoreError),
+    #[error(transparent)]
+    Staging(#[from] StagingError),
+    #[error(transparent)]
+    Photos(#[from] PhotoStoreError),
+    #[error("config: {0}")]
+    Config(String),
+}
+
+/// Blob hash mismatches tolerated before HQ gives up on a blob and says so.
+const MAX_BLOB_MISMATCHES: u32 = 3;
+
+#[derive(Debug, Default)]
+pub struct IngestMetrics {
+    pub connected: AtomicBool,
+    pub messages: AtomicU64,
+    pub records_new: AtomicU64,
+    pub records_duplicate: AtomicU64,
+    pub chunks_new: AtomicU64,
+    pub chunks_duplicate: AtomicU64,
+    pub blobs_stored: AtomicU64,
+    pub delivered_acks: AtomicU64,
+    pub quarantined: AtomicU64,
+    pub transient_errors: AtomicU64,
+}
+
+impl IngestMetrics {
+    pub fn get(c: &AtomicU64) -> u64 {
+        c.load(Ordering::Relaxed)
+    }
+}
+
+/// Runs ingest until `shutdown` turns true.
+pub async fn run(cfg: HqConfig, metrics: Arc<IngestMetrics>, mut shutdown: watch::Receiver<bool>) -> Result<(), IngestError> {
+    let topics = Topics::new(&cfg.ingest.topic_prefix).map_err(|e| IngestError::Config(e.to_string()))?;
+    let catalogue = cfg.catalogue().map_err(|e| IngestError::Config(e.to_string()))?;
+    let mut ingest = Ingest {
+        store: HqStore::open(&cfg.db_path())?,
+        staging: Staging::open(&cfg.staging_dir())?,
+        photos: PhotoStore::open(&cfg.photos_dir())?,
+        catalogue,
+        topics,
+        metrics: metrics.clone(),
+        records_seen: 0,
+        crash_after: cfg.fault.crash_before_commit_after_records,
+    };
+    let (client, eventloop) = mqtt(&cfg);
+    let (tx, mut rx) = mpsc::channel::<Publish>(4096);
+    let poller = tokio::spawn(poll(eventloop, client.clone(), cfg.clone(), ingest.topics.clone(), tx, metrics, shutdown.clone()));
+    info!(worker = %cfg.ingest.worker_id, broker = %format!("{}:{}", cfg.broker.host, cfg.broker.port), data = %cfg.data_dir.display(), "HQ ingest running");
+    loop {
+        let first = tokio::select! {
+            _ = shutdown.changed() => break,
+            p = rx.recv() => match p { Some(p) => p, None => break },
+        };
+        let mut batch = vec![first];
+        while batch.len() < cfg.ingest.batch {
+            match rx.try_recv() {
+                Ok(p) => batch.push(p),
+                Err(_) => break,
+            }
+        }
+        ingest.apply_batch(&client, batch).await;
+    }
+    let _ = tokio::time::timeout(Duration::from_millis(500), client.disconnect()).await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), poller).await;
+    Ok(())
+}
+
+fn mqtt(cfg: &HqConfig) -> (AsyncClient, EventLoop) {
+    let mut opts = MqttOptions::new(format!("keliling-hq-{}", cfg.ingest.worker_id), cfg.broker.host.clone(), cfg.broker.port);
+    // One worker keeps a persistent session so the broker holds buses' messages while HQ
+    // restarts. Workers in a shared group use clean sessions (DESIGN.md: an offline
+    // worker's share would otherwise wait for it).
+    opts.set_clean_session(cfg.ingest.shared_group.is_some())
+        .set_manual_acks(true)
+        .set_keep_alive(Duration::from_secs(cfg.broker.keep_alive_secs.max(5)))
+        .set_max_packet_size(MAX_MESSAGE_BYTES + 1024, MAX_MESSAGE_BYTES + 1024)
+        .set_inflight(200);
+    let (client, mut eventloop) = AsyncClient::new(opts, 4096);
+    let mut net = NetworkOptions::new();
+    net.set_connection_timeout(30);
+    eventloop.set_network_options(net);
+    (client, eventloop)
+}
+
+async fn poll(
+    mut eventloop: EventLoop,
+    client: AsyncClient,
+    cfg: HqConfig,
+    topics: Topics,
+    tx: mpsc::Sender<Publish>,
+    metrics: Arc<IngestMetrics>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut backoff = keliling_shared::backoff::Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
+    loop {
+        let ev = tokio::select! {
+            _ = shutdown.changed() => return,
+            ev = eventloop.poll() => ev,
+        };
+        match ev {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                backoff.reset();
+                metrics.connected.store(true, Ordering::Relaxed);
+                info!("HQ connected to broker");
+                for kind in UpKind::ALL {
+                    let filter = topics.up_filter(kind);
+                    let filter = match (&cfg.ingest.shared_group, kind) {
+                        (Some(g), k) if k != UpKind::Chunk => format!("$share/{g}/{filter}"),
+                        _ => filter,
+                    };
+                    if let Err(e) = client.try_subscribe(filter, QoS::AtLeastOnce) {
+                        warn!(error = %e, "subscribe failed");
+                    }
+                }
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                if tx.send(p).await.is_err() {
+                    return;
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                metrics.connected.store(false, Ordering::Relaxed);
+                let delay = backoff.next_delay();
+                warn!(error = %e, ?delay, "HQ lost the broker; reconnecting");
+                tokio::select! {
+                    _ = shutdown.changed() => return,
+                    _ = tokio::time::sleep(delay) => {}
+                }
+            }
+        }
+    }
+}
+
+struct Ingest {
+    store: HqStore,
+    staging: Staging,
+    photos: PhotoStore,
+    catalogue: Catalogue,
+    topics: Topics,
+    metrics: Arc<IngestMetrics>,
+    records_seen: u64,
+    crash_after: Option<u64>,
+}
+
+/// What applying one message produced.
+#[derive(Default)]
+struct Effects {
+    replies: Vec<(BusId, Down)>,
+    /// Blobs whose chunks arrived: a progress snapshot goes out after the flush.
+    touched: BTreeMap<Sha256, BusId>,
+}
+
+impl Ingest {
+    async fn apply_batch(&mut self, client: &AsyncClient, batch: Vec<Publish>) {
+        let mut fx = Effects::default();
+        let mut to_ack = Vec::with_capacity(batch.len());
+        for p in batch {
+            self.metrics.messages.fetch_add(1, Ordering::Relaxed);
+            match self.apply(&p, &mut fx) {
+                Ok(()) => to_ack.push(p),
+                Err(e) => {
+                    // Transient: neither acked nor answered, so it comes again.
+                    self.metrics.transient_errors.fetch_add(1, Ordering::Relaxed);
+                    error!(error = %e, topic = %p.topic, "cannot apply message now; it will be redelivered or re-sent");
+                }
+            }
+        }
+        if !fx.touched.is_empty() {
+            if let Err(e) = self.staging.flush().await {
+                error!(error = %e, "staging flush failed; not confirming chunks");
+                fx.touched.clear();
+            }
+        }
+        for (blob, bus) in std::mem::take(&mut fx.touched) {
+            match self.staging.progress(&blob) {
+                Ok(p) if p.chunk_count > 0 => fx.replies.push((bus, Down::Progress(p))),
+                Ok(_) => {}
+                Err(e) => warn!(error = %e, "cannot read staging progress"),
+            }
+        }
+        for (bus, body) in fx.replies {
+            if matches!(body, Down::Delivered { .. }) {
+                self.metrics.delivered_acks.fetch_add(1, Ordering::Relaxed);
+            }
+            let topic = self.topics.down(&bus);
+            match DownEnvelope::new(bus, body).encode() {
+                Ok(bytes) => {
+                    if let Err(e) = client.publish(topic, QoS::AtLeastOnce, false, bytes).await {
+                        warn!(error = %e, "cannot queue reply");
+                    }
+                }
+                Err(e) => error!(error = %e, "cannot encode reply"),
+            }
+        }
+        for p in to_ack {
+            if let Err(e) = client.ack(&p).await {
+                warn!(error = %e, "cannot ack to broker");
+            }
+        }
+    }
+
+    fn quarantine(&mut self, p: &Publish, bus: Option<&BusId>, reason: &str) -> Result<(), IngestError> {
+        self.metrics.quarantined.fetch_add(1, Ordering::Relaxed);
+        warn!(topic = %p.topic, bus = ?bus, %reason, "quarantined");
+        self.store.quarantine(&p.topic, bus.map(BusId::as_str), reason, &p.payload)?;
+        Ok(())
+    }
+
+    /// Applies one message. `Err` means a transient failure: nothing was answered.
+    fn apply(&mut self, p: &Publish, fx: &mut Effects) -> Result<(), IngestError> {
+        let (topic_bus, kind) = match self.topics.parse_up(&p.topic) {
+            Ok(v) => v,
+            Err(e) => return self.quarantine(p, None, &e.to_string()),
+        };
+        let env = match UpEnvelope::decode(&p.payload) {
+            Ok(env) => env,
+            Err(e) => return self.quarantine(p, Some(&topic_bus), &e.to_string()),
+        };
+        // The topic's bus id is what the broker's ACL ties to the sender's certificate;
+        // the payload must agree with it.
+        if env.bus_id != topic_bus {
+            let why = format!("payload claims bus {} on the topic of bus {}", env.bus_id, topic_bus);
+            return self.quarantine(p, Some(&topic_bus), &why);
+        }
+        if env.body.kind() != kind {
+            let why = format!("{} message on the {} topic", env.body.kind().as_str(), kind.as_str());
+            return self.quarantine(p, Some(&topic_bus), &why);
+        }
+        let now = UnixMillis::now();
+        match env.body {
+            Up::Record(app) => self.apply_record(p, *app, now, fx),
+            Up::Chunk(c) => self.apply_chunk(p, &topic_bus, c, now, fx),
+            Up::Query(q) => {
+                for blob in q.blobs {
+                    if self.store.has_blob(&blob)? {
+                        fx.replies.push((topic_bus.clone(), Down::BlobStored { blob }));
+                    } else {
+                        fx.replies.push((topic_bus.clone(), Down::Progress(self.staging.progress(&blob)?)));
+                    }
+                }
+                Ok(())
+            }
+            Up::Heartbeat(hb) => Ok(self.store.record_heartbeat(&topic_bus, &hb, now)?),
+            Up::Status(s) => Ok(self.store.set_online(&topic_bus, s == BusStatus::Online, now)?),
+        }
+    }
+
+    fn apply_record(&mut self, p: &Publish, app: Application, now: UnixMillis, fx: &mut Effects) -> Result<(), IngestError> {
+        self.records_seen += 1;
+        if self.crash_after.is_some_and(|n| self.records_seen > n) {
+            error!("fault injection: aborting before commit");
+            std::process::abort();
+        }
+        let bus = app.bus_id.clone();
+        if let Err(e) = self.catalogue.check(&app) {
+            let reason = format!("record refused by the catalogue: {e}");
+            self.quarantine(p, Some(&bus), &reason)?;
+            fx.replies.push((bus, Down::Rejected { application: Some(app.id), blob: None, reason }));
+            return Ok(());
+        }
+        match self.store.ingest_record(&app, now)? {
+            RecordOutcome::Complete { hq_received_at } => {
+                self.count_record(hq_received_at, now);
+                fx.replies.push((bus, Down::Delivered { application: app.id, hq_received_at }));
+            }
+            RecordOutcome::AwaitingBlobs { missing } => {
+                self.metrics.records_new.fetch_add(1, Ordering::Relaxed);
+                let missing = missing.iter().map(|b| self.staging.progress(b)).collect::<Result<Vec<_>, _>>()?;
+                fx.replies.push((bus, Down::RecordAck { application: app.id, missing }));
+            }
+            RecordOutcome::Conflict { stored, received } => {
+                let reason = format!(
+                    "integrity: application {} already committed with other content (stored {}, received {})",
+                    app.id,
+                    stored.short(),
+                    received.short()
+                );
+                self.quarantine(p, Some(&bus), &reason)?;
+                fx.replies.push((bus, Down::Rejected { application: Some(app.id), blob: None, reason }));
+            }
+        }
+        Ok(())
+    }
+
+    fn count_record(&self, hq_received_at: UnixMillis, now: UnixMillis) {
+        let counter = if hq_received_at == now { &self.metrics.records_new } else { &self.metrics.records_duplicate };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn apply_chunk(&mut self, p: &Publish, bus: &BusId, c: Chunk, now: UnixMillis, fx: &mut Effects) -> Result<(), IngestError> {
+        let blob = c.blob;
+        if self.store.has_blob(&blob)? {
+            self.metrics.chunks_duplicate.fetch_add(1, Ordering::Relaxed);
+            fx.replies.push((bus.clone(), Down::BlobStored { blob }));
+            return Ok(());
+        }
+        match self.store.blob_expected(&blob)? {
+            None => return self.quarantine(p, Some(bus), "chunk of a blob that no committed record references"),
+            Some(size) if size != c.total_size => {
+                let why = format!("chunk says the blob has {} bytes, its record says {size}", c.total_size);
+                return self.quarantine(p, Some(bus), &why);
+            }
+            Some(_) => {}
+        }
+        match self.staging.put(&c)? {
+            Stored::New => self.metrics.chunks_new.fetch_add(1, Ordering::Relaxed),
+            Stored::Duplicate => self.metrics.chunks_duplicate.fetch_add(1, Ordering::Relaxed),
+        };
+        let Some(size) = self.staging.complete_size(&blob)? else {
+            fx.touched.insert(blob, bus.clone());
+            return Ok(());
+        };
+        // Whole: assemble, verify, make durable, then reference it.
+        let pieces = self.staging.pieces(&blob)?;
+        match self.photos.put(&blob, size, pieces.iter().map(|v| v.as_ref())) {
+            Ok(path) => {
+                let completed = self.store.commit_blob(&blob, size, &path, bus, now)?;
+                self.metrics.blobs_stored.fetch_add(1, Ordering::Relaxed);
+                self.staging.discard(&blob)?;
+                fx.touched.remove(&blob);
+                debug!(?blob, completed = completed.len(), "blob stored");
+                fx.replies.push((bus.clone(), Down::BlobStored { blob }));
+                for done in completed {
+                    fx.replies.push((done.bus_id, Down::Delivered { application: done.id, hq_received_at: done.hq_received_at }));
+                }
+            }
+            Err(e @ (PhotoStoreError::HashMismatch { .. } | PhotoStoreError::SizeMismatch { .. })) => {
+                let n = self.staging.reject(&blob)?;
+                let reason = format!("assembled blob failed verification ({e}); attempt {n}");
+                self.quarantine(p, Some(bus), &reason)?;
+                if n >= MAX_BLOB_MISMATCHES {
+                    fx.replies.push((bus.clone(), Down::Rejected { application: None, blob: Some(blob), reason }));
+                } else {
+                    // The progress snapshot now says "nothing held": the bus sends it all again.
+                    fx.touched.insert(blob, bus.clone());
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,381 @@
+//! HQ's record store (SQLite): applications, which blobs they reference, verified blobs,
+//! quarantine, and the fleet's last heartbeats.
+//!
+//! Invariants:
+//! - An application row is written once, keyed by its id; a re-sent record with the same
+//!   content changes nothing, one with different content is a conflict for quarantine.
+//! - An application is `complete` only when every blob it references has a row in
+//!   `blobs`, and a blob row exists only after its file is durable and verified.
+//!   Completing is decided inside the same write transaction that adds the record or the
+//!   blob, so two workers racing on a record and its last blob cannot both miss it.
+//! - Every write transaction is `BEGIN IMMEDIATE` with a busy timeout and uses unique
+//!   keys, so several `hq-sync` workers may share the file.
+
+use keliling_shared::wire::Heartbeat;
+use keliling_shared::{Application, ApplicationId, BusId, Sha256, UnixMillis};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use std::path::Path;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum HqStoreError {
+    #[error("HQ database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("HQ database holds a corrupt value: {0}")]
+    Corrupt(String),
+    #[error("cannot create {0}: {1}")]
+    Dir(String, std::io::Error),
+}
+
+/// What ingesting a record came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordOutcome {
+    /// Record and every blob committed: the delivery ack may go out.
+    Complete { hq_received_at: UnixMillis },
+    /// Record committed; these blobs are still missing.
+    AwaitingBlobs { missing: Vec<Sha256> },
+    /// The same id was committed earlier with other content. Nothing was written.
+    Conflict { stored: Sha256, received: Sha256 },
+}
+
+/// An application that became complete when a blob arrived.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Completed {
+    pub id: ApplicationId,
+    pub bus_id: BusId,
+    pub hq_received_at: UnixMillis,
+}
+
+/// One line of HQ's fleet view.
+#[derive(Debug, Clone)]
+pub struct BusRow {
+    pub bus_id: String,
+    pub online: bool,
+    pub last_seen: Option<UnixMillis>,
+    pub queue_depth: Option<u32>,
+    pub bytes_waiting: Option<u64>,
+    pub oldest_unsynced: Option<UnixMillis>,
+    pub last_sync: Option<UnixMillis>,
+    pub software: Option<String>,
+    pub clock_skew_ms: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Counts {
+    pub applications: u64,
+    pub complete: u64,
+    pub awaiting_blobs: u64,
+    pub blobs: u64,
+    pub quarantined: u64,
+    pub buses: u64,
+}
+
+pub struct HqStore {
+    conn: Connection,
+}
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS applications (
+    id              TEXT PRIMARY KEY,
+    bus_id          TEXT NOT NULL,
+    service         TEXT NOT NULL,
+    content_hash    TEXT NOT NULL,
+    record          BLOB NOT NULL,
+    applicant_name  TEXT NOT NULL,
+    nik             TEXT NOT NULL,
+    village         TEXT NOT NULL,
+    captured_at     INTEGER NOT NULL,
+    hq_received_at  INTEGER NOT NULL,
+    clock_skew_ms   INTEGER,
+    warnings        TEXT NOT NULL,
+    state           TEXT NOT NULL CHECK (state IN ('awaiting_blobs', 'complete')),
+    completed_at    INTEGER,
+    review_state    TEXT NOT NULL DEFAULT 'pending'
+);
+CREATE INDEX IF NOT EXISTS applications_by_state ON applications(state, hq_received_at);
+CREATE INDEX IF NOT EXISTS applications_by_bus ON applications(bus_id, hq_received_at);
+CREATE TABLE IF NOT EXISTS app_blobs (
+    application_id TEXT NOT NULL REFERENCES applications(id),
+    sha256         TEXT NOT NULL,
+    kind           TEXT NOT NULL,
+    size           INTEGER NOT NULL,
+    media_type     TEXT NOT NULL,
+    PRIMARY KEY (application_id, sha256, kind)
+);
+CREATE INDEX IF NOT EXISTS app_blobs_by_sha ON app_blobs(sha256);
+CREATE TABLE IF NOT EXISTS blobs (
+    sha256     TEXT PRIMARY KEY,
+    size       INTEGER NOT NULL,
+    path       TEXT NOT NULL,
+    first_bus  TEXT NOT NULL,
+    stored_at  INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS quarantine (
+    id             INTEGER PRIMARY KEY AUTOINCREMENT,
+    received_at    INTEGER NOT NULL,
+    topic          TEXT NOT NULL,
+    claimed_bus    TEXT,
+    reason         TEXT NOT NULL,
+    payload        BLOB,
+    payload_sha256 TEXT NOT NULL,
+    UNIQUE (payload_sha256, reason)
+);
+CREATE TABLE IF NOT EXISTS buses (
+    bus_id          TEXT PRIMARY KEY,
+    online          INTEGER NOT NULL DEFAULT 0,
+    last_seen       INTEGER,
+    queue_depth     INTEGER,
+    bytes_waiting   INTEGER,
+    oldest_unsynced INTEGER,
+    last_sync       INTEGER,
+    lat             REAL,
+    lon             REAL,
+    software        TEXT,
+    bus_clock       INTEGER,
+    clock_skew_ms   INTEGER
+);
+"#;
+
+/// Quarantined payloads are kept up to this size: enough to diagnose, bounded for floods.
+const MAX_QUARANTINE_PAYLOAD: usize = 64 * 1024;
+
+impl HqStore {
+    pub fn open(path: &Path) -> Result<Self, HqStoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| HqStoreError::Dir(dir.display().to_string(), e))?;
+        }
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // HQ acks only what is durable: FULL fsyncs the WAL at every commit.
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.busy_timeout(Duration::from_secs(30))?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(HqStore { conn })
+    }
+
+    /// Commits a record (idempotently) and says whether it is complete.
+    /// `clock_skew_ms` is the bus's clock error as last seen in its heartbeat, if known.
+    pub fn ingest_record(&mut self, app: &Application, hq_now: UnixMillis) -> Result<RecordOutcome, HqStoreError> {
+        let id = app.id.to_string();
+        let hash = app.content_hash();
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let existing: Option<(String, String, i64)> = tx
+            .query_row("SELECT content_hash, state, hq_received_at FROM applications WHERE id = ?1", [&id], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .optional()?;
+        if let Some((stored, _, _)) = &existing {
+            let stored = Sha256::parse_hex(stored).map_err(|e| HqStoreError::Corrupt(e.to_string()))?;
+            if stored != hash {
+                return Ok(RecordOutcome::Conflict { stored, received: hash });
+            }
+        } else {
+            let record = app.to_stored_bytes().map_err(|e| HqStoreError::Corrupt(e.to_string()))?;
+            let skew: Option<i64> = tx
+                .query_row("SELECT clock_skew_ms FROM buses WHERE bus_id = ?1", [app.bus_id.as_str()], |r| r.get(0))
+                .optional()?
+                .flatten();
+            let warnings: Vec<String> = app.warnings().iter().map(ToString::to_string).collect();
+            tx.execute(
+                "INSERT INTO applications (id, bus_id, service, content_hash, record, applicant_name, nik, village,
+                    captured_at, hq_received_at, clock_skew_ms, warnings, state)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 'awaiting_blobs')",
+                params![
+                    id,
+                    app.bus_id.as_str(),
+                    app.service.as_str(),
+                    hash.to_hex(),
+                    record,
+                    app.applicant.full_name.as_str(),
+                    app.applicant.nik.as_str(),
+                    app.stop.village.as_str(),
+                    app.captured_at.0,
+                    hq_now.0,
+                    skew,
+                    warnings.join("\n"),
+                ],
+            )?;
+            for a in &app.attachments {
+                tx.execute(
+                    "INSERT OR IGNORE INTO app_blobs (application_id, sha256, kind, size, media_type) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![id, a.sha256.to_hex(), a.kind.label(), a.size as i64, a.media_type.as_mime()],
+                )?;
+            }
+        }
+        let missing = Self::missing_blobs(&tx, &id)?;
+        let outcome = if missing.is_empty() {
+            tx.execute(
+                "UPDATE applications SET state = 'complete', completed_at = ?2 WHERE id = ?1 AND state = 'awaiting_blobs'",
+                params![id, hq_now.0],
+            )?;
+            let received: i64 = tx.query_row("SELECT hq_received_at FROM applications WHERE id = ?1", [&id], |r| r.get(0))?;
+            RecordOutcome::Complete { hq_received_at: UnixMillis(received) }
+        } else {
+            RecordOutcome::AwaitingBlobs { missing }
+        };
+        tx.commit()?;
+        Ok(outcome)
+    }
+
+    fn missing_blobs(tx: &rusqlite::Transaction<'_>, id: &str) -> Result<Vec<Sha256>, HqStoreError> {
+        let mut stmt = tx.prepare_cached(
+            "SELECT DISTINCT ab.sha256 FROM app_blobs ab LEFT JOIN blobs b ON b.sha256 = ab.sha256
+             WHERE ab.application_id = ?1 AND b.sha256 IS NULL ORDER BY ab.sha256",
+        )?;
+        let rows = stmt.query_map([id], |r| r.get::<_, String>(0))?;
+        rows.map(|r| Sha256::parse_hex(&r?).map_err(|e| HqStoreError::Corrupt(e.to_string()))).collect()
+    }
+
+    pub fn has_blob(&self, sha: &Sha256) -> Result<bool, HqStoreError> {
+        Ok(self.conn.query_row("SELECT 1 FROM blobs WHERE sha256 = ?1", [sha.to_hex()], |_| Ok(())).optional()?.is_some())
+    }
+
+    /// Is this blob one that some committed application references? HQ stages chunks
+    /// only for blobs it was told about, so a bus cannot fill HQ's disk with orphans.
+    pub fn blob_expected(&self, sha: &Sha256) -> Result<Option<u64>, HqStoreError> {
+        Ok(self
+            .conn
+            .query_row("SELECT size FROM app_blobs WHERE sha256 = ?1 LIMIT 1", [sha.to_hex()], |r| r.get::<_, i64>(0))
+            .optional()?
+            .map(|s| s as u64))
+    }
+
+    /// References a verified, durable blob file and completes every application that was
+    /// waiting only for it. Returns those applications, for their delivery acks.
+    pub fn commit_blob(&mut self, sha: &Sha256, size: u64, path: &Path, bus: &BusId, hq_now: UnixMillis) -> Result<Vec<Completed>, HqStoreError> {
+        let hex = sha.to_hex();
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
+            "INSERT INTO blobs (sha256, size, path, first_bus, stored_at) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(sha256) DO NOTHING",
+            params![hex, size as i64, path.display().to_string(), bus.as_str(), hq_now.0],
+        )?;
+        let waiting: Vec<(String, String, i64)> = {
+            let mut stmt = tx.prepare_cached(
+                "SELECT a.id, a.bus_id, a.hq_received_at FROM applications a JOIN app_blobs ab ON ab.application_id = a.id
+                 WHERE ab.sha256 = ?1 AND a.state = 'awaiting_blobs'",
+            )?;
+            let rows = stmt.query_map([&hex], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        let mut done = Vec::new();
+        for (id, bus_id, received) in waiting {
+            if Self::missing_blobs(&tx, &id)?.is_empty() {
+                tx.execute("UPDATE applications SET state = 'complete', completed_at = ?2 WHERE id = ?1", params![id, hq_now.0])?;
+                done.push(Completed {
+                    id: ApplicationId::parse(&id).map_err(|e| HqStoreError::Corrupt(e.to_string()))?,
+                    bus_id: BusId::parse(&bus_id).map_err(|e| HqStoreError::Corrupt(e.to_string()))?,
+                    hq_received_at: UnixMillis(received),
+                });
+            }
+        }
+        tx.commit()?;
+        Ok(done)
+    }
+
+    /// Keeps a bad message with its reason. The same payload with the same reason is
+    /// kept once, so a replay flood does not fill the disk.
+    pub fn quarantine(&mut self, topic: &str, claimed_bus: Option<&str>, reason: &str, payload: &[u8]) -> Result<(), HqStoreError> {
+        let keep = &payload[..payload.len().min(MAX_QUARANTINE_PAYLOAD)];
+        self.conn.execute(
+            "INSERT OR IGNORE INTO quarantine (received_at, topic, claimed_bus, reason, payload, payload_sha256)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![UnixMillis::now().0, topic, claimed_bus, reason, keep, Sha256::digest(payload).to_hex()],
+        )?;
+        Ok(())
+    }
+
+    pub fn record_heartbeat(&mut self, bus: &BusId, hb: &Heartbeat, hq_now: UnixMillis) -> Result<(), HqStoreError> {
+        let skew = hb.bus_clock.0 - hq_now.0;
+        self.conn.execute(
+            "INSERT INTO buses (bus_id, online, last_seen, queue_depth, bytes_waiting, oldest_unsynced, last_sync, lat, lon, software, bus_clock, clock_skew_ms)
+             VALUES (?1, 1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+             ON CONFLICT(bus_id) DO UPDATE SET online = 1, last_seen = excluded.last_seen, queue_depth = excluded.queue_depth,
+                bytes_waiting = excluded.bytes_waiting, oldest_unsynced = excluded.oldest_unsynced, last_sync = excluded.last_sync,
+                lat = excluded.lat, lon = excluded.lon, software = excluded.software, bus_clock = excluded.bus_clock,
+                clock_skew_ms = excluded.clock_skew_ms",
+            params![
+                bus.as_str(),
+                hq_now.0,
+                hb.queue_depth,
+                hb.bytes_waiting as i64,
+                hb.oldest_unsynced.map(|t| t.0),
+                hb.last_sync.map(|t| t.0),
+                hb.position.map(|p| p.lat()),
+                hb.position.map(|p| p.lon()),
+                hb.software,
+                hb.bus_clock.0,
+                skew,
+            ],
+        )?;
+        Ok(())
+    }
+
+    pub fn set_online(&mut self, bus: &BusId, online: bool, hq_now: UnixMillis) -> Result<(), HqStoreError> {
+        self.conn.execute(
+            "INSERT INTO buses (bus_id, online, last_seen) VALUES (?1, ?2, ?3)
+             ON CONFLICT(bus_id) DO UPDATE SET online = excluded.online, last_seen = excluded.last_seen",
+            params![bus.as_str(), online, hq_now.0],
+        )?;
+        Ok(())
+    }
+
+    pub fn counts(&self) -> Result<Counts, HqStoreError> {
+        let one = |sql: &str| -> Result<u64, HqStoreError> { Ok(self.conn.query_row(sql, [], |r| r.get::<_, i64>(0))? as u64) };
+        Ok(Counts {
+            applications: one("SELECT COUNT(*) FROM applications")?,
+            complete: one("SELECT COUNT(*) FROM applications WHERE state = 'complete'")?,
+            awaiting_blobs: one("SELECT COUNT(*) FROM applications WHERE state = 'awaiting_blobs'")?,
+            blobs: one("SELECT COUNT(*) FROM blobs")?,
+            quarantined: one("SELECT COUNT(*) FROM quarantine")?,
+            buses: one("SELECT COUNT(*) FROM buses")?,
+        })
+    }
+
+    pub fn fleet(&self) -> Result<Vec<BusRow>, HqStoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT bus_id, online, last_seen, queue_depth, bytes_waiting, oldest_unsynced, last_sync, software, clock_skew_ms
+             FROM buses ORDER BY bus_id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(BusRow {
+                bus_id: r.get(0)?,
+                online: r.get(1)?,
+                last_seen: r.get::<_, Option<i64>>(2)?.map(UnixMillis),
+                queue_depth: r.get(3)?,
+                bytes_waiting: r.get::<_, Option<i64>>(4)?.map(|v| v as u64),
+                oldest_unsynced: r.get::<_, Option<i64>>(5)?.map(UnixMillis),
+                last_sync: r.get::<_, Option<i64>>(6)?.map(UnixMillis),
+                software: r.get(7)?,
+                clock_skew_ms: r.get(8)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Quarantine entries, newest first: (time, topic, claimed bus, reason).
+    pub fn quarantined(&self, limit: usize) -> Result<Vec<(UnixMillis, String, Option<String>, String)>, HqStoreError> {
+        let mut stmt = self.conn.prepare("SELECT received_at, topic, claimed_bus, reason FROM quarantine ORDER BY id DESC LIMIT ?1")?;
+        let rows = stmt.query_map([limit as i64], |r| Ok((UnixMillis(r.get(0)?), r.get(1)?, r.get(2)?, r.get(3)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Every application id with the hashes of its blobs, for audits and tests.
+    pub fn application_blobs(&self) -> Result<Vec<(ApplicationId, String, Vec<Sha256>)>, HqStoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT a.id, a.state, group_concat(ab.sha256) FROM applications a LEFT JOIN app_blobs ab ON ab.application_id = a.id
+             GROUP BY a.id ORDER BY a.id",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, Option<String>>(2)?)))?;
+        rows.map(|r| {
+            let (id, state, shas) = r?;
+            let id = ApplicationId::parse(&id).map_err(|e| HqStoreError::Corrupt(e.to_string()))?;
+            let mut list = Vec::new();
+            for s in shas.unwrap_or_default().split(',').filter(|s| !s.is_empty()) {
+                list.push(Sha256::parse_hex(s).map_err(|e| HqStoreError::Corrupt(e.to_string()))?);
+            }
+            list.sort();
+            Ok((id, state, list))
+        })
+        .collect()
+    }
+}

@@ -1,0 +1,276 @@
+//! The service catalogue: which services a bus offers, what each needs, and its photo
+//! rules. It is data (`config/services.toml`), so a new service is a config change, not
+//! a release; both sides check an application against the same catalogue.
+
+use crate::application::{Application, AttachmentKind, FieldName};
+use crate::ids::ServiceCode;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogueError {
+    #[error("katalog layanan tidak terbaca: {0} (service catalogue is not valid TOML)")]
+    Toml(#[from] toml::de::Error),
+    #[error("katalog layanan: {0}")]
+    Invalid(String),
+    #[error("layanan {0} tidak ada di katalog (unknown service)")]
+    UnknownService(String),
+    #[error("isian wajib '{field}' ({label}) belum diisi (required field missing)")]
+    MissingField { field: String, label: String },
+    #[error("isian '{0}' tidak dikenal untuk layanan ini (unknown field for this service)")]
+    UnknownField(String),
+    #[error("isian '{field}' tidak sah: {why} (invalid field)")]
+    BadField { field: String, why: String },
+    #[error("pas foto wajib untuk layanan ini (this service needs an ID photo)")]
+    MissingPhoto,
+    #[error("pindaian dokumen '{0}' wajib untuk layanan ini (document scan required)")]
+    MissingDocument(String),
+    #[error("dokumen '{0}' tidak dikenal untuk layanan ini (unknown document for this service)")]
+    UnknownDocument(String),
+}
+
+/// The background an ID photo must have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BackgroundRule {
+    Any,
+    Red,
+    Blue,
+    White,
+    /// KTP-el: red for odd birth years, blue for even ones.
+    ByBirthYear,
+}
+
+/// What an ID photo must look like for one service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PhotoRules {
+    pub required: bool,
+    pub width: u32,
+    pub height: u32,
+    pub max_bytes: usize,
+    pub background: BackgroundRule,
+}
+
+impl Default for PhotoRules {
+    /// 35 x 45 mm at 300 dpi.
+    fn default() -> Self {
+        PhotoRules { required: true, width: 413, height: 531, max_bytes: 60_000, background: BackgroundRule::Any }
+    }
+}
+
+/// A concrete background colour once the rule is applied to an applicant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackgroundColour {
+    Red,
+    Blue,
+    White,
+}
+
+impl BackgroundRule {
+    pub fn resolve(self, birth_year: i32) -> Option<BackgroundColour> {
+        match self {
+            BackgroundRule::Any => None,
+            BackgroundRule::Red => Some(BackgroundColour::Red),
+            BackgroundRule::Blue => Some(BackgroundColour::Blue),
+            BackgroundRule::White => Some(BackgroundColour::White),
+            BackgroundRule::ByBirthYear => Some(if birth_year.rem_euclid(2) == 1 {
+                BackgroundColour::Red
+            } else {
+                BackgroundColour::Blue
+            }),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FieldKind {
+    Text,
+    /// 16 digits, like a KK (family card) number.
+    Digits16,
+    /// `YYYY-MM-DD`.
+    Date,
+    Choice,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldSpec {
+    pub name: String,
+    pub label: String,
+    pub kind: FieldKind,
+    #[serde(default = "yes")]
+    pub required: bool,
+    #[serde(default)]
+    pub choices: Vec<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DocumentSpec {
+    pub name: String,
+    pub label: String,
+    #[serde(default = "yes")]
+    pub required: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Service {
+    pub code: ServiceCode,
+    pub name: String,
+    pub name_en: String,
+    /// Taken on the bus only as a booking (e.g. KTP-el recording, which by law needs
+    /// biometrics at an office).
+    #[serde(default)]
+    pub booking_only: bool,
+    #[serde(default)]
+    pub fields: Vec<FieldSpec>,
+    #[serde(default)]
+    pub documents: Vec<DocumentSpec>,
+    pub photo: Option<PhotoRules>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Catalogue {
+    pub version: u32,
+    #[serde(rename = "service")]
+    pub services: Vec<Service>,
+}
+
+/// The starter catalogue, compiled in so a bus without a config file still works.
+pub const DEFAULT_CATALOGUE_TOML: &str = include_str!("../../config/services.toml");
+
+impl Catalogue {
+    pub fn from_toml(s: &str) -> Result<Self, CatalogueError> {
+        let c: Catalogue = toml::from_str(s)?;
+        c.check_consistent()?;
+        Ok(c)
+    }
+
+    pub fn builtin() -> Self {
+        // The built-in catalogue is tested below; if it ever failed to parse, an empty
+        // catalogue makes every capture fail loudly rather than the process panic.
+        Catalogue::from_toml(DEFAULT_CATALOGUE_TOML).unwrap_or(Catalogue { version: 0, services: Vec::new() })
+    }
+
+    fn check_consistent(&self) -> Result<(), CatalogueError> {
+        let mut codes = std::collections::HashSet::new();
+        for s in &self.services {
+            if !codes.insert(s.code.clone()) {
+                return Err(CatalogueError::Invalid(format!("kode {} dua kali (duplicate code)", s.code)));
+            }
+            for f in &s.fields {
+                FieldName::parse(&f.name).map_err(CatalogueError::Invalid)?;
+                if f.kind == FieldKind::Choice && f.choices.is_empty() {
+                    return Err(CatalogueError::Invalid(format!("{}.{}: pilihan kosong (no choices)", s.code, f.name)));
+                }
+            }
+            for d in &s.documents {
+                FieldName::parse(&d.name).map_err(CatalogueError::Invalid)?;
+            }
+            if let Some(p) = &s.photo {
+                if p.width < 100 || p.height < 100 || p.width > 2000 || p.height > 2000 || p.max_bytes < 5_000 {
+                    return Err(CatalogueError::Invalid(format!("{}: aturan foto tidak masuk akal (photo rules out of range)", s.code)));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn service(&self, code: &ServiceCode) -> Result<&Service, CatalogueError> {
+        self.services
+            .iter()
+            .find(|s| &s.code == code)
+            .ok_or_else(|| CatalogueError::UnknownService(code.to_string()))
+    }
+
+    /// Checks an application against its service: fields present and well-formed, the
+    /// photo and documents it needs attached. Used at capture and again at HQ.
+    pub fn check(&self, app: &Application) -> Result<(), CatalogueError> {
+        let svc = self.service(&app.service)?;
+        let known: BTreeMap<&str, &FieldSpec> = svc.fields.iter().map(|f| (f.name.as_str(), f)).collect();
+        for (name, value) in &app.fields {
+            let spec = known.get(name.as_str()).ok_or_else(|| CatalogueError::UnknownField(name.to_string()))?;
+            spec.check_value(value.as_str())?;
+        }
+        for f in &svc.fields {
+            if f.required && !app.fields.keys().any(|k| k.as_str() == f.name) {
+                return Err(CatalogueError::MissingField { field: f.name.clone(), label: f.label.clone() });
+            }
+        }
+        let has_photo = app.attachments.iter().any(|a| a.kind == AttachmentKind::IdPhoto);
+        if svc.photo.as_ref().is_some_and(|p| p.required) && !has_photo {
+            return Err(CatalogueError::MissingPhoto);
+        }
+        for a in &app.attachments {
+            if let AttachmentKind::Document(d) = &a.kind {
+                if !svc.documents.iter().any(|s| s.name == d.as_str()) {
+                    return Err(CatalogueError::UnknownDocument(d.to_string()));
+                }
+            }
+        }
+        for d in svc.documents.iter().filter(|d| d.required) {
+            let attached = app
+                .attachments
+                .iter()
+                .any(|a| matches!(&a.kind, AttachmentKind::Document(n) if n.as_str() == d.name));
+            if !attached {
+                return Err(CatalogueError::MissingDocument(d.name.clone()));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl FieldSpec {
+    fn check_value(&self, v: &str) -> Result<(), CatalogueError> {
+        let bad = |why: &str| CatalogueError::BadField { field: self.name.clone(), why: why.to_owned() };
+        match self.kind {
+            FieldKind::Text => Ok(()),
+            FieldKind::Digits16 => {
+                if v.len() == 16 && v.bytes().all(|b| b.is_ascii_digit()) {
+                    Ok(())
+                } else {
+                    Err(bad("harus 16 angka (must be 16 digits)"))
+                }
+            }
+            FieldKind::Date => {
+                let fmt = time::macros::format_description!("[year]-[month]-[day]");
+                time::Date::parse(v, &fmt).map(|_| ()).map_err(|_| bad("tanggal harus TTTT-BB-HH (date must be YYYY-MM-DD)"))
+            }
+            FieldKind::Choice => {
+                if self.choices.iter().any(|c| c == v) {
+                    Ok(())
+                } else {
+                    Err(bad(&format!("pilih salah satu: {} (choose one)", self.choices.join(", "))))
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_catalogue_parses_and_has_the_starter_services() {
+        let c = Catalogue::from_toml(DEFAULT_CATALOGUE_TOML).unwrap();
+        for code in ["KIA", "KK_UPDATE", "AKTA_LAHIR", "SIM_RENEWAL", "KTP_EL"] {
+            c.service(&ServiceCode::parse(code).unwrap()).unwrap();
+        }
+        let ktp = c.service(&ServiceCode::parse("KTP_EL").unwrap()).unwrap();
+        assert!(ktp.booking_only);
+        let bg = ktp.photo.as_ref().unwrap().background;
+        assert_eq!(bg.resolve(1991), Some(BackgroundColour::Red));
+        assert_eq!(bg.resolve(1990), Some(BackgroundColour::Blue));
+    }
+
+    #[test]
+    fn duplicate_codes_refused() {
+        let t = format!("{DEFAULT_CATALOGUE_TOML}\n[[service]]\ncode = \"KIA\"\nname = \"x\"\nname_en = \"x\"\n");
+        assert!(matches!(Catalogue::from_toml(&t), Err(CatalogueError::Invalid(_))));
+    }
+}

@@ -1,0 +1,326 @@
+//! Protocol v1 on the wire: versioned binary envelopes.
+//!
+//! Layout of every payload: `b"KL"`, one version byte, then the body in postcard (a
+//! compact serde format with varints: a record is a few hundred bytes, which matters on a
+//! 2G link). Every decoder here treats its input as hostile: the size is checked before
+//! anything is decoded, nothing panics, trailing bytes are refused, and every domain type
+//! inside re-parses itself, so a decoded message holds only valid values.
+
+use crate::application::{Application, GeoPoint, MAX_ATTACHMENT_BYTES};
+use crate::bitmap::Bitmap;
+use crate::ids::{ApplicationId, BusId, Sha256};
+use crate::time::UnixMillis;
+use crate::topics::UpKind;
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+pub const MAGIC: [u8; 2] = *b"KL";
+pub const VERSION: u8 = 1;
+/// The largest envelope either side sends or accepts. Set the MQTT clients' and brokers'
+/// packet limits above this (see DESIGN.md: rumqttc's 10 KiB default jams the link).
+pub const MAX_MESSAGE_BYTES: usize = 96 * 1024;
+/// Chunks are at most this big; the bus picks its chunk size up to it.
+pub const MAX_CHUNK_BYTES: u32 = 64 * 1024;
+pub const MIN_CHUNK_BYTES: u32 = 1024;
+pub const DEFAULT_CHUNK_BYTES: u32 = 16 * 1024;
+pub const MAX_QUERY_BLOBS: usize = 64;
+pub const MAX_REASON_CHARS: usize = 500;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum WireError {
+    #[error("message too large: {0} bytes, at most {MAX_MESSAGE_BYTES}")]
+    TooLarge(usize),
+    #[error("message too short to hold a header ({0} bytes)")]
+    TooShort(usize),
+    #[error("not a Keliling message (bad magic)")]
+    BadMagic,
+    #[error("unknown protocol version {0} (this build speaks {VERSION})")]
+    UnknownVersion(u8),
+    #[error("malformed body: {0}")]
+    Malformed(String),
+    #[error("{0} trailing bytes after the body")]
+    Trailing(usize),
+    #[error("invalid message: {0}")]
+    Invalid(String),
+    #[error("could not encode: {0}")]
+    Encode(String),
+}
+
+/// Everything a bus sends. `bus_id` must equal the bus id in the topic (HQ checks).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UpEnvelope {
+    pub bus_id: BusId,
+    pub sent_at: UnixMillis,
+    pub body: Up,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Up {
+    Record(Box<Application>),
+    Chunk(Chunk),
+    Query(BlobQuery),
+    Heartbeat(Heartbeat),
+    Status(BusStatus),
+}
+
+impl Up {
+    /// The topic kind this body must travel on.
+    pub fn kind(&self) -> UpKind {
+        match self {
+            Up::Record(_) => UpKind::Record,
+            Up::Chunk(_) => UpKind::Chunk,
+            Up::Query(_) => UpKind::Query,
+            Up::Heartbeat(_) => UpKind::Heartbeat,
+            Up::Status(_) => UpKind::Status,
+        }
+    }
+}
+
+/// One piece of a blob (an ID photo or document scan). A blob of `total_size` bytes in
+/// `chunk_size` pieces has `ceil(total/chunk)` chunks; all but the last are full.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Chunk {
+    pub blob: Sha256,
+    pub total_size: u64,
+    pub chunk_size: u32,
+    pub index: u32,
+    #[serde(with = "serde_bytes")]
+    pub data: Vec<u8>,
+}
+
+impl std::fmt::Debug for Chunk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Chunk({:?} #{}/{} {}B)", self.blob, self.index, self.count(), self.data.len())
+    }
+}
+
+/// How many chunks a blob of `total_size` has at `chunk_size`.
+pub fn chunk_count(total_size: u64, chunk_size: u32) -> u32 {
+    if chunk_size == 0 {
+        return 0;
+    }
+    u32::try_from(total_size.div_ceil(u64::from(chunk_size))).unwrap_or(u32::MAX)
+}
+
+/// The byte range of chunk `index`.
+pub fn chunk_range(total_size: u64, chunk_size: u32, index: u32) -> std::ops::Range<u64> {
+    let start = u64::from(index) * u64::from(chunk_size);
+    start.min(total_size)..(start + u64::from(chunk_size)).min(total_size)
+}
+
+impl Chunk {
+    pub fn count(&self) -> u32 {
+        chunk_count(self.total_size, self.chunk_size)
+    }
+    /// A chunk's header must describe a possible blob and its data must be exactly the
+    /// bytes its index covers.
+    pub fn check(&self) -> Result<(), WireError> {
+        let invalid = |s: String| Err(WireError::Invalid(s));
+        if !(MIN_CHUNK_BYTES..=MAX_CHUNK_BYTES).contains(&self.chunk_size) {
+            return invalid(format!("chunk size {} out of range", self.chunk_size));
+        }
+        if self.total_size == 0 || self.total_size > MAX_ATTACHMENT_BYTES {
+            return invalid(format!("blob size {} out of range", self.total_size));
+        }
+        if self.index >= self.count() {
+            return invalid(format!("chunk index {} out of range (blob has {})", self.index, self.count()));
+        }
+        let r = chunk_range(self.total_size, self.chunk_size, self.index);
+        if self.data.len() as u64 != r.end - r.start {
+            return invalid(format!("chunk {} holds {} bytes, expected {}", self.index, self.data.len(), r.end - r.start));
+        }
+        Ok(())
+    }
+}
+
+/// "What do you hold of these blobs?": asked after a restart or when a blob's chunks are
+/// all confirmed but HQ has not yet said it stored the blob.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlobQuery {
+    pub blobs: Vec<Sha256>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    /// Applications not yet confirmed delivered by HQ.
+    pub queue_depth: u32,
+    /// Bytes of attachments HQ still lacks.
+    pub bytes_waiting: u64,
+    pub oldest_unsynced: Option<UnixMillis>,
+    pub last_sync: Option<UnixMillis>,
+    pub position: Option<GeoPoint>,
+    pub software: String,
+    pub bus_clock: UnixMillis,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BusStatus {
+    Online,
+    /// Sent by the broker as the bus's last will when its connection dies.
+    Offline,
+}
+
+/// Everything HQ sends to one bus.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DownEnvelope {
+    pub bus_id: BusId,
+    pub sent_at: UnixMillis,
+    pub body: Down,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Down {
+    /// The record is committed at HQ; these blobs are still missing (with what HQ already
+    /// holds of each). Not delivery yet: that is [`Down::Delivered`].
+    RecordAck { application: ApplicationId, missing: Vec<BlobProgress> },
+    /// A snapshot of which chunks of one blob HQ holds. Snapshots replace each other.
+    Progress(BlobProgress),
+    /// The blob is verified (SHA-256) and committed to HQ's photo store.
+    BlobStored { blob: Sha256 },
+    /// HQ has committed the record and every blob it references: the only delivery ack.
+    Delivered { application: ApplicationId, hq_received_at: UnixMillis },
+    /// HQ quarantined what the bus sent, with the reason. The bus keeps its copy and shows
+    /// the reason to the operator; it does not re-send.
+    Rejected { application: Option<ApplicationId>, blob: Option<Sha256>, reason: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlobProgress {
+    pub blob: Sha256,
+    pub chunk_count: u32,
+    pub have: Bitmap,
+}
+
+pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, WireError> {
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(&MAGIC);
+    out.push(VERSION);
+    let out = postcard::to_extend(value, out).map_err(|e| WireError::Encode(e.to_string()))?;
+    if out.len() > MAX_MESSAGE_BYTES {
+        return Err(WireError::TooLarge(out.len()));
+    }
+    Ok(out)
+}
+
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, WireError> {
+    if bytes.len() > MAX_MESSAGE_BYTES {
+        return Err(WireError::TooLarge(bytes.len()));
+    }
+    if bytes.len() < 3 {
+        return Err(WireError::TooShort(bytes.len()));
+    }
+    if bytes[..2] != MAGIC {
+        return Err(WireError::BadMagic);
+    }
+    if bytes[2] != VERSION {
+        return Err(WireError::UnknownVersion(bytes[2]));
+    }
+    let (value, rest) = postcard::take_from_bytes(&bytes[3..]).map_err(|e| WireError::Malformed(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(WireError::Trailing(rest.len()));
+    }
+    Ok(value)
+}
+
+impl UpEnvelope {
+    pub fn new(bus_id: BusId, body: Up) -> Self {
+        UpEnvelope { bus_id, sent_at: UnixMillis::now(), body }
+    }
+    pub fn encode(&self) -> Result<Vec<u8>, WireError> {
+        encode(self)
+    }
+    /// Decodes and checks everything that can be checked without the store.
+    pub fn decode(bytes: &[u8]) -> Result<Self, WireError> {
+        let env: UpEnvelope = decode(bytes)?;
+        match &env.body {
+            Up::Record(app) => {
+                app.check_shape().map_err(|e| WireError::Invalid(e.to_string()))?;
+                if app.bus_id != env.bus_id {
+                    return Err(WireError::Invalid(format!(
+                        "record of bus {} inside an envelope of bus {}",
+                        app.bus_id, env.bus_id
+                    )));
+                }
+            }
+            Up::Chunk(c) => c.check()?,
+            Up::Query(q) if q.blobs.len() > MAX_QUERY_BLOBS => {
+                return Err(WireError::Invalid(format!("query for {} blobs, at most {MAX_QUERY_BLOBS}", q.blobs.len())))
+            }
+            Up::Heartbeat(h) if h.software.len() > 64 => return Err(WireError::Invalid("software version too long".into())),
+            _ => {}
+        }
+        Ok(env)
+    }
+}
+
+impl DownEnvelope {
+    pub fn new(bus_id: BusId, body: Down) -> Self {
+        DownEnvelope { bus_id, sent_at: UnixMillis::now(), body }
+    }
+    pub fn encode(&self) -> Result<Vec<u8>, WireError> {
+        encode(self)
+    }
+    pub fn decode(bytes: &[u8]) -> Result<Self, WireError> {
+        let env: DownEnvelope = decode(bytes)?;
+        if let Down::Rejected { reason, .. } = &env.body {
+            if reason.chars().count() > MAX_REASON_CHARS {
+                return Err(WireError::Invalid("rejection reason too long".into()));
+            }
+        }
+        Ok(env)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk() -> Chunk {
+        Chunk { blob: Sha256::digest(b"x"), total_size: 40_000, chunk_size: 16_384, index: 2, data: vec![7; 40_000 - 2 * 16_384] }
+    }
+
+    #[test]
+    fn roundtrip_chunk() {
+        let env = UpEnvelope::new(BusId::parse("bus-01").unwrap(), Up::Chunk(chunk()));
+        let bytes = env.encode().unwrap();
+        assert_eq!(&bytes[..3], b"KL\x01");
+        assert_eq!(UpEnvelope::decode(&bytes).unwrap(), env);
+    }
+
+    #[test]
+    fn hostile_input_is_an_error_not_a_panic() {
+        let env = UpEnvelope::new(BusId::parse("bus-01").unwrap(), Up::Chunk(chunk()));
+        let bytes = env.encode().unwrap();
+        assert_eq!(UpEnvelope::decode(&[]), Err(WireError::TooShort(0)));
+        assert_eq!(UpEnvelope::decode(b"XX\x01"), Err(WireError::BadMagic));
+        assert_eq!(UpEnvelope::decode(b"KL\x09abc"), Err(WireError::UnknownVersion(9)));
+        assert!(matches!(UpEnvelope::decode(&vec![0; MAX_MESSAGE_BYTES + 1]), Err(WireError::TooLarge(_))));
+        // Every truncation fails cleanly.
+        for n in 3..bytes.len() {
+            assert!(UpEnvelope::decode(&bytes[..n]).is_err(), "truncated at {n} decoded");
+        }
+        let mut long = bytes.clone();
+        long.push(0);
+        assert_eq!(UpEnvelope::decode(&long), Err(WireError::Trailing(1)));
+        // Flipping bytes never panics.
+        for i in 3..bytes.len().min(200) {
+            let mut b = bytes.clone();
+            b[i] ^= 0xA5;
+            let _ = UpEnvelope::decode(&b);
+        }
+    }
+
+    #[test]
+    fn chunk_bounds_are_checked() {
+        let mut c = chunk();
+        c.index = 3;
+        assert!(c.check().is_err());
+        let mut c = chunk();
+        c.data.pop();
+        assert!(c.check().is_err());
+        let mut c = chunk();
+        c.total_size = MAX_ATTACHMENT_BYTES + 1;
+        assert!(c.check().is_err());
+        assert_eq!(chunk_count(40_000, 16_384), 3);
+        assert_eq!(chunk_range(40_000, 16_384, 2), 32_768..40_000);
+    }
+}
