@@ -105,6 +105,7 @@ async fn cut_link_mid_large_blob(kind: BrokerKind) -> Result<()> {
     let Some(broker) = TestBroker::start(kind, dir.path()).await? else { return Ok(()) };
     let (bus_dir, hq_dir) = (dir.path().join("bus"), dir.path().join("hq"));
     let scan = sample::document_scan(7, 1_200_000)?;
+    let scan_len = scan.len() as u64;
     let chunk_size = 16 * 1024u32;
     let chunks = keliling_shared::wire::chunk_count(scan.len() as u64, chunk_size) as u64;
     let mut bus_cfg = BusConfig::for_bus(BusId::parse("bus-ntt-04")?, bus_dir.clone(), "127.0.0.1", 0);
@@ -139,7 +140,15 @@ async fn cut_link_mid_large_blob(kind: BrokerKind) -> Result<()> {
 
     let sent = bus_metrics.chunks_sent.load(Ordering::Relaxed);
     let dup_at_hq = hq_metrics.chunks_duplicate.load(Ordering::Relaxed);
-    eprintln!("{kind:?}: {chunks} chunks, bus sent {sent}, HQ got {dup_at_hq} duplicates, window {window}, cuts {}", proxy.cuts());
+    let wire = proxy.bytes_up();
+    eprintln!(
+        "{kind:?}: {chunks} chunks, bus sent {sent}, HQ got {dup_at_hq} duplicates, window {window}, cuts {}, {wire} bytes up for a {scan_len}-byte scan",
+        proxy.cuts()
+    );
+    // Counted on the wire too (this includes rumqttc's own retransmissions): at most the
+    // window's worth of chunks was sent again, plus protocol overhead.
+    let allowance = (window + 2) * u64::from(chunk_size) + 64 * 1024;
+    assert!(wire <= scan_len + allowance, "{wire} bytes sent for a {scan_len}-byte scan");
     assert_eq!(proxy.cuts(), 1);
     assert!(bus_metrics.connects.load(Ordering::Relaxed) >= 2, "bus never reconnected");
     assert_eq!(hq_metrics.chunks_new.load(Ordering::Relaxed), chunks, "every chunk staged exactly once");
