@@ -11,8 +11,8 @@ use keliling_photo::{Advice, PhotoError, PhotoSpec};
 use keliling_shared::application::{FieldName, MediaType, Phone, ShapeError, MAX_ATTACHMENT_BYTES};
 use keliling_shared::catalogue::{BackgroundColour, CatalogueError};
 use keliling_shared::{
-    Applicant, Application, ApplicationId, Attachment, AttachmentKind, BusId, Catalogue, GeoPoint, Nik, NikWarning,
-    ServiceCode, Sex, Sha256, Stop, Text, UnixMillis,
+    Applicant, Application, ApplicationId, Attachment, AttachmentKind, BusId, Catalogue, GeoPoint,
+    Nik, NikWarning, ServiceCode, Sex, Sha256, Stop, Text, UnixMillis,
 };
 use std::collections::BTreeMap;
 
@@ -77,11 +77,17 @@ impl Receipt {
         let mut out = String::new();
         out.push_str("=== TANDA TERIMA PERMOHONAN ===\n");
         out.push_str(&format!("Nomor pelacakan : {}\n", a.id));
-        out.push_str(&format!("Layanan         : {} ({})\n", service_name, a.service));
+        out.push_str(&format!(
+            "Layanan         : {} ({})\n",
+            service_name, a.service
+        ));
         out.push_str(&format!("Nama            : {}\n", a.applicant.full_name));
         out.push_str(&format!("NIK             : {}\n", a.applicant.nik.masked()));
         out.push_str(&format!("Lokasi          : {}\n", a.stop.village));
-        out.push_str(&format!("Bus / petugas   : {} / {}\n", a.bus_id, a.operator));
+        out.push_str(&format!(
+            "Bus / petugas   : {} / {}\n",
+            a.bus_id, a.operator
+        ));
         out.push_str(&format!("Waktu           : {}\n", a.captured_at));
         out.push_str(&format!("Lampiran        : {}\n", a.attachments.len()));
         out.push_str("Status          : tersimpan di bus, akan dikirim saat ada sinyal\n");
@@ -109,26 +115,45 @@ fn field(field: &'static str) -> impl Fn(String) -> CaptureError {
 
 /// Parses the input, runs the photo pipeline, checks against the catalogue and saves the
 /// application durably. The returned receipt is a promise: the data is committed.
-pub fn capture(store: &mut Store, catalogue: &Catalogue, settings: &CaptureSettings, input: CaptureInput) -> Result<Receipt, CaptureError> {
-    let service = ServiceCode::parse(input.service.trim()).map_err(|e| field("layanan")(e.to_string()))?;
+pub fn capture(
+    store: &mut Store,
+    catalogue: &Catalogue,
+    settings: &CaptureSettings,
+    input: CaptureInput,
+) -> Result<Receipt, CaptureError> {
+    let service =
+        ServiceCode::parse(input.service.trim()).map_err(|e| field("layanan")(e.to_string()))?;
     let svc = catalogue.service(&service)?;
     let text = |name: &'static str, v: &str| Text::parse(v).map_err(|e| field(name)(e.to_string()));
     let fmt = time::macros::format_description!("[year]-[month]-[day]");
-    let date_of_birth = time::Date::parse(input.date_of_birth.trim(), &fmt)
-        .map_err(|_| field("tanggal lahir")("tulis TTTT-BB-HH, mis. 1990-03-12 (write YYYY-MM-DD)".into()))?;
-    let sex = Sex::parse(&input.sex).ok_or_else(|| field("jenis kelamin")("tulis L atau P (write L or P)".into()))?;
+    let date_of_birth = time::Date::parse(input.date_of_birth.trim(), &fmt).map_err(|_| {
+        field("tanggal lahir")("tulis TTTT-BB-HH, mis. 1990-03-12 (write YYYY-MM-DD)".into())
+    })?;
+    let sex = Sex::parse(&input.sex)
+        .ok_or_else(|| field("jenis kelamin")("tulis L atau P (write L or P)".into()))?;
     let gps = match input.gps {
-        Some((lat, lon)) => Some(GeoPoint::new(lat, lon).ok_or_else(|| field("GPS")("koordinat di luar jangkauan (out of range)".into()))?),
+        Some((lat, lon)) => Some(
+            GeoPoint::new(lat, lon)
+                .ok_or_else(|| field("GPS")("koordinat di luar jangkauan (out of range)".into()))?,
+        ),
         None => None,
     };
-    let phone = match input.phone.as_deref().map(str::trim).filter(|p| !p.is_empty()) {
+    let phone = match input
+        .phone
+        .as_deref()
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+    {
         Some(p) => Some(Phone::parse(p).map_err(field("telepon"))?),
         None => None,
     };
     let mut fields = BTreeMap::new();
     for (k, v) in &input.fields {
         let name = FieldName::parse(k.trim()).map_err(field("isian"))?;
-        let value = Text::parse(v).map_err(|e| CaptureError::Field { field: "isian", why: format!("{name}: {e}") })?;
+        let value = Text::parse(v).map_err(|e| CaptureError::Field {
+            field: "isian",
+            why: format!("{name}: {e}"),
+        })?;
         fields.insert(name, value);
     }
 
@@ -140,11 +165,14 @@ pub fn capture(store: &mut Store, catalogue: &Catalogue, settings: &CaptureSetti
             width: rules.width,
             height: rules.height,
             max_bytes: rules.max_bytes,
-            background: rules.background.resolve(date_of_birth.year()).map(|c| match c {
-                BackgroundColour::Red => keliling_photo::Background::Red,
-                BackgroundColour::Blue => keliling_photo::Background::Blue,
-                BackgroundColour::White => keliling_photo::Background::White,
-            }),
+            background: rules
+                .background
+                .resolve(date_of_birth.year())
+                .map(|c| match c {
+                    BackgroundColour::Red => keliling_photo::Background::Red,
+                    BackgroundColour::Blue => keliling_photo::Background::Blue,
+                    BackgroundColour::White => keliling_photo::Background::White,
+                }),
         };
         let photo = keliling_photo::normalize(&raw, &spec, &settings.photo_limits)?;
         if let Some(blocking) = photo.advice.iter().find(|a| a.is_blocking()) {
@@ -152,12 +180,20 @@ pub fn capture(store: &mut Store, catalogue: &Catalogue, settings: &CaptureSetti
         }
         photo_advice = photo.advice.clone();
         blobs.push((
-            Attachment { kind: AttachmentKind::IdPhoto, sha256: Sha256::digest(&photo.jpeg), size: photo.jpeg.len() as u64, media_type: MediaType::Jpeg },
+            Attachment {
+                kind: AttachmentKind::IdPhoto,
+                sha256: Sha256::digest(&photo.jpeg),
+                size: photo.jpeg.len() as u64,
+                media_type: MediaType::Jpeg,
+            },
             photo.jpeg,
         ));
     }
     for (name, bytes) in input.documents {
-        let doc = FieldName::parse(name.trim()).map_err(|why| CaptureError::Document { name: name.clone(), why })?;
+        let doc = FieldName::parse(name.trim()).map_err(|why| CaptureError::Document {
+            name: name.clone(),
+            why,
+        })?;
         let media_type = MediaType::sniff(&bytes).ok_or_else(|| CaptureError::Document {
             name: name.clone(),
             why: "bukan JPEG, PNG atau PDF (not a JPEG, PNG or PDF)".into(),
@@ -165,11 +201,19 @@ pub fn capture(store: &mut Store, catalogue: &Catalogue, settings: &CaptureSetti
         if bytes.len() as u64 > MAX_ATTACHMENT_BYTES {
             return Err(CaptureError::Document {
                 name,
-                why: format!("{} byte, paling besar {MAX_ATTACHMENT_BYTES} (too large)", bytes.len()),
+                why: format!(
+                    "{} byte, paling besar {MAX_ATTACHMENT_BYTES} (too large)",
+                    bytes.len()
+                ),
             });
         }
         blobs.push((
-            Attachment { kind: AttachmentKind::Document(doc), sha256: Sha256::digest(&bytes), size: bytes.len() as u64, media_type },
+            Attachment {
+                kind: AttachmentKind::Document(doc),
+                sha256: Sha256::digest(&bytes),
+                size: bytes.len() as u64,
+                media_type,
+            },
             bytes,
         ));
     }
@@ -178,7 +222,10 @@ pub fn capture(store: &mut Store, catalogue: &Catalogue, settings: &CaptureSetti
         id: ApplicationId::new_v7(),
         bus_id: settings.bus_id.clone(),
         operator: text("petugas", &input.operator)?,
-        stop: Stop { village: text("desa", &input.village)?, gps },
+        stop: Stop {
+            village: text("desa", &input.village)?,
+            gps,
+        },
         service,
         applicant: Applicant {
             full_name: text("nama", &input.full_name)?,
@@ -195,5 +242,9 @@ pub fn capture(store: &mut Store, catalogue: &Catalogue, settings: &CaptureSetti
     app.check_shape()?;
     catalogue.check(&app)?;
     store.save(&app, &blobs, settings.chunk_size)?;
-    Ok(Receipt { warnings: app.warnings(), application: app, photo_advice })
+    Ok(Receipt {
+        warnings: app.warnings(),
+        application: app,
+        photo_advice,
+    })
 }

@@ -40,7 +40,12 @@ pub struct BrokerConfig {
 
 impl Default for BrokerConfig {
     fn default() -> Self {
-        BrokerConfig { host: "127.0.0.1".into(), port: 1883, keep_alive_secs: 30, connection_timeout_secs: 60 }
+        BrokerConfig {
+            host: "127.0.0.1".into(),
+            port: 1883,
+            keep_alive_secs: 30,
+            connection_timeout_secs: 60,
+        }
     }
 }
 
@@ -89,7 +94,10 @@ pub struct PhotoConfig {
 impl Default for PhotoConfig {
     fn default() -> Self {
         let l = keliling_photo::Limits::default();
-        PhotoConfig { max_input_bytes: l.max_input_bytes, max_pixels: l.max_pixels }
+        PhotoConfig {
+            max_input_bytes: l.max_input_bytes,
+            max_pixels: l.max_pixels,
+        }
     }
 }
 
@@ -102,7 +110,9 @@ pub struct RetentionConfig {
 
 impl Default for RetentionConfig {
     fn default() -> Self {
-        RetentionConfig { purge_after_days: 30 }
+        RetentionConfig {
+            purge_after_days: 30,
+        }
     }
 }
 
@@ -126,7 +136,11 @@ impl BusConfig {
             bus_id,
             data_dir,
             catalogue: None,
-            broker: BrokerConfig { host: host.into(), port, ..BrokerConfig::default() },
+            broker: BrokerConfig {
+                host: host.into(),
+                port,
+                ..BrokerConfig::default()
+            },
             sync: SyncConfig::default(),
             photo: PhotoConfig::default(),
             retention: RetentionConfig::default(),
@@ -136,12 +150,15 @@ impl BusConfig {
     pub fn check(&self) -> Result<(), ConfigError> {
         let bad = |s: String| Err(ConfigError::Invalid(s));
         if !(MIN_CHUNK_BYTES..=MAX_CHUNK_BYTES).contains(&self.sync.chunk_bytes) {
-            return bad(format!("sync.chunk_bytes must be {MIN_CHUNK_BYTES}..={MAX_CHUNK_BYTES}"));
+            return bad(format!(
+                "sync.chunk_bytes must be {MIN_CHUNK_BYTES}..={MAX_CHUNK_BYTES}"
+            ));
         }
         if self.sync.record_window == 0 || self.sync.chunk_window == 0 {
             return bad("sync windows must be at least 1".into());
         }
-        keliling_shared::topics::Topics::new(&self.sync.topic_prefix).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        keliling_shared::topics::Topics::new(&self.sync.topic_prefix)
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         Ok(())
     }
 
@@ -153,8 +170,12 @@ impl BusConfig {
         match &self.catalogue {
             None => Ok(Catalogue::builtin()),
             Some(p) => {
-                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read { path: p.display().to_string(), source })?;
-                Catalogue::from_toml(&text).map_err(|e| ConfigError::Invalid(format!("{}: {e}", p.display())))
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.display().to_string(),
+                    source,
+                })?;
+                Catalogue::from_toml(&text)
+                    .map_err(|e| ConfigError::Invalid(format!("{}: {e}", p.display())))
             }
         }
     }

@@ -9,7 +9,11 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 /// Runs sync and the retention purge until `shutdown` turns true.
-pub async fn run(cfg: BusConfig, metrics: Arc<SyncMetrics>, shutdown: watch::Receiver<bool>) -> Result<(), SyncError> {
+pub async fn run(
+    cfg: BusConfig,
+    metrics: Arc<SyncMetrics>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), SyncError> {
     let purge = tokio::spawn(purge_loop(cfg.clone(), shutdown.clone()));
     info!(bus = %cfg.bus_id, broker = %format!("{}:{}", cfg.broker.host, cfg.broker.port), db = %cfg.db_path().display(), "bus node running");
     let result = sync::run(cfg, metrics, shutdown).await;
@@ -21,7 +25,9 @@ pub async fn run(cfg: BusConfig, metrics: Arc<SyncMetrics>, shutdown: watch::Rec
 async fn purge_loop(cfg: BusConfig, mut shutdown: watch::Receiver<bool>) {
     let retention = Duration::from_secs(cfg.retention.purge_after_days.saturating_mul(86_400));
     loop {
-        match Store::open_for_sync(&cfg.db_path()).and_then(|mut s| s.purge_delivered_blobs(retention)) {
+        match Store::open_for_sync(&cfg.db_path())
+            .and_then(|mut s| s.purge_delivered_blobs(retention))
+        {
             Ok(0) => {}
             Ok(n) => info!(n, "purged photo bytes past retention"),
             Err(e) => warn!(error = %e, "retention purge failed"),

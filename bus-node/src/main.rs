@@ -9,7 +9,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 #[derive(Parser)]
-#[command(name = "bus-node", version, about = "Keliling bus node: capture applications offline, sync them to HQ over MQTT")]
+#[command(
+    name = "bus-node",
+    version,
+    about = "Keliling bus node: capture applications offline, sync them to HQ over MQTT"
+)]
 struct Cli {
     /// Config file (TOML). Environment variables BUS_NODE__SECTION__KEY override it.
     #[arg(long, short, global = true, env = "BUS_NODE_CONFIG")]
@@ -80,7 +84,9 @@ struct CaptureArgs {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     let cfg = BusConfig::load(cli.config.as_deref()).context("loading the bus config")?;
@@ -103,20 +109,32 @@ fn capture_cmd(cfg: &BusConfig, a: CaptureArgs) -> Result<()> {
     let gps = match &a.gps {
         Some(g) => {
             let (lat, lon) = g.split_once(',').context("--gps must be lat,lon")?;
-            Some((lat.trim().parse().context("GPS latitude")?, lon.trim().parse().context("GPS longitude")?))
+            Some((
+                lat.trim().parse().context("GPS latitude")?,
+                lon.trim().parse().context("GPS longitude")?,
+            ))
         }
         None => None,
     };
     let photo = match &a.photo {
-        Some(p) => Some(std::fs::read(p).with_context(|| format!("reading photo {}", p.display()))?),
+        Some(p) => {
+            Some(std::fs::read(p).with_context(|| format!("reading photo {}", p.display()))?)
+        }
         None => None,
     };
     let mut documents = Vec::new();
     for d in &a.docs {
         let (name, path) = split_pair(d, "--doc")?;
-        documents.push((name, std::fs::read(&path).with_context(|| format!("reading document {path}"))?));
+        documents.push((
+            name,
+            std::fs::read(&path).with_context(|| format!("reading document {path}"))?,
+        ));
     }
-    let fields = a.fields.iter().map(|f| split_pair(f, "--field")).collect::<Result<Vec<_>>>()?;
+    let fields = a
+        .fields
+        .iter()
+        .map(|f| split_pair(f, "--field"))
+        .collect::<Result<Vec<_>>>()?;
     let input = CaptureInput {
         operator: a.operator,
         village: a.village,
@@ -137,7 +155,10 @@ fn capture_cmd(cfg: &BusConfig, a: CaptureArgs) -> Result<()> {
     if a.quiet {
         println!("{}", receipt.tracking_number());
     } else {
-        let name = catalogue.service(&receipt.application.service).map(|s| s.name.clone()).unwrap_or_default();
+        let name = catalogue
+            .service(&receipt.application.service)
+            .map(|s| s.name.clone())
+            .unwrap_or_default();
         print!("{}", receipt.render(&name));
     }
     Ok(())
@@ -152,16 +173,40 @@ fn status_cmd(cfg: &BusConfig, list: usize, waiting: bool) -> Result<()> {
     println!("  foto/dokumen menyusul        : {}", s.record_acked);
     println!("Diterima pusat (delivered)     : {}", s.delivered);
     println!("Ditolak pusat (rejected)       : {}", s.rejected);
-    println!("Data menunggu (bytes waiting)  : {}", human_bytes(s.bytes_waiting));
-    println!("Tertua menunggu (oldest)       : {}", s.oldest_waiting.map_or("-".into(), |t| format!("{t} ({} lalu)", ago(t))));
-    println!("Sinkron terakhir (last sync)   : {}", s.last_sync.map_or("belum pernah (never)".into(), |t| format!("{t} ({} lalu)", ago(t))));
+    println!(
+        "Data menunggu (bytes waiting)  : {}",
+        human_bytes(s.bytes_waiting)
+    );
+    println!(
+        "Tertua menunggu (oldest)       : {}",
+        s.oldest_waiting
+            .map_or("-".into(), |t| format!("{t} ({} lalu)", ago(t)))
+    );
+    println!(
+        "Sinkron terakhir (last sync)   : {}",
+        s.last_sync
+            .map_or("belum pernah (never)".into(), |t| format!(
+                "{t} ({} lalu)",
+                ago(t)
+            ))
+    );
     if list > 0 {
         let rows = store.recent(list, waiting)?;
         if !rows.is_empty() {
             println!();
             for r in rows {
-                let extra = r.reject_reason.map(|x| format!(" — {x}")).unwrap_or_default();
-                println!("{}  {:<11} {:<28} {}{}", r.id, r.service, truncate(&r.applicant, 28), r.state.label_id(), extra);
+                let extra = r
+                    .reject_reason
+                    .map(|x| format!(" — {x}"))
+                    .unwrap_or_default();
+                println!(
+                    "{}  {:<11} {:<28} {}{}",
+                    r.id,
+                    r.service,
+                    truncate(&r.applicant, 28),
+                    r.state.label_id(),
+                    extra
+                );
             }
         }
     }
@@ -169,7 +214,9 @@ fn status_cmd(cfg: &BusConfig, list: usize, waiting: bool) -> Result<()> {
 }
 
 fn run_cmd(cfg: BusConfig) -> Result<()> {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async move {
         let (tx, rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {

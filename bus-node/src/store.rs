@@ -175,7 +175,9 @@ impl Store {
     /// Opens (creating if needed) the store at `path` with the durability settings above.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| StoreError::Corrupt(format!("cannot create {}: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Corrupt(format!("cannot create {}: {e}", dir.display()))
+            })?;
         }
         let conn = Connection::open(path)?;
         // WAL lets the CLI capture while the daemon syncs; FULL fsyncs the WAL at every
@@ -185,7 +187,10 @@ impl Store {
         conn.pragma_update(None, "foreign_keys", true)?;
         conn.busy_timeout(Duration::from_secs(10))?;
         conn.execute_batch(SCHEMA)?;
-        Ok(Store { conn, path: path.to_owned() })
+        Ok(Store {
+            conn,
+            path: path.to_owned(),
+        })
     }
 
     /// Opens the store for the sync daemon. Everything the sync client writes is derived
@@ -205,16 +210,30 @@ impl Store {
 
     /// Saves one application with its attachment bytes and its outbox entry, atomically.
     /// Returns only after the commit is durable.
-    pub fn save(&mut self, app: &Application, blobs: &[(Attachment, Vec<u8>)], chunk_size: u32) -> Result<(), StoreError> {
+    pub fn save(
+        &mut self,
+        app: &Application,
+        blobs: &[(Attachment, Vec<u8>)],
+        chunk_size: u32,
+    ) -> Result<(), StoreError> {
         for (att, bytes) in blobs {
             if Sha256::digest(bytes) != att.sha256 || bytes.len() as u64 != att.size {
                 return Err(StoreError::HashMismatch);
             }
         }
-        let record = app.to_stored_bytes().map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let record = app
+            .to_stored_bytes()
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let id = app.id.to_string();
-        let exists: bool = tx.query_row("SELECT 1 FROM applications WHERE id = ?1", [&id], |_| Ok(true)).optional()?.unwrap_or(false);
+        let exists: bool = tx
+            .query_row("SELECT 1 FROM applications WHERE id = ?1", [&id], |_| {
+                Ok(true)
+            })
+            .optional()?
+            .unwrap_or(false);
         if exists {
             return Err(StoreError::Duplicate(app.id));
         }
@@ -251,17 +270,28 @@ impl Store {
     pub fn application(&self, id: &ApplicationId) -> Result<Option<Application>, StoreError> {
         let bytes: Option<Vec<u8>> = self
             .conn
-            .query_row("SELECT record FROM applications WHERE id = ?1", [id.to_string()], |r| r.get(0))
+            .query_row(
+                "SELECT record FROM applications WHERE id = ?1",
+                [id.to_string()],
+                |r| r.get(0),
+            )
             .optional()?;
         bytes
-            .map(|b| Application::from_stored_bytes(&b).map_err(|e| StoreError::Corrupt(format!("record {id}: {e}"))))
+            .map(|b| {
+                Application::from_stored_bytes(&b)
+                    .map_err(|e| StoreError::Corrupt(format!("record {id}: {e}")))
+            })
             .transpose()
     }
 
     pub fn state(&self, id: &ApplicationId) -> Result<Option<OutboxState>, StoreError> {
         let s: Option<String> = self
             .conn
-            .query_row("SELECT state FROM outbox WHERE application_id = ?1", [id.to_string()], |r| r.get(0))
+            .query_row(
+                "SELECT state FROM outbox WHERE application_id = ?1",
+                [id.to_string()],
+                |r| r.get(0),
+            )
             .optional()?;
         s.map(|s| OutboxState::parse(&s)).transpose()
     }
@@ -273,7 +303,10 @@ impl Store {
 
     /// Records HQ acked whose blobs HQ has all stored, yet no delivery ack came: the
     /// delivery ack was lost, so the record is asked about again.
-    pub fn acked_records_without_delivery(&self, limit: usize) -> Result<Vec<ApplicationId>, StoreError> {
+    pub fn acked_records_without_delivery(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<ApplicationId>, StoreError> {
         self.ids(
             "SELECT o.application_id FROM outbox o WHERE o.state = 'record_acked' AND NOT EXISTS (
                 SELECT 1 FROM attachments a JOIN blob_sync s ON s.sha256 = a.sha256
@@ -295,8 +328,14 @@ impl Store {
 
     /// HQ committed the record; `missing` lists the blobs it still lacks, with what it
     /// holds of each. Every other attachment of the application HQ already has.
-    pub fn on_record_ack(&mut self, id: &ApplicationId, missing: &[BlobProgress]) -> Result<(), StoreError> {
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    pub fn on_record_ack(
+        &mut self,
+        id: &ApplicationId,
+        missing: &[BlobProgress],
+    ) -> Result<(), StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let ids = id.to_string();
         let now = UnixMillis::now().0;
         tx.execute(
@@ -304,7 +343,8 @@ impl Store {
             params![ids, now],
         )?;
         let attached: Vec<String> = {
-            let mut stmt = tx.prepare_cached("SELECT sha256 FROM attachments WHERE application_id = ?1")?;
+            let mut stmt =
+                tx.prepare_cached("SELECT sha256 FROM attachments WHERE application_id = ?1")?;
             let rows = stmt.query_map([&ids], |r| r.get(0))?;
             rows.collect::<Result<_, _>>()?
         };
@@ -352,8 +392,14 @@ impl Store {
     }
 
     /// HQ's delivery ack: the record and all its attachments are durable at HQ.
-    pub fn on_delivered(&mut self, id: &ApplicationId, hq_received_at: UnixMillis) -> Result<bool, StoreError> {
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    pub fn on_delivered(
+        &mut self,
+        id: &ApplicationId,
+        hq_received_at: UnixMillis,
+    ) -> Result<bool, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let now = UnixMillis::now().0;
         let ids = id.to_string();
         let changed = tx.execute(
@@ -398,7 +444,13 @@ impl Store {
              LIMIT ?1",
         )?;
         let rows = stmt.query_map([limit as i64], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, u32>(2)?, r.get::<_, u32>(3)?, r.get::<_, Vec<u8>>(4)?))
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, u32>(2)?,
+                r.get::<_, u32>(3)?,
+                r.get::<_, Vec<u8>>(4)?,
+            ))
         })?;
         rows.map(|r| {
             let (sha, size, chunk_size, chunk_count, have) = r?;
@@ -414,7 +466,11 @@ impl Store {
     }
 
     /// The bytes of one chunk, read straight from SQLite.
-    pub fn read_chunk(&self, sha: &Sha256, range: std::ops::Range<u64>) -> Result<Vec<u8>, StoreError> {
+    pub fn read_chunk(
+        &self,
+        sha: &Sha256,
+        range: std::ops::Range<u64>,
+    ) -> Result<Vec<u8>, StoreError> {
         let len = range.end.saturating_sub(range.start);
         let bytes: Option<Vec<u8>> = self
             .conn
@@ -426,7 +482,10 @@ impl Store {
             .optional()?;
         match bytes {
             Some(b) if b.len() as u64 == len => Ok(b),
-            Some(b) => Err(StoreError::Corrupt(format!("blob {sha:?}: chunk has {} bytes, expected {len}", b.len()))),
+            Some(b) => Err(StoreError::Corrupt(format!(
+                "blob {sha:?}: chunk has {} bytes, expected {len}",
+                b.len()
+            ))),
             None => Err(StoreError::Corrupt(format!("blob {sha:?} has no bytes"))),
         }
     }
@@ -434,8 +493,16 @@ impl Store {
     /// Operator's view: counts, oldest waiting, last sync.
     pub fn status(&self) -> Result<Status, StoreError> {
         let mut s = Status::default();
-        let mut stmt = self.conn.prepare_cached("SELECT state, COUNT(*), MIN(enqueued_at) FROM outbox GROUP BY state")?;
-        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, Option<i64>>(2)?)))?;
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT state, COUNT(*), MIN(enqueued_at) FROM outbox GROUP BY state",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, Option<i64>>(2)?,
+            ))
+        })?;
         for row in rows {
             let (state, n, oldest) = row?;
             let n = n as u64;
@@ -448,7 +515,10 @@ impl Store {
             }
             if matches!(state.as_str(), "queued" | "record_acked") {
                 if let Some(o) = oldest {
-                    s.oldest_waiting = Some(s.oldest_waiting.map_or(UnixMillis(o), |p| p.min(UnixMillis(o))));
+                    s.oldest_waiting = Some(
+                        s.oldest_waiting
+                            .map_or(UnixMillis(o), |p| p.min(UnixMillis(o))),
+                    );
                 }
             }
         }
@@ -457,7 +527,12 @@ impl Store {
             [],
             |r| r.get::<_, i64>(0),
         )? as u64;
-        let last: Option<String> = self.conn.query_row("SELECT value FROM meta WHERE key = 'last_sync'", [], |r| r.get(0)).optional()?;
+        let last: Option<String> = self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = 'last_sync'", [], |r| {
+                r.get(0)
+            })
+            .optional()?;
         s.last_sync = last.and_then(|v| v.parse().ok()).map(UnixMillis);
         Ok(s)
     }
@@ -498,7 +573,12 @@ impl Store {
     }
 
     /// Keeps a message the bus could not accept, with the reason, for a human to read.
-    pub fn quarantine(&mut self, topic: &str, reason: &str, payload: &[u8]) -> Result<(), StoreError> {
+    pub fn quarantine(
+        &mut self,
+        topic: &str,
+        reason: &str,
+        payload: &[u8],
+    ) -> Result<(), StoreError> {
         let keep = &payload[..payload.len().min(64 * 1024)];
         self.conn.execute(
             "INSERT INTO quarantine (received_at, topic, reason, payload) VALUES (?1, ?2, ?3, ?4)",
@@ -508,7 +588,11 @@ impl Store {
     }
 
     pub fn quarantine_count(&self) -> Result<u64, StoreError> {
-        Ok(self.conn.query_row("SELECT COUNT(*) FROM quarantine", [], |r| r.get::<_, i64>(0))? as u64)
+        Ok(self
+            .conn
+            .query_row("SELECT COUNT(*) FROM quarantine", [], |r| {
+                r.get::<_, i64>(0)
+            })? as u64)
     }
 
     /// Drops the bytes of photos and scans whose applications HQ confirmed more than
@@ -527,14 +611,21 @@ impl Store {
 
     /// SHA-256 of every stored blob with its bytes, for tests and audits.
     pub fn blob_hashes(&self) -> Result<Vec<Sha256>, StoreError> {
-        let mut stmt = self.conn.prepare("SELECT sha256 FROM blobs ORDER BY sha256")?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT sha256 FROM blobs ORDER BY sha256")?;
         let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
-        rows.map(|r| Sha256::parse_hex(&r?).map_err(|e| StoreError::Corrupt(e.to_string()))).collect()
+        rows.map(|r| Sha256::parse_hex(&r?).map_err(|e| StoreError::Corrupt(e.to_string())))
+            .collect()
     }
 
     /// Blobs HQ asked for: asked about again on every (re)connect, because HQ's staging
     /// area may have been lost since its last snapshot.
     pub fn needed_blob_hashes(&self) -> Result<Vec<Sha256>, StoreError> {
-        Ok(self.needed_blobs(10_000)?.into_iter().map(|b| b.sha256).collect())
+        Ok(self
+            .needed_blobs(10_000)?
+            .into_iter()
+            .map(|b| b.sha256)
+            .collect())
     }
 }

@@ -21,9 +21,14 @@ use crate::config::BusConfig;
 use crate::store::{Store, StoreError};
 use keliling_shared::backoff::Backoff;
 use keliling_shared::topics::{Topics, UpKind};
-use keliling_shared::wire::{chunk_range, BlobQuery, BusStatus, Down, DownEnvelope, Heartbeat, Up, UpEnvelope, MAX_MESSAGE_BYTES, MAX_QUERY_BLOBS};
+use keliling_shared::wire::{
+    chunk_range, BlobQuery, BusStatus, Down, DownEnvelope, Heartbeat, Up, UpEnvelope,
+    MAX_BROKER_PACKET_BYTES, MAX_MESSAGE_BYTES, MAX_QUERY_BLOBS,
+};
 use keliling_shared::{ApplicationId, Sha256, UnixMillis};
-use rumqttc::{AsyncClient, Event, EventLoop, LastWill, MqttOptions, NetworkOptions, Packet, Publish, QoS};
+use rumqttc::{
+    AsyncClient, Event, EventLoop, LastWill, MqttOptions, NetworkOptions, Packet, Publish, QoS,
+};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -67,12 +72,20 @@ enum Net {
 }
 
 /// Runs the sync client until `shutdown` turns true.
-pub async fn run(cfg: BusConfig, metrics: Arc<SyncMetrics>, mut shutdown: watch::Receiver<bool>) -> Result<(), SyncError> {
-    let topics = Topics::new(&cfg.sync.topic_prefix).map_err(|e| SyncError::Config(e.to_string()))?;
+pub async fn run(
+    cfg: BusConfig,
+    metrics: Arc<SyncMetrics>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), SyncError> {
+    let topics =
+        Topics::new(&cfg.sync.topic_prefix).map_err(|e| SyncError::Config(e.to_string()))?;
     let store = Store::open_for_sync(&cfg.db_path())?;
     let (client, eventloop) = connect_options(&cfg, &topics)?;
     let (tx, rx) = mpsc::unbounded_channel();
-    let backoff = Backoff::new(Duration::from_millis(cfg.sync.backoff_min_ms), Duration::from_millis(cfg.sync.backoff_max_ms));
+    let backoff = Backoff::new(
+        Duration::from_millis(cfg.sync.backoff_min_ms),
+        Duration::from_millis(cfg.sync.backoff_max_ms),
+    );
     let poller = tokio::spawn(poll(eventloop, tx, backoff, shutdown.clone()));
     let mut pump = Pump::new(cfg, topics, store, client.clone(), metrics);
     let result = pump.run(rx, &mut shutdown).await;
@@ -83,16 +96,31 @@ pub async fn run(cfg: BusConfig, metrics: Arc<SyncMetrics>, mut shutdown: watch:
     result
 }
 
-fn connect_options(cfg: &BusConfig, topics: &Topics) -> Result<(AsyncClient, EventLoop), SyncError> {
-    let mut opts = MqttOptions::new(format!("keliling-bus-{}", cfg.bus_id), cfg.broker.host.clone(), cfg.broker.port);
+fn connect_options(
+    cfg: &BusConfig,
+    topics: &Topics,
+) -> Result<(AsyncClient, EventLoop), SyncError> {
+    let mut opts = MqttOptions::new(
+        format!("keliling-bus-{}", cfg.bus_id),
+        cfg.broker.host.clone(),
+        cfg.broker.port,
+    );
     opts.set_clean_session(false)
         .set_keep_alive(Duration::from_secs(cfg.broker.keep_alive_secs.max(5)))
-        // rumqttc's 10 KiB default would jam the link on the first photo chunk.
-        .set_max_packet_size(MAX_MESSAGE_BYTES + 1024, MAX_MESSAGE_BYTES + 1024)
-        .set_inflight(u16::try_from(cfg.sync.record_window + cfg.sync.chunk_window + 16).unwrap_or(u16::MAX))
+        // rumqttc's 10 KiB default would jam the link on the first photo chunk; incoming
+        // up to what the broker allows, so an oversized message is quarantined, not a jam.
+        .set_max_packet_size(MAX_BROKER_PACKET_BYTES, MAX_MESSAGE_BYTES + 1024)
+        .set_inflight(
+            u16::try_from(cfg.sync.record_window + cfg.sync.chunk_window + 16).unwrap_or(u16::MAX),
+        )
         .set_request_channel_capacity(cfg.sync.record_window + cfg.sync.chunk_window + 64);
     let will = UpEnvelope::new(cfg.bus_id.clone(), Up::Status(BusStatus::Offline)).encode()?;
-    opts.set_last_will(LastWill::new(topics.up(&cfg.bus_id, UpKind::Status), will, QoS::AtLeastOnce, true));
+    opts.set_last_will(LastWill::new(
+        topics.up(&cfg.bus_id, UpKind::Status),
+        will,
+        QoS::AtLeastOnce,
+        true,
+    ));
     let cap = cfg.sync.record_window + cfg.sync.chunk_window + 64;
     let (client, mut eventloop) = AsyncClient::new(opts, cap);
     let mut net = NetworkOptions::new();
@@ -103,7 +131,12 @@ fn connect_options(cfg: &BusConfig, topics: &Topics) -> Result<(AsyncClient, Eve
 
 /// Polls the event loop forever; never blocks on the pump (the channel is unbounded, and
 /// what the pump has in flight bounds what HQ sends back).
-async fn poll(mut eventloop: EventLoop, tx: mpsc::UnboundedSender<Net>, mut backoff: Backoff, mut shutdown: watch::Receiver<bool>) {
+async fn poll(
+    mut eventloop: EventLoop,
+    tx: mpsc::UnboundedSender<Net>,
+    mut backoff: Backoff,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut connected_at: Option<Instant> = None;
     loop {
         let event = tokio::select! {
@@ -113,7 +146,12 @@ async fn poll(mut eventloop: EventLoop, tx: mpsc::UnboundedSender<Net>, mut back
         match event {
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 connected_at = Some(Instant::now());
-                if tx.send(Net::Connected { session_present: ack.session_present }).is_err() {
+                if tx
+                    .send(Net::Connected {
+                        session_present: ack.session_present,
+                    })
+                    .is_err()
+                {
                     return;
                 }
             }
@@ -124,7 +162,10 @@ async fn poll(mut eventloop: EventLoop, tx: mpsc::UnboundedSender<Net>, mut back
             }
             Ok(_) => {}
             Err(e) => {
-                if connected_at.take().is_some_and(|t| t.elapsed() > Duration::from_secs(10)) {
+                if connected_at
+                    .take()
+                    .is_some_and(|t| t.elapsed() > Duration::from_secs(10))
+                {
                     backoff.reset();
                 }
                 let delay = backoff.next_delay();
@@ -160,7 +201,13 @@ struct Pump {
 }
 
 impl Pump {
-    fn new(cfg: BusConfig, topics: Topics, store: Store, client: AsyncClient, metrics: Arc<SyncMetrics>) -> Self {
+    fn new(
+        cfg: BusConfig,
+        topics: Topics,
+        store: Store,
+        client: AsyncClient,
+        metrics: Arc<SyncMetrics>,
+    ) -> Self {
         Pump {
             cfg,
             topics,
@@ -177,7 +224,11 @@ impl Pump {
         }
     }
 
-    async fn run(&mut self, mut rx: mpsc::UnboundedReceiver<Net>, shutdown: &mut watch::Receiver<bool>) -> Result<(), SyncError> {
+    async fn run(
+        &mut self,
+        mut rx: mpsc::UnboundedReceiver<Net>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<(), SyncError> {
         let mut tick = tokio::time::interval(Duration::from_millis(self.cfg.sync.tick_ms.max(10)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -225,7 +276,9 @@ impl Pump {
                     self.chunks_in_flight.clear();
                 }
                 self.last_heard = Instant::now();
-                let _ = self.client.try_subscribe(self.topics.down_filter(&self.cfg.bus_id), QoS::AtLeastOnce);
+                let _ = self
+                    .client
+                    .try_subscribe(self.topics.down_filter(&self.cfg.bus_id), QoS::AtLeastOnce);
                 self.publish_status(BusStatus::Online);
                 self.last_heartbeat = None;
                 if let Err(e) = self.query_needed_blobs() {
@@ -253,7 +306,10 @@ impl Pump {
             Ok(env) if env.bus_id == self.cfg.bus_id => env,
             Ok(env) => {
                 self.metrics.quarantined.fetch_add(1, Ordering::Relaxed);
-                let why = format!("message for bus {} arrived at bus {}", env.bus_id, self.cfg.bus_id);
+                let why = format!(
+                    "message for bus {} arrived at bus {}",
+                    env.bus_id, self.cfg.bus_id
+                );
                 warn!(%why, "quarantined");
                 return self.store.quarantine(&p.topic, &why, &p.payload);
             }
@@ -264,12 +320,16 @@ impl Pump {
             }
         };
         match env.body {
-            Down::RecordAck { application, missing } => {
+            Down::RecordAck {
+                application,
+                missing,
+            } => {
                 self.records_in_flight.remove(&application);
                 self.store.on_record_ack(&application, &missing)?;
             }
             Down::Progress(progress) => {
-                self.chunks_in_flight.retain(|(sha, i), _| !(*sha == progress.blob && progress.have.get(*i)));
+                self.chunks_in_flight
+                    .retain(|(sha, i), _| !(*sha == progress.blob && progress.have.get(*i)));
                 self.store.on_progress(&progress)?;
             }
             Down::BlobStored { blob } => {
@@ -277,21 +337,32 @@ impl Pump {
                 self.complete_since.remove(&blob);
                 self.store.on_blob_stored(&blob)?;
             }
-            Down::Delivered { application, hq_received_at } => {
+            Down::Delivered {
+                application,
+                hq_received_at,
+            } => {
                 self.records_in_flight.remove(&application);
                 if self.store.on_delivered(&application, hq_received_at)? {
                     self.metrics.delivered.fetch_add(1, Ordering::Relaxed);
                     debug!(%application, "delivered");
                 }
             }
-            Down::Rejected { application, blob, reason } => {
+            Down::Rejected {
+                application,
+                blob,
+                reason,
+            } => {
                 self.metrics.rejected.fetch_add(1, Ordering::Relaxed);
                 warn!(?application, ?blob, %reason, "HQ rejected");
                 if let Some(id) = application {
                     self.records_in_flight.remove(&id);
                     self.store.on_rejected(&id, &reason)?;
                 } else {
-                    self.store.quarantine(&p.topic, &format!("HQ rejected blob {blob:?}: {reason}"), &[])?;
+                    self.store.quarantine(
+                        &p.topic,
+                        &format!("HQ rejected blob {blob:?}: {reason}"),
+                        &[],
+                    )?;
                 }
             }
         }
@@ -302,7 +373,9 @@ impl Pump {
     fn pump(&mut self) -> Result<(), SyncError> {
         let now = Instant::now();
         let resend = self.cfg.resend_after();
-        if self.last_heartbeat.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(self.cfg.sync.heartbeat_secs.max(1))) {
+        if self.last_heartbeat.is_none_or(|t| {
+            now.duration_since(t) >= Duration::from_secs(self.cfg.sync.heartbeat_secs.max(1))
+        }) {
             self.send_heartbeat()?;
             self.last_heartbeat = Some(now);
         }
@@ -319,7 +392,9 @@ impl Pump {
 
         // 1. Records.
         let window = self.cfg.sync.record_window;
-        let queued = self.store.queued_records(window + self.records_in_flight.len())?;
+        let queued = self
+            .store
+            .queued_records(window + self.records_in_flight.len())?;
         let mut waiting_records = false;
         for id in queued {
             if self.records_in_flight.contains_key(&id) {
@@ -339,7 +414,11 @@ impl Pump {
         }
 
         // 2. Chunks of the blobs HQ asked for.
-        let mut budget = self.cfg.sync.chunk_window.saturating_sub(self.chunks_in_flight.len());
+        let mut budget = self
+            .cfg
+            .sync
+            .chunk_window
+            .saturating_sub(self.chunks_in_flight.len());
         let mut to_query = Vec::new();
         if budget > 0 {
             for plan in self.store.needed_blobs(32)? {
@@ -352,8 +431,16 @@ impl Pump {
                     if self.chunks_in_flight.contains_key(&(plan.sha256, index)) {
                         continue;
                     }
-                    let data = self.store.read_chunk(&plan.sha256, chunk_range(plan.size, plan.chunk_size, index))?;
-                    let chunk = keliling_shared::wire::Chunk { blob: plan.sha256, total_size: plan.size, chunk_size: plan.chunk_size, index, data };
+                    let data = self
+                        .store
+                        .read_chunk(&plan.sha256, chunk_range(plan.size, plan.chunk_size, index))?;
+                    let chunk = keliling_shared::wire::Chunk {
+                        blob: plan.sha256,
+                        total_size: plan.size,
+                        chunk_size: plan.chunk_size,
+                        index,
+                        data,
+                    };
                     if !self.publish(UpKind::Chunk, Up::Chunk(chunk), QoS::AtLeastOnce)? {
                         return Ok(());
                     }
@@ -375,7 +462,11 @@ impl Pump {
             }
         }
         if !to_query.is_empty() {
-            self.publish(UpKind::Query, Up::Query(BlobQuery { blobs: to_query }), QoS::AtLeastOnce)?;
+            self.publish(
+                UpKind::Query,
+                Up::Query(BlobQuery { blobs: to_query }),
+                QoS::AtLeastOnce,
+            )?;
         }
 
         // 3. Records whose delivery ack went missing.
@@ -405,7 +496,13 @@ impl Pump {
     fn query_needed_blobs(&mut self) -> Result<(), SyncError> {
         let blobs = self.store.needed_blob_hashes()?;
         for batch in blobs.chunks(MAX_QUERY_BLOBS) {
-            self.publish(UpKind::Query, Up::Query(BlobQuery { blobs: batch.to_vec() }), QoS::AtLeastOnce)?;
+            self.publish(
+                UpKind::Query,
+                Up::Query(BlobQuery {
+                    blobs: batch.to_vec(),
+                }),
+                QoS::AtLeastOnce,
+            )?;
         }
         Ok(())
     }
@@ -429,7 +526,12 @@ impl Pump {
     fn publish_status(&mut self, status: BusStatus) {
         let env = UpEnvelope::new(self.cfg.bus_id.clone(), Up::Status(status));
         if let Ok(bytes) = env.encode() {
-            let _ = self.client.try_publish(self.topics.up(&self.cfg.bus_id, UpKind::Status), QoS::AtLeastOnce, true, bytes);
+            let _ = self.client.try_publish(
+                self.topics.up(&self.cfg.bus_id, UpKind::Status),
+                QoS::AtLeastOnce,
+                true,
+                bytes,
+            );
         }
     }
 
@@ -437,9 +539,14 @@ impl Pump {
     fn publish(&mut self, kind: UpKind, body: Up, qos: QoS) -> Result<bool, SyncError> {
         let bytes = UpEnvelope::new(self.cfg.bus_id.clone(), body).encode()?;
         let len = bytes.len() as u64;
-        match self.client.try_publish(self.topics.up(&self.cfg.bus_id, kind), qos, false, bytes) {
+        match self
+            .client
+            .try_publish(self.topics.up(&self.cfg.bus_id, kind), qos, false, bytes)
+        {
             Ok(()) => {
-                self.metrics.bytes_published.fetch_add(len, Ordering::Relaxed);
+                self.metrics
+                    .bytes_published
+                    .fetch_add(len, Ordering::Relaxed);
                 Ok(true)
             }
             Err(e) => {

@@ -4,7 +4,7 @@
 //! thread for the life of the process. It keeps nothing on disk: a restart loses queued
 //! messages and sessions, which by design (DESIGN.md, Durability 5) costs only re-sends.
 
-use keliling_shared::wire::MAX_MESSAGE_BYTES;
+use keliling_shared::wire::MAX_BROKER_PACKET_BYTES;
 use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -13,7 +13,10 @@ use std::time::{Duration, Instant};
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
     #[error("embedded broker cannot listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("embedded broker did not start listening on {0} in time")]
     NotListening(SocketAddr),
     #[error("embedded broker thread: {0}")]
@@ -23,13 +26,19 @@ pub enum BrokerError {
 pub fn config(listen: SocketAddr) -> Config {
     let connections = ConnectionSettings {
         connection_timeout_ms: 60_000,
-        max_payload_size: MAX_MESSAGE_BYTES * 2,
+        max_payload_size: MAX_BROKER_PACKET_BYTES - 1024,
         max_inflight_count: 500,
         auth: None,
         external_auth: None,
         dynamic_filters: true,
     };
-    let server = ServerSettings { name: "v4-1".into(), listen, tls: None, next_connection_delay_ms: 1, connections };
+    let server = ServerSettings {
+        name: "v4-1".into(),
+        listen,
+        tls: None,
+        next_connection_delay_ms: 1,
+        connections,
+    };
     Config {
         id: 0,
         router: RouterConfig {
@@ -50,7 +59,12 @@ pub fn config(listen: SocketAddr) -> Config {
 pub fn start(listen: SocketAddr) -> Result<(), BrokerError> {
     // rumqttd only logs a failed bind from its server thread; probe first so the operator
     // gets a clear error instead of a broker that silently is not there.
-    drop(TcpListener::bind(listen).map_err(|source| BrokerError::Bind { addr: listen, source })?);
+    drop(
+        TcpListener::bind(listen).map_err(|source| BrokerError::Bind {
+            addr: listen,
+            source,
+        })?,
+    );
     let cfg = config(listen);
     std::thread::Builder::new()
         .name("embedded-broker".into())

@@ -35,7 +35,11 @@ pub struct BrokerConfig {
 
 impl Default for BrokerConfig {
     fn default() -> Self {
-        BrokerConfig { host: "127.0.0.1".into(), port: 1883, keep_alive_secs: 30 }
+        BrokerConfig {
+            host: "127.0.0.1".into(),
+            port: 1883,
+            keep_alive_secs: 30,
+        }
     }
 }
 
@@ -50,7 +54,10 @@ pub struct EmbeddedBrokerConfig {
 
 impl Default for EmbeddedBrokerConfig {
     fn default() -> Self {
-        EmbeddedBrokerConfig { enabled: false, listen: SocketAddr::from(([127, 0, 0, 1], 1883)) }
+        EmbeddedBrokerConfig {
+            enabled: false,
+            listen: SocketAddr::from(([127, 0, 0, 1], 1883)),
+        }
     }
 }
 
@@ -98,9 +105,12 @@ pub const ENV_PREFIX: &str = "HQ_SYNC";
 impl HqConfig {
     pub fn load(path: Option<&Path>) -> Result<HqConfig, ConfigError> {
         let c: HqConfig = config_env::load(path, ENV_PREFIX)?;
-        keliling_shared::topics::Topics::new(&c.ingest.topic_prefix).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        keliling_shared::topics::Topics::new(&c.ingest.topic_prefix)
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         if c.ingest.batch == 0 {
-            return Err(ConfigError::Invalid("ingest.batch must be at least 1".into()));
+            return Err(ConfigError::Invalid(
+                "ingest.batch must be at least 1".into(),
+            ));
         }
         Ok(c)
     }
@@ -110,7 +120,10 @@ impl HqConfig {
         HqConfig {
             data_dir,
             catalogue: None,
-            broker: BrokerConfig { port: broker_port, ..BrokerConfig::default() },
+            broker: BrokerConfig {
+                port: broker_port,
+                ..BrokerConfig::default()
+            },
             embedded_broker: EmbeddedBrokerConfig::default(),
             ingest: IngestConfig::default(),
             fault: FaultConfig::default(),
@@ -131,8 +144,12 @@ impl HqConfig {
         match &self.catalogue {
             None => Ok(Catalogue::builtin()),
             Some(p) => {
-                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read { path: p.display().to_string(), source })?;
-                Catalogue::from_toml(&text).map_err(|e| ConfigError::Invalid(format!("{}: {e}", p.display())))
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.display().to_string(),
+                    source,
+                })?;
+                Catalogue::from_toml(&text)
+                    .map_err(|e| ConfigError::Invalid(format!("{}: {e}", p.display())))
             }
         }
     }

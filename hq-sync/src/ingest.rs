@@ -20,7 +20,10 @@ use crate::photos::{PhotoStore, PhotoStoreError};
 use crate::staging::{Staging, StagingError, Stored};
 use crate::store::{HqStore, HqStoreError, RecordOutcome};
 use keliling_shared::topics::{Topics, UpKind};
-use keliling_shared::wire::{BusStatus, Chunk, Down, DownEnvelope, Up, UpEnvelope, MAX_MESSAGE_BYTES};
+use keliling_shared::wire::{
+    BusStatus, Chunk, Down, DownEnvelope, Up, UpEnvelope, MAX_BROKER_PACKET_BYTES,
+    MAX_MESSAGE_BYTES,
+};
 use keliling_shared::{Application, BusId, Catalogue, Sha256, UnixMillis};
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, NetworkOptions, Packet, Publish, QoS};
 use std::collections::BTreeMap;
@@ -66,9 +69,16 @@ impl IngestMetrics {
 }
 
 /// Runs ingest until `shutdown` turns true.
-pub async fn run(cfg: HqConfig, metrics: Arc<IngestMetrics>, mut shutdown: watch::Receiver<bool>) -> Result<(), IngestError> {
-    let topics = Topics::new(&cfg.ingest.topic_prefix).map_err(|e| IngestError::Config(e.to_string()))?;
-    let catalogue = cfg.catalogue().map_err(|e| IngestError::Config(e.to_string()))?;
+pub async fn run(
+    cfg: HqConfig,
+    metrics: Arc<IngestMetrics>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), IngestError> {
+    let topics =
+        Topics::new(&cfg.ingest.topic_prefix).map_err(|e| IngestError::Config(e.to_string()))?;
+    let catalogue = cfg
+        .catalogue()
+        .map_err(|e| IngestError::Config(e.to_string()))?;
     let mut ingest = Ingest {
         store: HqStore::open(&cfg.db_path())?,
         staging: Staging::open(&cfg.staging_dir())?,
@@ -81,7 +91,15 @@ pub async fn run(cfg: HqConfig, metrics: Arc<IngestMetrics>, mut shutdown: watch
     };
     let (client, eventloop) = mqtt(&cfg);
     let (tx, mut rx) = mpsc::channel::<Publish>(4096);
-    let poller = tokio::spawn(poll(eventloop, client.clone(), cfg.clone(), ingest.topics.clone(), tx, metrics, shutdown.clone()));
+    let poller = tokio::spawn(poll(
+        eventloop,
+        client.clone(),
+        cfg.clone(),
+        ingest.topics.clone(),
+        tx,
+        metrics,
+        shutdown.clone(),
+    ));
     info!(worker = %cfg.ingest.worker_id, broker = %format!("{}:{}", cfg.broker.host, cfg.broker.port), data = %cfg.data_dir.display(), "HQ ingest running");
     loop {
         let first = tokio::select! {
@@ -103,14 +121,18 @@ pub async fn run(cfg: HqConfig, metrics: Arc<IngestMetrics>, mut shutdown: watch
 }
 
 fn mqtt(cfg: &HqConfig) -> (AsyncClient, EventLoop) {
-    let mut opts = MqttOptions::new(format!("keliling-hq-{}", cfg.ingest.worker_id), cfg.broker.host.clone(), cfg.broker.port);
+    let mut opts = MqttOptions::new(
+        format!("keliling-hq-{}", cfg.ingest.worker_id),
+        cfg.broker.host.clone(),
+        cfg.broker.port,
+    );
     // One worker keeps a persistent session so the broker holds buses' messages while HQ
     // restarts. Workers in a shared group use clean sessions (DESIGN.md: an offline
     // worker's share would otherwise wait for it).
     opts.set_clean_session(cfg.ingest.shared_group.is_some())
         .set_manual_acks(true)
         .set_keep_alive(Duration::from_secs(cfg.broker.keep_alive_secs.max(5)))
-        .set_max_packet_size(MAX_MESSAGE_BYTES + 1024, MAX_MESSAGE_BYTES + 1024)
+        .set_max_packet_size(MAX_BROKER_PACKET_BYTES, MAX_MESSAGE_BYTES + 1024)
         .set_inflight(200);
     let (client, mut eventloop) = AsyncClient::new(opts, 4096);
     let mut net = NetworkOptions::new();
@@ -128,7 +150,8 @@ async fn poll(
     metrics: Arc<IngestMetrics>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut backoff = keliling_shared::backoff::Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
+    let mut backoff =
+        keliling_shared::backoff::Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
     loop {
         let ev = tokio::select! {
             _ = shutdown.changed() => return,
@@ -198,7 +221,9 @@ impl Ingest {
                 Ok(()) => to_ack.push(p),
                 Err(e) => {
                     // Transient: neither acked nor answered, so it comes again.
-                    self.metrics.transient_errors.fetch_add(1, Ordering::Relaxed);
+                    self.metrics
+                        .transient_errors
+                        .fetch_add(1, Ordering::Relaxed);
                     error!(error = %e, topic = %p.topic, "cannot apply message now; it will be redelivered or re-sent");
                 }
             }
@@ -237,10 +262,16 @@ impl Ingest {
         }
     }
 
-    fn quarantine(&mut self, p: &Publish, bus: Option<&BusId>, reason: &str) -> Result<(), IngestError> {
+    fn quarantine(
+        &mut self,
+        p: &Publish,
+        bus: Option<&BusId>,
+        reason: &str,
+    ) -> Result<(), IngestError> {
         self.metrics.quarantined.fetch_add(1, Ordering::Relaxed);
         warn!(topic = %p.topic, bus = ?bus, %reason, "quarantined");
-        self.store.quarantine(&p.topic, bus.map(BusId::as_str), reason, &p.payload)?;
+        self.store
+            .quarantine(&p.topic, bus.map(BusId::as_str), reason, &p.payload)?;
         Ok(())
     }
 
@@ -257,11 +288,18 @@ impl Ingest {
         // The topic's bus id is what the broker's ACL ties to the sender's certificate;
         // the payload must agree with it.
         if env.bus_id != topic_bus {
-            let why = format!("payload claims bus {} on the topic of bus {}", env.bus_id, topic_bus);
+            let why = format!(
+                "payload claims bus {} on the topic of bus {}",
+                env.bus_id, topic_bus
+            );
             return self.quarantine(p, Some(&topic_bus), &why);
         }
         if env.body.kind() != kind {
-            let why = format!("{} message on the {} topic", env.body.kind().as_str(), kind.as_str());
+            let why = format!(
+                "{} message on the {} topic",
+                env.body.kind().as_str(),
+                kind.as_str()
+            );
             return self.quarantine(p, Some(&topic_bus), &why);
         }
         let now = UnixMillis::now();
@@ -271,19 +309,31 @@ impl Ingest {
             Up::Query(q) => {
                 for blob in q.blobs {
                     if self.store.has_blob(&blob)? {
-                        fx.replies.push((topic_bus.clone(), Down::BlobStored { blob }));
+                        fx.replies
+                            .push((topic_bus.clone(), Down::BlobStored { blob }));
                     } else {
-                        fx.replies.push((topic_bus.clone(), Down::Progress(self.staging.progress(&blob)?)));
+                        fx.replies.push((
+                            topic_bus.clone(),
+                            Down::Progress(self.staging.progress(&blob)?),
+                        ));
                     }
                 }
                 Ok(())
             }
             Up::Heartbeat(hb) => Ok(self.store.record_heartbeat(&topic_bus, &hb, now)?),
-            Up::Status(s) => Ok(self.store.set_online(&topic_bus, s == BusStatus::Online, now)?),
+            Up::Status(s) => Ok(self
+                .store
+                .set_online(&topic_bus, s == BusStatus::Online, now)?),
         }
     }
 
-    fn apply_record(&mut self, p: &Publish, app: Application, now: UnixMillis, fx: &mut Effects) -> Result<(), IngestError> {
+    fn apply_record(
+        &mut self,
+        p: &Publish,
+        app: Application,
+        now: UnixMillis,
+        fx: &mut Effects,
+    ) -> Result<(), IngestError> {
         self.records_seen += 1;
         if self.crash_after.is_some_and(|n| self.records_seen > n) {
             error!("fault injection: aborting before commit");
@@ -293,18 +343,40 @@ impl Ingest {
         if let Err(e) = self.catalogue.check(&app) {
             let reason = format!("record refused by the catalogue: {e}");
             self.quarantine(p, Some(&bus), &reason)?;
-            fx.replies.push((bus, Down::Rejected { application: Some(app.id), blob: None, reason }));
+            fx.replies.push((
+                bus,
+                Down::Rejected {
+                    application: Some(app.id),
+                    blob: None,
+                    reason,
+                },
+            ));
             return Ok(());
         }
         match self.store.ingest_record(&app, now)? {
             RecordOutcome::Complete { hq_received_at } => {
                 self.count_record(hq_received_at, now);
-                fx.replies.push((bus, Down::Delivered { application: app.id, hq_received_at }));
+                fx.replies.push((
+                    bus,
+                    Down::Delivered {
+                        application: app.id,
+                        hq_received_at,
+                    },
+                ));
             }
             RecordOutcome::AwaitingBlobs { missing } => {
                 self.metrics.records_new.fetch_add(1, Ordering::Relaxed);
-                let missing = missing.iter().map(|b| self.staging.progress(b)).collect::<Result<Vec<_>, _>>()?;
-                fx.replies.push((bus, Down::RecordAck { application: app.id, missing }));
+                let missing = missing
+                    .iter()
+                    .map(|b| self.staging.progress(b))
+                    .collect::<Result<Vec<_>, _>>()?;
+                fx.replies.push((
+                    bus,
+                    Down::RecordAck {
+                        application: app.id,
+                        missing,
+                    },
+                ));
             }
             RecordOutcome::Conflict { stored, received } => {
                 let reason = format!(
@@ -314,35 +386,67 @@ impl Ingest {
                     received.short()
                 );
                 self.quarantine(p, Some(&bus), &reason)?;
-                fx.replies.push((bus, Down::Rejected { application: Some(app.id), blob: None, reason }));
+                fx.replies.push((
+                    bus,
+                    Down::Rejected {
+                        application: Some(app.id),
+                        blob: None,
+                        reason,
+                    },
+                ));
             }
         }
         Ok(())
     }
 
     fn count_record(&self, hq_received_at: UnixMillis, now: UnixMillis) {
-        let counter = if hq_received_at == now { &self.metrics.records_new } else { &self.metrics.records_duplicate };
+        let counter = if hq_received_at == now {
+            &self.metrics.records_new
+        } else {
+            &self.metrics.records_duplicate
+        };
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn apply_chunk(&mut self, p: &Publish, bus: &BusId, c: Chunk, now: UnixMillis, fx: &mut Effects) -> Result<(), IngestError> {
+    fn apply_chunk(
+        &mut self,
+        p: &Publish,
+        bus: &BusId,
+        c: Chunk,
+        now: UnixMillis,
+        fx: &mut Effects,
+    ) -> Result<(), IngestError> {
         let blob = c.blob;
         if self.store.has_blob(&blob)? {
-            self.metrics.chunks_duplicate.fetch_add(1, Ordering::Relaxed);
+            self.metrics
+                .chunks_duplicate
+                .fetch_add(1, Ordering::Relaxed);
             fx.replies.push((bus.clone(), Down::BlobStored { blob }));
             return Ok(());
         }
         match self.store.blob_expected(&blob)? {
-            None => return self.quarantine(p, Some(bus), "chunk of a blob that no committed record references"),
+            None => {
+                return self.quarantine(
+                    p,
+                    Some(bus),
+                    "chunk of a blob that no committed record references",
+                )
+            }
             Some(size) if size != c.total_size => {
-                let why = format!("chunk says the blob has {} bytes, its record says {size}", c.total_size);
+                let why = format!(
+                    "chunk says the blob has {} bytes, its record says {size}",
+                    c.total_size
+                );
                 return self.quarantine(p, Some(bus), &why);
             }
             Some(_) => {}
         }
         match self.staging.put(&c)? {
             Stored::New => self.metrics.chunks_new.fetch_add(1, Ordering::Relaxed),
-            Stored::Duplicate => self.metrics.chunks_duplicate.fetch_add(1, Ordering::Relaxed),
+            Stored::Duplicate => self
+                .metrics
+                .chunks_duplicate
+                .fetch_add(1, Ordering::Relaxed),
         };
         let Some(size) = self.staging.complete_size(&blob)? else {
             fx.touched.insert(blob, bus.clone());
@@ -350,7 +454,10 @@ impl Ingest {
         };
         // Whole: assemble, verify, make durable, then reference it.
         let pieces = self.staging.pieces(&blob)?;
-        match self.photos.put(&blob, size, pieces.iter().map(|v| v.as_ref())) {
+        match self
+            .photos
+            .put(&blob, size, pieces.iter().map(|v| v.as_ref()))
+        {
             Ok(path) => {
                 let completed = self.store.commit_blob(&blob, size, &path, bus, now)?;
                 self.metrics.blobs_stored.fetch_add(1, Ordering::Relaxed);
@@ -359,15 +466,30 @@ impl Ingest {
                 debug!(?blob, completed = completed.len(), "blob stored");
                 fx.replies.push((bus.clone(), Down::BlobStored { blob }));
                 for done in completed {
-                    fx.replies.push((done.bus_id, Down::Delivered { application: done.id, hq_received_at: done.hq_received_at }));
+                    fx.replies.push((
+                        done.bus_id,
+                        Down::Delivered {
+                            application: done.id,
+                            hq_received_at: done.hq_received_at,
+                        },
+                    ));
                 }
             }
-            Err(e @ (PhotoStoreError::HashMismatch { .. } | PhotoStoreError::SizeMismatch { .. })) => {
+            Err(
+                e @ (PhotoStoreError::HashMismatch { .. } | PhotoStoreError::SizeMismatch { .. }),
+            ) => {
                 let n = self.staging.reject(&blob)?;
                 let reason = format!("assembled blob failed verification ({e}); attempt {n}");
                 self.quarantine(p, Some(bus), &reason)?;
                 if n >= MAX_BLOB_MISMATCHES {
-                    fx.replies.push((bus.clone(), Down::Rejected { application: None, blob: Some(blob), reason }));
+                    fx.replies.push((
+                        bus.clone(),
+                        Down::Rejected {
+                            application: None,
+                            blob: Some(blob),
+                            reason,
+                        },
+                    ));
                 } else {
                     // The progress snapshot now says "nothing held": the bus sends it all again.
                     fx.touched.insert(blob, bus.clone());

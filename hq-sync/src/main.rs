@@ -9,7 +9,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 #[derive(Parser)]
-#[command(name = "hq-sync", version, about = "Keliling HQ: MQTT ingest, record and photo store, embedded broker")]
+#[command(
+    name = "hq-sync",
+    version,
+    about = "Keliling HQ: MQTT ingest, record and photo store, embedded broker"
+)]
 struct Cli {
     /// Config file (TOML). Environment variables HQ_SYNC__SECTION__KEY override it.
     #[arg(long, short, global = true, env = "HQ_SYNC_CONFIG")]
@@ -41,7 +45,12 @@ enum Command {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,rumqttd=warn".into()))
+        // rumqttd logs every dropped bus connection as an ERROR; on a fleet on 2G that is
+        // routine, so its own logs are off by default (RUST_LOG=rumqttd=info shows them).
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,rumqttd=off".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     match cli.command {
@@ -72,7 +81,9 @@ fn main() -> Result<()> {
 }
 
 fn run(cfg: HqConfig) -> Result<()> {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async move {
         let (tx, rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
@@ -86,23 +97,37 @@ fn run(cfg: HqConfig) -> Result<()> {
 
 fn status(cfg: &HqConfig, quarantine: usize) -> Result<()> {
     if !cfg.db_path().exists() {
-        bail!("no HQ database at {} yet: run `hq-sync run` first", cfg.db_path().display());
+        bail!(
+            "no HQ database at {} yet: run `hq-sync run` first",
+            cfg.db_path().display()
+        );
     }
     let store = HqStore::open(&cfg.db_path())?;
     let c = store.counts()?;
-    println!("Applications: {} ({} complete, {} awaiting photos/scans)", c.applications, c.complete, c.awaiting_blobs);
-    println!("Verified blobs: {}   Quarantined messages: {}", c.blobs, c.quarantined);
+    println!(
+        "Applications: {} ({} complete, {} awaiting photos/scans)",
+        c.applications, c.complete, c.awaiting_blobs
+    );
+    println!(
+        "Verified blobs: {}   Quarantined messages: {}",
+        c.blobs, c.quarantined
+    );
     println!();
-    println!("{:<16} {:<8} {:>7} {:>10} {:<25} {:>9}", "BUS", "LINK", "QUEUE", "WAITING", "LAST SEEN", "SKEW");
+    println!(
+        "{:<16} {:<8} {:>7} {:>10} {:<25} {:>9}",
+        "BUS", "LINK", "QUEUE", "WAITING", "LAST SEEN", "SKEW"
+    );
     for b in store.fleet()? {
         println!(
             "{:<16} {:<8} {:>7} {:>10} {:<25} {:>9}",
             b.bus_id,
             if b.online { "online" } else { "offline" },
             b.queue_depth.map_or("-".into(), |q| q.to_string()),
-            b.bytes_waiting.map_or("-".into(), |q| format!("{} KiB", q / 1024)),
+            b.bytes_waiting
+                .map_or("-".into(), |q| format!("{} KiB", q / 1024)),
             b.last_seen.map_or("-".into(), |t| t.to_string()),
-            b.clock_skew_ms.map_or("-".into(), |s| format!("{}s", s / 1000)),
+            b.clock_skew_ms
+                .map_or("-".into(), |s| format!("{}s", s / 1000)),
         );
     }
     let q = store.quarantined(quarantine)?;
@@ -110,7 +135,10 @@ fn status(cfg: &HqConfig, quarantine: usize) -> Result<()> {
         println!();
         println!("Newest quarantine entries:");
         for (t, topic, bus, reason) in q {
-            println!("{t}  {:<14} {topic}\n    {reason}", bus.unwrap_or_else(|| "?".into()));
+            println!(
+                "{t}  {:<14} {topic}\n    {reason}",
+                bus.unwrap_or_else(|| "?".into())
+            );
         }
     }
     Ok(())

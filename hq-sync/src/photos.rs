@@ -14,7 +14,10 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum PhotoStoreError {
     #[error("photo store I/O at {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("blob hash mismatch: expected {expected}, got {actual}")]
     HashMismatch { expected: Sha256, actual: Sha256 },
     #[error("blob size mismatch: expected {expected}, got {actual}")]
@@ -27,13 +30,18 @@ pub struct PhotoStore {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PhotoStoreError + '_ {
-    move |source| PhotoStoreError::Io { path: path.to_owned(), source }
+    move |source| PhotoStoreError::Io {
+        path: path.to_owned(),
+        source,
+    }
 }
 
 impl PhotoStore {
     pub fn open(dir: &Path) -> Result<Self, PhotoStoreError> {
         fs::create_dir_all(dir.join("tmp")).map_err(io(dir))?;
-        Ok(PhotoStore { dir: dir.to_owned() })
+        Ok(PhotoStore {
+            dir: dir.to_owned(),
+        })
     }
 
     pub fn path_of(&self, sha: &Sha256) -> PathBuf {
@@ -46,9 +54,17 @@ impl PhotoStore {
     }
 
     /// Writes the pieces in order, verifies size and hash, and makes the file durable.
-    pub fn put<'a>(&self, sha: &Sha256, size: u64, pieces: impl Iterator<Item = &'a [u8]>) -> Result<PathBuf, PhotoStoreError> {
+    pub fn put<'a>(
+        &self,
+        sha: &Sha256,
+        size: u64,
+        pieces: impl Iterator<Item = &'a [u8]>,
+    ) -> Result<PathBuf, PhotoStoreError> {
         let final_path = self.path_of(sha);
-        let tmp = self.dir.join("tmp").join(format!("{}.{}", sha.to_hex(), rand::random::<u64>()));
+        let tmp = self
+            .dir
+            .join("tmp")
+            .join(format!("{}.{}", sha.to_hex(), rand::random::<u64>()));
         let result = (|| {
             let mut f = File::create(&tmp).map_err(io(&tmp))?;
             let mut hasher = Sha256Hasher::default();
@@ -59,17 +75,25 @@ impl PhotoStore {
                 written += piece.len() as u64;
             }
             if written != size {
-                return Err(PhotoStoreError::SizeMismatch { expected: size, actual: written });
+                return Err(PhotoStoreError::SizeMismatch {
+                    expected: size,
+                    actual: written,
+                });
             }
             let actual = hasher.finish();
             if actual != *sha {
-                return Err(PhotoStoreError::HashMismatch { expected: *sha, actual });
+                return Err(PhotoStoreError::HashMismatch {
+                    expected: *sha,
+                    actual,
+                });
             }
             f.sync_all().map_err(io(&tmp))?;
             let parent = final_path.parent().unwrap_or(&self.dir);
             fs::create_dir_all(parent).map_err(io(parent))?;
             fs::rename(&tmp, &final_path).map_err(io(&final_path))?;
-            File::open(parent).and_then(|d| d.sync_all()).map_err(io(parent))?;
+            File::open(parent)
+                .and_then(|d| d.sync_all())
+                .map_err(io(parent))?;
             Ok(final_path.clone())
         })();
         if result.is_err() {
@@ -84,7 +108,10 @@ impl PhotoStore {
         let bytes = fs::read(&p).map_err(io(&p))?;
         let actual = Sha256::digest(&bytes);
         if actual != *sha {
-            return Err(PhotoStoreError::HashMismatch { expected: *sha, actual });
+            return Err(PhotoStoreError::HashMismatch {
+                expected: *sha,
+                actual,
+            });
         }
         Ok(bytes)
     }
@@ -99,13 +126,28 @@ mod tests {
         let store = PhotoStore::open(dir.path()).unwrap();
         let data = b"hello photo".to_vec();
         let sha = Sha256::digest(&data);
-        let p = store.put(&sha, data.len() as u64, [&data[..5], &data[5..]].into_iter()).unwrap();
+        let p = store
+            .put(
+                &sha,
+                data.len() as u64,
+                [&data[..5], &data[5..]].into_iter(),
+            )
+            .unwrap();
         assert_eq!(fs::read(&p).unwrap(), data);
-        store.put(&sha, data.len() as u64, std::iter::once(&data[..])).unwrap();
+        store
+            .put(&sha, data.len() as u64, std::iter::once(&data[..]))
+            .unwrap();
         assert_eq!(store.read_verified(&sha).unwrap(), data);
         let wrong = Sha256::digest(b"other");
-        assert!(matches!(store.put(&wrong, data.len() as u64, std::iter::once(&data[..])), Err(PhotoStoreError::HashMismatch { .. })));
+        assert!(matches!(
+            store.put(&wrong, data.len() as u64, std::iter::once(&data[..])),
+            Err(PhotoStoreError::HashMismatch { .. })
+        ));
         assert!(!store.contains(&wrong));
-        assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0, "temp files left behind");
+        assert_eq!(
+            fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+            0,
+            "temp files left behind"
+        );
     }
 }

@@ -53,16 +53,25 @@ fn chunk_key(sha: &Sha256, index: u32) -> [u8; 36] {
 
 impl Staging {
     pub fn open(dir: &Path) -> Result<Self, StagingError> {
-        let db = sled::Config::new().path(dir).cache_capacity(64 * 1024 * 1024).open()?;
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(64 * 1024 * 1024)
+            .open()?;
         let chunks = db.open_tree("chunks")?;
         let uploads = db.open_tree("uploads")?;
-        Ok(Staging { _db: db, chunks, uploads })
+        Ok(Staging {
+            _db: db,
+            chunks,
+            uploads,
+        })
     }
 
     fn upload(&self, sha: &Sha256) -> Result<Option<Upload>, StagingError> {
         match self.uploads.get(sha.as_bytes())? {
             None => Ok(None),
-            Some(v) => postcard::from_bytes(&v).map(Some).map_err(|e| StagingError::Corrupt(e.to_string())),
+            Some(v) => postcard::from_bytes(&v)
+                .map(Some)
+                .map_err(|e| StagingError::Corrupt(e.to_string())),
         }
     }
 
@@ -79,14 +88,25 @@ impl Staging {
             Some(u) if u.total_size == c.total_size && u.chunk_size == c.chunk_size => u,
             Some(_) => {
                 self.discard(&c.blob)?;
-                Upload { total_size: c.total_size, chunk_size: c.chunk_size, have: Bitmap::new(c.count()), mismatches: 0 }
+                Upload {
+                    total_size: c.total_size,
+                    chunk_size: c.chunk_size,
+                    have: Bitmap::new(c.count()),
+                    mismatches: 0,
+                }
             }
-            None => Upload { total_size: c.total_size, chunk_size: c.chunk_size, have: Bitmap::new(c.count()), mismatches: 0 },
+            None => Upload {
+                total_size: c.total_size,
+                chunk_size: c.chunk_size,
+                have: Bitmap::new(c.count()),
+                mismatches: 0,
+            },
         };
         if up.have.get(c.index) {
             return Ok(Stored::Duplicate);
         }
-        self.chunks.insert(chunk_key(&c.blob, c.index), c.data.as_slice())?;
+        self.chunks
+            .insert(chunk_key(&c.blob, c.index), c.data.as_slice())?;
         up.have.set(c.index);
         self.put_upload(&c.blob, &up)?;
         Ok(Stored::New)
@@ -103,14 +123,25 @@ impl Staging {
     /// What HQ holds of a blob (nothing, when it has never seen it).
     pub fn progress(&self, sha: &Sha256) -> Result<BlobProgress, StagingError> {
         Ok(match self.upload(sha)? {
-            Some(u) => BlobProgress { blob: *sha, chunk_count: chunk_count(u.total_size, u.chunk_size), have: u.have },
-            None => BlobProgress { blob: *sha, chunk_count: 0, have: Bitmap::default() },
+            Some(u) => BlobProgress {
+                blob: *sha,
+                chunk_count: chunk_count(u.total_size, u.chunk_size),
+                have: u.have,
+            },
+            None => BlobProgress {
+                blob: *sha,
+                chunk_count: 0,
+                have: Bitmap::default(),
+            },
         })
     }
 
     /// The blob's size when every chunk is staged.
     pub fn complete_size(&self, sha: &Sha256) -> Result<Option<u64>, StagingError> {
-        Ok(self.upload(sha)?.filter(|u| u.have.is_full(chunk_count(u.total_size, u.chunk_size))).map(|u| u.total_size))
+        Ok(self
+            .upload(sha)?
+            .filter(|u| u.have.is_full(chunk_count(u.total_size, u.chunk_size)))
+            .map(|u| u.total_size))
     }
 
     /// The staged chunks of a complete blob, in order.
@@ -119,7 +150,11 @@ impl Staging {
             return Ok(Vec::new());
         };
         (0..chunk_count(u.total_size, u.chunk_size))
-            .map(|i| self.chunks.get(chunk_key(sha, i))?.ok_or_else(|| StagingError::Corrupt(format!("chunk {i} of {sha:?} missing"))))
+            .map(|i| {
+                self.chunks
+                    .get(chunk_key(sha, i))?
+                    .ok_or_else(|| StagingError::Corrupt(format!("chunk {i} of {sha:?} missing")))
+            })
             .collect()
     }
 
@@ -132,7 +167,14 @@ impl Staging {
         self.discard(sha)?;
         let count = chunk_count(u.total_size, u.chunk_size);
         let mismatches = u.mismatches + 1;
-        self.put_upload(sha, &Upload { have: Bitmap::new(count), mismatches, ..u })?;
+        self.put_upload(
+            sha,
+            &Upload {
+                have: Bitmap::new(count),
+                mismatches,
+                ..u
+            },
+        )?;
         Ok(mismatches)
     }
 

@@ -142,7 +142,8 @@ const MAX_QUARANTINE_PAYLOAD: usize = 64 * 1024;
 impl HqStore {
     pub fn open(path: &Path) -> Result<Self, HqStoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| HqStoreError::Dir(dir.display().to_string(), e))?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| HqStoreError::Dir(dir.display().to_string(), e))?;
         }
         let conn = Connection::open(path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -155,24 +156,42 @@ impl HqStore {
 
     /// Commits a record (idempotently) and says whether it is complete.
     /// `clock_skew_ms` is the bus's clock error as last seen in its heartbeat, if known.
-    pub fn ingest_record(&mut self, app: &Application, hq_now: UnixMillis) -> Result<RecordOutcome, HqStoreError> {
+    pub fn ingest_record(
+        &mut self,
+        app: &Application,
+        hq_now: UnixMillis,
+    ) -> Result<RecordOutcome, HqStoreError> {
         let id = app.id.to_string();
         let hash = app.content_hash();
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let existing: Option<(String, String, i64)> = tx
-            .query_row("SELECT content_hash, state, hq_received_at FROM applications WHERE id = ?1", [&id], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })
+            .query_row(
+                "SELECT content_hash, state, hq_received_at FROM applications WHERE id = ?1",
+                [&id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
             .optional()?;
         if let Some((stored, _, _)) = &existing {
-            let stored = Sha256::parse_hex(stored).map_err(|e| HqStoreError::Corrupt(e.to_string()))?;
+            let stored =
+                Sha256::parse_hex(stored).map_err(|e| HqStoreError::Corrupt(e.to_string()))?;
             if stored != hash {
-                return Ok(RecordOutcome::Conflict { stored, received: hash });
+                return Ok(RecordOutcome::Conflict {
+                    stored,
+                    received: hash,
+                });
             }
         } else {
-            let record = app.to_stored_bytes().map_err(|e| HqStoreError::Corrupt(e.to_string()))?;
+            let record = app
+                .to_stored_bytes()
+                .map_err(|e| HqStoreError::Corrupt(e.to_string()))?;
             let skew: Option<i64> = tx
-                .query_row("SELECT clock_skew_ms FROM buses WHERE bus_id = ?1", [app.bus_id.as_str()], |r| r.get(0))
+                .query_row(
+                    "SELECT clock_skew_ms FROM buses WHERE bus_id = ?1",
+                    [app.bus_id.as_str()],
+                    |r| r.get(0),
+                )
                 .optional()?
                 .flatten();
             let warnings: Vec<String> = app.warnings().iter().map(ToString::to_string).collect();
@@ -208,8 +227,14 @@ impl HqStore {
                 "UPDATE applications SET state = 'complete', completed_at = ?2 WHERE id = ?1 AND state = 'awaiting_blobs'",
                 params![id, hq_now.0],
             )?;
-            let received: i64 = tx.query_row("SELECT hq_received_at FROM applications WHERE id = ?1", [&id], |r| r.get(0))?;
-            RecordOutcome::Complete { hq_received_at: UnixMillis(received) }
+            let received: i64 = tx.query_row(
+                "SELECT hq_received_at FROM applications WHERE id = ?1",
+                [&id],
+                |r| r.get(0),
+            )?;
+            RecordOutcome::Complete {
+                hq_received_at: UnixMillis(received),
+            }
         } else {
             RecordOutcome::AwaitingBlobs { missing }
         };
@@ -217,17 +242,29 @@ impl HqStore {
         Ok(outcome)
     }
 
-    fn missing_blobs(tx: &rusqlite::Transaction<'_>, id: &str) -> Result<Vec<Sha256>, HqStoreError> {
+    fn missing_blobs(
+        tx: &rusqlite::Transaction<'_>,
+        id: &str,
+    ) -> Result<Vec<Sha256>, HqStoreError> {
         let mut stmt = tx.prepare_cached(
             "SELECT DISTINCT ab.sha256 FROM app_blobs ab LEFT JOIN blobs b ON b.sha256 = ab.sha256
              WHERE ab.application_id = ?1 AND b.sha256 IS NULL ORDER BY ab.sha256",
         )?;
         let rows = stmt.query_map([id], |r| r.get::<_, String>(0))?;
-        rows.map(|r| Sha256::parse_hex(&r?).map_err(|e| HqStoreError::Corrupt(e.to_string()))).collect()
+        rows.map(|r| Sha256::parse_hex(&r?).map_err(|e| HqStoreError::Corrupt(e.to_string())))
+            .collect()
     }
 
     pub fn has_blob(&self, sha: &Sha256) -> Result<bool, HqStoreError> {
-        Ok(self.conn.query_row("SELECT 1 FROM blobs WHERE sha256 = ?1", [sha.to_hex()], |_| Ok(())).optional()?.is_some())
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT 1 FROM blobs WHERE sha256 = ?1",
+                [sha.to_hex()],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
     }
 
     /// Is this blob one that some committed application references? HQ stages chunks
@@ -235,16 +272,29 @@ impl HqStore {
     pub fn blob_expected(&self, sha: &Sha256) -> Result<Option<u64>, HqStoreError> {
         Ok(self
             .conn
-            .query_row("SELECT size FROM app_blobs WHERE sha256 = ?1 LIMIT 1", [sha.to_hex()], |r| r.get::<_, i64>(0))
+            .query_row(
+                "SELECT size FROM app_blobs WHERE sha256 = ?1 LIMIT 1",
+                [sha.to_hex()],
+                |r| r.get::<_, i64>(0),
+            )
             .optional()?
             .map(|s| s as u64))
     }
 
     /// References a verified, durable blob file and completes every application that was
     /// waiting only for it. Returns those applications, for their delivery acks.
-    pub fn commit_blob(&mut self, sha: &Sha256, size: u64, path: &Path, bus: &BusId, hq_now: UnixMillis) -> Result<Vec<Completed>, HqStoreError> {
+    pub fn commit_blob(
+        &mut self,
+        sha: &Sha256,
+        size: u64,
+        path: &Path,
+        bus: &BusId,
+        hq_now: UnixMillis,
+    ) -> Result<Vec<Completed>, HqStoreError> {
         let hex = sha.to_hex();
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute(
             "INSERT INTO blobs (sha256, size, path, first_bus, stored_at) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(sha256) DO NOTHING",
             params![hex, size as i64, path.display().to_string(), bus.as_str(), hq_now.0],
@@ -260,10 +310,15 @@ impl HqStore {
         let mut done = Vec::new();
         for (id, bus_id, received) in waiting {
             if Self::missing_blobs(&tx, &id)?.is_empty() {
-                tx.execute("UPDATE applications SET state = 'complete', completed_at = ?2 WHERE id = ?1", params![id, hq_now.0])?;
+                tx.execute(
+                    "UPDATE applications SET state = 'complete', completed_at = ?2 WHERE id = ?1",
+                    params![id, hq_now.0],
+                )?;
                 done.push(Completed {
-                    id: ApplicationId::parse(&id).map_err(|e| HqStoreError::Corrupt(e.to_string()))?,
-                    bus_id: BusId::parse(&bus_id).map_err(|e| HqStoreError::Corrupt(e.to_string()))?,
+                    id: ApplicationId::parse(&id)
+                        .map_err(|e| HqStoreError::Corrupt(e.to_string()))?,
+                    bus_id: BusId::parse(&bus_id)
+                        .map_err(|e| HqStoreError::Corrupt(e.to_string()))?,
                     hq_received_at: UnixMillis(received),
                 });
             }
@@ -274,7 +329,13 @@ impl HqStore {
 
     /// Keeps a bad message with its reason. The same payload with the same reason is
     /// kept once, so a replay flood does not fill the disk.
-    pub fn quarantine(&mut self, topic: &str, claimed_bus: Option<&str>, reason: &str, payload: &[u8]) -> Result<(), HqStoreError> {
+    pub fn quarantine(
+        &mut self,
+        topic: &str,
+        claimed_bus: Option<&str>,
+        reason: &str,
+        payload: &[u8],
+    ) -> Result<(), HqStoreError> {
         let keep = &payload[..payload.len().min(MAX_QUARANTINE_PAYLOAD)];
         self.conn.execute(
             "INSERT OR IGNORE INTO quarantine (received_at, topic, claimed_bus, reason, payload, payload_sha256)
@@ -284,7 +345,12 @@ impl HqStore {
         Ok(())
     }
 
-    pub fn record_heartbeat(&mut self, bus: &BusId, hb: &Heartbeat, hq_now: UnixMillis) -> Result<(), HqStoreError> {
+    pub fn record_heartbeat(
+        &mut self,
+        bus: &BusId,
+        hb: &Heartbeat,
+        hq_now: UnixMillis,
+    ) -> Result<(), HqStoreError> {
         let skew = hb.bus_clock.0 - hq_now.0;
         self.conn.execute(
             "INSERT INTO buses (bus_id, online, last_seen, queue_depth, bytes_waiting, oldest_unsynced, last_sync, lat, lon, software, bus_clock, clock_skew_ms)
@@ -310,7 +376,12 @@ impl HqStore {
         Ok(())
     }
 
-    pub fn set_online(&mut self, bus: &BusId, online: bool, hq_now: UnixMillis) -> Result<(), HqStoreError> {
+    pub fn set_online(
+        &mut self,
+        bus: &BusId,
+        online: bool,
+        hq_now: UnixMillis,
+    ) -> Result<(), HqStoreError> {
         self.conn.execute(
             "INSERT INTO buses (bus_id, online, last_seen) VALUES (?1, ?2, ?3)
              ON CONFLICT(bus_id) DO UPDATE SET online = excluded.online, last_seen = excluded.last_seen",
@@ -320,11 +391,15 @@ impl HqStore {
     }
 
     pub fn counts(&self) -> Result<Counts, HqStoreError> {
-        let one = |sql: &str| -> Result<u64, HqStoreError> { Ok(self.conn.query_row(sql, [], |r| r.get::<_, i64>(0))? as u64) };
+        let one = |sql: &str| -> Result<u64, HqStoreError> {
+            Ok(self.conn.query_row(sql, [], |r| r.get::<_, i64>(0))? as u64)
+        };
         Ok(Counts {
             applications: one("SELECT COUNT(*) FROM applications")?,
             complete: one("SELECT COUNT(*) FROM applications WHERE state = 'complete'")?,
-            awaiting_blobs: one("SELECT COUNT(*) FROM applications WHERE state = 'awaiting_blobs'")?,
+            awaiting_blobs: one(
+                "SELECT COUNT(*) FROM applications WHERE state = 'awaiting_blobs'",
+            )?,
             blobs: one("SELECT COUNT(*) FROM blobs")?,
             quarantined: one("SELECT COUNT(*) FROM quarantine")?,
             buses: one("SELECT COUNT(*) FROM buses")?,
@@ -353,24 +428,41 @@ impl HqStore {
     }
 
     /// Quarantine entries, newest first: (time, topic, claimed bus, reason).
-    pub fn quarantined(&self, limit: usize) -> Result<Vec<(UnixMillis, String, Option<String>, String)>, HqStoreError> {
+    pub fn quarantined(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<(UnixMillis, String, Option<String>, String)>, HqStoreError> {
         let mut stmt = self.conn.prepare("SELECT received_at, topic, claimed_bus, reason FROM quarantine ORDER BY id DESC LIMIT ?1")?;
-        let rows = stmt.query_map([limit as i64], |r| Ok((UnixMillis(r.get(0)?), r.get(1)?, r.get(2)?, r.get(3)?)))?;
+        let rows = stmt.query_map([limit as i64], |r| {
+            Ok((UnixMillis(r.get(0)?), r.get(1)?, r.get(2)?, r.get(3)?))
+        })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// Every application id with the hashes of its blobs, for audits and tests.
-    pub fn application_blobs(&self) -> Result<Vec<(ApplicationId, String, Vec<Sha256>)>, HqStoreError> {
+    pub fn application_blobs(
+        &self,
+    ) -> Result<Vec<(ApplicationId, String, Vec<Sha256>)>, HqStoreError> {
         let mut stmt = self.conn.prepare(
             "SELECT a.id, a.state, group_concat(ab.sha256) FROM applications a LEFT JOIN app_blobs ab ON ab.application_id = a.id
              GROUP BY a.id ORDER BY a.id",
         )?;
-        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, Option<String>>(2)?)))?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, Option<String>>(2)?,
+            ))
+        })?;
         rows.map(|r| {
             let (id, state, shas) = r?;
             let id = ApplicationId::parse(&id).map_err(|e| HqStoreError::Corrupt(e.to_string()))?;
             let mut list = Vec::new();
-            for s in shas.unwrap_or_default().split(',').filter(|s| !s.is_empty()) {
+            for s in shas
+                .unwrap_or_default()
+                .split(',')
+                .filter(|s| !s.is_empty())
+            {
                 list.push(Sha256::parse_hex(s).map_err(|e| HqStoreError::Corrupt(e.to_string()))?);
             }
             list.sort();

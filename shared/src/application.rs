@@ -47,8 +47,11 @@ pub struct GeoPoint {
 
 impl GeoPoint {
     pub fn new(lat: f64, lon: f64) -> Option<Self> {
-        (lat.is_finite() && lon.is_finite() && (-90.0..=90.0).contains(&lat) && (-180.0..=180.0).contains(&lon))
-            .then_some(GeoPoint { lat, lon })
+        (lat.is_finite()
+            && lon.is_finite()
+            && (-90.0..=90.0).contains(&lat)
+            && (-180.0..=180.0).contains(&lon))
+        .then_some(GeoPoint { lat, lon })
     }
     pub fn lat(&self) -> f64 {
         self.lat
@@ -133,10 +136,16 @@ pub struct FieldName(String);
 
 impl FieldName {
     pub fn parse(s: &str) -> Result<Self, String> {
-        if (1..=32).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
+        if (1..=32).contains(&s.len())
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        {
             Ok(FieldName(s.to_owned()))
         } else {
-            Err(format!("nama isian tidak sah {:?} (field names are 1-32 of a-z, 0-9, '_')", s.chars().take(40).collect::<String>()))
+            Err(format!(
+                "nama isian tidak sah {:?} (field names are 1-32 of a-z, 0-9, '_')",
+                s.chars().take(40).collect::<String>()
+            ))
         }
     }
     pub fn as_str(&self) -> &str {
@@ -245,7 +254,9 @@ pub struct Application {
 pub enum ShapeError {
     #[error("terlalu banyak isian: {0}, paling banyak {MAX_FIELDS} (too many fields)")]
     TooManyFields(usize),
-    #[error("terlalu banyak lampiran: {0}, paling banyak {MAX_ATTACHMENTS} (too many attachments)")]
+    #[error(
+        "terlalu banyak lampiran: {0}, paling banyak {MAX_ATTACHMENTS} (too many attachments)"
+    )]
     TooManyAttachments(usize),
     #[error("lampiran {0} terlalu besar: {1} byte (attachment too large)")]
     AttachmentTooLarge(String, u64),
@@ -291,7 +302,9 @@ impl Application {
 
     /// What the operator and HQ should both see: a NIK that disagrees with stated data.
     pub fn warnings(&self) -> Vec<NikWarning> {
-        self.applicant.nik.check_against(self.applicant.date_of_birth, self.applicant.sex)
+        self.applicant
+            .nik
+            .check_against(self.applicant.date_of_birth, self.applicant.sex)
     }
 
     /// The application's canonical bytes' hash: HQ's test of "same id, same content".
@@ -311,6 +324,8 @@ impl Application {
     }
 
     pub fn id_photo(&self) -> Option<&Attachment> {
-        self.attachments.iter().find(|a| a.kind == AttachmentKind::IdPhoto)
+        self.attachments
+            .iter()
+            .find(|a| a.kind == AttachmentKind::IdPhoto)
     }
 }

@@ -15,7 +15,11 @@ pub struct Backoff {
 
 impl Backoff {
     pub fn new(min: Duration, max: Duration) -> Self {
-        Backoff { min, max: max.max(min), attempt: 0 }
+        Backoff {
+            min,
+            max: max.max(min),
+            attempt: 0,
+        }
     }
 
     /// The next delay: uniform in `[0, min(max, min * 2^attempt)]`.
@@ -44,14 +48,23 @@ mod tests {
     #[test]
     fn grows_to_the_cap_and_jitters() {
         let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
-        let caps: Vec<_> = (0..10).map(|_| { let c = b.cap(); let d = b.next_delay(); assert!(d <= c); c }).collect();
+        let caps: Vec<_> = (0..10)
+            .map(|_| {
+                let c = b.cap();
+                let d = b.next_delay();
+                assert!(d <= c);
+                c
+            })
+            .collect();
         assert_eq!(caps[0], Duration::from_millis(100));
         assert_eq!(caps[3], Duration::from_millis(800));
         assert_eq!(caps[9], Duration::from_secs(5));
         b.reset();
         assert_eq!(b.cap(), Duration::from_millis(100));
         let mut b = Backoff::new(Duration::from_millis(1000), Duration::from_secs(60));
-        for _ in 0..100 { b.next_delay(); }
+        for _ in 0..100 {
+            b.next_delay();
+        }
         let ds: std::collections::HashSet<_> = (0..50).map(|_| b.next_delay()).collect();
         assert!(ds.len() > 10, "no jitter");
     }

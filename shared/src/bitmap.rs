@@ -17,7 +17,9 @@ impl Bitmap {
         &self.0
     }
     pub fn get(&self, i: u32) -> bool {
-        self.0.get((i / 8) as usize).is_some_and(|b| b & (1 << (i % 8)) != 0)
+        self.0
+            .get((i / 8) as usize)
+            .is_some_and(|b| b & (1 << (i % 8)) != 0)
     }
     pub fn set(&mut self, i: u32) {
         let byte = (i / 8) as usize;

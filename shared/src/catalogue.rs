@@ -54,7 +54,13 @@ pub struct PhotoRules {
 impl Default for PhotoRules {
     /// 35 x 45 mm at 300 dpi.
     fn default() -> Self {
-        PhotoRules { required: true, width: 413, height: 531, max_bytes: 60_000, background: BackgroundRule::Any }
+        PhotoRules {
+            required: true,
+            width: 413,
+            height: 531,
+            max_bytes: 60_000,
+            background: BackgroundRule::Any,
+        }
     }
 }
 
@@ -152,27 +158,44 @@ impl Catalogue {
     pub fn builtin() -> Self {
         // The built-in catalogue is tested below; if it ever failed to parse, an empty
         // catalogue makes every capture fail loudly rather than the process panic.
-        Catalogue::from_toml(DEFAULT_CATALOGUE_TOML).unwrap_or(Catalogue { version: 0, services: Vec::new() })
+        Catalogue::from_toml(DEFAULT_CATALOGUE_TOML).unwrap_or(Catalogue {
+            version: 0,
+            services: Vec::new(),
+        })
     }
 
     fn check_consistent(&self) -> Result<(), CatalogueError> {
         let mut codes = std::collections::HashSet::new();
         for s in &self.services {
             if !codes.insert(s.code.clone()) {
-                return Err(CatalogueError::Invalid(format!("kode {} dua kali (duplicate code)", s.code)));
+                return Err(CatalogueError::Invalid(format!(
+                    "kode {} dua kali (duplicate code)",
+                    s.code
+                )));
             }
             for f in &s.fields {
                 FieldName::parse(&f.name).map_err(CatalogueError::Invalid)?;
                 if f.kind == FieldKind::Choice && f.choices.is_empty() {
-                    return Err(CatalogueError::Invalid(format!("{}.{}: pilihan kosong (no choices)", s.code, f.name)));
+                    return Err(CatalogueError::Invalid(format!(
+                        "{}.{}: pilihan kosong (no choices)",
+                        s.code, f.name
+                    )));
                 }
             }
             for d in &s.documents {
                 FieldName::parse(&d.name).map_err(CatalogueError::Invalid)?;
             }
             if let Some(p) = &s.photo {
-                if p.width < 100 || p.height < 100 || p.width > 2000 || p.height > 2000 || p.max_bytes < 5_000 {
-                    return Err(CatalogueError::Invalid(format!("{}: aturan foto tidak masuk akal (photo rules out of range)", s.code)));
+                if p.width < 100
+                    || p.height < 100
+                    || p.width > 2000
+                    || p.height > 2000
+                    || p.max_bytes < 5_000
+                {
+                    return Err(CatalogueError::Invalid(format!(
+                        "{}: aturan foto tidak masuk akal (photo rules out of range)",
+                        s.code
+                    )));
                 }
             }
         }
@@ -190,17 +213,26 @@ impl Catalogue {
     /// photo and documents it needs attached. Used at capture and again at HQ.
     pub fn check(&self, app: &Application) -> Result<(), CatalogueError> {
         let svc = self.service(&app.service)?;
-        let known: BTreeMap<&str, &FieldSpec> = svc.fields.iter().map(|f| (f.name.as_str(), f)).collect();
+        let known: BTreeMap<&str, &FieldSpec> =
+            svc.fields.iter().map(|f| (f.name.as_str(), f)).collect();
         for (name, value) in &app.fields {
-            let spec = known.get(name.as_str()).ok_or_else(|| CatalogueError::UnknownField(name.to_string()))?;
+            let spec = known
+                .get(name.as_str())
+                .ok_or_else(|| CatalogueError::UnknownField(name.to_string()))?;
             spec.check_value(value.as_str())?;
         }
         for f in &svc.fields {
             if f.required && !app.fields.keys().any(|k| k.as_str() == f.name) {
-                return Err(CatalogueError::MissingField { field: f.name.clone(), label: f.label.clone() });
+                return Err(CatalogueError::MissingField {
+                    field: f.name.clone(),
+                    label: f.label.clone(),
+                });
             }
         }
-        let has_photo = app.attachments.iter().any(|a| a.kind == AttachmentKind::IdPhoto);
+        let has_photo = app
+            .attachments
+            .iter()
+            .any(|a| a.kind == AttachmentKind::IdPhoto);
         if svc.photo.as_ref().is_some_and(|p| p.required) && !has_photo {
             return Err(CatalogueError::MissingPhoto);
         }
@@ -226,7 +258,10 @@ impl Catalogue {
 
 impl FieldSpec {
     fn check_value(&self, v: &str) -> Result<(), CatalogueError> {
-        let bad = |why: &str| CatalogueError::BadField { field: self.name.clone(), why: why.to_owned() };
+        let bad = |why: &str| CatalogueError::BadField {
+            field: self.name.clone(),
+            why: why.to_owned(),
+        };
         match self.kind {
             FieldKind::Text => Ok(()),
             FieldKind::Digits16 => {
@@ -238,13 +273,18 @@ impl FieldSpec {
             }
             FieldKind::Date => {
                 let fmt = time::macros::format_description!("[year]-[month]-[day]");
-                time::Date::parse(v, &fmt).map(|_| ()).map_err(|_| bad("tanggal harus TTTT-BB-HH (date must be YYYY-MM-DD)"))
+                time::Date::parse(v, &fmt)
+                    .map(|_| ())
+                    .map_err(|_| bad("tanggal harus TTTT-BB-HH (date must be YYYY-MM-DD)"))
             }
             FieldKind::Choice => {
                 if self.choices.iter().any(|c| c == v) {
                     Ok(())
                 } else {
-                    Err(bad(&format!("pilih salah satu: {} (choose one)", self.choices.join(", "))))
+                    Err(bad(&format!(
+                        "pilih salah satu: {} (choose one)",
+                        self.choices.join(", ")
+                    )))
                 }
             }
         }
@@ -271,6 +311,9 @@ mod tests {
     #[test]
     fn duplicate_codes_refused() {
         let t = format!("{DEFAULT_CATALOGUE_TOML}\n[[service]]\ncode = \"KIA\"\nname = \"x\"\nname_en = \"x\"\n");
-        assert!(matches!(Catalogue::from_toml(&t), Err(CatalogueError::Invalid(_))));
+        assert!(matches!(
+            Catalogue::from_toml(&t),
+            Err(CatalogueError::Invalid(_))
+        ));
     }
 }

@@ -10,25 +10,39 @@ use serde::de::DeserializeOwned;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("config file {path} is not valid TOML: {source}")]
-    Toml { path: String, source: Box<toml::de::Error> },
+    Toml {
+        path: String,
+        source: Box<toml::de::Error>,
+    },
     #[error("config: {0}")]
     Invalid(String),
 }
 
 /// Reads `path` (when given) as TOML, applies `PREFIX__…` environment overrides, and
 /// deserializes into `T` (whose serde defaults fill the rest).
-pub fn load<T: DeserializeOwned>(path: Option<&std::path::Path>, env_prefix: &str) -> Result<T, ConfigError> {
+pub fn load<T: DeserializeOwned>(
+    path: Option<&std::path::Path>,
+    env_prefix: &str,
+) -> Result<T, ConfigError> {
     let (text, name) = match path {
         Some(p) => (
-            std::fs::read_to_string(p).map_err(|source| ConfigError::Read { path: p.display().to_string(), source })?,
+            std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                path: p.display().to_string(),
+                source,
+            })?,
             p.display().to_string(),
         ),
         None => (String::new(), "<defaults>".to_owned()),
     };
-    let mut value: toml::Table =
-        toml::from_str(&text).map_err(|source| ConfigError::Toml { path: name.clone(), source: Box::new(source) })?;
+    let mut value: toml::Table = toml::from_str(&text).map_err(|source| ConfigError::Toml {
+        path: name.clone(),
+        source: Box::new(source),
+    })?;
     apply_env(&mut value, env_prefix, std::env::vars())?;
     toml::Value::Table(value)
         .try_into()
@@ -44,7 +58,11 @@ pub fn apply_env(
 ) -> Result<(), ConfigError> {
     let want = format!("{}__", prefix.to_ascii_uppercase());
     for (key, raw) in vars {
-        let Some(path) = key.to_ascii_uppercase().strip_prefix(&want).map(str::to_owned) else {
+        let Some(path) = key
+            .to_ascii_uppercase()
+            .strip_prefix(&want)
+            .map(str::to_owned)
+        else {
             continue;
         };
         let parts: Vec<String> = path.split("__").map(|p| p.to_ascii_lowercase()).collect();
@@ -54,7 +72,9 @@ pub fn apply_env(
         let value = scalar(&raw);
         let mut t = &mut *table;
         for p in &parts[..parts.len() - 1] {
-            let entry = t.entry(p.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let entry = t
+                .entry(p.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
             t = entry
                 .as_table_mut()
                 .ok_or_else(|| ConfigError::Invalid(format!("{key}: {p} is not a section")))?;
@@ -70,7 +90,9 @@ fn scalar(raw: &str) -> toml::Value {
     let probe = format!("v = {raw}");
     match toml::from_str::<toml::Table>(&probe) {
         Ok(mut t) => match t.remove("v") {
-            Some(v @ (toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_))) => v,
+            Some(
+                v @ (toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_)),
+            ) => v,
             _ => toml::Value::String(raw.to_owned()),
         },
         Err(_) => toml::Value::String(raw.to_owned()),

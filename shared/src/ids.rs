@@ -11,7 +11,9 @@ pub enum IdError {
     BusId(String),
     #[error("kode layanan tidak sah {0:?}: 2-16 huruf besar, angka atau '_' (service code must be 2-16 of A-Z, 0-9, '_')")]
     ServiceCode(String),
-    #[error("hash SHA-256 tidak sah: harus 64 digit heksadesimal (a SHA-256 must be 64 hex digits)")]
+    #[error(
+        "hash SHA-256 tidak sah: harus 64 digit heksadesimal (a SHA-256 must be 64 hex digits)"
+    )]
     Sha256,
     #[error("nomor pelacakan tidak sah {0:?} (application id must be a UUIDv7)")]
     ApplicationId(String),
@@ -27,7 +29,8 @@ impl BusId {
     pub fn parse(s: &str) -> Result<Self, IdError> {
         let ok = (3..=32).contains(&s.len())
             && s.starts_with(|c: char| c.is_ascii_lowercase())
-            && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
         if ok {
             Ok(BusId(s.to_owned()))
         } else {
@@ -47,7 +50,8 @@ pub struct ServiceCode(String);
 impl ServiceCode {
     pub fn parse(s: &str) -> Result<Self, IdError> {
         let ok = (2..=16).contains(&s.len())
-            && s.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+            && s.bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
         if ok {
             Ok(ServiceCode(s.to_owned()))
         } else {
@@ -73,7 +77,9 @@ impl Sha256 {
         Sha256(bytes)
     }
     pub fn from_slice(bytes: &[u8]) -> Result<Self, IdError> {
-        <[u8; 32]>::try_from(bytes).map(Sha256).map_err(|_| IdError::Sha256)
+        <[u8; 32]>::try_from(bytes)
+            .map(Sha256)
+            .map_err(|_| IdError::Sha256)
     }
     pub fn parse_hex(s: &str) -> Result<Self, IdError> {
         let mut out = [0u8; 32];
@@ -125,7 +131,8 @@ impl ApplicationId {
         ApplicationId(uuid::Uuid::now_v7())
     }
     pub fn parse(s: &str) -> Result<Self, IdError> {
-        let u = uuid::Uuid::parse_str(s.trim()).map_err(|_| IdError::ApplicationId(s.chars().take(40).collect()))?;
+        let u = uuid::Uuid::parse_str(s.trim())
+            .map_err(|_| IdError::ApplicationId(s.chars().take(40).collect()))?;
         Self::from_uuid(u).ok_or_else(|| IdError::ApplicationId(s.chars().take(40).collect()))
     }
     fn from_uuid(u: uuid::Uuid) -> Option<Self> {
@@ -233,7 +240,16 @@ mod tests {
     #[test]
     fn bus_id_rules() {
         assert!(BusId::parse("bus-ntt-01").is_ok());
-        for bad in ["", "ab", "Bus-1", "1bus", "bus/1", "bus+1", "bus#", &"b".repeat(33)] {
+        for bad in [
+            "",
+            "ab",
+            "Bus-1",
+            "1bus",
+            "bus/1",
+            "bus+1",
+            "bus#",
+            &"b".repeat(33),
+        ] {
             assert!(BusId::parse(bad).is_err(), "{bad:?} accepted");
         }
     }
@@ -241,7 +257,10 @@ mod tests {
     #[test]
     fn sha_roundtrip() {
         let s = Sha256::digest(b"abc");
-        assert_eq!(s.to_hex(), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(
+            s.to_hex(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
         assert_eq!(Sha256::parse_hex(&s.to_hex()).unwrap(), s);
         assert!(Sha256::parse_hex("zz").is_err());
     }

@@ -24,9 +24,13 @@ pub enum NikError {
     NotDigits,
     #[error("kode provinsi {0:02} pada NIK tidak dikenal (unknown province code {0:02})")]
     Province(u8),
-    #[error("kode kabupaten/kota atau kecamatan 00 pada NIK tidak sah (regency or district code 00)")]
+    #[error(
+        "kode kabupaten/kota atau kecamatan 00 pada NIK tidak sah (regency or district code 00)"
+    )]
     Region,
-    #[error("tanggal lahir pada NIK tidak sah: {0} (the birth date in the NIK is impossible: {0})")]
+    #[error(
+        "tanggal lahir pada NIK tidak sah: {0} (the birth date in the NIK is impossible: {0})"
+    )]
     BirthDate(String),
     #[error("nomor urut 0000 pada NIK tidak sah (serial 0000)")]
     Serial,
@@ -36,7 +40,11 @@ pub enum NikError {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum NikWarning {
     /// The NIK encodes another birth date than the one stated.
-    BirthDateMismatch { nik_day: u8, nik_month: u8, nik_year2: u8 },
+    BirthDateMismatch {
+        nik_day: u8,
+        nik_month: u8,
+        nik_year2: u8,
+    },
     /// The NIK encodes the other sex.
     SexMismatch { nik_sex: Sex },
 }
@@ -126,7 +134,11 @@ impl Nik {
     /// Day, month and two-digit year of birth as encoded.
     pub fn birth(&self) -> (u8, u8, u8) {
         let day = self.two(6);
-        (if day > 40 { day - 40 } else { day }, self.two(8), self.two(10))
+        (
+            if day > 40 { day - 40 } else { day },
+            self.two(8),
+            self.two(10),
+        )
     }
     pub fn serial(&self) -> u16 {
         self.0[12..16].parse().unwrap_or(0)
@@ -146,10 +158,16 @@ impl Nik {
             (date_of_birth.year().rem_euclid(100)) as u8,
         );
         if (d, m, y) != stated {
-            w.push(NikWarning::BirthDateMismatch { nik_day: d, nik_month: m, nik_year2: y });
+            w.push(NikWarning::BirthDateMismatch {
+                nik_day: d,
+                nik_month: m,
+                nik_year2: y,
+            });
         }
         if self.sex() != sex {
-            w.push(NikWarning::SexMismatch { nik_sex: self.sex() });
+            w.push(NikWarning::SexMismatch {
+                nik_sex: self.sex(),
+            });
         }
         w
     }
@@ -191,7 +209,9 @@ mod tests {
         assert_eq!(n.sex(), Sex::Female);
         assert_eq!(n.birth(), (12, 3, 90));
         assert_eq!(n.serial(), 1);
-        assert!(n.check_against(date!(1990 - 03 - 12), Sex::Female).is_empty());
+        assert!(n
+            .check_against(date!(1990 - 03 - 12), Sex::Female)
+            .is_empty());
         assert_eq!(format!("{n:?}"), "Nik(53**********0001)");
     }
 
@@ -201,10 +221,22 @@ mod tests {
         assert_eq!(Nik::parse("53710152039000a1"), Err(NikError::NotDigits));
         assert_eq!(Nik::parse("9971015203900001"), Err(NikError::Province(99)));
         assert_eq!(Nik::parse("5300015203900001"), Err(NikError::Region));
-        assert!(matches!(Nik::parse("5371013203900001"), Err(NikError::BirthDate(_)))); // day 32
-        assert!(matches!(Nik::parse("5371017203900001"), Err(NikError::BirthDate(_)))); // day 72
-        assert!(matches!(Nik::parse("5371011213900001"), Err(NikError::BirthDate(_)))); // month 13
-        assert!(matches!(Nik::parse("5371013002900001"), Err(NikError::BirthDate(_)))); // 30 Feb
+        assert!(matches!(
+            Nik::parse("5371013203900001"),
+            Err(NikError::BirthDate(_))
+        )); // day 32
+        assert!(matches!(
+            Nik::parse("5371017203900001"),
+            Err(NikError::BirthDate(_))
+        )); // day 72
+        assert!(matches!(
+            Nik::parse("5371011213900001"),
+            Err(NikError::BirthDate(_))
+        )); // month 13
+        assert!(matches!(
+            Nik::parse("5371013002900001"),
+            Err(NikError::BirthDate(_))
+        )); // 30 Feb
         assert!(Nik::parse("5371012902000001").is_ok()); // 29 Feb 2000
         assert_eq!(Nik::parse("5371015203900000"), Err(NikError::Serial));
     }

@@ -32,7 +32,10 @@ impl Text {
         }
         let len = t.chars().count();
         if len > MAX_TEXT_CHARS {
-            return Err(TextError::TooLong { len, max: MAX_TEXT_CHARS });
+            return Err(TextError::TooLong {
+                len,
+                max: MAX_TEXT_CHARS,
+            });
         }
         if let Some(c) = t.chars().find(|c| c.is_control()) {
             return Err(TextError::Control(c as u32));
@@ -71,11 +74,17 @@ mod tests {
     use super::*;
     #[test]
     fn rules() {
-        assert_eq!(Text::parse("  Siti Aminah ").unwrap().as_str(), "Siti Aminah");
+        assert_eq!(
+            Text::parse("  Siti Aminah ").unwrap().as_str(),
+            "Siti Aminah"
+        );
         assert_eq!(Text::parse(" "), Err(TextError::Empty));
         assert!(matches!(Text::parse("a\u{0}b"), Err(TextError::Control(0))));
         assert!(matches!(Text::parse("a\nb"), Err(TextError::Control(10))));
-        assert!(matches!(Text::parse(&"x".repeat(301)), Err(TextError::TooLong { .. })));
+        assert!(matches!(
+            Text::parse(&"x".repeat(301)),
+            Err(TextError::TooLong { .. })
+        ));
         assert!(Text::parse("Robert'); DROP TABLE applications;--").is_ok());
     }
 }

@@ -26,7 +26,13 @@ pub enum UpKind {
 }
 
 impl UpKind {
-    pub const ALL: [UpKind; 5] = [UpKind::Record, UpKind::Chunk, UpKind::Query, UpKind::Heartbeat, UpKind::Status];
+    pub const ALL: [UpKind; 5] = [
+        UpKind::Record,
+        UpKind::Chunk,
+        UpKind::Query,
+        UpKind::Heartbeat,
+        UpKind::Status,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             UpKind::Record => "record",
@@ -50,7 +56,9 @@ pub const DEFAULT_PREFIX: &str = "keliling/v1";
 
 impl Default for Topics {
     fn default() -> Self {
-        Topics { prefix: DEFAULT_PREFIX.to_owned() }
+        Topics {
+            prefix: DEFAULT_PREFIX.to_owned(),
+        }
     }
 }
 
@@ -64,7 +72,9 @@ impl Topics {
         if bad {
             Err(TopicError::Prefix(prefix.to_owned()))
         } else {
-            Ok(Topics { prefix: prefix.to_owned() })
+            Ok(Topics {
+                prefix: prefix.to_owned(),
+            })
         }
     }
     pub fn prefix(&self) -> &str {
@@ -100,7 +110,9 @@ impl Topics {
             .and_then(|r| r.strip_prefix("/bus/"))
             .ok_or_else(unknown)?;
         let mut parts = rest.split('/');
-        let (Some(bus), Some("up"), Some(kind), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        let (Some(bus), Some("up"), Some(kind), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
             return Err(unknown());
         };
         let bus = BusId::parse(bus).map_err(|_| unknown())?;
@@ -119,7 +131,13 @@ mod tests {
         let topic = t.up(&b, UpKind::Chunk);
         assert_eq!(topic, "keliling/v1/bus/bus-01/up/chunk");
         assert_eq!(t.parse_up(&topic).unwrap(), (b.clone(), UpKind::Chunk));
-        for bad in ["keliling/v1/bus/bus-01/down/sync", "keliling/v1/bus/BUS/up/chunk", "other/bus/bus-01/up/chunk", "keliling/v1/bus/bus-01/up/chunk/x", "keliling/v1/bus/bus-01/up/nope"] {
+        for bad in [
+            "keliling/v1/bus/bus-01/down/sync",
+            "keliling/v1/bus/BUS/up/chunk",
+            "other/bus/bus-01/up/chunk",
+            "keliling/v1/bus/bus-01/up/chunk/x",
+            "keliling/v1/bus/bus-01/up/nope",
+        ] {
             assert!(t.parse_up(bad).is_err(), "{bad}");
         }
         assert!(Topics::new("a/#").is_err());

@@ -18,6 +18,12 @@ pub const VERSION: u8 = 1;
 /// The largest envelope either side sends or accepts. Set the MQTT clients' and brokers'
 /// packet limits above this (see DESIGN.md: rumqttc's 10 KiB default jams the link).
 pub const MAX_MESSAGE_BYTES: usize = 96 * 1024;
+/// The largest MQTT packet a Keliling broker lets through (Mosquitto's `max_packet_size`
+/// in config/mosquitto.conf, rumqttd's `max_payload_size`). Clients accept packets up to
+/// this size so that an oversized message reaches the decoder and is quarantined: a client
+/// limit below the broker's would drop the connection on it, and a persistent session
+/// would redeliver it forever, jamming the link.
+pub const MAX_BROKER_PACKET_BYTES: usize = 256 * 1024;
 /// Chunks are at most this big; the bus picks its chunk size up to it.
 pub const MAX_CHUNK_BYTES: u32 = 64 * 1024;
 pub const MIN_CHUNK_BYTES: u32 = 1024;
@@ -89,7 +95,14 @@ pub struct Chunk {
 
 impl std::fmt::Debug for Chunk {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Chunk({:?} #{}/{} {}B)", self.blob, self.index, self.count(), self.data.len())
+        write!(
+            f,
+            "Chunk({:?} #{}/{} {}B)",
+            self.blob,
+            self.index,
+            self.count(),
+            self.data.len()
+        )
     }
 }
 
@@ -122,11 +135,20 @@ impl Chunk {
             return invalid(format!("blob size {} out of range", self.total_size));
         }
         if self.index >= self.count() {
-            return invalid(format!("chunk index {} out of range (blob has {})", self.index, self.count()));
+            return invalid(format!(
+                "chunk index {} out of range (blob has {})",
+                self.index,
+                self.count()
+            ));
         }
         let r = chunk_range(self.total_size, self.chunk_size, self.index);
         if self.data.len() as u64 != r.end - r.start {
-            return invalid(format!("chunk {} holds {} bytes, expected {}", self.index, self.data.len(), r.end - r.start));
+            return invalid(format!(
+                "chunk {} holds {} bytes, expected {}",
+                self.index,
+                self.data.len(),
+                r.end - r.start
+            ));
         }
         Ok(())
     }
@@ -171,16 +193,26 @@ pub struct DownEnvelope {
 pub enum Down {
     /// The record is committed at HQ; these blobs are still missing (with what HQ already
     /// holds of each). Not delivery yet: that is [`Down::Delivered`].
-    RecordAck { application: ApplicationId, missing: Vec<BlobProgress> },
+    RecordAck {
+        application: ApplicationId,
+        missing: Vec<BlobProgress>,
+    },
     /// A snapshot of which chunks of one blob HQ holds. Snapshots replace each other.
     Progress(BlobProgress),
     /// The blob is verified (SHA-256) and committed to HQ's photo store.
     BlobStored { blob: Sha256 },
     /// HQ has committed the record and every blob it references: the only delivery ack.
-    Delivered { application: ApplicationId, hq_received_at: UnixMillis },
+    Delivered {
+        application: ApplicationId,
+        hq_received_at: UnixMillis,
+    },
     /// HQ quarantined what the bus sent, with the reason. The bus keeps its copy and shows
     /// the reason to the operator; it does not re-send.
-    Rejected { application: Option<ApplicationId>, blob: Option<Sha256>, reason: String },
+    Rejected {
+        application: Option<ApplicationId>,
+        blob: Option<Sha256>,
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -214,7 +246,8 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, WireError> 
     if bytes[2] != VERSION {
         return Err(WireError::UnknownVersion(bytes[2]));
     }
-    let (value, rest) = postcard::take_from_bytes(&bytes[3..]).map_err(|e| WireError::Malformed(e.to_string()))?;
+    let (value, rest) =
+        postcard::take_from_bytes(&bytes[3..]).map_err(|e| WireError::Malformed(e.to_string()))?;
     if !rest.is_empty() {
         return Err(WireError::Trailing(rest.len()));
     }
@@ -223,7 +256,11 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, WireError> 
 
 impl UpEnvelope {
     pub fn new(bus_id: BusId, body: Up) -> Self {
-        UpEnvelope { bus_id, sent_at: UnixMillis::now(), body }
+        UpEnvelope {
+            bus_id,
+            sent_at: UnixMillis::now(),
+            body,
+        }
     }
     pub fn encode(&self) -> Result<Vec<u8>, WireError> {
         encode(self)
@@ -233,7 +270,8 @@ impl UpEnvelope {
         let env: UpEnvelope = decode(bytes)?;
         match &env.body {
             Up::Record(app) => {
-                app.check_shape().map_err(|e| WireError::Invalid(e.to_string()))?;
+                app.check_shape()
+                    .map_err(|e| WireError::Invalid(e.to_string()))?;
                 if app.bus_id != env.bus_id {
                     return Err(WireError::Invalid(format!(
                         "record of bus {} inside an envelope of bus {}",
@@ -243,9 +281,14 @@ impl UpEnvelope {
             }
             Up::Chunk(c) => c.check()?,
             Up::Query(q) if q.blobs.len() > MAX_QUERY_BLOBS => {
-                return Err(WireError::Invalid(format!("query for {} blobs, at most {MAX_QUERY_BLOBS}", q.blobs.len())))
+                return Err(WireError::Invalid(format!(
+                    "query for {} blobs, at most {MAX_QUERY_BLOBS}",
+                    q.blobs.len()
+                )))
             }
-            Up::Heartbeat(h) if h.software.len() > 64 => return Err(WireError::Invalid("software version too long".into())),
+            Up::Heartbeat(h) if h.software.len() > 64 => {
+                return Err(WireError::Invalid("software version too long".into()))
+            }
             _ => {}
         }
         Ok(env)
@@ -254,7 +297,11 @@ impl UpEnvelope {
 
 impl DownEnvelope {
     pub fn new(bus_id: BusId, body: Down) -> Self {
-        DownEnvelope { bus_id, sent_at: UnixMillis::now(), body }
+        DownEnvelope {
+            bus_id,
+            sent_at: UnixMillis::now(),
+            body,
+        }
     }
     pub fn encode(&self) -> Result<Vec<u8>, WireError> {
         encode(self)
@@ -275,7 +322,13 @@ mod tests {
     use super::*;
 
     fn chunk() -> Chunk {
-        Chunk { blob: Sha256::digest(b"x"), total_size: 40_000, chunk_size: 16_384, index: 2, data: vec![7; 40_000 - 2 * 16_384] }
+        Chunk {
+            blob: Sha256::digest(b"x"),
+            total_size: 40_000,
+            chunk_size: 16_384,
+            index: 2,
+            data: vec![7; 40_000 - 2 * 16_384],
+        }
     }
 
     #[test]
@@ -292,11 +345,20 @@ mod tests {
         let bytes = env.encode().unwrap();
         assert_eq!(UpEnvelope::decode(&[]), Err(WireError::TooShort(0)));
         assert_eq!(UpEnvelope::decode(b"XX\x01"), Err(WireError::BadMagic));
-        assert_eq!(UpEnvelope::decode(b"KL\x09abc"), Err(WireError::UnknownVersion(9)));
-        assert!(matches!(UpEnvelope::decode(&vec![0; MAX_MESSAGE_BYTES + 1]), Err(WireError::TooLarge(_))));
+        assert_eq!(
+            UpEnvelope::decode(b"KL\x09abc"),
+            Err(WireError::UnknownVersion(9))
+        );
+        assert!(matches!(
+            UpEnvelope::decode(&vec![0; MAX_MESSAGE_BYTES + 1]),
+            Err(WireError::TooLarge(_))
+        ));
         // Every truncation fails cleanly.
         for n in 3..bytes.len() {
-            assert!(UpEnvelope::decode(&bytes[..n]).is_err(), "truncated at {n} decoded");
+            assert!(
+                UpEnvelope::decode(&bytes[..n]).is_err(),
+                "truncated at {n} decoded"
+            );
         }
         let mut long = bytes.clone();
         long.push(0);

@@ -25,13 +25,19 @@ pub enum BrokerKind {
 /// --workspace` builds every member's binaries before running tests).
 pub fn binary(name: &str) -> Result<PathBuf> {
     let exe = std::env::current_exe()?;
-    let mut dir = exe.parent().context("test exe has no parent dir")?.to_path_buf();
+    let mut dir = exe
+        .parent()
+        .context("test exe has no parent dir")?
+        .to_path_buf();
     if dir.ends_with("deps") {
         dir.pop();
     }
     let p = dir.join(name);
     if !p.exists() {
-        bail!("{} not found: build it first (cargo build --workspace)", p.display());
+        bail!(
+            "{} not found: build it first (cargo build --workspace)",
+            p.display()
+        );
     }
     Ok(p)
 }
@@ -48,10 +54,12 @@ impl TestBroker {
         match kind {
             BrokerKind::Embedded => {
                 let port = free_port()?;
+                let log = std::fs::File::create(dir.join("broker.log"))?;
                 let child = Command::new(binary("hq-sync")?)
                     .args(["broker", "--listen", &format!("127.0.0.1:{port}")])
                     .env("RUST_LOG", "warn")
                     .stdout(Stdio::null())
+                    .stderr(log)
                     .kill_on_drop(true)
                     .spawn()?;
                 wait_for_port(port, Duration::from_secs(20)).await?;
@@ -85,8 +93,16 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    pub async fn spawn(bin: &str, args: &[&str], env: &[(String, String)], log: &Path) -> Result<Daemon> {
-        let out = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
+    pub async fn spawn(
+        bin: &str,
+        args: &[&str],
+        env: &[(String, String)],
+        log: &Path,
+    ) -> Result<Daemon> {
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)?;
         let mut cmd = Command::new(binary(bin)?);
         cmd.args(args)
             .env("RUST_LOG", "info,rumqttd=warn")
@@ -97,7 +113,11 @@ impl Daemon {
             cmd.env(k, v);
         }
         let child = cmd.spawn().with_context(|| format!("spawning {bin}"))?;
-        Ok(Daemon { child, name: bin.to_owned(), log: log.to_owned() })
+        Ok(Daemon {
+            child,
+            name: bin.to_owned(),
+            log: log.to_owned(),
+        })
     }
 
     /// `kill -9`.
@@ -141,7 +161,11 @@ pub fn bus_env(bus_id: &str, dir: &Path, broker_port: u16) -> Vec<(String, Strin
 }
 
 /// Waits until `check` returns true, polling; fails with `what` after `timeout`.
-pub async fn eventually(what: &str, timeout: Duration, mut check: impl FnMut() -> Result<bool>) -> Result<()> {
+pub async fn eventually(
+    what: &str,
+    timeout: Duration,
+    mut check: impl FnMut() -> Result<bool>,
+) -> Result<()> {
     let deadline = Instant::now() + timeout;
     loop {
         if check()? {
@@ -175,15 +199,28 @@ pub fn assert_exactly_once(bus_dbs: &[&Path], hq_dir: &Path, expected: usize) ->
         let store = Store::open(db)?;
         let status = store.status()?;
         if status.waiting() != 0 || status.rejected != 0 {
-            bail!("bus {} still has {} waiting, {} rejected", db.display(), status.waiting(), status.rejected);
+            bail!(
+                "bus {} still has {} waiting, {} rejected",
+                db.display(),
+                status.waiting(),
+                status.rejected
+            );
         }
         for s in store.recent(usize::MAX >> 1, false)? {
-            let app = store.application(&s.id)?.context("summary without record")?;
-            bus_apps.insert(s.id.to_string(), app.attachments.iter().map(|a| a.sha256).collect());
+            let app = store
+                .application(&s.id)?
+                .context("summary without record")?;
+            bus_apps.insert(
+                s.id.to_string(),
+                app.attachments.iter().map(|a| a.sha256).collect(),
+            );
         }
     }
     if bus_apps.len() != expected {
-        bail!("buses hold {} applications, expected {expected}", bus_apps.len());
+        bail!(
+            "buses hold {} applications, expected {expected}",
+            bus_apps.len()
+        );
     }
     let hq = HqStore::open(&hq_dir.join("hq.sqlite"))?;
     let rows = hq.application_blobs()?;
@@ -192,7 +229,9 @@ pub fn assert_exactly_once(bus_dbs: &[&Path], hq_dir: &Path, expected: usize) ->
     }
     let photos = PhotoStore::open(&hq_dir.join("photos"))?;
     for (id, state, blobs) in rows {
-        let on_bus = bus_apps.remove(&id.to_string()).with_context(|| format!("HQ has {id}, which no bus saved"))?;
+        let on_bus = bus_apps
+            .remove(&id.to_string())
+            .with_context(|| format!("HQ has {id}, which no bus saved"))?;
         if state != "complete" {
             bail!("application {id} is {state} at HQ");
         }
@@ -201,12 +240,18 @@ pub fn assert_exactly_once(bus_dbs: &[&Path], hq_dir: &Path, expected: usize) ->
             bail!("application {id}: attachment hashes differ between bus and HQ");
         }
         for sha in &at_hq {
-            photos.read_verified(sha).with_context(|| format!("blob {sha:?} of {id}"))?;
+            photos
+                .read_verified(sha)
+                .with_context(|| format!("blob {sha:?} of {id}"))?;
         }
     }
     let c = hq.counts()?;
     if c.quarantined != 0 {
-        bail!("HQ quarantined {} messages: {:?}", c.quarantined, hq.quarantined(5)?);
+        bail!(
+            "HQ quarantined {} messages: {:?}",
+            c.quarantined,
+            hq.quarantined(5)?
+        );
     }
     Ok(())
 }

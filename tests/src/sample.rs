@@ -11,17 +11,33 @@ pub fn nik(i: usize) -> (String, String, &'static str) {
     let month = (i / 28) % 12 + 1;
     let year = 1980 + (i % 40);
     let female = i % 2 == 1;
-    let nik = format!("537101{:02}{:02}{:02}{:04}", day + if female { 40 } else { 0 }, month, year % 100, (i % 9999) + 1);
-    (nik, format!("{year:04}-{month:02}-{day:02}"), if female { "P" } else { "L" })
+    let nik = format!(
+        "537101{:02}{:02}{:02}{:04}",
+        day + if female { 40 } else { 0 },
+        month,
+        year % 100,
+        (i % 9999) + 1
+    );
+    (
+        nik,
+        format!("{year:04}-{month:02}-{day:02}"),
+        if female { "P" } else { "L" },
+    )
 }
 
-/// The portrait with a mark that makes photo `i` unique (so its hash is unique too).
+/// The portrait with a mark that makes photo `i` unique (so its hash is unique too). The
+/// mark sits on the shoulder, inside every crop the photo pipeline makes.
 pub fn portrait_variant(base: &RgbImage, i: usize) -> RgbImage {
     let mut img = base.clone();
-    let v = (i % 251) as u8;
-    for y in 0..8 {
-        for x in 0..8 {
-            img.put_pixel(x + (i as u32 % 32) * 8, y + 500, image::Rgb([v, 255 - v, (i / 251) as u8]));
+    let colour = image::Rgb([
+        (i % 251) as u8,
+        (i / 251 % 251) as u8,
+        255 - (i % 199) as u8,
+    ]);
+    let x0 = 40 + (i as u32 % 13) * 24;
+    for y in 330..350 {
+        for x in x0..x0 + 20 {
+            img.put_pixel(x, y, colour);
         }
     }
     img
@@ -29,7 +45,14 @@ pub fn portrait_variant(base: &RgbImage, i: usize) -> RgbImage {
 
 /// A phone-sized camera JPEG (stored 640 x 480, EXIF orientation 6, GPS) of citizen `i`.
 pub fn camera_photo(base: &RgbImage, i: usize) -> Result<Vec<u8>> {
-    Ok(keliling_photo::fixtures::camera_jpeg(&portrait_variant(base, i), 640, 480, 6, true, 88)?)
+    Ok(keliling_photo::fixtures::camera_jpeg(
+        &portrait_variant(base, i),
+        640,
+        480,
+        6,
+        true,
+        88,
+    )?)
 }
 
 /// A document scan of roughly `bytes` bytes: a real JPEG of paper-like noise.
@@ -85,7 +108,10 @@ pub fn kk_update(i: usize, scan: Vec<u8>) -> CaptureInput {
         sex: sex.into(),
         address: "Jl. Timor Raya 1".into(),
         phone: None,
-        fields: vec![("kk_number".into(), format!("53710100{:08}", i)), ("change_reason".into(), "kelahiran".into())],
+        fields: vec![
+            ("kk_number".into(), format!("53710100{:08}", i)),
+            ("change_reason".into(), "kelahiran".into()),
+        ],
         photo: None,
         documents: vec![("old_kk".into(), scan)],
     }

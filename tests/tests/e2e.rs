@@ -19,7 +19,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 fn settings(bus: &str) -> CaptureSettings {
-    CaptureSettings { bus_id: BusId::parse(bus).unwrap(), chunk_size: 16 * 1024, photo_limits: Default::default() }
+    CaptureSettings {
+        bus_id: BusId::parse(bus).unwrap(),
+        chunk_size: 16 * 1024,
+        photo_limits: Default::default(),
+    }
 }
 
 /// Captures `n` licence renewals with unique camera photos into the store at `db`.
@@ -29,25 +33,57 @@ fn capture_many(db: &Path, bus: &str, range: std::ops::Range<usize>) -> Result<(
     let mut store = Store::open(db)?;
     for i in range {
         let photo = sample::camera_photo(&portrait, i)?;
-        capture(&mut store, &catalogue, &settings(bus), sample::sim_renewal(i, photo)).with_context(|| format!("capture {i}"))?;
+        capture(
+            &mut store,
+            &catalogue,
+            &settings(bus),
+            sample::sim_renewal(i, photo),
+        )
+        .with_context(|| format!("capture {i}"))?;
     }
     Ok(())
 }
 
 async fn backlog_while_hq_down(kind: BrokerKind) -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let Some(broker) = TestBroker::start(kind, dir.path()).await? else { return Ok(()) };
+    let Some(broker) = TestBroker::start(kind, dir.path()).await? else {
+        return Ok(());
+    };
     let (bus_dir, hq_dir) = (dir.path().join("bus"), dir.path().join("hq"));
     let db = bus_dir.join("bus.sqlite");
     // The bus runs, and captures, with HQ down: nothing it sends can be acknowledged.
-    let mut bus = Daemon::spawn("bus-node", &["run"], &bus_env("bus-ntt-01", &bus_dir, broker.port()), &dir.path().join("bus.log")).await?;
+    let mut bus = Daemon::spawn(
+        "bus-node",
+        &["run"],
+        &bus_env("bus-ntt-01", &bus_dir, broker.port()),
+        &dir.path().join("bus.log"),
+    )
+    .await?;
     capture_many(&db, "bus-ntt-01", 0..200)?;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(bus_delivered(&db)?, 0, "nothing may count as delivered while HQ is down");
-    let mut hq = Daemon::spawn("hq-sync", &["run"], &hq_env(&hq_dir, broker.port()), &dir.path().join("hq.log")).await?;
-    eventually("all 200 delivered", Duration::from_secs(180), || Ok(bus_delivered(&db)? == 200))
-        .await
-        .with_context(|| format!("bus log:\n{}\nhq log:\n{}", tail(&bus.log()), tail(&hq.log())))?;
+    assert_eq!(
+        bus_delivered(&db)?,
+        0,
+        "nothing may count as delivered while HQ is down"
+    );
+    let mut hq = Daemon::spawn(
+        "hq-sync",
+        &["run"],
+        &hq_env(&hq_dir, broker.port()),
+        &dir.path().join("hq.log"),
+    )
+    .await?;
+    eventually("all 200 delivered", Duration::from_secs(180), || {
+        Ok(bus_delivered(&db)? == 200)
+    })
+    .await
+    .with_context(|| {
+        format!(
+            "bus log:\n{}\nhq log:\n{}",
+            tail(&bus.log()),
+            tail(&hq.log())
+        )
+    })?;
     assert_exactly_once(&[&db], &hq_dir, 200)?;
     bus.kill9().await?;
     hq.kill9().await?;
@@ -56,28 +92,51 @@ async fn backlog_while_hq_down(kind: BrokerKind) -> Result<()> {
 
 async fn kill_bus_mid_sync(kind: BrokerKind) -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let Some(broker) = TestBroker::start(kind, dir.path()).await? else { return Ok(()) };
+    let Some(broker) = TestBroker::start(kind, dir.path()).await? else {
+        return Ok(());
+    };
     let (bus_dir, hq_dir) = (dir.path().join("bus"), dir.path().join("hq"));
     let db = bus_dir.join("bus.sqlite");
     std::fs::create_dir_all(&bus_dir)?;
     capture_many(&db, "bus-ntt-02", 0..120)?;
-    let _hq = Daemon::spawn("hq-sync", &["run"], &hq_env(&hq_dir, broker.port()), &dir.path().join("hq.log")).await?;
+    let _hq = Daemon::spawn(
+        "hq-sync",
+        &["run"],
+        &hq_env(&hq_dir, broker.port()),
+        &dir.path().join("hq.log"),
+    )
+    .await?;
     let env = bus_env("bus-ntt-02", &bus_dir, broker.port());
     let log = dir.path().join("bus.log");
     let mut bus = Daemon::spawn("bus-node", &["run"], &env, &log).await?;
-    eventually("some applications complete at HQ", Duration::from_secs(60), || Ok(hq_complete(&hq_dir)? >= 10)).await?;
+    eventually(
+        "some applications complete at HQ",
+        Duration::from_secs(60),
+        || Ok(hq_complete(&hq_dir)? >= 10),
+    )
+    .await?;
     bus.kill9().await?;
     let at_kill = hq_complete(&hq_dir)?;
-    assert!(at_kill < 120, "sync finished before the kill; the test proves nothing");
+    assert!(
+        at_kill < 120,
+        "sync finished before the kill; the test proves nothing"
+    );
     let _bus = Daemon::spawn("bus-node", &["run"], &env, &log).await?;
-    eventually("all 120 delivered after restart", Duration::from_secs(120), || Ok(bus_delivered(&db)? == 120)).await?;
+    eventually(
+        "all 120 delivered after restart",
+        Duration::from_secs(120),
+        || Ok(bus_delivered(&db)? == 120),
+    )
+    .await?;
     assert_exactly_once(&[&db], &hq_dir, 120)?;
     Ok(())
 }
 
 async fn kill_hq_between_puback_and_commit(kind: BrokerKind) -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let Some(broker) = TestBroker::start(kind, dir.path()).await? else { return Ok(()) };
+    let Some(broker) = TestBroker::start(kind, dir.path()).await? else {
+        return Ok(());
+    };
     let (bus_dir, hq_dir) = (dir.path().join("bus"), dir.path().join("hq"));
     let db = bus_dir.join("bus.sqlite");
     std::fs::create_dir_all(&bus_dir)?;
@@ -85,15 +144,39 @@ async fn kill_hq_between_puback_and_commit(kind: BrokerKind) -> Result<()> {
     // HQ aborts on receiving its 16th record: the broker has PUBACKed it to the bus, HQ has
     // not committed it. The bus must not take the PUBACK for delivery.
     let mut env = hq_env(&hq_dir, broker.port());
-    env.push(("HQ_SYNC__FAULT__CRASH_BEFORE_COMMIT_AFTER_RECORDS".into(), "15".into()));
+    env.push((
+        "HQ_SYNC__FAULT__CRASH_BEFORE_COMMIT_AFTER_RECORDS".into(),
+        "15".into(),
+    ));
     let mut hq = Daemon::spawn("hq-sync", &["run"], &env, &dir.path().join("hq.log")).await?;
-    let _bus = Daemon::spawn("bus-node", &["run"], &bus_env("bus-ntt-03", &bus_dir, broker.port()), &dir.path().join("bus.log")).await?;
+    let _bus = Daemon::spawn(
+        "bus-node",
+        &["run"],
+        &bus_env("bus-ntt-03", &bus_dir, broker.port()),
+        &dir.path().join("bus.log"),
+    )
+    .await?;
     let status = hq.wait_exit(Duration::from_secs(60)).await?;
     assert!(!status.success(), "HQ should have aborted");
-    assert!(hq.log().contains("fault injection"), "HQ died of something else:\n{}", tail(&hq.log()));
+    assert!(
+        hq.log().contains("fault injection"),
+        "HQ died of something else:\n{}",
+        tail(&hq.log())
+    );
     assert!(bus_delivered(&db)? < 60);
-    let _hq = Daemon::spawn("hq-sync", &["run"], &hq_env(&hq_dir, broker.port()), &dir.path().join("hq2.log")).await?;
-    eventually("all 60 delivered after HQ restart", Duration::from_secs(120), || Ok(bus_delivered(&db)? == 60)).await?;
+    let _hq = Daemon::spawn(
+        "hq-sync",
+        &["run"],
+        &hq_env(&hq_dir, broker.port()),
+        &dir.path().join("hq2.log"),
+    )
+    .await?;
+    eventually(
+        "all 60 delivered after HQ restart",
+        Duration::from_secs(120),
+        || Ok(bus_delivered(&db)? == 60),
+    )
+    .await?;
     assert_exactly_once(&[&db], &hq_dir, 60)?;
     Ok(())
 }
@@ -102,38 +185,65 @@ async fn kill_hq_between_puback_and_commit(kind: BrokerKind) -> Result<()> {
 /// chunks that were in flight may be sent again.
 async fn cut_link_mid_large_blob(kind: BrokerKind) -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let Some(broker) = TestBroker::start(kind, dir.path()).await? else { return Ok(()) };
+    let Some(broker) = TestBroker::start(kind, dir.path()).await? else {
+        return Ok(());
+    };
     let (bus_dir, hq_dir) = (dir.path().join("bus"), dir.path().join("hq"));
     let scan = sample::document_scan(7, 1_200_000)?;
     let scan_len = scan.len() as u64;
     let chunk_size = 16 * 1024u32;
     let chunks = keliling_shared::wire::chunk_count(scan.len() as u64, chunk_size) as u64;
-    let mut bus_cfg = BusConfig::for_bus(BusId::parse("bus-ntt-04")?, bus_dir.clone(), "127.0.0.1", 0);
+    let mut bus_cfg =
+        BusConfig::for_bus(BusId::parse("bus-ntt-04")?, bus_dir.clone(), "127.0.0.1", 0);
     bus_cfg.sync.resend_after_ms = 3000;
     bus_cfg.sync.backoff_min_ms = 100;
     bus_cfg.sync.backoff_max_ms = 500;
     let window = bus_cfg.sync.chunk_window as u64;
     {
         let mut store = Store::open(&bus_cfg.db_path())?;
-        capture(&mut store, &Catalogue::builtin(), &bus_cfg.capture_settings(), sample::kk_update(1, scan))?;
+        capture(
+            &mut store,
+            &Catalogue::builtin(),
+            &bus_cfg.capture_settings(),
+            sample::kk_update(1, scan),
+        )?;
     }
     let proxy = LinkProxy::start(([127, 0, 0, 1], broker.port()).into()).await?;
-    proxy.set_shape(Some(Shape { rate_bytes_per_sec: 150_000, latency: Duration::from_millis(40) }));
+    proxy.set_shape(Some(Shape {
+        rate_bytes_per_sec: 150_000,
+        latency: Duration::from_millis(40),
+    }));
     bus_cfg.broker.port = proxy.port();
 
     let (tx, rx) = tokio::sync::watch::channel(false);
     let hq_metrics = Arc::new(IngestMetrics::default());
-    let hq = tokio::spawn(hq_sync::ingest::run(HqConfig::for_dir(hq_dir.clone(), broker.port()), hq_metrics.clone(), rx.clone()));
+    let hq = tokio::spawn(hq_sync::ingest::run(
+        HqConfig::for_dir(hq_dir.clone(), broker.port()),
+        hq_metrics.clone(),
+        rx.clone(),
+    ));
     let bus_metrics = Arc::new(SyncMetrics::default());
-    let bus = tokio::spawn(bus_node::daemon::run(bus_cfg.clone(), bus_metrics.clone(), rx));
+    let bus = tokio::spawn(bus_node::daemon::run(
+        bus_cfg.clone(),
+        bus_metrics.clone(),
+        rx,
+    ));
 
-    eventually("a third of the chunks at HQ", Duration::from_secs(60), || Ok(hq_metrics.chunks_new.load(Ordering::Relaxed) >= chunks / 3)).await?;
+    eventually(
+        "a third of the chunks at HQ",
+        Duration::from_secs(60),
+        || Ok(hq_metrics.chunks_new.load(Ordering::Relaxed) >= chunks / 3),
+    )
+    .await?;
     proxy.cut();
     let at_cut = hq_metrics.chunks_new.load(Ordering::Relaxed);
     assert!(at_cut < chunks, "upload finished before the cut");
     tokio::time::sleep(Duration::from_secs(2)).await;
     proxy.restore();
-    eventually("the scan delivered", Duration::from_secs(90), || Ok(bus_delivered(&bus_cfg.db_path())? == 1)).await?;
+    eventually("the scan delivered", Duration::from_secs(90), || {
+        Ok(bus_delivered(&bus_cfg.db_path())? == 1)
+    })
+    .await?;
     let _ = tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(5), bus).await;
     let _ = tokio::time::timeout(Duration::from_secs(5), hq).await;
@@ -148,12 +258,29 @@ async fn cut_link_mid_large_blob(kind: BrokerKind) -> Result<()> {
     // Counted on the wire too (this includes rumqttc's own retransmissions): at most the
     // window's worth of chunks was sent again, plus protocol overhead.
     let allowance = (window + 2) * u64::from(chunk_size) + 64 * 1024;
-    assert!(wire <= scan_len + allowance, "{wire} bytes sent for a {scan_len}-byte scan");
+    assert!(
+        wire <= scan_len + allowance,
+        "{wire} bytes sent for a {scan_len}-byte scan"
+    );
     assert_eq!(proxy.cuts(), 1);
-    assert!(bus_metrics.connects.load(Ordering::Relaxed) >= 2, "bus never reconnected");
-    assert_eq!(hq_metrics.chunks_new.load(Ordering::Relaxed), chunks, "every chunk staged exactly once");
-    assert!(sent <= chunks + window, "bus re-sent {} chunks, more than the {window} in flight", sent - chunks);
-    assert!(dup_at_hq <= window, "HQ received {dup_at_hq} duplicate chunks, more than the {window} in flight");
+    assert!(
+        bus_metrics.connects.load(Ordering::Relaxed) >= 2,
+        "bus never reconnected"
+    );
+    assert_eq!(
+        hq_metrics.chunks_new.load(Ordering::Relaxed),
+        chunks,
+        "every chunk staged exactly once"
+    );
+    assert!(
+        sent <= chunks + window,
+        "bus re-sent {} chunks, more than the {window} in flight",
+        sent - chunks
+    );
+    assert!(
+        dup_at_hq <= window,
+        "HQ received {dup_at_hq} duplicate chunks, more than the {window} in flight"
+    );
     assert_exactly_once(&[&bus_cfg.db_path()], &hq_dir, 1)?;
     Ok(())
 }
@@ -178,4 +305,9 @@ macro_rules! against_both_brokers {
     };
 }
 
-against_both_brokers!(backlog_while_hq_down, kill_bus_mid_sync, kill_hq_between_puback_and_commit, cut_link_mid_large_blob);
+against_both_brokers!(
+    backlog_while_hq_down,
+    kill_bus_mid_sync,
+    kill_hq_between_puback_and_commit,
+    cut_link_mid_large_blob
+);

@@ -28,7 +28,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[derive(Parser)]
-#[command(name = "keliling-demo", about = "HQ, its embedded broker and simulated buses on flaky links")]
+#[command(
+    name = "keliling-demo",
+    about = "HQ, its embedded broker and simulated buses on flaky links"
+)]
 struct Args {
     /// Simulated buses.
     #[arg(long, default_value_t = 3)]
@@ -56,10 +59,14 @@ struct Bus {
 async fn main() -> Result<()> {
     let args = Args::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn,rumqttd=off".into()),
+        )
         .init();
     if args.data.exists() {
-        std::fs::remove_dir_all(&args.data).with_context(|| format!("wiping {}", args.data.display()))?;
+        std::fs::remove_dir_all(&args.data)
+            .with_context(|| format!("wiping {}", args.data.display()))?;
     }
     let started = Instant::now();
     let port = free_port()?;
@@ -69,7 +76,11 @@ async fn main() -> Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let hq_dir = args.data.join("hq");
     let hq_metrics = Arc::new(IngestMetrics::default());
-    let hq = tokio::spawn(hq_sync::ingest::run(HqConfig::for_dir(hq_dir.clone(), port), hq_metrics.clone(), stop_rx.clone()));
+    let hq = tokio::spawn(hq_sync::ingest::run(
+        HqConfig::for_dir(hq_dir.clone(), port),
+        hq_metrics.clone(),
+        stop_rx.clone(),
+    ));
     println!("HQ: ingest running, data in {}", hq_dir.display());
 
     let portrait = Arc::new(keliling_photo::fixtures::load_portrait()?);
@@ -79,41 +90,93 @@ async fn main() -> Result<()> {
         let proxy = Arc::new(LinkProxy::start(([127, 0, 0, 1], port).into()).await?);
         if b == 0 {
             // Rural 2G: about 100 kbit/s and 400 ms round trip.
-            proxy.set_shape(Some(Shape { rate_bytes_per_sec: 12_500, latency: Duration::from_millis(400) }));
+            proxy.set_shape(Some(Shape {
+                rate_bytes_per_sec: 12_500,
+                latency: Duration::from_millis(400),
+            }));
         }
-        let mut cfg = BusConfig::for_bus(id.clone(), args.data.join(id.as_str()), "127.0.0.1", proxy.port());
+        let mut cfg = BusConfig::for_bus(
+            id.clone(),
+            args.data.join(id.as_str()),
+            "127.0.0.1",
+            proxy.port(),
+        );
         cfg.sync.resend_after_ms = 8_000;
         cfg.sync.heartbeat_secs = 5;
         cfg.sync.backoff_min_ms = 200;
         cfg.sync.backoff_max_ms = 3_000;
         Store::open(&cfg.db_path())?;
         let metrics = Arc::new(SyncMetrics::default());
-        tokio::spawn(bus_node::daemon::run(cfg.clone(), metrics.clone(), stop_rx.clone()));
-        println!("{id}: bus node running{}", if b == 0 { " (2G link: 100 kbit/s, 400 ms RTT)" } else { "" });
-        buses.push(Bus { cfg, proxy, metrics, captured: Arc::default(), capturing: Arc::new(AtomicBool::new(true)) });
+        tokio::spawn(bus_node::daemon::run(
+            cfg.clone(),
+            metrics.clone(),
+            stop_rx.clone(),
+        ));
+        println!(
+            "{id}: bus node running{}",
+            if b == 0 {
+                " (2G link: 100 kbit/s, 400 ms RTT)"
+            } else {
+                ""
+            }
+        );
+        buses.push(Bus {
+            cfg,
+            proxy,
+            metrics,
+            captured: Arc::default(),
+            capturing: Arc::new(AtomicBool::new(true)),
+        });
     }
 
     // Operators capture: one citizen every second or two, 12 MP photos from the camera.
     for (b, bus) in buses.iter().enumerate() {
-        let (cfg, portrait, captured, capturing, apps) =
-            (bus.cfg.clone(), portrait.clone(), bus.captured.clone(), bus.capturing.clone(), args.apps);
+        let (cfg, portrait, captured, capturing, apps) = (
+            bus.cfg.clone(),
+            portrait.clone(),
+            bus.captured.clone(),
+            bus.capturing.clone(),
+            args.apps,
+        );
         tokio::task::spawn_blocking(move || -> Result<()> {
             let catalogue = Catalogue::builtin();
             let mut store = Store::open(&cfg.db_path())?;
             for i in 0..apps {
                 let n = b * 1000 + i;
-                let camera = keliling_photo::fixtures::camera_jpeg(&sample::portrait_variant(&portrait, n), 4000, 3000, 6, true, 90)?;
-                let receipt = capture(&mut store, &catalogue, &cfg.capture_settings(), sample::sim_renewal(n, camera))?;
+                let camera = keliling_photo::fixtures::camera_jpeg(
+                    &sample::portrait_variant(&portrait, n),
+                    4000,
+                    3000,
+                    6,
+                    true,
+                    90,
+                )?;
+                let receipt = capture(
+                    &mut store,
+                    &catalogue,
+                    &cfg.capture_settings(),
+                    sample::sim_renewal(n, camera),
+                )?;
                 println!(
                     "{}: saved {} for {} (photo {} bytes{}) ",
                     cfg.bus_id,
                     receipt.tracking_number(),
                     receipt.application.applicant.full_name,
-                    receipt.application.attachments.first().map_or(0, |a| a.size),
-                    receipt.photo_advice.iter().map(|a| format!("; advice: {}", a.message_en())).collect::<String>()
+                    receipt
+                        .application
+                        .attachments
+                        .first()
+                        .map_or(0, |a| a.size),
+                    receipt
+                        .photo_advice
+                        .iter()
+                        .map(|a| format!("; advice: {}", a.message_en()))
+                        .collect::<String>()
                 );
                 captured.fetch_add(1, Ordering::Relaxed);
-                std::thread::sleep(Duration::from_millis(rand::thread_rng().gen_range(500..1500)));
+                std::thread::sleep(Duration::from_millis(
+                    rand::thread_rng().gen_range(500..1500),
+                ));
             }
             capturing.store(false, Ordering::Relaxed);
             Ok(())
@@ -124,10 +187,17 @@ async fn main() -> Result<()> {
     let flaky: Vec<Arc<LinkProxy>> = buses.iter().map(|b| b.proxy.clone()).collect();
     let road = tokio::spawn(async move {
         loop {
-            tokio::time::sleep(Duration::from_millis(rand::thread_rng().gen_range(3000..7000))).await;
-            let i = rand::thread_rng().gen_range(0..flaky.len());
+            let (up, i, down) = {
+                let mut rng = rand::thread_rng();
+                (
+                    rng.gen_range(3000..7000),
+                    rng.gen_range(0..flaky.len()),
+                    rng.gen_range(2000..5000),
+                )
+            };
+            tokio::time::sleep(Duration::from_millis(up)).await;
             flaky[i].cut();
-            tokio::time::sleep(Duration::from_millis(rand::thread_rng().gen_range(2000..5000))).await;
+            tokio::time::sleep(Duration::from_millis(down)).await;
             flaky[i].restore();
         }
     });
@@ -144,13 +214,20 @@ async fn main() -> Result<()> {
             line.push_str(&format!(
                 "  {} {} saved {} waiting {} delivered {}",
                 bus.cfg.bus_id,
-                if bus.proxy.is_up() && bus.metrics.connected.load(Ordering::Relaxed) { "▲" } else { "▼" },
+                if bus.proxy.is_up() && bus.metrics.connected.load(Ordering::Relaxed) {
+                    "▲"
+                } else {
+                    "▼"
+                },
                 bus.captured.load(Ordering::Relaxed),
                 s.waiting(),
                 s.delivered
             ));
         }
-        println!("{line}  | HQ complete {}", HqStore::open(&hq_dir.join("hq.sqlite"))?.counts()?.complete);
+        println!(
+            "{line}  | HQ complete {}",
+            HqStore::open(&hq_dir.join("hq.sqlite"))?.counts()?.complete
+        );
         let done_capturing = buses.iter().all(|b| !b.capturing.load(Ordering::Relaxed));
         if done_capturing && delivered as usize == total {
             break;
@@ -166,8 +243,16 @@ async fn main() -> Result<()> {
     let cuts: u64 = buses.iter().map(|b| b.proxy.cuts()).sum();
     let wire: u64 = buses.iter().map(|b| b.proxy.bytes_up()).sum();
     println!();
-    println!("Done in {:.1} s: {total} applications with 12 MP photos captured on {} buses,", started.elapsed().as_secs_f64(), args.buses);
-    println!("  {cuts} link cuts survived, {} KiB sent up the links ({} per application),", wire / 1024, wire / total as u64);
+    println!(
+        "Done in {:.1} s: {total} applications with 12 MP photos captured on {} buses,",
+        started.elapsed().as_secs_f64(),
+        args.buses
+    );
+    println!(
+        "  {cuts} link cuts survived, {} KiB sent up the links ({} per application),",
+        wire / 1024,
+        wire / total as u64
+    );
     println!(
         "  HQ: {} records, {} photos verified, {} duplicate chunks ignored, {} quarantined.",
         IngestMetrics::get(&hq_metrics.records_new),
@@ -175,9 +260,14 @@ async fn main() -> Result<()> {
         IngestMetrics::get(&hq_metrics.chunks_duplicate),
         IngestMetrics::get(&hq_metrics.quarantined)
     );
-    println!("  Exactly once: every application is at HQ once, complete, with identical photo hashes.");
+    println!(
+        "  Exactly once: every application is at HQ once, complete, with identical photo hashes."
+    );
     println!();
-    println!("Look around:  cargo run --release -p hq-sync -- status   (with HQ_SYNC__DATA_DIR={})", hq_dir.display());
+    println!(
+        "Look around:  cargo run --release -p hq-sync -- status   (with HQ_SYNC__DATA_DIR={})",
+        hq_dir.display()
+    );
     println!("              cargo run --release -p bus-node -- status  (with BUS_NODE__BUS_ID=bus-ntt-01 BUS_NODE__DATA_DIR={})", args.data.join("bus-ntt-01").display());
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(3), hq).await;

@@ -1,0 +1,163 @@
+//! The bus store's state machine: HQ's messages only move an application forward, and
+//! nothing un-acked is ever deleted.
+
+use bus_node::capture::{capture, CaptureInput, CaptureSettings};
+use bus_node::store::{OutboxState, Store};
+use keliling_shared::wire::BlobProgress;
+use keliling_shared::{Application, Bitmap, BusId, Catalogue, UnixMillis};
+use std::time::Duration;
+
+fn saved(store: &mut Store, i: u8) -> Application {
+    let p = keliling_photo::fixtures::load_portrait().unwrap();
+    let mut img = p.clone();
+    // A distinct mark on the face, so every application's photo (and hash) differs.
+    for y in 200..230 {
+        for x in 240..270 {
+            img.put_pixel(x, y, image::Rgb([i.wrapping_mul(40), 0, 255 - i]));
+        }
+    }
+    let photo = keliling_photo::fixtures::camera_jpeg(&img, 800, 600, 1, false, 90).unwrap();
+    let input = CaptureInput {
+        operator: "Op".into(),
+        village: "Desa".into(),
+        service: "KIA".into(),
+        full_name: format!("Anak {i}"),
+        nik: format!("53710112031500{i:02}"),
+        date_of_birth: "2015-03-12".into(),
+        sex: "L".into(),
+        address: "Alamat".into(),
+        fields: vec![
+            ("kk_number".into(), "5371010101010001".into()),
+            ("father_name".into(), "Ayah".into()),
+            ("mother_name".into(), "Ibu".into()),
+        ],
+        photo: Some(photo),
+        ..CaptureInput::default()
+    };
+    let settings = CaptureSettings {
+        bus_id: BusId::parse("bus-test-01").unwrap(),
+        chunk_size: 4096,
+        photo_limits: Default::default(),
+    };
+    capture(store, &Catalogue::builtin(), &settings, input)
+        .unwrap()
+        .application
+}
+
+#[test]
+fn acks_move_forward_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(&dir.path().join("bus.sqlite")).unwrap();
+    let app = saved(&mut store, 1);
+    let photo = app.id_photo().unwrap().clone();
+    assert_eq!(store.queued_records(10).unwrap(), vec![app.id]);
+    assert!(
+        store.needed_blobs(10).unwrap().is_empty(),
+        "no chunk before HQ asks"
+    );
+
+    // HQ holds the record and chunk 0 of the photo.
+    let count = keliling_shared::wire::chunk_count(photo.size, 4096);
+    let mut have = Bitmap::new(count);
+    have.set(0);
+    let progress = BlobProgress {
+        blob: photo.sha256,
+        chunk_count: count,
+        have,
+    };
+    store
+        .on_record_ack(&app.id, std::slice::from_ref(&progress))
+        .unwrap();
+    assert_eq!(
+        store.state(&app.id).unwrap(),
+        Some(OutboxState::RecordAcked)
+    );
+    assert!(store.queued_records(10).unwrap().is_empty());
+    let plan = store.needed_blobs(10).unwrap();
+    assert_eq!(plan.len(), 1);
+    assert_eq!(plan[0].have.missing(count).count() as u32, count - 1);
+
+    // Delivered is final: a late RecordAck or a rejection does not move it back.
+    assert!(store.on_delivered(&app.id, UnixMillis(1)).unwrap());
+    assert!(
+        !store.on_delivered(&app.id, UnixMillis(2)).unwrap(),
+        "second ack is a no-op"
+    );
+    store.on_record_ack(&app.id, &[progress]).unwrap();
+    store.on_rejected(&app.id, "late").unwrap();
+    assert_eq!(store.state(&app.id).unwrap(), Some(OutboxState::Delivered));
+    assert!(store.needed_blobs(10).unwrap().is_empty());
+    let s = store.status().unwrap();
+    assert_eq!((s.waiting(), s.delivered, s.bytes_waiting), (0, 1, 0));
+    assert!(s.last_sync.is_some());
+}
+
+#[test]
+fn purge_drops_only_delivered_bytes_past_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(&dir.path().join("bus.sqlite")).unwrap();
+    let delivered = saved(&mut store, 1);
+    let waiting = saved(&mut store, 2);
+    store
+        .on_delivered(&delivered.id, UnixMillis::now())
+        .unwrap();
+    // Within retention: nothing goes.
+    assert_eq!(
+        store
+            .purge_delivered_blobs(Duration::from_secs(3600))
+            .unwrap(),
+        0
+    );
+    // Past retention: only the delivered application's photo goes.
+    assert_eq!(store.purge_delivered_blobs(Duration::ZERO).unwrap(), 1);
+    let w = waiting.id_photo().unwrap();
+    let bytes = store.read_chunk(&w.sha256, 0..w.size).unwrap();
+    assert_eq!(bytes.len() as u64, w.size);
+    let d = delivered.id_photo().unwrap();
+    assert!(store.read_chunk(&d.sha256, 0..10).is_err());
+    // The record itself stays, for the operator's history.
+    assert!(store.application(&delivered.id).unwrap().is_some());
+}
+
+#[test]
+fn hq_snapshots_replace_each_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(&dir.path().join("bus.sqlite")).unwrap();
+    let app = saved(&mut store, 3);
+    let photo = app.id_photo().unwrap().clone();
+    let count = keliling_shared::wire::chunk_count(photo.size, 4096);
+    let mut all = Bitmap::new(count);
+    (0..count).for_each(|i| all.set(i));
+    store
+        .on_record_ack(
+            &app.id,
+            &[BlobProgress {
+                blob: photo.sha256,
+                chunk_count: count,
+                have: all,
+            }],
+        )
+        .unwrap();
+    assert_eq!(
+        store.needed_blobs(10).unwrap()[0]
+            .have
+            .missing(count)
+            .count(),
+        0
+    );
+    // HQ lost its staging area: its next snapshot says it holds nothing.
+    store
+        .on_progress(&BlobProgress {
+            blob: photo.sha256,
+            chunk_count: count,
+            have: Bitmap::new(count),
+        })
+        .unwrap();
+    assert_eq!(
+        store.needed_blobs(10).unwrap()[0]
+            .have
+            .missing(count)
+            .count() as u32,
+        count
+    );
+}

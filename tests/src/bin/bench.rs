@@ -1,0 +1,1694 @@
+//! `keliling-bench`: what Keliling costs on this machine, next to the tools it is judged by.
+//!
+//! ```text
+//! cargo run --release -p keliling-e2e --bin keliling-bench -- [--quick] [--out FILE] [--only photo|capture|drain]
+//! ```
+//!
+//! Three benchmarks, each printed as rows of one markdown table:
+//!
+//! - **photo**: `keliling_photo::normalize` of a 12 MP camera JPEG (4000 x 3000, EXIF
+//!   orientation 6, GPS) to the default 413 x 531 ID photo: median and p90 time, and the peak
+//!   RSS of a child process that does one normalization. Side by side with libvips's
+//!   `vipsthumbnail` and ImageMagick when they are installed (never installed from here).
+//! - **capture**: durable saves per second on the bus (`Store::save`: one SQLite transaction,
+//!   WAL, `synchronous=FULL`) of applications with a ~45 KB ID photo each, and full `capture()`
+//!   (parse, photo pipeline on a phone-size JPEG, catalogue check, save) per second.
+//! - **drain**: the time to move a backlog of captured applications from a bus store to HQ,
+//!   end to end (HQ durable, HQ's delivery ack back on the bus), through the embedded broker
+//!   and through Mosquitto, the bytes that takes (payload, and TCP counted by a proxy), and
+//!   `mosquitto_pub` publishing the same bytes through the same kind of Mosquitto.
+//!
+//! Every phase is bounded in time and fails with a clear message; a failed phase is reported
+//! in the table and makes the exit status non-zero.
+
+use anyhow::{anyhow, bail, Context, Result};
+use bus_node::capture::{capture, CaptureInput};
+use bus_node::store::Store;
+use bus_node::sync::SyncMetrics;
+use bus_node::BusConfig;
+use clap::{Parser, ValueEnum};
+use hq_sync::ingest::IngestMetrics;
+use hq_sync::HqConfig;
+use keliling_e2e::harness::assert_exactly_once;
+use keliling_e2e::mosquitto::Mosquitto;
+use keliling_e2e::ports::free_port;
+use keliling_e2e::proxy::LinkProxy;
+use keliling_e2e::sample;
+use keliling_photo::{fixtures, normalize, Limits, PhotoSpec};
+use keliling_shared::application::MediaType;
+use keliling_shared::catalogue::BackgroundColour;
+use keliling_shared::topics::{Topics, UpKind};
+use keliling_shared::wire::{chunk_count, chunk_range, Chunk, Up, UpEnvelope};
+use keliling_shared::{
+    Application, ApplicationId, Attachment, AttachmentKind, BusId, Catalogue, Sha256, UnixMillis,
+};
+use std::collections::BTreeSet;
+use std::ffi::OsString;
+use std::fmt::Write as _;
+use std::io::{Read, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The bus id every benchmark store uses.
+const BUS: &str = "bus-bench-01";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "keliling-bench",
+    about = "Keliling benchmarks: photo pipeline, durable capture, backlog drain"
+)]
+struct Args {
+    /// A short run (fewer repetitions, a smaller backlog) to check that everything works.
+    #[arg(long)]
+    quick: bool,
+    /// Also write the markdown report to this file.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Run one benchmark only.
+    #[arg(long, value_enum)]
+    only: Option<Only>,
+    /// Where scratch files (stores, photos, brokers) go; the system temp dir by default.
+    /// Put it on the disk the bus would use: saves are fsync-bound.
+    #[arg(long)]
+    scratch: Option<PathBuf>,
+    /// Internal: the camera JPEG that `--only photo-child` normalizes.
+    #[arg(hide = true)]
+    file: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Only {
+    Photo,
+    Capture,
+    Drain,
+    /// Internal: one normalization in a fresh process, then print its peak RSS.
+    PhotoChild,
+}
+
+/// How much each benchmark does.
+struct Plan {
+    photo_runs: usize,
+    peer_runs: usize,
+    saves: usize,
+    captures: usize,
+    backlog: usize,
+}
+
+impl Plan {
+    fn new(quick: bool) -> Plan {
+        if quick {
+            Plan {
+                photo_runs: 3,
+                peer_runs: 1,
+                saves: 100,
+                captures: 20,
+                backlog: 300,
+            }
+        } else {
+            Plan {
+                photo_runs: 10,
+                peer_runs: 3,
+                saves: 500,
+                captures: 100,
+                backlog: 2000,
+            }
+        }
+    }
+}
+
+struct Row {
+    bench: &'static str,
+    measure: String,
+    value: String,
+    notes: String,
+}
+
+#[derive(Default)]
+struct Report {
+    rows: Vec<Row>,
+    failures: Vec<String>,
+}
+
+impl Report {
+    fn add(
+        &mut self,
+        bench: &'static str,
+        measure: impl Into<String>,
+        value: impl Into<String>,
+        notes: impl Into<String>,
+    ) {
+        let row = Row {
+            bench,
+            measure: measure.into(),
+            value: value.into(),
+            notes: notes.into(),
+        };
+        eprintln!(
+            "[{}] {}: {}   {}",
+            row.bench, row.measure, row.value, row.notes
+        );
+        self.rows.push(row);
+    }
+
+    fn fail(&mut self, bench: &'static str, what: &str, err: &anyhow::Error) {
+        let msg = format!("{err:#}");
+        eprintln!("[{bench}] FAILED: {what}: {msg}");
+        self.add(bench, what, "FAILED", msg.clone());
+        self.failures.push(format!("{bench}: {what}: {msg}"));
+    }
+
+    fn table(&self) -> String {
+        let cell = |s: &str| s.replace('|', "\\|").replace('\n', " ");
+        let mut t =
+            String::from("| Benchmark | Measure | Value | Notes |\n| --- | --- | --- | --- |\n");
+        for r in &self.rows {
+            let _ = writeln!(
+                t,
+                "| {} | {} | {} | {} |",
+                r.bench,
+                cell(&r.measure),
+                cell(&r.value),
+                cell(&r.notes)
+            );
+        }
+        t
+    }
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    if args.only == Some(Only::PhotoChild) {
+        let file = args
+            .file
+            .as_deref()
+            .context("--only photo-child needs the camera JPEG's path")?;
+        return photo_child(file);
+    }
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "error,rumqttd=off".into()),
+        )
+        .init();
+    let plan = Plan::new(args.quick);
+    let scratch_root = match &args.scratch {
+        Some(p) => p.clone(),
+        None => std::env::temp_dir(),
+    };
+    std::fs::create_dir_all(&scratch_root)
+        .with_context(|| format!("creating {}", scratch_root.display()))?;
+    let scratch = tempfile::Builder::new()
+        .prefix("keliling-bench-")
+        .tempdir_in(&scratch_root)
+        .with_context(|| format!("creating a scratch dir in {}", scratch_root.display()))?;
+    let header = header(&args, &plan, scratch.path());
+    eprintln!("{header}");
+
+    let mut report = Report::default();
+    let wants = |o: Only| args.only.is_none() || args.only == Some(o);
+    if wants(Only::Photo) {
+        if let Err(e) = bench_photo(&plan, scratch.path(), &mut report) {
+            report.fail("photo", "photo benchmark", &e);
+        }
+    }
+    if wants(Only::Capture) {
+        if let Err(e) = bench_capture(&plan, scratch.path(), &mut report) {
+            report.fail("capture", "capture benchmark", &e);
+        }
+    }
+    if wants(Only::Drain) {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("starting tokio")?;
+        if let Err(e) = runtime.block_on(bench_drain(&plan, scratch.path(), &mut report)) {
+            report.fail("drain", "drain benchmark", &e);
+        }
+        // The embedded brokers cannot be stopped; do not wait for their threads.
+        runtime.shutdown_timeout(Duration::from_secs(2));
+    }
+
+    let markdown = format!("{header}\n{}", report.table());
+    println!("{markdown}");
+    if let Some(out) = &args.out {
+        std::fs::write(out, &markdown).with_context(|| format!("writing {}", out.display()))?;
+        eprintln!("report written to {}", out.display());
+    }
+    if !report.failures.is_empty() {
+        bail!(
+            "{} benchmark(s) failed:\n{}",
+            report.failures.len(),
+            report.failures.join("\n")
+        );
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// The machine and the run
+
+fn header(args: &Args, plan: &Plan, scratch: &Path) -> String {
+    let cmd: Vec<String> = std::env::args().collect();
+    let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or_else(
+            || "unknown memory".into(),
+            |kb| format!("{:.1} GiB RAM", kb / 1024.0 / 1024.0),
+        );
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map_or_else(|_| "?".into(), |s| s.trim().to_owned());
+    let date = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| "unknown".into());
+    let mode = if args.quick { "quick" } else { "full" };
+    format!(
+        "# Keliling benchmarks\n\n\
+         - Command: `{}`\n\
+         - Commit: {}\n\
+         - Date: {date}\n\
+         - Machine: {nproc} CPUs ({cpu}), {mem}, Linux {kernel}\n\
+         - Scratch: {} ({})\n\
+         - Mode: {mode} (photo {} runs, peers {} runs; {} saves, {} captures; backlog {} applications)\n",
+        cmd.join(" "),
+        git_commit(),
+        scratch.display(),
+        fs_type(scratch),
+        plan.photo_runs,
+        plan.peer_runs,
+        plan.saves,
+        plan.captures,
+        plan.backlog,
+    )
+}
+
+fn git_commit() -> String {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .args(args)
+            .current_dir(&dir)
+            .stderr(Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    };
+    match git(&["rev-parse", "--short", "HEAD"]) {
+        Some(rev) => {
+            let dirty = git(&["status", "--porcelain", "--untracked-files=no"])
+                .is_some_and(|s| !s.is_empty());
+            if dirty {
+                format!("{rev} (with uncommitted changes)")
+            } else {
+                rev
+            }
+        }
+        None => "unknown (not a git checkout)".into(),
+    }
+}
+
+/// The file system type of the mount holding `path` (fsync costs differ wildly).
+fn fs_type(path: &Path) -> String {
+    let path = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    mounts
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let (_dev, mount, kind) = (f.next()?, f.next()?, f.next()?);
+            path.starts_with(mount)
+                .then(|| (mount.len(), kind.to_owned()))
+        })
+        .max_by_key(|(len, _)| *len)
+        .map_or_else(|| "unknown file system".into(), |(_, kind)| kind)
+}
+
+// ---------------------------------------------------------------------------------------
+// Statistics and formatting
+
+fn sorted(times: &[Duration]) -> Vec<Duration> {
+    let mut v = times.to_vec();
+    v.sort();
+    v
+}
+
+fn median(times: &[Duration]) -> Duration {
+    let v = sorted(times);
+    match v.len() {
+        0 => Duration::ZERO,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2,
+    }
+}
+
+/// Nearest-rank percentile.
+fn percentile(times: &[Duration], p: f64) -> Duration {
+    let v = sorted(times);
+    if v.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((p / 100.0) * v.len() as f64).ceil() as usize;
+    v[rank.clamp(1, v.len()) - 1]
+}
+
+fn ms(d: Duration) -> String {
+    let m = d.as_secs_f64() * 1000.0;
+    if m >= 100.0 {
+        format!("{m:.0} ms")
+    } else if m >= 10.0 {
+        format!("{m:.1} ms")
+    } else {
+        format!("{m:.2} ms")
+    }
+}
+
+fn mib(kb: u64) -> String {
+    format!("{:.1} MiB", kb as f64 / 1024.0)
+}
+
+fn kib(bytes: f64) -> String {
+    format!("{:.1} KiB", bytes / 1024.0)
+}
+
+/// Polls `check` until it holds; fails with `what` after `timeout`.
+async fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    while !check() {
+        if Instant::now() > deadline {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// Running other programs, with wall time and peak RSS
+
+struct Measured {
+    wall: Duration,
+    max_rss_kb: Option<u64>,
+    stdout: String,
+}
+
+fn find_in_path(name: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|d| d.join(name))
+        .find(|p| {
+            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+}
+
+/// Reports the peak RSS of its child the way GNU time does, from getrusage(RUSAGE_CHILDREN):
+/// the fallback where `/usr/bin/time` is missing.
+const RUSAGE_WRAPPER: &str = "import resource, subprocess, sys\n\
+r = subprocess.run(sys.argv[1:])\n\
+sys.stderr.write('\\nMaximum resident set size (kbytes): %d\\n' % resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n\
+sys.exit(r.returncode)\n";
+
+/// How peak RSS of child processes is measured here.
+fn rss_method() -> &'static str {
+    if Path::new("/usr/bin/time").is_file() {
+        "/usr/bin/time -v"
+    } else if find_in_path("python3").is_some() {
+        "getrusage(RUSAGE_CHILDREN) via python3"
+    } else {
+        "unavailable"
+    }
+}
+
+/// Runs `program args` to completion (at most `timeout`), with its wall time and peak RSS.
+fn run_measured(
+    program: &Path,
+    args: &[OsString],
+    scratch: &Path,
+    timeout: Duration,
+) -> Result<Measured> {
+    static RUN: AtomicU64 = AtomicU64::new(0);
+    let n = RUN.fetch_add(1, Ordering::Relaxed);
+    let out_path = scratch.join(format!("run-{n}.stdout"));
+    let err_path = scratch.join(format!("run-{n}.stderr"));
+    let mut cmd = if Path::new("/usr/bin/time").is_file() {
+        let mut c = Command::new("/usr/bin/time");
+        c.arg("-v").arg(program).args(args);
+        c
+    } else if let Some(py) = find_in_path("python3") {
+        let mut c = Command::new(py);
+        c.arg("-c").arg(RUSAGE_WRAPPER).arg(program).args(args);
+        c
+    } else {
+        let mut c = Command::new(program);
+        c.args(args);
+        c
+    };
+    let out = std::fs::File::create(&out_path)
+        .with_context(|| format!("creating {}", out_path.display()))?;
+    let err = std::fs::File::create(&err_path)
+        .with_context(|| format!("creating {}", err_path.display()))?;
+    cmd.stdin(Stdio::null()).stdout(out).stderr(err);
+    let start = Instant::now();
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("spawning {}", program.display()))?;
+    let status = loop {
+        if let Some(status) = child.try_wait().context("waiting for a child process")? {
+            break status;
+        }
+        if start.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("{} did not finish within {timeout:?}", program.display());
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    let wall = start.elapsed();
+    let stdout = std::fs::read_to_string(&out_path).unwrap_or_default();
+    let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
+    if !status.success() {
+        bail!(
+            "{} failed ({status}): {}",
+            program.display(),
+            stderr.lines().rev().take(8).collect::<Vec<_>>().join(" / ")
+        );
+    }
+    let max_rss_kb = stderr
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Maximum resident set size (kbytes):"))
+        .and_then(|v| v.trim().parse().ok());
+    Ok(Measured {
+        wall,
+        max_rss_kb,
+        stdout,
+    })
+}
+
+/// This process's peak RSS so far, in KiB.
+fn vm_hwm_kb() -> Result<u64> {
+    let status =
+        std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("no VmHWM in /proc/self/status")
+}
+
+/// CPU time of this process's live threads, in seconds (from each thread's schedstat).
+fn process_cpu_secs() -> f64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0.0;
+    };
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum::<u64>() as f64
+        / 1e9
+}
+
+// ---------------------------------------------------------------------------------------
+// 1. Photo
+
+/// `--only photo-child FILE`: one normalization in a fresh process, then its peak RSS.
+fn photo_child(file: &Path) -> Result<()> {
+    let input = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let start = Instant::now();
+    let photo = normalize(&input, &PhotoSpec::default(), &Limits::default())?;
+    let took = start.elapsed();
+    println!("vm_hwm_kb={}", vm_hwm_kb()?);
+    println!("normalize_ms={:.1}", took.as_secs_f64() * 1000.0);
+    println!("output_bytes={}", photo.jpeg.len());
+    Ok(())
+}
+
+fn child_value(stdout: &str, key: &str) -> Option<f64> {
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix('=')?.trim().parse().ok())
+}
+
+/// An ImageMagick that is the real thing (not a stand-in script): `magick` (7) or `convert`.
+fn find_imagemagick(scratch: &Path) -> Option<PathBuf> {
+    ["magick", "convert"]
+        .into_iter()
+        .filter_map(find_in_path)
+        .find(|p| {
+            run_measured(p, &["-version".into()], scratch, Duration::from_secs(10))
+                .is_ok_and(|m| m.stdout.contains("Version: ImageMagick"))
+        })
+}
+
+/// A program and its arguments.
+type Tool = (PathBuf, Vec<OsString>);
+
+fn bench_photo(plan: &Plan, scratch: &Path, report: &mut Report) -> Result<()> {
+    let portrait = fixtures::load_portrait()?;
+    let camera = fixtures::camera_jpeg(&portrait, 4000, 3000, 6, true, 90)?;
+    let file = scratch.join("camera-12mp.jpg");
+    std::fs::write(&file, &camera).with_context(|| format!("writing {}", file.display()))?;
+    let spec = PhotoSpec::default();
+    let limits = Limits::default();
+
+    // Warm-up: first-touch page faults and allocator growth are not what is measured.
+    let first = normalize(&camera, &spec, &limits)?;
+    let mut times = Vec::with_capacity(plan.photo_runs);
+    for _ in 0..plan.photo_runs {
+        let start = Instant::now();
+        let photo = normalize(&camera, &spec, &limits)?;
+        times.push(start.elapsed());
+        std::hint::black_box(photo);
+    }
+    let ours = median(&times);
+    report.add(
+        "photo",
+        "normalize 12 MP JPEG to 413x531, median",
+        ms(ours),
+        format!(
+            "{} runs after a warm-up; p90 {}; input 4000x3000 q90 {} with EXIF orientation 6 + GPS; output {} B at quality {}",
+            times.len(),
+            ms(percentile(&times, 90.0)),
+            kib(camera.len() as f64),
+            first.jpeg.len(),
+            first.quality
+        ),
+    );
+
+    // Peak memory of one normalization, in a fresh process.
+    let parent_hwm = vm_hwm_kb()?;
+    let exe = std::env::current_exe().context("locating this binary")?;
+    let child = run_measured(
+        &exe,
+        &["--only".into(), "photo-child".into(), file.clone().into()],
+        scratch,
+        Duration::from_secs(120),
+    )?;
+    let child_hwm = child_value(&child.stdout, "vm_hwm_kb")
+        .map(|v| v as u64)
+        .context("the photo child printed no vm_hwm_kb")?;
+    report.add(
+        "photo",
+        "peak RSS of a process doing one normalization",
+        mib(child_hwm),
+        format!(
+            "child's own VmHWM (reads the file, normalizes once); {} says {}; the benchmark process itself was at {} before (not comparable: it holds the fixtures)",
+            rss_method(),
+            child.max_rss_kb.map_or_else(|| "n/a".into(), mib),
+            mib(parent_hwm)
+        ),
+    );
+
+    // The tools DESIGN.md compares against, when installed.
+    let ours_rss = child.max_rss_kb.unwrap_or(child_hwm);
+    let peers: Vec<(&str, Option<Tool>)> = vec![
+        (
+            "vipsthumbnail (libvips)",
+            find_in_path("vipsthumbnail").map(|p| {
+                let out = scratch.join("vips-out.jpg");
+                let args = vec![
+                    file.clone().into_os_string(),
+                    "-s".into(),
+                    "413x531".into(),
+                    "-c".into(),
+                    "-o".into(),
+                    format!("{}[Q=85,strip]", out.display()).into(),
+                ];
+                (p, args)
+            }),
+        ),
+        (
+            "ImageMagick",
+            find_imagemagick(scratch).map(|p| {
+                let out = scratch.join("magick-out.jpg");
+                let args: Vec<OsString> = vec![
+                    file.clone().into_os_string(),
+                    "-auto-orient".into(),
+                    "-resize".into(),
+                    "413x531^".into(),
+                    "-gravity".into(),
+                    "center".into(),
+                    "-extent".into(),
+                    "413x531".into(),
+                    "-strip".into(),
+                    "-quality".into(),
+                    "85".into(),
+                    out.into_os_string(),
+                ];
+                (p, args)
+            }),
+        ),
+    ];
+    for (name, found) in peers {
+        let Some((program, args)) = found else {
+            report.add(
+                "photo",
+                format!("{name}, same file to 413x531"),
+                "not installed",
+                "no comparison on this machine",
+            );
+            continue;
+        };
+        let measured = (|| -> Result<(Vec<Duration>, Option<u64>)> {
+            run_measured(&program, &args, scratch, Duration::from_secs(120))?; // warm-up
+            let mut walls = Vec::new();
+            let mut rss: Option<u64> = None;
+            for _ in 0..plan.peer_runs {
+                let m = run_measured(&program, &args, scratch, Duration::from_secs(120))?;
+                walls.push(m.wall);
+                if let Some(r) = m.max_rss_kb {
+                    rss = Some(rss.map_or(r, |p| p.max(r)));
+                }
+            }
+            Ok((walls, rss))
+        })();
+        match measured {
+            Ok((walls, rss)) => {
+                let wall = median(&walls);
+                let cmdline = format!(
+                    "{} {}",
+                    program.display(),
+                    args.iter()
+                        .map(|a| a.to_string_lossy())
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                );
+                report.add(
+                    "photo",
+                    format!("{name}, same file to 413x531, median wall"),
+                    ms(wall),
+                    format!("{} runs, whole process; `{cmdline}`", walls.len()),
+                );
+                report.add(
+                    "photo",
+                    format!("{name}, peak RSS"),
+                    rss.map_or_else(|| "n/a".into(), mib),
+                    rss_method().to_string(),
+                );
+                report.add(
+                    "photo",
+                    format!("ours / {name}"),
+                    format!("time x{:.2}, memory {}", ours.as_secs_f64() / wall.as_secs_f64(), rss.map_or_else(|| "n/a".into(), |r| format!("x{:.2}", ours_rss as f64 / r as f64))),
+                    "ours: in-process median (no process start-up) and the child's peak RSS; below 1 means we are faster or smaller",
+                );
+            }
+            Err(e) => report.fail("photo", &format!("{name} comparison"), &e),
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// 2. Capture
+
+/// A phone-size camera JPEG (640 x 480 stored, EXIF orientation 6, GPS) of citizen `i`,
+/// as `sample::camera_photo` makes it, but certainly unique: `sample::portrait_variant`'s mark
+/// often falls outside the crops (to 480 x 640, then to the 413:531 aspect), which makes
+/// different citizens' photos identical. So `i` is also drawn as 16 black or white squares
+/// across the middle of the portrait, inside both crops.
+fn unique_phone_photo(base: &image::RgbImage, i: usize) -> Result<Vec<u8>> {
+    let mut img = sample::portrait_variant(base, i);
+    let (w, h) = img.dimensions();
+    for bit in 0..16u32 {
+        let c = if (i >> bit) & 1 == 1 { 255 } else { 0 };
+        for y in 440..452 {
+            for x in 96 + bit * 20..108 + bit * 20 {
+                if x < w && y < h {
+                    img.put_pixel(x, y, image::Rgb([c, c, c]));
+                }
+            }
+        }
+    }
+    Ok(fixtures::camera_jpeg(&img, 640, 480, 6, true, 88)?)
+}
+
+/// The same JPEG with a comment segment after SOI: a different file (and hash) showing the
+/// same picture.
+fn with_comment(jpeg: &[u8], i: usize) -> Vec<u8> {
+    let text = format!("keliling-bench {i}");
+    let len = u16::try_from(text.len() + 2).unwrap_or(u16::MAX);
+    let mut out = Vec::with_capacity(jpeg.len() + text.len() + 4);
+    out.extend_from_slice(&jpeg[..2.min(jpeg.len())]);
+    out.extend_from_slice(&[0xFF, 0xFE]);
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(text.as_bytes());
+    out.extend_from_slice(&jpeg[2.min(jpeg.len())..]);
+    out
+}
+
+type Prepared = (Application, Vec<(Attachment, Vec<u8>)>);
+
+fn bench_capture(plan: &Plan, scratch: &Path, report: &mut Report) -> Result<()> {
+    let portrait = fixtures::load_portrait()?;
+    let dir = scratch.join("capture");
+    let cfg = BusConfig::for_bus(BusId::parse(BUS)?, dir.join("warm"), "127.0.0.1", 1883);
+    let settings = cfg.capture_settings();
+    let catalogue = Catalogue::builtin();
+
+    // Warm-up and template: a few real captures (phone-size camera JPEGs through the pipeline).
+    let mut warm = Store::open(&cfg.db_path())?;
+    let mut template: Option<Application> = None;
+    for i in 0..5 {
+        let photo = unique_phone_photo(&portrait, i)?;
+        let receipt = capture(
+            &mut warm,
+            &catalogue,
+            &settings,
+            sample::sim_renewal(i, photo),
+        )?;
+        template.get_or_insert(receipt.application);
+    }
+    let template = template.context("no application captured")?;
+    let att = template
+        .id_photo()
+        .context("the template application has no ID photo")?
+        .clone();
+    let photo = warm.read_chunk(&att.sha256, 0..att.size)?;
+    drop(warm);
+
+    // M applications, each with its own photo bytes, built before the clock starts.
+    let prepared: Vec<Prepared> = (0..plan.saves)
+        .map(|i| {
+            let bytes = with_comment(&photo, i);
+            let a = Attachment {
+                kind: AttachmentKind::IdPhoto,
+                sha256: Sha256::digest(&bytes),
+                size: bytes.len() as u64,
+                media_type: MediaType::Jpeg,
+            };
+            let mut app = template.clone();
+            app.id = ApplicationId::new_v7();
+            app.attachments = vec![a.clone()];
+            app.captured_at = UnixMillis::now();
+            (app, vec![(a, bytes)])
+        })
+        .collect();
+    let mut store = Store::open(&dir.join("saves").join("bus.sqlite"))?;
+    let mut latencies = Vec::with_capacity(prepared.len());
+    let started = Instant::now();
+    for (app, blobs) in &prepared {
+        let t = Instant::now();
+        store.save(app, blobs, settings.chunk_size)?;
+        latencies.push(t.elapsed());
+    }
+    let total = started.elapsed();
+    report.add(
+        "capture",
+        "durable saves per second (Store::save)",
+        format!("{:.0} apps/s", prepared.len() as f64 / total.as_secs_f64()),
+        format!(
+            "{} applications with a {} ID photo each, one transaction each (WAL, synchronous=FULL) on {}",
+            prepared.len(),
+            kib(photo.len() as f64),
+            fs_type(&dir)
+        ),
+    );
+    report.add(
+        "capture",
+        "save latency, median",
+        ms(median(&latencies)),
+        format!(
+            "p90 {}, max {}",
+            ms(percentile(&latencies, 90.0)),
+            ms(sorted(&latencies).last().copied().unwrap_or_default())
+        ),
+    );
+
+    // The photo pipeline alone on such a phone JPEG, to tell it apart from the rest of capture().
+    let phone = unique_phone_photo(&portrait, 9_999)?;
+    let mut spec = PhotoSpec::default();
+    if let Some(rules) = catalogue.service(&template.service)?.photo.clone() {
+        spec.width = rules.width;
+        spec.height = rules.height;
+        spec.max_bytes = rules.max_bytes;
+        spec.background = rules
+            .background
+            .resolve(template.applicant.date_of_birth.year())
+            .map(|c| match c {
+                BackgroundColour::Red => keliling_photo::Background::Red,
+                BackgroundColour::Blue => keliling_photo::Background::Blue,
+                BackgroundColour::White => keliling_photo::Background::White,
+            });
+    }
+    let mut photo_times = Vec::new();
+    let mut out_len = 0;
+    for _ in 0..plan.captures.min(20) {
+        let t = Instant::now();
+        let p = normalize(&phone, &spec, &settings.photo_limits)?;
+        photo_times.push(t.elapsed());
+        out_len = p.jpeg.len();
+    }
+    report.add(
+        "capture",
+        "normalize a 640x480 phone JPEG, median",
+        ms(median(&photo_times)),
+        format!(
+            "{} runs; p90 {}; output {out_len} B (the service's {} B budget)",
+            photo_times.len(),
+            ms(percentile(&photo_times, 90.0)),
+            spec.max_bytes
+        ),
+    );
+
+    // Full capture(): parse, photo pipeline on a 640x480 phone JPEG, catalogue, save.
+    let inputs: Vec<CaptureInput> = (0..plan.captures)
+        .map(|i| {
+            let n = 10_000 + i;
+            unique_phone_photo(&portrait, n).map(|p| sample::sim_renewal(n, p))
+        })
+        .collect::<Result<_>>()?;
+    let mut store = Store::open(&dir.join("full").join("bus.sqlite"))?;
+    let mut times = Vec::with_capacity(inputs.len());
+    let started = Instant::now();
+    for input in inputs {
+        let t = Instant::now();
+        capture(&mut store, &catalogue, &settings, input)?;
+        times.push(t.elapsed());
+    }
+    let total = started.elapsed();
+    report.add(
+        "capture",
+        "full capture() per second",
+        format!("{:.1} apps/s", times.len() as f64 / total.as_secs_f64()),
+        format!(
+            "{} captures incl. normalizing a 640x480 EXIF-6 phone JPEG; median {}, p90 {}",
+            times.len(),
+            ms(median(&times)),
+            ms(percentile(&times, 90.0))
+        ),
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// 3. Drain
+
+/// A captured backlog, and the payloads the bus would publish for it.
+struct Backlog {
+    db: PathBuf,
+    n: usize,
+    bus_id: BusId,
+    distinct_blobs: usize,
+    blob_bytes: u64,
+    /// Encoded `Up::Record` envelopes, one per application.
+    records: Vec<Vec<u8>>,
+    /// Encoded `Up::Chunk` envelopes of every blob.
+    chunks: Vec<Vec<u8>>,
+    full_chunk_len: usize,
+}
+
+impl Backlog {
+    fn payload_bytes(&self) -> (u64, u64) {
+        let sum = |v: &[Vec<u8>]| v.iter().map(|p| p.len() as u64).sum::<u64>();
+        (sum(&self.records), sum(&self.chunks))
+    }
+}
+
+/// Captures `n` applications with unique phone photos into a bus store under `dir`.
+fn build_backlog(n: usize, dir: &Path) -> Result<Backlog> {
+    let bus_id = BusId::parse(BUS)?;
+    let cfg = BusConfig::for_bus(bus_id.clone(), dir.to_path_buf(), "127.0.0.1", 1883);
+    let settings = cfg.capture_settings();
+    let catalogue = Catalogue::builtin();
+    let portrait = fixtures::load_portrait()?;
+    let mut store = Store::open(&cfg.db_path())?;
+    // Making the camera JPEGs is half the work: a second thread does it while this one
+    // captures.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Result<CaptureInput>>(8);
+    std::thread::scope(|s| -> Result<()> {
+        let portrait = &portrait;
+        s.spawn(move || {
+            for i in 0..n {
+                let input = unique_phone_photo(portrait, i).map(|p| sample::sim_renewal(i, p));
+                if tx.send(input).is_err() {
+                    return;
+                }
+            }
+        });
+        for i in 0..n {
+            let input = rx.recv().context("the photo thread stopped")??;
+            capture(&mut store, &catalogue, &settings, input)
+                .with_context(|| format!("capture {i}"))?;
+        }
+        Ok(())
+    })?;
+
+    // The envelopes the bus sends for this backlog, encoded as the bus encodes them.
+    let mut records = Vec::with_capacity(n);
+    let mut chunks = Vec::new();
+    let mut blobs = BTreeSet::new();
+    let mut blob_bytes = 0;
+    let mut full_chunk_len = 0;
+    for id in store.queued_records(n + 1)? {
+        let app = store
+            .application(&id)?
+            .with_context(|| format!("record {id} missing"))?;
+        for att in &app.attachments {
+            if !blobs.insert(att.sha256) {
+                continue;
+            }
+            blob_bytes += att.size;
+            for index in 0..chunk_count(att.size, settings.chunk_size) {
+                let data = store.read_chunk(
+                    &att.sha256,
+                    chunk_range(att.size, settings.chunk_size, index),
+                )?;
+                let full = data.len() == settings.chunk_size as usize;
+                let chunk = Chunk {
+                    blob: att.sha256,
+                    total_size: att.size,
+                    chunk_size: settings.chunk_size,
+                    index,
+                    data,
+                };
+                let bytes = UpEnvelope::new(bus_id.clone(), Up::Chunk(chunk)).encode()?;
+                if full {
+                    full_chunk_len = full_chunk_len.max(bytes.len());
+                }
+                chunks.push(bytes);
+            }
+        }
+        records.push(UpEnvelope::new(bus_id.clone(), Up::Record(Box::new(app))).encode()?);
+    }
+    if records.len() != n {
+        bail!(
+            "the backlog store holds {} queued applications, expected {n}",
+            records.len()
+        );
+    }
+    Ok(Backlog {
+        db: cfg.db_path(),
+        n,
+        bus_id,
+        distinct_blobs: blobs.len(),
+        blob_bytes,
+        records,
+        chunks,
+        full_chunk_len,
+    })
+}
+
+/// A consistent copy of a SQLite file (whatever its WAL holds).
+fn copy_db(from: &Path, to: &Path) -> Result<()> {
+    if let Some(dir) = to.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let conn =
+        rusqlite::Connection::open(from).with_context(|| format!("opening {}", from.display()))?;
+    let target = to
+        .to_str()
+        .with_context(|| format!("{} is not UTF-8", to.display()))?;
+    conn.execute("VACUUM INTO ?1", [target])
+        .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
+    Ok(())
+}
+
+struct DrainOutcome {
+    secs: f64,
+    bytes_published: u64,
+    records_sent: u64,
+    chunks_sent: u64,
+    connects: u64,
+    /// TCP bytes bus to broker and back, when run through the proxy.
+    tcp: Option<(u64, u64)>,
+    hq_chunks_duplicate: u64,
+    hq_records_duplicate: u64,
+    /// CPU time this process (bus, HQ and, when embedded, the broker) used during the drain.
+    cpu_secs: f64,
+}
+
+/// Drains a copy of the backlog to a fresh HQ through the broker on `broker_port`.
+async fn drain_once(
+    backlog: &Backlog,
+    broker_port: u16,
+    via_proxy: bool,
+    dir: &Path,
+    timeout: Duration,
+) -> Result<DrainOutcome> {
+    let n = backlog.n as u64;
+    let bus_dir = dir.join("bus");
+    let db = bus_dir.join("bus.sqlite");
+    copy_db(&backlog.db, &db)?;
+    let hq_dir = dir.join("hq");
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let hq_metrics = Arc::new(IngestMetrics::default());
+    let hq = tokio::spawn(hq_sync::ingest::run(
+        HqConfig::for_dir(hq_dir.clone(), broker_port),
+        hq_metrics.clone(),
+        stop_rx.clone(),
+    ));
+    wait_until(
+        "HQ ingest to connect to the broker",
+        Duration::from_secs(20),
+        || hq_metrics.connected.load(Ordering::Relaxed),
+    )
+    .await?;
+    // Its subscriptions go out right after the CONNACK; give the broker a moment to apply them.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let proxy = if via_proxy {
+        Some(LinkProxy::start(([127, 0, 0, 1], broker_port).into()).await?)
+    } else {
+        None
+    };
+    let port = proxy.as_ref().map_or(broker_port, LinkProxy::port);
+    let cfg = BusConfig::for_bus(backlog.bus_id.clone(), bus_dir, "127.0.0.1", port);
+    let metrics = Arc::new(SyncMetrics::default());
+    let cpu_before = process_cpu_secs();
+    let started = Instant::now();
+    let mut bus = tokio::spawn(bus_node::daemon::run(cfg, metrics.clone(), stop_rx.clone()));
+    let deadline = started + timeout;
+    loop {
+        if SyncMetrics::get(&metrics.delivered) >= n {
+            break;
+        }
+        if bus.is_finished() {
+            let why = match (&mut bus).await {
+                Ok(Ok(())) => "it returned".to_owned(),
+                Ok(Err(e)) => e.to_string(),
+                Err(e) => e.to_string(),
+            };
+            bail!("the bus sync stopped before the backlog was delivered: {why}");
+        }
+        if hq.is_finished() {
+            bail!("HQ ingest stopped before the backlog was delivered");
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "drain timed out after {timeout:?}: {} of {n} delivered ({} records, {} chunks sent; HQ: {} new records, {} blobs stored)",
+                SyncMetrics::get(&metrics.delivered),
+                SyncMetrics::get(&metrics.records_sent),
+                SyncMetrics::get(&metrics.chunks_sent),
+                IngestMetrics::get(&hq_metrics.records_new),
+                IngestMetrics::get(&hq_metrics.blobs_stored),
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let cpu_secs = process_cpu_secs() - cpu_before;
+    let _ = stop_tx.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(10), bus).await;
+    let _ = tokio::time::timeout(Duration::from_secs(10), hq).await;
+    let tcp = proxy.map(|p| {
+        let counts = (p.bytes_up(), p.bytes_down());
+        p.shutdown();
+        counts
+    });
+
+    // Audit, as the e2e tests do: every application at HQ once, complete, same hashes.
+    let status = Store::open(&db)?.status()?;
+    if status.delivered != n {
+        bail!("the bus store says {} of {n} delivered", status.delivered);
+    }
+    assert_exactly_once(&[&db], &hq_dir, backlog.n)
+        .context("exactly-once audit after the drain")?;
+    Ok(DrainOutcome {
+        secs,
+        bytes_published: SyncMetrics::get(&metrics.bytes_published),
+        records_sent: SyncMetrics::get(&metrics.records_sent),
+        chunks_sent: SyncMetrics::get(&metrics.chunks_sent),
+        connects: SyncMetrics::get(&metrics.connects),
+        tcp,
+        hq_chunks_duplicate: IngestMetrics::get(&hq_metrics.chunks_duplicate),
+        hq_records_duplicate: IngestMetrics::get(&hq_metrics.records_duplicate),
+        cpu_secs,
+    })
+}
+
+fn drain_notes(backlog: &Backlog, o: &DrainOutcome) -> String {
+    let resent = o.records_sent.saturating_sub(backlog.n as u64)
+        + o.chunks_sent.saturating_sub(backlog.chunks.len() as u64);
+    format!(
+        "{:.0} apps/s, {:.2} MB/s of payload; this process used {:.1} CPU-s ({:.2} cores); sent {} records + {} chunks (backlog: {} + {}; {} re-sent), {} connect(s); HQ saw {} duplicate records, {} duplicate chunks; audited exactly-once",
+        backlog.n as f64 / o.secs,
+        o.bytes_published as f64 / o.secs / 1e6,
+        o.cpu_secs,
+        o.cpu_secs / o.secs,
+        o.records_sent,
+        o.chunks_sent,
+        backlog.n,
+        backlog.chunks.len(),
+        resent,
+        o.connects,
+        o.hq_records_duplicate,
+        o.hq_chunks_duplicate,
+    )
+}
+
+async fn start_embedded_broker() -> Result<u16> {
+    let port = free_port()?;
+    tokio::task::spawn_blocking(move || hq_sync::broker::start(([127, 0, 0, 1], port).into()))
+        .await
+        .context("embedded broker start-up task")??;
+    Ok(port)
+}
+
+async fn bench_drain(plan: &Plan, scratch: &Path, report: &mut Report) -> Result<()> {
+    let dir = scratch.join("drain");
+    let n = plan.backlog;
+    let build_started = Instant::now();
+    let backlog = {
+        let d = dir.join("backlog");
+        tokio::task::block_in_place(|| build_backlog(n, &d))?
+    };
+    let (record_bytes, chunk_bytes) = backlog.payload_bytes();
+    eprintln!(
+        "[drain] backlog of {n} captured in {:.1} s",
+        build_started.elapsed().as_secs_f64()
+    );
+    report.add(
+        "drain",
+        "backlog",
+        format!("{n} applications"),
+        format!(
+            "SIM renewals, each with its own phone photo, via capture(); {} distinct photo blobs, mean {} each; {} chunks of at most {} B (envelope {} B); bus defaults: record_window 64, chunk_window 16",
+            backlog.distinct_blobs,
+            kib(backlog.blob_bytes as f64 / backlog.distinct_blobs.max(1) as f64),
+            backlog.chunks.len(),
+            BusConfig::for_bus(backlog.bus_id.clone(), dir.clone(), "127.0.0.1", 1).sync.chunk_bytes,
+            backlog.full_chunk_len,
+        ),
+    );
+    if backlog.distinct_blobs != n {
+        bail!("only {} of the {n} photos in the backlog are distinct; every application must carry its own", backlog.distinct_blobs);
+    }
+    let timeout = Duration::from_secs(60) + Duration::from_millis(250) * n as u32;
+
+    // Our drain through the embedded broker: direct, then through the counting proxy.
+    let mut embedded: Option<DrainOutcome> = None;
+    match async {
+        let port = start_embedded_broker().await?;
+        drain_once(&backlog, port, false, &dir.join("embedded"), timeout).await
+    }
+    .await
+    {
+        Ok(o) => {
+            report.add(
+                "drain",
+                format!("{n} apps to HQ, embedded broker (rumqttd)"),
+                format!("{:.2} s", o.secs),
+                drain_notes(&backlog, &o),
+            );
+            embedded = Some(o);
+        }
+        Err(e) => report.fail("drain", "drain via the embedded broker", &e),
+    }
+    match async {
+        let port = start_embedded_broker().await?;
+        drain_once(&backlog, port, true, &dir.join("embedded-proxy"), timeout).await
+    }
+    .await
+    {
+        Ok(o) => {
+            report.add(
+                "drain",
+                format!("{n} apps to HQ, embedded broker, through LinkProxy"),
+                format!("{:.2} s", o.secs),
+                format!(
+                    "the byte-counting run (an extra in-process TCP hop); {}",
+                    drain_notes(&backlog, &o)
+                ),
+            );
+            let per_app = |b: u64| b as f64 / n as f64;
+            let payload = embedded
+                .as_ref()
+                .map_or(o.bytes_published, |e| e.bytes_published);
+            report.add(
+                "wire",
+                "payload bytes published per application",
+                kib(per_app(payload)),
+                format!(
+                    "SyncMetrics::bytes_published / {n} (records + chunks + queries + heartbeats); of which records {} and chunks {} per application (the encoded envelopes)",
+                    kib(per_app(record_bytes)),
+                    kib(per_app(chunk_bytes)),
+                ),
+            );
+            if let Some((up, down)) = o.tcp {
+                report.add(
+                    "wire",
+                    "TCP bytes up per application (bus to broker)",
+                    kib(per_app(up)),
+                    format!(
+                        "counted by LinkProxy: MQTT framing, PUBACKs to HQ's answers, pings, connect; {:.2}% over the payload",
+                        (up as f64 / o.bytes_published.max(1) as f64 - 1.0) * 100.0
+                    ),
+                );
+                report.add(
+                    "wire",
+                    "TCP bytes down per application (broker to bus)",
+                    kib(per_app(down)),
+                    "HQ's answers (record acks, progress, blob stored, delivered) and the broker's PUBACKs",
+                );
+            }
+        }
+        Err(e) => report.fail(
+            "drain",
+            "drain via the embedded broker through LinkProxy",
+            &e,
+        ),
+    }
+
+    // Mosquitto: our drain, then mosquitto_pub with the same bytes, each on a fresh broker.
+    if Mosquitto::require()?.is_none() {
+        report.add(
+            "drain",
+            "Mosquitto runs",
+            "not installed",
+            "apt-get install mosquitto mosquitto-clients to compare",
+        );
+        return Ok(());
+    }
+    let mut ours_mosq: Option<f64> = None;
+    match async {
+        let mosq = Mosquitto::start(&dir.join("mosquitto-ours")).await?;
+        drain_once(
+            &backlog,
+            mosq.port(),
+            false,
+            &dir.join("mosquitto-drain"),
+            timeout,
+        )
+        .await
+    }
+    .await
+    {
+        Ok(o) => {
+            report.add(
+                "drain",
+                format!("{n} apps to HQ, Mosquitto"),
+                format!("{:.2} s", o.secs),
+                drain_notes(&backlog, &o),
+            );
+            ours_mosq = Some(o.secs);
+        }
+        Err(e) => report.fail("drain", "drain via Mosquitto", &e),
+    }
+    let Some(pub_bin) = find_in_path("mosquitto_pub") else {
+        report.add(
+            "drain",
+            "mosquitto_pub",
+            "not installed",
+            "apt-get install mosquitto-clients to compare",
+        );
+        return Ok(());
+    };
+    let sub_bin = find_in_path("mosquitto_sub");
+    for mode in [PeerMode::Lines, PeerMode::Repeat] {
+        let result = async {
+            let mosq = Mosquitto::start(&dir.join(format!("mosquitto-{}", mode.slug()))).await?;
+            let port = mosq.port();
+            let peer_dir = dir.join(format!("peer-{}", mode.slug()));
+            tokio::task::block_in_place(|| {
+                run_peer(
+                    &backlog,
+                    mode,
+                    &pub_bin,
+                    sub_bin.as_deref(),
+                    port,
+                    &peer_dir,
+                    timeout,
+                )
+            })
+        }
+        .await;
+        match result {
+            Ok(p) => {
+                let ratio = ours_mosq.map_or_else(
+                    || "n/a (our Mosquitto drain failed)".into(),
+                    |o| format!("ours / mosquitto_pub = {:.2}", o / p.secs),
+                );
+                report.add(
+                    "drain",
+                    format!("mosquitto_pub, same bytes, Mosquitto, {}", mode.label()),
+                    format!("{:.2} s", p.secs),
+                    format!(
+                        "{ratio} (same broker kind; mosquitto_pub waits only for PUBACKs, ours for HQ's durable commit and delivery ack, end to end); {}; {} messages, {:.1} MB; {}",
+                        mode.describe(),
+                        p.messages,
+                        p.bytes as f64 / 1e6,
+                        p.sub_secs.map_or_else(
+                            || "no subscriber".into(),
+                            |s| format!("a mosquitto_sub (QoS 1) subscriber had every message after {s:.2} s")
+                        ),
+                    ),
+                );
+            }
+            Err(e) => report.fail(
+                "drain",
+                &format!("mosquitto_pub peer ({})", mode.label()),
+                &e,
+            ),
+        }
+    }
+    if let Some(e) = &embedded {
+        eprintln!("[drain] embedded drain took {:.2} s", e.secs);
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// The mosquitto_pub peer
+
+#[derive(Clone, Copy, Debug)]
+enum PeerMode {
+    /// One process, `-l`: every message with its exact size, pipelined.
+    Lines,
+    /// One process per size class, `-f FILE --repeat N`: stop-and-wait.
+    Repeat,
+}
+
+impl PeerMode {
+    fn slug(self) -> &'static str {
+        match self {
+            PeerMode::Lines => "lines",
+            PeerMode::Repeat => "repeat",
+        }
+    }
+    fn label(self) -> &'static str {
+        match self {
+            PeerMode::Lines => "-l (pipelined, -M 80)",
+            PeerMode::Repeat => "-f --repeat per size class",
+        }
+    }
+    fn describe(self) -> &'static str {
+        match self {
+            PeerMode::Lines => {
+                "one `mosquitto_pub -q 1 -M 80 -l` process reads every record and chunk envelope as one stdin line, exact sizes, \
+                 with bytes 0x00 and 0x0A rewritten (0x01, 0x0B) because -l splits at newlines and stops at NUL; \
+                 -M 80 = the bus's record_window + chunk_window; mosquitto_pub's own 100 ms polls at start and end are included"
+            }
+            PeerMode::Repeat => {
+                "one `mosquitto_pub -q 1 -f FILE --repeat N --repeat-delay 0` per size class (records, full chunks, last chunks): \
+                 N messages of the class's mean size, same count and total bytes; --repeat sends the next message only after the \
+                 PUBACK of the previous (one in flight)"
+            }
+        }
+    }
+}
+
+struct PeerOutcome {
+    secs: f64,
+    sub_secs: Option<f64>,
+    messages: usize,
+    bytes: u64,
+}
+
+/// A subscriber standing in for HQ: `mosquitto_sub` at QoS 1, its output counted. It prints
+/// each payload and a newline, so the bytes it writes tell when everything has arrived.
+struct Subscriber {
+    child: std::process::Child,
+    first_byte: std::sync::mpsc::Receiver<()>,
+    done: std::sync::mpsc::Receiver<Instant>,
+    /// Output bytes that mean "all arrived"; 0 until the publishers start.
+    target: Arc<AtomicU64>,
+    seen: Arc<AtomicU64>,
+}
+
+impl Subscriber {
+    fn start(bin: &Path, port: u16, filter: &str) -> Result<Subscriber> {
+        let mut child = Command::new(bin)
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-q",
+                "1",
+                "-i",
+                "keliling-bench-sub",
+                "-t",
+                filter,
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("spawning {}", bin.display()))?;
+        let mut out = child.stdout.take().context("mosquitto_sub has no stdout")?;
+        let (first_tx, first_byte) = std::sync::mpsc::channel();
+        let (done_tx, done) = std::sync::mpsc::channel();
+        let target = Arc::new(AtomicU64::new(0));
+        let seen = Arc::new(AtomicU64::new(0));
+        let (t, s) = (target.clone(), seen.clone());
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut finished = false;
+            while let Ok(n) = out.read(&mut buf) {
+                if n == 0 {
+                    return;
+                }
+                let total = s.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
+                let _ = first_tx.send(());
+                let want = t.load(Ordering::Relaxed);
+                if !finished && want > 0 && total >= want {
+                    finished = true;
+                    let _ = done_tx.send(Instant::now());
+                }
+            }
+        });
+        Ok(Subscriber {
+            child,
+            first_byte,
+            done,
+            target,
+            seen,
+        })
+    }
+
+    /// From now on, `more` further output bytes mean everything has arrived.
+    fn expect(&self, more: u64) {
+        self.target
+            .store(self.seen.load(Ordering::Relaxed) + more, Ordering::Relaxed);
+    }
+
+    /// When the last expected byte arrived.
+    fn wait(&self, timeout: Duration) -> Result<Instant> {
+        self.done.recv_timeout(timeout).map_err(|_| {
+            anyhow!(
+                "mosquitto_sub had {} of {} bytes after {timeout:?}",
+                self.seen.load(Ordering::Relaxed),
+                self.target.load(Ordering::Relaxed)
+            )
+        })
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Publishes once with mosquitto_pub and waits for it; fails on a non-zero exit.
+fn mosquitto_pub_once(
+    pub_bin: &Path,
+    args: &[String],
+    stdin: Option<&Path>,
+    timeout: Duration,
+) -> Result<()> {
+    let mut cmd = Command::new(pub_bin);
+    cmd.args(args).stdout(Stdio::null()).stderr(Stdio::piped());
+    match stdin {
+        Some(p) => {
+            cmd.stdin(std::fs::File::open(p).with_context(|| format!("opening {}", p.display()))?)
+        }
+        None => cmd.stdin(Stdio::null()),
+    };
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("spawning {}", pub_bin.display()))?;
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait()? {
+            break s;
+        }
+        if start.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("mosquitto_pub did not finish within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    if !status.success() {
+        let mut err = String::new();
+        if let Some(mut e) = child.stderr.take() {
+            let _ = e.read_to_string(&mut err);
+        }
+        bail!("mosquitto_pub failed ({status}): {}", err.trim());
+    }
+    Ok(())
+}
+
+fn run_peer(
+    backlog: &Backlog,
+    mode: PeerMode,
+    pub_bin: &Path,
+    sub_bin: Option<&Path>,
+    port: u16,
+    dir: &Path,
+    timeout: Duration,
+) -> Result<PeerOutcome> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let topics = Topics::default();
+    let record_topic = topics.up(&backlog.bus_id, UpKind::Record);
+    let chunk_topic = topics.up(&backlog.bus_id, UpKind::Chunk);
+    let base = |topic: &str, max_inflight: &str| -> Vec<String> {
+        [
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-q",
+            "1",
+            "-M",
+            max_inflight,
+            "-t",
+            topic,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let messages = backlog.records.len() + backlog.chunks.len();
+
+    // Runs: (args, stdin file), prepared before the clock starts.
+    let mut runs: Vec<(Vec<String>, Option<PathBuf>)> = Vec::new();
+    let mut bytes = 0u64;
+    match mode {
+        PeerMode::Lines => {
+            let path = dir.join("all.lines");
+            let mut f = std::io::BufWriter::new(
+                std::fs::File::create(&path)
+                    .with_context(|| format!("creating {}", path.display()))?,
+            );
+            for p in backlog.records.iter().chain(&backlog.chunks) {
+                let line: Vec<u8> = p
+                    .iter()
+                    .map(|&b| match b {
+                        0x00 => 0x01,
+                        b'\n' => 0x0B,
+                        b => b,
+                    })
+                    .collect();
+                f.write_all(&line)?;
+                f.write_all(b"\n")?;
+                bytes += line.len() as u64;
+            }
+            f.flush()?;
+            let mut args = base(&chunk_topic, "80");
+            args.push("-l".into());
+            runs.push((args, Some(path)));
+        }
+        PeerMode::Repeat => {
+            let full = backlog.full_chunk_len;
+            let (full_chunks, last_chunks): (Vec<&Vec<u8>>, Vec<&Vec<u8>>) =
+                backlog.chunks.iter().partition(|c| c.len() == full);
+            let classes: [(&str, &str, Vec<&Vec<u8>>); 3] = [
+                ("records", &record_topic, backlog.records.iter().collect()),
+                ("full-chunks", &chunk_topic, full_chunks),
+                ("last-chunks", &chunk_topic, last_chunks),
+            ];
+            for (name, topic, class) in classes {
+                if class.is_empty() {
+                    continue;
+                }
+                let total: u64 = class.iter().map(|p| p.len() as u64).sum();
+                let mean = usize::try_from(total.div_ceil(class.len() as u64))?;
+                let mut payload = class[0].clone();
+                payload.resize(mean, 0);
+                let path = dir.join(format!("{name}.bin"));
+                std::fs::write(&path, &payload)
+                    .with_context(|| format!("writing {}", path.display()))?;
+                bytes += (mean * class.len()) as u64;
+                let mut args = base(topic, "1");
+                args.extend([
+                    "-f".into(),
+                    path.display().to_string(),
+                    "--repeat".into(),
+                    class.len().to_string(),
+                    "--repeat-delay".into(),
+                    "0".into(),
+                ]);
+                runs.push((args, None));
+            }
+        }
+    }
+
+    // A subscriber, as HQ is one in our runs: the broker then forwards every message.
+    let filter = format!("{}/bus/+/up/+", topics.prefix());
+    let sub = match sub_bin {
+        Some(bin) => {
+            let sub = Subscriber::start(bin, port, &filter)?;
+            // Probe messages prove the subscription is in place before the clock starts.
+            let probe_topic = topics.up(&backlog.bus_id, UpKind::Status);
+            let probe_deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                let mut probe = base(&probe_topic, "1");
+                probe.extend(["-m".into(), "probe".into()]);
+                mosquitto_pub_once(pub_bin, &probe, None, Duration::from_secs(10))?;
+                if sub
+                    .first_byte
+                    .recv_timeout(Duration::from_millis(500))
+                    .is_ok()
+                {
+                    break;
+                }
+                if Instant::now() > probe_deadline {
+                    bail!("mosquitto_sub never received the probe message");
+                }
+            }
+            // Let any late probe copies arrive, then count from here: payload plus a newline
+            // per message.
+            std::thread::sleep(Duration::from_millis(300));
+            sub.expect(bytes + messages as u64);
+            Some(sub)
+        }
+        None => None,
+    };
+
+    let started = Instant::now();
+    for (args, stdin) in &runs {
+        let left = timeout.saturating_sub(started.elapsed());
+        mosquitto_pub_once(pub_bin, args, stdin.as_deref(), left)?;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let sub_secs = match &sub {
+        Some(s) => Some(
+            s.wait(Duration::from_secs(60))?
+                .duration_since(started)
+                .as_secs_f64(),
+        ),
+        None => None,
+    };
+    Ok(PeerOutcome {
+        secs,
+        sub_secs,
+        messages,
+        bytes,
+    })
+}
