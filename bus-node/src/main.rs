@@ -25,7 +25,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Take an application (saved durably before the receipt is printed).
-    Capture(CaptureArgs),
+    Capture(Box<CaptureArgs>),
     /// What is still waiting to sync.
     Status {
         /// Also list this many recent applications.
@@ -91,7 +91,7 @@ fn main() -> Result<()> {
         .init();
     let cfg = BusConfig::load(cli.config.as_deref()).context("loading the bus config")?;
     match cli.command {
-        Command::Capture(args) => capture_cmd(&cfg, args),
+        Command::Capture(args) => capture_cmd(&cfg, *args),
         Command::Status { list, waiting } => status_cmd(&cfg, list, waiting),
         Command::Run => run_cmd(cfg),
     }

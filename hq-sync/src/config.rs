@@ -14,6 +14,9 @@ pub struct HqConfig {
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
     pub catalogue: Option<PathBuf>,
+    /// Where uploads in progress are staged (sled); `{data_dir}/staging` by default.
+    /// Each worker needs its own: sled allows one process per directory.
+    pub staging_dir: Option<PathBuf>,
     #[serde(default)]
     pub broker: BrokerConfig,
     #[serde(default)]
@@ -120,6 +123,7 @@ impl HqConfig {
         HqConfig {
             data_dir,
             catalogue: None,
+            staging_dir: None,
             broker: BrokerConfig {
                 port: broker_port,
                 ..BrokerConfig::default()
@@ -137,7 +141,9 @@ impl HqConfig {
         self.data_dir.join("photos")
     }
     pub fn staging_dir(&self) -> PathBuf {
-        self.data_dir.join("staging")
+        self.staging_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("staging"))
     }
 
     pub fn catalogue(&self) -> Result<Catalogue, ConfigError> {

@@ -88,6 +88,7 @@ pub async fn run(
         metrics: metrics.clone(),
         records_seen: 0,
         crash_after: cfg.fault.crash_before_commit_after_records,
+        worker: cfg.ingest.worker_id.clone(),
     };
     let (client, eventloop) = mqtt(&cfg);
     let (tx, mut rx) = mpsc::channel::<Publish>(4096);
@@ -201,6 +202,7 @@ struct Ingest {
     metrics: Arc<IngestMetrics>,
     records_seen: u64,
     crash_after: Option<u64>,
+    worker: String,
 }
 
 /// What applying one message produced.
@@ -353,7 +355,7 @@ impl Ingest {
             ));
             return Ok(());
         }
-        match self.store.ingest_record(&app, now)? {
+        match self.store.ingest_record(&app, now, &self.worker)? {
             RecordOutcome::Complete { hq_received_at } => {
                 self.count_record(hq_received_at, now);
                 fx.replies.push((

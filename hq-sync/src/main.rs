@@ -134,11 +134,9 @@ fn status(cfg: &HqConfig, quarantine: usize) -> Result<()> {
     if !q.is_empty() {
         println!();
         println!("Newest quarantine entries:");
-        for (t, topic, bus, reason) in q {
-            println!(
-                "{t}  {:<14} {topic}\n    {reason}",
-                bus.unwrap_or_else(|| "?".into())
-            );
+        for e in q {
+            let bus = e.claimed_bus.unwrap_or_else(|| "?".into());
+            println!("{}  {bus:<14} {}\n    {}", e.received_at, e.topic, e.reason);
         }
     }
     Ok(())

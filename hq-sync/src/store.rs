@@ -60,6 +60,15 @@ pub struct BusRow {
     pub clock_skew_ms: Option<i64>,
 }
 
+/// One quarantined message, as HQ staff see it.
+#[derive(Debug, Clone)]
+pub struct QuarantineEntry {
+    pub received_at: UnixMillis,
+    pub topic: String,
+    pub claimed_bus: Option<String>,
+    pub reason: String,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Counts {
     pub applications: u64,
@@ -90,7 +99,8 @@ CREATE TABLE IF NOT EXISTS applications (
     warnings        TEXT NOT NULL,
     state           TEXT NOT NULL CHECK (state IN ('awaiting_blobs', 'complete')),
     completed_at    INTEGER,
-    review_state    TEXT NOT NULL DEFAULT 'pending'
+    review_state    TEXT NOT NULL DEFAULT 'pending',
+    ingested_by     TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS applications_by_state ON applications(state, hq_received_at);
 CREATE INDEX IF NOT EXISTS applications_by_bus ON applications(bus_id, hq_received_at);
@@ -160,6 +170,7 @@ impl HqStore {
         &mut self,
         app: &Application,
         hq_now: UnixMillis,
+        worker: &str,
     ) -> Result<RecordOutcome, HqStoreError> {
         let id = app.id.to_string();
         let hash = app.content_hash();
@@ -197,8 +208,8 @@ impl HqStore {
             let warnings: Vec<String> = app.warnings().iter().map(ToString::to_string).collect();
             tx.execute(
                 "INSERT INTO applications (id, bus_id, service, content_hash, record, applicant_name, nik, village,
-                    captured_at, hq_received_at, clock_skew_ms, warnings, state)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 'awaiting_blobs')",
+                    captured_at, hq_received_at, clock_skew_ms, warnings, state, ingested_by)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 'awaiting_blobs', ?13)",
                 params![
                     id,
                     app.bus_id.as_str(),
@@ -212,6 +223,7 @@ impl HqStore {
                     hq_now.0,
                     skew,
                     warnings.join("\n"),
+                    worker,
                 ],
             )?;
             for a in &app.attachments {
@@ -427,14 +439,29 @@ impl HqStore {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Quarantine entries, newest first: (time, topic, claimed bus, reason).
-    pub fn quarantined(
-        &self,
-        limit: usize,
-    ) -> Result<Vec<(UnixMillis, String, Option<String>, String)>, HqStoreError> {
-        let mut stmt = self.conn.prepare("SELECT received_at, topic, claimed_bus, reason FROM quarantine ORDER BY id DESC LIMIT ?1")?;
+    /// Quarantine entries, newest first.
+    pub fn quarantined(&self, limit: usize) -> Result<Vec<QuarantineEntry>, HqStoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT received_at, topic, claimed_bus, reason FROM quarantine ORDER BY id DESC LIMIT ?1",
+        )?;
         let rows = stmt.query_map([limit as i64], |r| {
-            Ok((UnixMillis(r.get(0)?), r.get(1)?, r.get(2)?, r.get(3)?))
+            Ok(QuarantineEntry {
+                received_at: UnixMillis(r.get(0)?),
+                topic: r.get(1)?,
+                claimed_bus: r.get(2)?,
+                reason: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// How many applications each HQ worker committed (an audit of multi-worker ingest).
+    pub fn ingested_by(&self) -> Result<Vec<(String, u64)>, HqStoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT ingested_by, COUNT(*) FROM applications GROUP BY ingested_by ORDER BY 1",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }

@@ -157,6 +157,8 @@ pub fn bus_env(bus_id: &str, dir: &Path, broker_port: u16) -> Vec<(String, Strin
         ("BUS_NODE__SYNC__BACKOFF_MIN_MS".into(), "100".into()),
         ("BUS_NODE__SYNC__BACKOFF_MAX_MS".into(), "1000".into()),
         ("BUS_NODE__SYNC__HEARTBEAT_SECS".into(), "2".into()),
+        // A dead bus shows as offline (its last will) after 1.5 keep-alives.
+        ("BUS_NODE__BROKER__KEEP_ALIVE_SECS".into(), "5".into()),
     ]
 }
 
@@ -180,6 +182,19 @@ pub async fn eventually(
 
 pub fn bus_delivered(db: &Path) -> Result<u64> {
     Ok(Store::open(db)?.status()?.delivered)
+}
+
+/// HQ's fleet view of one bus: (online, last reported queue depth).
+pub fn hq_bus(hq_dir: &Path, bus: &str) -> Result<Option<(bool, Option<u32>)>> {
+    let p = hq_dir.join("hq.sqlite");
+    if !p.exists() {
+        return Ok(None);
+    }
+    Ok(HqStore::open(&p)?
+        .fleet()?
+        .into_iter()
+        .find(|b| b.bus_id == bus)
+        .map(|b| (b.online, b.queue_depth)))
 }
 
 pub fn hq_complete(hq_dir: &Path) -> Result<u64> {

@@ -85,6 +85,13 @@ async fn backlog_while_hq_down(kind: BrokerKind) -> Result<()> {
         )
     })?;
     assert_exactly_once(&[&db], &hq_dir, 200)?;
+    // The fleet view: the bus's heartbeat reaches HQ with an empty queue.
+    eventually(
+        "heartbeat with an empty queue",
+        Duration::from_secs(20),
+        || Ok(hq_bus(&hq_dir, "bus-ntt-01")? == Some((true, Some(0)))),
+    )
+    .await?;
     bus.kill9().await?;
     hq.kill9().await?;
     Ok(())
@@ -285,6 +292,80 @@ async fn cut_link_mid_large_blob(kind: BrokerKind) -> Result<()> {
     Ok(())
 }
 
+/// Two HQ workers share the record store and split the records through an MQTT shared
+/// subscription; each stages every chunk. Nothing is lost or duplicated.
+async fn two_hq_workers(kind: BrokerKind) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let Some(broker) = TestBroker::start(kind, dir.path()).await? else {
+        return Ok(());
+    };
+    let hq_dir = dir.path().join("hq");
+    let mut workers = Vec::new();
+    for w in ["hq-a", "hq-b"] {
+        let mut env = hq_env(&hq_dir, broker.port());
+        env.push(("HQ_SYNC__INGEST__WORKER_ID".into(), w.into()));
+        env.push(("HQ_SYNC__INGEST__SHARED_GROUP".into(), "hq".into()));
+        // Each worker its own staging (sled allows one process per directory).
+        env.push((
+            "HQ_SYNC__STAGING_DIR".into(),
+            dir.path()
+                .join(format!("staging-{w}"))
+                .display()
+                .to_string(),
+        ));
+        workers.push(
+            Daemon::spawn(
+                "hq-sync",
+                &["run"],
+                &env,
+                &dir.path().join(format!("{w}.log")),
+            )
+            .await?,
+        );
+    }
+    let mut dbs = Vec::new();
+    let mut buses = Vec::new();
+    for b in 0..2 {
+        let id = format!("bus-ntt-1{b}");
+        let bus_dir = dir.path().join(&id);
+        let db = bus_dir.join("bus.sqlite");
+        std::fs::create_dir_all(&bus_dir)?;
+        capture_many(&db, &id, b * 100..b * 100 + 40)?;
+        buses.push(
+            Daemon::spawn(
+                "bus-node",
+                &["run"],
+                &bus_env(&id, &bus_dir, broker.port()),
+                &dir.path().join(format!("{id}.log")),
+            )
+            .await?,
+        );
+        dbs.push(db);
+    }
+    eventually(
+        "80 delivered through two workers",
+        Duration::from_secs(120),
+        || Ok(bus_delivered(&dbs[0])? == 40 && bus_delivered(&dbs[1])? == 40),
+    )
+    .await
+    .with_context(|| {
+        format!(
+            "hq-a:\n{}\nhq-b:\n{}",
+            tail(&workers[0].log()),
+            tail(&workers[1].log())
+        )
+    })?;
+    let refs: Vec<&Path> = dbs.iter().map(|p| p.as_path()).collect();
+    assert_exactly_once(&refs, &hq_dir, 80)?;
+    let by_worker = hq_sync::store::HqStore::open(&hq_dir.join("hq.sqlite"))?.ingested_by()?;
+    assert_eq!(
+        by_worker.len(),
+        2,
+        "the shared subscription should split records across both workers: {by_worker:?}"
+    );
+    Ok(())
+}
+
 fn tail(s: &str) -> String {
     let lines: Vec<&str> = s.lines().collect();
     lines[lines.len().saturating_sub(40)..].join("\n")
@@ -309,5 +390,6 @@ against_both_brokers!(
     backlog_while_hq_down,
     kill_bus_mid_sync,
     kill_hq_between_puback_and_commit,
-    cut_link_mid_large_blob
+    cut_link_mid_large_blob,
+    two_hq_workers,
 );

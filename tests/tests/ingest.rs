@@ -174,7 +174,7 @@ async fn bad_input_is_quarantined_and_valid_traffic_flows(kind: BrokerKind) -> R
         .await?;
     eventually("conflict quarantined", Duration::from_secs(30), || {
         let q = HqStore::open(&hq_dir.join("hq.sqlite"))?.quarantined(100)?;
-        Ok(q.iter().any(|(_, _, _, r)| r.contains("integrity")))
+        Ok(q.iter().any(|e| e.reason.contains("integrity")))
     })
     .await?;
 
@@ -182,7 +182,7 @@ async fn bad_input_is_quarantined_and_valid_traffic_flows(kind: BrokerKind) -> R
     let reasons: Vec<String> = store
         .quarantined(100)?
         .into_iter()
-        .map(|(_, _, _, r)| r)
+        .map(|e| e.reason)
         .collect();
     for (_, _, needle) in &attacks {
         assert!(

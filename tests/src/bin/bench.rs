@@ -74,6 +74,9 @@ struct Args {
     /// Put it on the disk the bus would use: saves are fsync-bound.
     #[arg(long)]
     scratch: Option<PathBuf>,
+    /// Experiment: the bus's chunk window for the drain (default: the bus's own default).
+    #[arg(long)]
+    chunk_window: Option<usize>,
     /// Internal: the camera JPEG that `--only photo-child` normalizes.
     #[arg(hide = true)]
     file: Option<PathBuf>,
@@ -90,6 +93,8 @@ enum Only {
 
 /// How much each benchmark does.
 struct Plan {
+    /// The bus's sync settings the drain runs with.
+    sync: bus_node::config::SyncConfig,
     photo_runs: usize,
     peer_runs: usize,
     saves: usize,
@@ -98,23 +103,23 @@ struct Plan {
 }
 
 impl Plan {
-    fn new(quick: bool) -> Plan {
-        if quick {
-            Plan {
-                photo_runs: 3,
-                peer_runs: 1,
-                saves: 100,
-                captures: 20,
-                backlog: 300,
-            }
+    fn new(args: &Args) -> Plan {
+        let mut sync = bus_node::config::SyncConfig::default();
+        if let Some(w) = args.chunk_window {
+            sync.chunk_window = w.max(1);
+        }
+        let (photo_runs, peer_runs, saves, captures, backlog) = if args.quick {
+            (3, 1, 100, 20, 300)
         } else {
-            Plan {
-                photo_runs: 10,
-                peer_runs: 3,
-                saves: 500,
-                captures: 100,
-                backlog: 2000,
-            }
+            (10, 3, 500, 100, 2000)
+        };
+        Plan {
+            sync,
+            photo_runs,
+            peer_runs,
+            saves,
+            captures,
+            backlog,
         }
     }
 }
@@ -194,7 +199,7 @@ fn main() -> Result<()> {
                 .unwrap_or_else(|_| "error,rumqttd=off".into()),
         )
         .init();
-    let plan = Plan::new(args.quick);
+    let plan = Plan::new(&args);
     let scratch_root = match &args.scratch {
         Some(p) => p.clone(),
         None => std::env::temp_dir(),
@@ -1043,6 +1048,7 @@ struct DrainOutcome {
 /// Drains a copy of the backlog to a fresh HQ through the broker on `broker_port`.
 async fn drain_once(
     backlog: &Backlog,
+    sync: &bus_node::config::SyncConfig,
     broker_port: u16,
     via_proxy: bool,
     dir: &Path,
@@ -1075,7 +1081,8 @@ async fn drain_once(
         None
     };
     let port = proxy.as_ref().map_or(broker_port, LinkProxy::port);
-    let cfg = BusConfig::for_bus(backlog.bus_id.clone(), bus_dir, "127.0.0.1", port);
+    let mut cfg = BusConfig::for_bus(backlog.bus_id.clone(), bus_dir, "127.0.0.1", port);
+    cfg.sync = sync.clone();
     let metrics = Arc::new(SyncMetrics::default());
     let cpu_before = process_cpu_secs();
     let started = Instant::now();
@@ -1185,12 +1192,16 @@ async fn bench_drain(plan: &Plan, scratch: &Path, report: &mut Report) -> Result
         "backlog",
         format!("{n} applications"),
         format!(
-            "SIM renewals, each with its own phone photo, via capture(); {} distinct photo blobs, mean {} each; {} chunks of at most {} B (envelope {} B); bus defaults: record_window 64, chunk_window 16",
+            "SIM renewals, each with its own phone photo, via capture(); {} distinct photo blobs, mean {} each; {} chunks of at most {} B (envelope {} B); bus sync settings: record_window {}, chunk_window {}, tick {} ms, resend after {} ms",
             backlog.distinct_blobs,
             kib(backlog.blob_bytes as f64 / backlog.distinct_blobs.max(1) as f64),
             backlog.chunks.len(),
-            BusConfig::for_bus(backlog.bus_id.clone(), dir.clone(), "127.0.0.1", 1).sync.chunk_bytes,
+            plan.sync.chunk_bytes,
             backlog.full_chunk_len,
+            plan.sync.record_window,
+            plan.sync.chunk_window,
+            plan.sync.tick_ms,
+            plan.sync.resend_after_ms,
         ),
     );
     if backlog.distinct_blobs != n {
@@ -1202,7 +1213,15 @@ async fn bench_drain(plan: &Plan, scratch: &Path, report: &mut Report) -> Result
     let mut embedded: Option<DrainOutcome> = None;
     match async {
         let port = start_embedded_broker().await?;
-        drain_once(&backlog, port, false, &dir.join("embedded"), timeout).await
+        drain_once(
+            &backlog,
+            &plan.sync,
+            port,
+            false,
+            &dir.join("embedded"),
+            timeout,
+        )
+        .await
     }
     .await
     {
@@ -1219,7 +1238,15 @@ async fn bench_drain(plan: &Plan, scratch: &Path, report: &mut Report) -> Result
     }
     match async {
         let port = start_embedded_broker().await?;
-        drain_once(&backlog, port, true, &dir.join("embedded-proxy"), timeout).await
+        drain_once(
+            &backlog,
+            &plan.sync,
+            port,
+            true,
+            &dir.join("embedded-proxy"),
+            timeout,
+        )
+        .await
     }
     .await
     {
@@ -1287,6 +1314,7 @@ async fn bench_drain(plan: &Plan, scratch: &Path, report: &mut Report) -> Result
         let mosq = Mosquitto::start(&dir.join("mosquitto-ours")).await?;
         drain_once(
             &backlog,
+            &plan.sync,
             mosq.port(),
             false,
             &dir.join("mosquitto-drain"),
@@ -1317,6 +1345,7 @@ async fn bench_drain(plan: &Plan, scratch: &Path, report: &mut Report) -> Result
         return Ok(());
     };
     let sub_bin = find_in_path("mosquitto_sub");
+    let inflight = plan.sync.record_window + plan.sync.chunk_window;
     for mode in [PeerMode::Lines, PeerMode::Repeat] {
         let result = async {
             let mosq = Mosquitto::start(&dir.join(format!("mosquitto-{}", mode.slug()))).await?;
@@ -1326,6 +1355,7 @@ async fn bench_drain(plan: &Plan, scratch: &Path, report: &mut Report) -> Result
                 run_peer(
                     &backlog,
                     mode,
+                    inflight,
                     &pub_bin,
                     sub_bin.as_deref(),
                     port,
@@ -1343,11 +1373,11 @@ async fn bench_drain(plan: &Plan, scratch: &Path, report: &mut Report) -> Result
                 );
                 report.add(
                     "drain",
-                    format!("mosquitto_pub, same bytes, Mosquitto, {}", mode.label()),
+                    format!("mosquitto_pub, same bytes, Mosquitto, {}", mode.label(inflight)),
                     format!("{:.2} s", p.secs),
                     format!(
                         "{ratio} (same broker kind; mosquitto_pub waits only for PUBACKs, ours for HQ's durable commit and delivery ack, end to end); {}; {} messages, {:.1} MB; {}",
-                        mode.describe(),
+                        mode.describe(inflight),
                         p.messages,
                         p.bytes as f64 / 1e6,
                         p.sub_secs.map_or_else(
@@ -1359,7 +1389,7 @@ async fn bench_drain(plan: &Plan, scratch: &Path, report: &mut Report) -> Result
             }
             Err(e) => report.fail(
                 "drain",
-                &format!("mosquitto_pub peer ({})", mode.label()),
+                &format!("mosquitto_pub peer ({})", mode.label(inflight)),
                 &e,
             ),
         }
@@ -1388,24 +1418,23 @@ impl PeerMode {
             PeerMode::Repeat => "repeat",
         }
     }
-    fn label(self) -> &'static str {
+    fn label(self, inflight: usize) -> String {
         match self {
-            PeerMode::Lines => "-l (pipelined, -M 80)",
-            PeerMode::Repeat => "-f --repeat per size class",
+            PeerMode::Lines => format!("-l (pipelined, -M {inflight})"),
+            PeerMode::Repeat => "-f --repeat per size class".into(),
         }
     }
-    fn describe(self) -> &'static str {
+    fn describe(self, inflight: usize) -> String {
         match self {
-            PeerMode::Lines => {
-                "one `mosquitto_pub -q 1 -M 80 -l` process reads every record and chunk envelope as one stdin line, exact sizes, \
+            PeerMode::Lines => format!(
+                "one `mosquitto_pub -q 1 -M {inflight} -l` process reads every record and chunk envelope as one stdin line, exact sizes, \
                  with bytes 0x00 and 0x0A rewritten (0x01, 0x0B) because -l splits at newlines and stops at NUL; \
-                 -M 80 = the bus's record_window + chunk_window; mosquitto_pub's own 100 ms polls at start and end are included"
-            }
-            PeerMode::Repeat => {
-                "one `mosquitto_pub -q 1 -f FILE --repeat N --repeat-delay 0` per size class (records, full chunks, last chunks): \
+                 -M {inflight} = the bus's record_window + chunk_window; mosquitto_pub's own 100 ms polls at start and end are included"
+            ),
+            PeerMode::Repeat => "one `mosquitto_pub -q 1 -f FILE --repeat N --repeat-delay 0` per size class (records, full chunks, last chunks): \
                  N messages of the class's mean size, same count and total bytes; --repeat sends the next message only after the \
                  PUBACK of the previous (one in flight)"
-            }
+                .into(),
         }
     }
 }
@@ -1547,6 +1576,7 @@ fn mosquitto_pub_once(
 fn run_peer(
     backlog: &Backlog,
     mode: PeerMode,
+    inflight: usize,
     pub_bin: &Path,
     sub_bin: Option<&Path>,
     port: u16,
@@ -1600,7 +1630,7 @@ fn run_peer(
                 bytes += line.len() as u64;
             }
             f.flush()?;
-            let mut args = base(&chunk_topic, "80");
+            let mut args = base(&chunk_topic, &inflight.to_string());
             args.push("-l".into());
             runs.push((args, Some(path)));
         }
