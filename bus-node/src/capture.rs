@@ -41,20 +41,26 @@ pub struct CaptureInput {
 pub enum CaptureError {
     #[error("{field}: {why}")]
     Field { field: &'static str, why: String },
-    #[error("{0}")]
+    #[error(transparent)]
     Nik(#[from] keliling_shared::NikError),
-    #[error("{0}")]
+    #[error(transparent)]
     Catalogue(#[from] CatalogueError),
-    #[error("{0}")]
+    #[error(transparent)]
     Shape(#[from] ShapeError),
-    #[error("pas foto tidak dapat dipakai (ID photo unusable): {0}")]
-    Photo(#[from] PhotoError),
+    #[error("pas foto tidak dapat dipakai: {id} ({0})", id = .0.message_id())]
+    Photo(PhotoError),
     #[error("foto harus diulang (retake the photo): {0}")]
     Retake(String),
     #[error("dokumen {name}: {why}")]
     Document { name: String, why: String },
-    #[error("{0}")]
+    #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl From<PhotoError> for CaptureError {
+    fn from(e: PhotoError) -> Self {
+        CaptureError::Photo(e)
+    }
 }
 
 /// What the operator hands back to the citizen, and what the screen shows.

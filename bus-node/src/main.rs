@@ -81,7 +81,19 @@ struct CaptureArgs {
     quiet: bool,
 }
 
-fn main() -> Result<()> {
+/// Errors are printed as one readable chain (`error: …: …`), not as a debug dump: the
+/// person reading them is an operator, not a debugger.
+fn main() -> std::process::ExitCode {
+    match real_main() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn real_main() -> Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(

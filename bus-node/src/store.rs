@@ -19,13 +19,21 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("basis data bus gagal (bus database error): {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Sqlite(rusqlite::Error),
     #[error("catatan tersimpan rusak (stored record is corrupt): {0}")]
     Corrupt(String),
     #[error("permohonan {0} sudah ada (application already saved)")]
     Duplicate(ApplicationId),
     #[error("isi lampiran tidak cocok dengan hash-nya (attachment bytes do not match their hash)")]
     HashMismatch,
+}
+
+// Not `#[from]`: that would make the inner error the `source` too, and an error chain
+// (`{:#}`) would print it twice. The message above already carries it.
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Sqlite(e)
+    }
 }
 
 /// Where an application stands in its journey to HQ.

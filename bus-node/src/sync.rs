@@ -43,7 +43,15 @@ pub enum SyncError {
     #[error("config: {0}")]
     Config(String),
     #[error("encode: {0}")]
-    Wire(#[from] keliling_shared::wire::WireError),
+    Wire(keliling_shared::wire::WireError),
+}
+
+// Not `#[from]`: that would make the inner error the `source` too, and an error chain
+// (`{:#}`) would print it twice. The message above already carries it.
+impl From<keliling_shared::wire::WireError> for SyncError {
+    fn from(e: keliling_shared::wire::WireError) -> Self {
+        SyncError::Wire(e)
+    }
 }
 
 /// Counters a test, the demo or a benchmark can read while the client runs.

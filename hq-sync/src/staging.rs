@@ -16,9 +16,17 @@ use std::path::Path;
 #[derive(Debug, thiserror::Error)]
 pub enum StagingError {
     #[error("staging store: {0}")]
-    Sled(#[from] sled::Error),
+    Sled(sled::Error),
     #[error("staging store holds a corrupt entry: {0}")]
     Corrupt(String),
+}
+
+// Not `#[from]`: that would make the inner error the `source` too, and an error chain
+// (`{:#}`) would print it twice. The message above already carries it.
+impl From<sled::Error> for StagingError {
+    fn from(e: sled::Error) -> Self {
+        StagingError::Sled(e)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -20,11 +20,19 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 pub enum HqStoreError {
     #[error("HQ database: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Sqlite(rusqlite::Error),
     #[error("HQ database holds a corrupt value: {0}")]
     Corrupt(String),
     #[error("cannot create {0}: {1}")]
     Dir(String, std::io::Error),
+}
+
+// Not `#[from]`: that would make the inner error the `source` too, and an error chain
+// (`{:#}`) would print it twice. The message above already carries it.
+impl From<rusqlite::Error> for HqStoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        HqStoreError::Sqlite(e)
+    }
 }
 
 /// What ingesting a record came to.

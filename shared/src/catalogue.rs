@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogueError {
     #[error("katalog layanan tidak terbaca: {0} (service catalogue is not valid TOML)")]
-    Toml(#[from] toml::de::Error),
+    Toml(toml::de::Error),
     #[error("katalog layanan: {0}")]
     Invalid(String),
     #[error("layanan {0} tidak ada di katalog (unknown service)")]
@@ -27,6 +27,14 @@ pub enum CatalogueError {
     MissingDocument(String),
     #[error("dokumen '{0}' tidak dikenal untuk layanan ini (unknown document for this service)")]
     UnknownDocument(String),
+}
+
+// Not `#[from]`: that would make the inner error the `source` too, and an error chain
+// (`{:#}`) would print it twice. The message above already carries it.
+impl From<toml::de::Error> for CatalogueError {
+    fn from(e: toml::de::Error) -> Self {
+        CatalogueError::Toml(e)
+    }
 }
 
 /// The background an ID photo must have.

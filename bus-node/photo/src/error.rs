@@ -70,3 +70,24 @@ pub enum PhotoError {
         smallest: usize,
     },
 }
+
+impl PhotoError {
+    /// The operator's message in Bahasa Indonesia: what went wrong and what to do. The
+    /// English [`Display`](std::fmt::Display) text carries the details for HQ and logs.
+    pub fn message_id(&self) -> String {
+        match self {
+            PhotoError::TooLarge { bytes, max } => format!(
+                "berkas foto terlalu besar ({bytes} byte, batas {max} byte): turunkan resolusi kamera lalu foto ulang"
+            ),
+            PhotoError::NotAnImage(_) => "berkas ini bukan foto JPEG atau PNG: pilih berkas foto dari kamera".into(),
+            PhotoError::TooManyPixels { width, height, .. } => format!(
+                "foto terlalu banyak piksel ({width} x {height}) dan ditolak demi keamanan komputer bus: turunkan resolusi kamera"
+            ),
+            PhotoError::Decode(_) => "berkas foto rusak atau tidak lengkap: salin ulang atau foto ulang".into(),
+            PhotoError::Encode(_) => "pas foto tidak dapat dibuat dari berkas ini".into(),
+            PhotoError::BudgetUnreachable { max_bytes, .. } => format!(
+                "pas foto tidak muat dalam batas {max_bytes} byte layanan ini: batas layanan terlalu ketat"
+            ),
+        }
+    }
+}
