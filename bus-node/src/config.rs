@@ -34,7 +34,7 @@ pub struct BrokerConfig {
     pub port: u16,
     pub keep_alive_secs: u64,
     /// Bounds connecting and each socket flush. rumqttc's default of 5 s loops on
-    /// `FlushTimeout` on a slow link with a large publish (DESIGN.md), so it is long.
+    /// `FlushTimeout` on a slow link with a large publish (docs/DESIGN.md), so it is long.
     pub connection_timeout_secs: u64,
 }
 
@@ -167,17 +167,7 @@ impl BusConfig {
     }
 
     pub fn catalogue(&self) -> Result<Catalogue, ConfigError> {
-        match &self.catalogue {
-            None => Ok(Catalogue::builtin()),
-            Some(p) => {
-                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
-                    path: p.display().to_string(),
-                    source,
-                })?;
-                Catalogue::from_toml(&text)
-                    .map_err(|e| ConfigError::Invalid(format!("{}: {e}", p.display())))
-            }
-        }
+        config_env::load_catalogue(self.catalogue.as_deref())
     }
 
     pub fn resend_after(&self) -> Duration {

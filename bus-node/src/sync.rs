@@ -1,7 +1,7 @@
 //! The sync client: moves what the store holds to HQ over MQTT, whenever a link exists.
 //!
 //! Two tasks, because rumqttc's event loop must be polled without pause and publishing
-//! from the polling task can deadlock (DESIGN.md): the *poller* owns the event loop,
+//! from the polling task can deadlock (docs/DESIGN.md): the *poller* owns the event loop,
 //! forwards incoming packets and connection changes over a channel, and sleeps the
 //! back-off after an error (rumqttc itself would reconnect at once). The *pump* owns the
 //! store, decides what to send, and applies HQ's answers.

@@ -2,7 +2,7 @@
 //!
 //! rumqttd 0.20 has no shutdown API and `Broker::start()` blocks, so it runs on its own
 //! thread for the life of the process. It keeps nothing on disk: a restart loses queued
-//! messages and sessions, which by design (DESIGN.md, Durability 5) costs only re-sends.
+//! messages and sessions, which by design (docs/DESIGN.md, Durability 5) costs only re-sends.
 
 use keliling_shared::wire::MAX_BROKER_PACKET_BYTES;
 use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};

@@ -147,16 +147,6 @@ impl HqConfig {
     }
 
     pub fn catalogue(&self) -> Result<Catalogue, ConfigError> {
-        match &self.catalogue {
-            None => Ok(Catalogue::builtin()),
-            Some(p) => {
-                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
-                    path: p.display().to_string(),
-                    source,
-                })?;
-                Catalogue::from_toml(&text)
-                    .map_err(|e| ConfigError::Invalid(format!("{}: {e}", p.display())))
-            }
-        }
+        config_env::load_catalogue(self.catalogue.as_deref())
     }
 }

@@ -128,7 +128,7 @@ fn mqtt(cfg: &HqConfig) -> (AsyncClient, EventLoop) {
         cfg.broker.port,
     );
     // One worker keeps a persistent session so the broker holds buses' messages while HQ
-    // restarts. Workers in a shared group use clean sessions (DESIGN.md: an offline
+    // restarts. Workers in a shared group use clean sessions (docs/DESIGN.md: an offline
     // worker's share would otherwise wait for it).
     opts.set_clean_session(cfg.ingest.shared_group.is_some())
         .set_manual_acks(true)

@@ -49,6 +49,21 @@ pub fn load<T: DeserializeOwned>(
         .map_err(|e: toml::de::Error| ConfigError::Invalid(format!("{name}: {}", e.message())))
 }
 
+/// The service catalogue at `path`, or the built-in starter catalogue when none is set.
+pub fn load_catalogue(path: Option<&std::path::Path>) -> Result<crate::Catalogue, ConfigError> {
+    match path {
+        None => Ok(crate::Catalogue::builtin()),
+        Some(p) => {
+            let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                path: p.display().to_string(),
+                source,
+            })?;
+            crate::Catalogue::from_toml(&text)
+                .map_err(|e| ConfigError::Invalid(format!("{}: {e}", p.display())))
+        }
+    }
+}
+
 /// Applies overrides from `vars` (split out from [`load`] so tests need not touch the
 /// process environment).
 pub fn apply_env(

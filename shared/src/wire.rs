@@ -16,7 +16,7 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 pub const MAGIC: [u8; 2] = *b"KL";
 pub const VERSION: u8 = 1;
 /// The largest envelope either side sends or accepts. Set the MQTT clients' and brokers'
-/// packet limits above this (see DESIGN.md: rumqttc's 10 KiB default jams the link).
+/// packet limits above this (see docs/DESIGN.md: rumqttc's 10 KiB default jams the link).
 pub const MAX_MESSAGE_BYTES: usize = 96 * 1024;
 /// The largest MQTT packet a Keliling broker lets through (Mosquitto's `max_packet_size`
 /// in config/mosquitto.conf, rumqttd's `max_payload_size`). Clients accept packets up to
