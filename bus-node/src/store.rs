@@ -436,6 +436,33 @@ impl Store {
         Ok(())
     }
 
+    /// Whether the stored bytes of a blob still match its hash.
+    pub fn blob_is_sound(&self, sha: &Sha256) -> Result<bool, StoreError> {
+        let bytes: Option<Option<Vec<u8>>> = self
+            .conn
+            .query_row(
+                "SELECT data FROM blobs WHERE sha256 = ?1",
+                [sha.to_hex()],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(matches!(bytes, Some(Some(b)) if Sha256::digest(&b) == *sha))
+    }
+
+    /// Marks every undelivered application that needs `sha` as rejected, with `reason`.
+    pub fn reject_apps_with_blob(
+        &mut self,
+        sha: &Sha256,
+        reason: &str,
+    ) -> Result<usize, StoreError> {
+        Ok(self.conn.execute(
+            "UPDATE outbox SET state = 'rejected', reject_reason = ?2
+             WHERE state IN ('queued', 'record_acked')
+               AND application_id IN (SELECT application_id FROM attachments WHERE sha256 = ?1)",
+            params![sha.to_hex(), reason],
+        )?)
+    }
+
     /// Blobs HQ asked for, most useful first: ID photos before document scans, older
     /// applications before newer ones.
     pub fn needed_blobs(&self, limit: usize) -> Result<Vec<BlobPlan>, StoreError> {

@@ -365,12 +365,16 @@ impl Pump {
                 if let Some(id) = application {
                     self.records_in_flight.remove(&id);
                     self.store.on_rejected(&id, &reason)?;
-                } else {
-                    self.store.quarantine(
-                        &p.topic,
-                        &format!("HQ rejected blob {blob:?}: {reason}"),
-                        &[],
-                    )?;
+                } else if let Some(blob) = blob {
+                    // HQ gave up on a blob whose bytes never matched their hash. If our copy
+                    // is damaged, say so on the applications that need it; if it is sound,
+                    // the fault was on the way and sending again is right.
+                    let note = format!("HQ rejected blob {blob:?}: {reason}");
+                    self.store.quarantine(&p.topic, &note, &[])?;
+                    if !self.store.blob_is_sound(&blob)? {
+                        let why = "foto/dokumen rusak di disk bus: ambil ulang (attachment corrupted on the bus disk: capture it again)";
+                        self.store.reject_apps_with_blob(&blob, why)?;
+                    }
                 }
             }
         }

@@ -161,3 +161,23 @@ fn hq_snapshots_replace_each_other() {
         count
     );
 }
+
+#[test]
+fn a_corrupted_blob_is_detected_and_its_application_flagged() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("bus.sqlite");
+    let mut store = Store::open(&db).unwrap();
+    let app = saved(&mut store, 4);
+    let sha = app.id_photo().unwrap().sha256;
+    assert!(store.blob_is_sound(&sha).unwrap());
+    // Bit rot on the bus disk.
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute(
+        "UPDATE blobs SET data = zeroblob(length(data)) WHERE sha256 = ?1",
+        [sha.to_hex()],
+    )
+    .unwrap();
+    assert!(!store.blob_is_sound(&sha).unwrap());
+    assert_eq!(store.reject_apps_with_blob(&sha, "rusak").unwrap(), 1);
+    assert_eq!(store.state(&app.id).unwrap(), Some(OutboxState::Rejected));
+}
