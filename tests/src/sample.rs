@@ -26,7 +26,8 @@ pub fn nik(i: usize) -> (String, String, &'static str) {
 }
 
 /// The portrait with a mark that makes photo `i` unique (so its hash is unique too). The
-/// mark sits on the shoulder, inside every crop the photo pipeline makes.
+/// mark sits on the shoulder, inside every crop that the phone frame (which keeps x 64..448
+/// of the portrait) and the photo pipeline make.
 pub fn portrait_variant(base: &RgbImage, i: usize) -> RgbImage {
     let mut img = base.clone();
     let colour = image::Rgb([
@@ -34,7 +35,7 @@ pub fn portrait_variant(base: &RgbImage, i: usize) -> RgbImage {
         (i / 251 % 251) as u8,
         255 - (i % 199) as u8,
     ]);
-    let x0 = 40 + (i as u32 % 13) * 24;
+    let x0 = 80 + (i as u32 % 13) * 24;
     for y in 330..350 {
         for x in x0..x0 + 20 {
             img.put_pixel(x, y, colour);
@@ -114,5 +115,26 @@ pub fn kk_update(i: usize, scan: Vec<u8>) -> CaptureInput {
         ],
         photo: None,
         documents: vec![("old_kk".into(), scan)],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Distinct citizens must have distinct photos after the whole pipeline, or tests
+    /// would silently exercise the shared-blob path.
+    #[test]
+    fn photos_stay_unique_through_the_pipeline() {
+        let base = keliling_photo::fixtures::load_portrait().unwrap();
+        let spec = keliling_photo::PhotoSpec::default();
+        let hashes: std::collections::HashSet<_> = (0..30)
+            .map(|i| {
+                let jpeg = camera_photo(&base, i).unwrap();
+                let out = keliling_photo::normalize(&jpeg, &spec, &Default::default()).unwrap();
+                keliling_shared::Sha256::digest(&out.jpeg)
+            })
+            .collect();
+        assert_eq!(hashes.len(), 30);
     }
 }

@@ -620,9 +620,11 @@ fn bench_photo(plan: &Plan, scratch: &Path, report: &mut Report) -> Result<()> {
         "peak RSS of a process doing one normalization",
         mib(child_hwm),
         format!(
-            "child's own VmHWM (reads the file, normalizes once); {} says {}; the benchmark process itself was at {} before (not comparable: it holds the fixtures)",
+            "child's own VmHWM (reads the file, normalizes once); {} says {}; the whole child process took {} wall (start-up, read, normalize {} ms); the benchmark process itself was at {} before (not comparable: it holds the fixtures)",
             rss_method(),
             child.max_rss_kb.map_or_else(|| "n/a".into(), mib),
+            ms(child.wall),
+            child_value(&child.stdout, "normalize_ms").map_or_else(|| "?".into(), |v| format!("{v:.0}")),
             mib(parent_hwm)
         ),
     );
@@ -1344,24 +1346,19 @@ async fn bench_drain(plan: &Plan, scratch: &Path, report: &mut Report) -> Result
         );
         return Ok(());
     };
-    let sub_bin = find_in_path("mosquitto_sub");
     let inflight = plan.sync.record_window + plan.sync.chunk_window;
+    let tools = PeerTools {
+        pub_bin,
+        sub_bin: find_in_path("mosquitto_sub"),
+        inflight,
+    };
     for mode in [PeerMode::Lines, PeerMode::Repeat] {
         let result = async {
             let mosq = Mosquitto::start(&dir.join(format!("mosquitto-{}", mode.slug()))).await?;
             let port = mosq.port();
             let peer_dir = dir.join(format!("peer-{}", mode.slug()));
             tokio::task::block_in_place(|| {
-                run_peer(
-                    &backlog,
-                    mode,
-                    inflight,
-                    &pub_bin,
-                    sub_bin.as_deref(),
-                    port,
-                    &peer_dir,
-                    timeout,
-                )
+                run_peer(&backlog, mode, &tools, port, &peer_dir, timeout)
             })
         }
         .await;
@@ -1509,7 +1506,7 @@ impl Subscriber {
     }
 
     /// From now on, `more` further output bytes mean everything has arrived.
-    fn expect(&self, more: u64) {
+    fn expect_bytes(&self, more: u64) {
         self.target
             .store(self.seen.load(Ordering::Relaxed) + more, Ordering::Relaxed);
     }
@@ -1573,16 +1570,26 @@ fn mosquitto_pub_once(
     Ok(())
 }
 
+/// The Mosquitto clients, and the QoS 1 window `-l` mode gets.
+struct PeerTools {
+    pub_bin: PathBuf,
+    sub_bin: Option<PathBuf>,
+    inflight: usize,
+}
+
 fn run_peer(
     backlog: &Backlog,
     mode: PeerMode,
-    inflight: usize,
-    pub_bin: &Path,
-    sub_bin: Option<&Path>,
+    tools: &PeerTools,
     port: u16,
     dir: &Path,
     timeout: Duration,
 ) -> Result<PeerOutcome> {
+    let (pub_bin, sub_bin, inflight) = (
+        tools.pub_bin.as_path(),
+        tools.sub_bin.as_deref(),
+        tools.inflight,
+    );
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let topics = Topics::default();
     let record_topic = topics.up(&backlog.bus_id, UpKind::Record);
@@ -1695,7 +1702,7 @@ fn run_peer(
             // Let any late probe copies arrive, then count from here: payload plus a newline
             // per message.
             std::thread::sleep(Duration::from_millis(300));
-            sub.expect(bytes + messages as u64);
+            sub.expect_bytes(bytes + messages as u64);
             Some(sub)
         }
         None => None,
