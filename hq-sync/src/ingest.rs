@@ -344,16 +344,7 @@ impl Ingest {
         let bus = app.bus_id.clone();
         if let Err(e) = self.catalogue.check(&app) {
             let reason = format!("record refused by the catalogue: {e}");
-            self.quarantine(p, Some(&bus), &reason)?;
-            fx.replies.push((
-                bus,
-                Down::Rejected {
-                    application: Some(app.id),
-                    blob: None,
-                    reason,
-                },
-            ));
-            return Ok(());
+            return self.reject_record(p, bus, &app, reason, fx);
         }
         match self.store.ingest_record(&app, now, &self.worker)? {
             RecordOutcome::Complete { hq_received_at } => {
@@ -387,17 +378,30 @@ impl Ingest {
                     stored.short(),
                     received.short()
                 );
-                self.quarantine(p, Some(&bus), &reason)?;
-                fx.replies.push((
-                    bus,
-                    Down::Rejected {
-                        application: Some(app.id),
-                        blob: None,
-                        reason,
-                    },
-                ));
+                self.reject_record(p, bus, &app, reason, fx)?;
             }
         }
+        Ok(())
+    }
+
+    /// Quarantines a record and tells its bus why, so the operator sees the reason.
+    fn reject_record(
+        &mut self,
+        p: &Publish,
+        bus: BusId,
+        app: &Application,
+        reason: String,
+        fx: &mut Effects,
+    ) -> Result<(), IngestError> {
+        self.quarantine(p, Some(&bus), &reason)?;
+        fx.replies.push((
+            bus,
+            Down::Rejected {
+                application: Some(app.id),
+                blob: None,
+                reason,
+            },
+        ));
         Ok(())
     }
 
