@@ -346,9 +346,17 @@ impl Ingest {
             let reason = format!("record refused by the catalogue: {e}");
             return self.reject_record(p, bus, &app, reason, fx);
         }
-        match self.store.ingest_record(&app, now, &self.worker)? {
+        let (outcome, first) = self.store.ingest_record(&app, now, &self.worker)?;
+        let counter = match (&outcome, first) {
+            (RecordOutcome::Conflict { .. }, _) => None,
+            (_, true) => Some(&self.metrics.records_new),
+            (_, false) => Some(&self.metrics.records_duplicate),
+        };
+        if let Some(c) = counter {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+        match outcome {
             RecordOutcome::Complete { hq_received_at } => {
-                self.count_record(hq_received_at, now);
                 fx.replies.push((
                     bus,
                     Down::Delivered {
@@ -358,7 +366,6 @@ impl Ingest {
                 ));
             }
             RecordOutcome::AwaitingBlobs { missing } => {
-                self.metrics.records_new.fetch_add(1, Ordering::Relaxed);
                 let missing = missing
                     .iter()
                     .map(|b| self.staging.progress(b))
@@ -403,15 +410,6 @@ impl Ingest {
             },
         ));
         Ok(())
-    }
-
-    fn count_record(&self, hq_received_at: UnixMillis, now: UnixMillis) {
-        let counter = if hq_received_at == now {
-            &self.metrics.records_new
-        } else {
-            &self.metrics.records_duplicate
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
     }
 
     fn apply_chunk(

@@ -173,13 +173,14 @@ impl HqStore {
     }
 
     /// Commits a record (idempotently) and says whether it is complete.
-    /// `clock_skew_ms` is the bus's clock error as last seen in its heartbeat, if known.
+    /// The second value says whether this call inserted the record (false for a re-send).
+    /// The bus's clock skew, as last seen in its heartbeat, is stored with the record.
     pub fn ingest_record(
         &mut self,
         app: &Application,
         hq_now: UnixMillis,
         worker: &str,
-    ) -> Result<RecordOutcome, HqStoreError> {
+    ) -> Result<(RecordOutcome, bool), HqStoreError> {
         let id = app.id.to_string();
         let hash = app.content_hash();
         let tx = self
@@ -196,10 +197,11 @@ impl HqStore {
             let stored =
                 Sha256::parse_hex(stored).map_err(|e| HqStoreError::Corrupt(e.to_string()))?;
             if stored != hash {
-                return Ok(RecordOutcome::Conflict {
+                let conflict = RecordOutcome::Conflict {
                     stored,
                     received: hash,
-                });
+                };
+                return Ok((conflict, false));
             }
         } else {
             let record = app
@@ -259,7 +261,7 @@ impl HqStore {
             RecordOutcome::AwaitingBlobs { missing }
         };
         tx.commit()?;
-        Ok(outcome)
+        Ok((outcome, existing.is_none()))
     }
 
     fn missing_blobs(

@@ -270,6 +270,11 @@ async fn cut_link_mid_large_blob(kind: BrokerKind) -> Result<()> {
         "{wire} bytes sent for a {scan_len}-byte scan"
     );
     assert_eq!(proxy.cuts(), 1);
+    assert_eq!(
+        hq_metrics.records_new.load(Ordering::Relaxed),
+        1,
+        "one record inserted; any re-send counts as a duplicate"
+    );
     assert!(
         bus_metrics.connects.load(Ordering::Relaxed) >= 2,
         "bus never reconnected"
