@@ -120,13 +120,16 @@ fn field(field: &'static str) -> impl Fn(String) -> CaptureError {
 }
 
 /// Parses the input, runs the photo pipeline, checks against the catalogue and saves the
-/// application durably. The returned receipt is a promise: the data is committed.
+/// application durably, encrypted to the bus public key (the bus need not be unlocked).
+/// The returned receipt is a promise: the data is committed.
 pub fn capture(
     store: &mut Store,
     catalogue: &Catalogue,
     settings: &CaptureSettings,
     input: CaptureInput,
 ) -> Result<Receipt, CaptureError> {
+    // Before the citizen's details and photo are taken: a bus without a key says so now.
+    store.sealing_key()?;
     let service =
         ServiceCode::parse(input.service.trim()).map_err(|e| field("layanan")(e.to_string()))?;
     let svc = catalogue.service(&service)?;

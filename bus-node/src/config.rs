@@ -2,6 +2,7 @@
 //! environment variables (see `keliling_shared::config_env`).
 
 use keliling_shared::config_env::{self, ConfigError};
+use keliling_shared::tls::ClientTlsFiles;
 use keliling_shared::wire::{DEFAULT_CHUNK_BYTES, MAX_CHUNK_BYTES, MIN_CHUNK_BYTES};
 use keliling_shared::{BusId, Catalogue};
 use serde::Deserialize;
@@ -36,15 +37,21 @@ pub struct BrokerConfig {
     /// Bounds connecting and each socket flush. rumqttc's default of 5 s loops on
     /// `FlushTimeout` on a slow link with a large publish (docs/DESIGN.md), so it is long.
     pub connection_timeout_secs: u64,
+    /// Plain TCP without a certificate: only for a local experiment, and loudly.
+    pub insecure_plaintext: bool,
+    /// This bus's TLS identity (from `hq-sync pki provision-bus`).
+    pub tls: ClientTlsFiles,
 }
 
 impl Default for BrokerConfig {
     fn default() -> Self {
         BrokerConfig {
             host: "127.0.0.1".into(),
-            port: 1883,
+            port: 8883,
             keep_alive_secs: 30,
             connection_timeout_secs: 60,
+            insecure_plaintext: false,
+            tls: ClientTlsFiles::default(),
         }
     }
 }
@@ -106,12 +113,15 @@ impl Default for PhotoConfig {
 pub struct RetentionConfig {
     /// Photo and scan bytes are purged this many days after HQ confirmed delivery.
     pub purge_after_days: u64,
+    /// How often `bus-node run` looks for bytes past retention.
+    pub check_every_secs: u64,
 }
 
 impl Default for RetentionConfig {
     fn default() -> Self {
         RetentionConfig {
             purge_after_days: 30,
+            check_every_secs: 3600,
         }
     }
 }

@@ -3,10 +3,19 @@
 
 use anyhow::{bail, Context, Result};
 use bus_node::capture::{self, CaptureInput};
-use bus_node::{BusConfig, Store};
+use bus_node::store::StoreError;
+use bus_node::{BusConfig, KdfParams, Passphrase, Store, UnlockedVault};
 use clap::{Parser, Subcommand};
+use std::io::BufRead;
 use std::path::PathBuf;
 use std::sync::Arc;
+
+/// The passphrase for automation and tests. Weaker than the prompt or stdin: the
+/// environment of a process can be read by its user (`/proc/PID/environ`) and ends up in
+/// unit files and shell history. `bus-node` removes it from its own environment at start.
+const PASSPHRASE_ENV: &str = "BUS_NODE_PASSPHRASE";
+/// The new passphrase for `bus-node passwd`, likewise.
+const NEW_PASSPHRASE_ENV: &str = "BUS_NODE_NEW_PASSPHRASE";
 
 #[derive(Parser)]
 #[command(
@@ -24,7 +33,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Take an application (saved durably before the receipt is printed).
+    /// First setup of a new bus: make its key pair, locked by a passphrase (asked twice).
+    Init(PassArgs),
+    /// Take an application (saved durably and encrypted before the receipt is printed).
+    /// Needs no passphrase.
     Capture(Box<CaptureArgs>),
     /// What is still waiting to sync.
     Status {
@@ -34,9 +46,26 @@ enum Command {
         /// Only those not yet delivered.
         #[arg(long)]
         waiting: bool,
+        /// Also show the applicants' names (asks for the passphrase).
+        #[arg(long)]
+        names: bool,
+        #[command(flatten)]
+        pass: PassArgs,
     },
-    /// Run the sync daemon until Ctrl-C / SIGTERM.
-    Run,
+    /// Run the sync daemon until Ctrl-C / SIGTERM (asks for the passphrase: start of shift).
+    Run(PassArgs),
+    /// Change the passphrase (the key and the data stay as they are).
+    Passwd(PassArgs),
+}
+
+/// Where the passphrase comes from: the terminal (default), one line on stdin
+/// (`--passphrase-stdin`, e.g. from `systemd-ask-password`), or `BUS_NODE_PASSPHRASE`
+/// (automation and tests; weaker, see `PASSPHRASE_ENV`).
+#[derive(clap::Args, Clone, Copy)]
+struct PassArgs {
+    /// Read the passphrase as one line from stdin (for `passwd`: the old, then the new).
+    #[arg(long)]
+    passphrase_stdin: bool,
 }
 
 #[derive(clap::Args)]
@@ -94,6 +123,10 @@ fn main() -> std::process::ExitCode {
 }
 
 fn real_main() -> Result<()> {
+    // Taken out of the environment before anything else runs (no threads yet), so no
+    // child process and no later reader of the environment sees it.
+    let from_env = take_env(PASSPHRASE_ENV);
+    let new_from_env = take_env(NEW_PASSPHRASE_ENV);
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -102,11 +135,164 @@ fn real_main() -> Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cfg = BusConfig::load(cli.config.as_deref()).context("loading the bus config")?;
+    let mut asker = Asker {
+        from_env,
+        new_from_env,
+        stdin: false,
+    };
     match cli.command {
+        Command::Init(p) => init_cmd(&cfg, asker.with(p)),
         Command::Capture(args) => capture_cmd(&cfg, *args),
-        Command::Status { list, waiting } => status_cmd(&cfg, list, waiting),
-        Command::Run => run_cmd(cfg),
+        Command::Status {
+            list,
+            waiting,
+            names,
+            pass,
+        } => {
+            asker.stdin = pass.passphrase_stdin;
+            status_cmd(&cfg, list, waiting, names.then_some(&mut asker))
+        }
+        Command::Run(p) => run_cmd(cfg, asker.with(p)),
+        Command::Passwd(p) => passwd_cmd(&cfg, asker.with(p)),
     }
+}
+
+fn take_env(name: &str) -> Option<Passphrase> {
+    let v = std::env::var_os(name)?;
+    std::env::remove_var(name);
+    Some(Passphrase::new(v.to_string_lossy().into_owned()))
+}
+
+/// Asks for passphrases: stdin if told, else the environment, else the terminal.
+struct Asker {
+    from_env: Option<Passphrase>,
+    new_from_env: Option<Passphrase>,
+    stdin: bool,
+}
+
+impl Asker {
+    fn with(mut self, p: PassArgs) -> Asker {
+        self.stdin = p.passphrase_stdin;
+        self
+    }
+
+    fn stdin_line(&self) -> Result<Passphrase> {
+        // Room for any sane passphrase, so the buffer is not reallocated (and an
+        // unzeroized copy left behind) while reading.
+        let mut line = String::with_capacity(1024);
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("reading the passphrase from stdin")?;
+        let p = Passphrase::new(line);
+        let trimmed = p.trim_line_end();
+        if trimmed.is_empty() {
+            bail!("tidak ada kata sandi di stdin (no passphrase on stdin)");
+        }
+        Ok(trimmed)
+    }
+
+    fn tty(prompt: &str) -> Result<Passphrase> {
+        use std::io::IsTerminal;
+        // Not prompted on a terminal the process was not started from (a service, a
+        // script with its input redirected): it would wait there for nobody.
+        if !std::io::stdin().is_terminal() {
+            bail!(
+                "tidak ada terminal untuk menanyakan kata sandi: pakai --passphrase-stdin atau \
+                 BUS_NODE_PASSPHRASE (no terminal to ask for the passphrase: use \
+                 --passphrase-stdin or BUS_NODE_PASSPHRASE)"
+            );
+        }
+        rpassword::prompt_password(prompt)
+            .map(Passphrase::new)
+            .context(
+                "tidak ada terminal untuk menanyakan kata sandi: pakai --passphrase-stdin atau \
+             BUS_NODE_PASSPHRASE (no terminal to ask for the passphrase: use \
+             --passphrase-stdin or BUS_NODE_PASSPHRASE)",
+            )
+    }
+
+    /// The current passphrase.
+    fn current(&mut self, prompt: &str) -> Result<Passphrase> {
+        if self.stdin {
+            return self.stdin_line();
+        }
+        if let Some(p) = self.from_env.take() {
+            return Ok(p);
+        }
+        Self::tty(prompt)
+    }
+
+    /// A new passphrase: typed twice on a terminal.
+    fn new_one(&mut self, env: bool) -> Result<Passphrase> {
+        if self.stdin {
+            return self.stdin_line();
+        }
+        let from_env = if env {
+            self.from_env.take()
+        } else {
+            self.new_from_env.take()
+        };
+        if let Some(p) = from_env {
+            return Ok(p);
+        }
+        let first = Self::tty("Kata sandi baru (new passphrase): ")?;
+        first.check_new()?;
+        let again = Self::tty("Ulangi kata sandi (repeat it): ")?;
+        Ok(first.confirm(&again)?)
+    }
+}
+
+/// Opens the store of a bus that `bus-node init` has set up, or says to run it.
+fn open_initialised(cfg: &BusConfig) -> Result<Store> {
+    let store = Store::open(&cfg.db_path())?;
+    if !store.is_initialised()? {
+        return Err(StoreError::NotInitialised.into());
+    }
+    Ok(store)
+}
+
+fn unlock(cfg: &BusConfig, asker: &mut Asker) -> Result<(Store, UnlockedVault)> {
+    let store = open_initialised(cfg)?;
+    let pass = asker.current(&format!("Kata sandi bus {} (passphrase): ", cfg.bus_id))?;
+    let vault = store.unlock(&pass)?;
+    Ok((store, vault))
+}
+
+fn init_cmd(cfg: &BusConfig, mut asker: Asker) -> Result<()> {
+    let mut store = Store::open(&cfg.db_path())?;
+    if store.is_initialised()? {
+        return Err(StoreError::AlreadyInitialised.into());
+    }
+    println!(
+        "Menyiapkan bus {} ({}): kunci baru, dikunci dengan kata sandi.",
+        cfg.bus_id,
+        cfg.db_path().display()
+    );
+    println!(
+        "Setting up bus {}: a new key, locked with a passphrase of at least {} characters.",
+        cfg.bus_id,
+        bus_node::vault::MIN_PASSPHRASE_CHARS
+    );
+    let pass = asker.new_one(true)?;
+    let vault = store.init_vault(&pass, KdfParams::DEFAULT)?;
+    println!(
+        "Siap (ready). Kunci (key) {}. Tanpa kata sandi ini data di bus tidak dapat dibaca: \
+         simpan di tempat aman (without this passphrase the data on the bus cannot be read: keep it safe).",
+        vault.sealing_key().fingerprint()
+    );
+    Ok(())
+}
+
+fn passwd_cmd(cfg: &BusConfig, mut asker: Asker) -> Result<()> {
+    let mut store = open_initialised(cfg)?;
+    let old = asker.current("Kata sandi lama (current passphrase): ")?;
+    // Checked first, so a typo is not followed by typing the new one twice.
+    store.unlock(&old)?;
+    let new = asker.new_one(false)?;
+    store.change_passphrase(&old, &new, KdfParams::DEFAULT)?;
+    println!("Kata sandi diganti (passphrase changed).");
+    Ok(())
 }
 
 fn split_pair(s: &str, what: &str) -> Result<(String, String)> {
@@ -162,7 +348,7 @@ fn capture_cmd(cfg: &BusConfig, a: CaptureArgs) -> Result<()> {
         photo,
         documents,
     };
-    let mut store = Store::open(&cfg.db_path())?;
+    let mut store = open_initialised(cfg)?;
     let receipt = capture::capture(&mut store, &catalogue, &cfg.capture_settings(), input)?;
     if a.quiet {
         println!("{}", receipt.tracking_number());
@@ -176,10 +362,26 @@ fn capture_cmd(cfg: &BusConfig, a: CaptureArgs) -> Result<()> {
     Ok(())
 }
 
-fn status_cmd(cfg: &BusConfig, list: usize, waiting: bool) -> Result<()> {
-    let store = Store::open(&cfg.db_path())?;
+fn status_cmd(
+    cfg: &BusConfig,
+    list: usize,
+    waiting: bool,
+    names: Option<&mut Asker>,
+) -> Result<()> {
+    let (store, vault) = match names {
+        Some(asker) => {
+            let (store, vault) = unlock(cfg, asker)?;
+            (store, Some(vault))
+        }
+        None => (Store::open(&cfg.db_path())?, None),
+    };
     let s = store.status()?;
     println!("Bus {}  ({})", cfg.bus_id, cfg.db_path().display());
+    if !store.is_initialised()? {
+        println!(
+            "BELUM DISIAPKAN: jalankan `bus-node init` (not initialised: run `bus-node init`)"
+        );
+    }
     println!("Menunggu sinkron (waiting)     : {}", s.waiting());
     println!("  belum terkirim (queued)      : {}", s.queued);
     println!("  foto/dokumen menyusul        : {}", s.record_acked);
@@ -211,11 +413,23 @@ fn status_cmd(cfg: &BusConfig, list: usize, waiting: bool) -> Result<()> {
                     .reject_reason
                     .map(|x| format!(" — {x}"))
                     .unwrap_or_default();
+                // Names are stored encrypted: shown only with the passphrase (--names).
+                let name = match &vault {
+                    Some(v) => match store.application(&r.id, v) {
+                        Ok(Some(app)) => {
+                            format!(" {:<28}", truncate(app.applicant.full_name.as_str(), 28))
+                        }
+                        Ok(None) => format!(" {:<28}", "-"),
+                        Err(e) => format!(" {:<28}", truncate(&format!("({e})"), 28)),
+                    },
+                    None => String::new(),
+                };
                 println!(
-                    "{}  {:<11} {:<28} {}{}",
+                    "{}  {:<11} {}{} {}{}",
                     r.id,
                     r.service,
-                    truncate(&r.applicant, 28),
+                    r.captured_at,
+                    name,
                     r.state.label_id(),
                     extra
                 );
@@ -225,7 +439,11 @@ fn status_cmd(cfg: &BusConfig, list: usize, waiting: bool) -> Result<()> {
     Ok(())
 }
 
-fn run_cmd(cfg: BusConfig) -> Result<()> {
+fn run_cmd(cfg: BusConfig, mut asker: Asker) -> Result<()> {
+    // Unlocked before anything starts, so a wrong passphrase is an immediate, clear exit.
+    let (store, vault) = unlock(&cfg, &mut asker)?;
+    drop(store);
+    let vault = Arc::new(vault);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -236,7 +454,7 @@ fn run_cmd(cfg: BusConfig) -> Result<()> {
             tracing::info!("shutting down");
             let _ = tx.send(true);
         });
-        bus_node::daemon::run(cfg, Arc::default(), rx).await?;
+        bus_node::daemon::run(cfg, vault, Arc::default(), rx).await?;
         Ok(())
     })
 }

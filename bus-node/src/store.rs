@@ -9,10 +9,19 @@
 //!   confirmed as delivered, and only after the retention period.
 //! - HQ's messages move state forward only: `queued -> record_acked -> delivered`, and a
 //!   delivered application never goes back, whatever duplicate or late message arrives.
+//! - No personal data in clear: records and blob bytes are stored encrypted ([`crate::vault`]).
+//!   Saving needs only the bus public key (`meta`); reading a record or a chunk needs the
+//!   [`UnlockedVault`]. What stays in clear is what the sync and the operator's counts need:
+//!   application ids, service codes, capture and sync times, states, attachment kinds,
+//!   sizes and SHA-256 hashes. `secure_delete` overwrites what is deleted or purged.
 
+use crate::vault::{
+    BlobKey, KdfParams, Layout, Passphrase, SealingKey, UnlockedVault, VaultError, WrappedKey,
+};
 use keliling_shared::wire::{chunk_count, BlobProgress};
 use keliling_shared::{Application, ApplicationId, Attachment, Bitmap, Sha256, UnixMillis};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use std::cell::{OnceCell, RefCell};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -26,6 +35,21 @@ pub enum StoreError {
     Duplicate(ApplicationId),
     #[error("isi lampiran tidak cocok dengan hash-nya (attachment bytes do not match their hash)")]
     HashMismatch,
+    #[error(
+        "bus belum disiapkan: jalankan `bus-node init` dulu (bus not initialised: run `bus-node init` first)"
+    )]
+    NotInitialised,
+    #[error(
+        "bus sudah disiapkan; kuncinya tidak dibuat ulang (bus already initialised; its key is not made again)"
+    )]
+    AlreadyInitialised,
+    #[error(
+        "basis data {0} dibuat versi lama tanpa enkripsi; pindahkan dan mulai baru \
+         (store made by an older version without encryption at rest; move it aside and start anew)"
+    )]
+    OldSchema(String),
+    #[error(transparent)]
+    Vault(#[from] VaultError),
 }
 
 // Not `#[from]`: that would make the inner error the `source` too, and an error chain
@@ -83,7 +107,6 @@ impl OutboxState {
 pub struct AppSummary {
     pub id: ApplicationId,
     pub service: String,
-    pub applicant: String,
     pub captured_at: UnixMillis,
     pub state: OutboxState,
     pub delivered_at: Option<UnixMillis>,
@@ -123,21 +146,39 @@ pub struct BlobPlan {
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    /// The bus public key, once read from `meta`.
+    sealing: OnceCell<SealingKey>,
+    /// The content key of the blob read last, so sending its chunks one after another
+    /// unseals it once (an X25519 operation), not per chunk.
+    last_blob_key: RefCell<Option<CachedBlobKey>>,
 }
+
+struct CachedBlobKey {
+    vault: SealingKey,
+    sha: Sha256,
+    sealed: Vec<u8>,
+    key: BlobKey,
+}
+
+const META_PUBLIC_KEY: &str = "vault_public_key";
+const META_WRAPPED_KEY: &str = "vault_wrapped_secret_key";
+/// `PRAGMA user_version` of the encrypted schema (0: an older store, or a new file).
+const SCHEMA_VERSION: i64 = 1;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS applications (
     id           TEXT PRIMARY KEY,
     captured_at  INTEGER NOT NULL,
     service      TEXT NOT NULL,
-    applicant    TEXT NOT NULL,
-    record       BLOB NOT NULL
+    record       BLOB NOT NULL   -- sealed (vault.rs): version, sealed content key, ciphertext
 );
 CREATE TABLE IF NOT EXISTS blobs (
     sha256      TEXT PRIMARY KEY,
     size        INTEGER NOT NULL,
     media_type  TEXT NOT NULL,
-    data        BLOB,
+    sealed_key  BLOB,            -- the content key, sealed to the bus public key
+    segment_size INTEGER,        -- plaintext bytes per encrypted segment
+    data        BLOB,            -- the encrypted segments, one after another
     purged_at   INTEGER
 );
 CREATE TABLE IF NOT EXISTS attachments (
@@ -193,11 +234,27 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", true)?;
+        // What is deleted or purged is overwritten in the file, not just unlinked.
+        conn.pragma_update(None, "secure_delete", true)?;
         conn.busy_timeout(Duration::from_secs(10))?;
         conn.execute_batch(SCHEMA)?;
+        let old: bool = conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM pragma_table_info('applications') WHERE name = 'applicant')",
+            [],
+            |r| r.get(0),
+        )?;
+        if old {
+            return Err(StoreError::OldSchema(path.display().to_string()));
+        }
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if version != SCHEMA_VERSION {
+            conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+        }
         Ok(Store {
             conn,
             path: path.to_owned(),
+            sealing: OnceCell::new(),
+            last_blob_key: RefCell::new(None),
         })
     }
 
@@ -216,6 +273,108 @@ impl Store {
         &self.path
     }
 
+    fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()?)
+    }
+
+    /// Whether `bus-node init` has made this store's key pair.
+    pub fn is_initialised(&self) -> Result<bool, StoreError> {
+        Ok(self.meta(META_PUBLIC_KEY)?.is_some())
+    }
+
+    /// The bus public key: all that saving needs.
+    pub fn sealing_key(&self) -> Result<&SealingKey, StoreError> {
+        if let Some(k) = self.sealing.get() {
+            return Ok(k);
+        }
+        let hex = self
+            .meta(META_PUBLIC_KEY)?
+            .ok_or(StoreError::NotInitialised)?;
+        let key = SealingKey::parse_hex(&hex)?;
+        Ok(self.sealing.get_or_init(|| key))
+    }
+
+    /// First setup of a bus: makes the key pair and keeps the secret key wrapped under
+    /// `passphrase`. Refuses if the store already has a key (a new key would make
+    /// everything saved so far unreadable).
+    pub fn init_vault(
+        &mut self,
+        passphrase: &Passphrase,
+        params: KdfParams,
+    ) -> Result<UnlockedVault, StoreError> {
+        passphrase.check_new()?;
+        if self.is_initialised()? {
+            return Err(StoreError::AlreadyInitialised);
+        }
+        let vault = UnlockedVault::generate();
+        let wrapped = vault.wrap(passphrase, params)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // INSERT, not upsert: if another process initialised meanwhile, this fails.
+        let insert = "INSERT INTO meta (key, value) VALUES (?1, ?2)";
+        let taken = |e: rusqlite::Error| match e {
+            rusqlite::Error::SqliteFailure(f, _)
+                if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                StoreError::AlreadyInitialised
+            }
+            e => StoreError::Sqlite(e),
+        };
+        tx.execute(
+            insert,
+            params![META_PUBLIC_KEY, vault.sealing_key().to_hex()],
+        )
+        .map_err(taken)?;
+        tx.execute(insert, params![META_WRAPPED_KEY, wrapped.encode()])
+            .map_err(taken)?;
+        tx.commit()?;
+        Ok(vault)
+    }
+
+    /// Unlocks the bus key with the operator's passphrase (start of a shift).
+    pub fn unlock(&self, passphrase: &Passphrase) -> Result<UnlockedVault, StoreError> {
+        let (public, wrapped) = self.vault_keys()?;
+        Ok(UnlockedVault::unwrap(&wrapped, &public, passphrase)?)
+    }
+
+    fn vault_keys(&self) -> Result<(SealingKey, WrappedKey), StoreError> {
+        let public = self.sealing_key()?.clone();
+        let wrapped = self
+            .meta(META_WRAPPED_KEY)?
+            .ok_or_else(|| VaultError::BadKey("the wrapped secret key is missing".into()))?;
+        Ok((public, WrappedKey::parse(&wrapped)?))
+    }
+
+    /// Wraps the key again under a new passphrase (the key itself, and so every record,
+    /// stays as it is). With `secure_delete`, the old wrapping is overwritten.
+    pub fn change_passphrase(
+        &mut self,
+        old: &Passphrase,
+        new: &Passphrase,
+        params: KdfParams,
+    ) -> Result<(), StoreError> {
+        new.check_new()?;
+        let vault = self.unlock(old)?;
+        let wrapped = vault.wrap(new, params)?;
+        self.conn.execute(
+            "UPDATE meta SET value = ?2 WHERE key = ?1",
+            params![META_WRAPPED_KEY, wrapped.encode()],
+        )?;
+        Ok(())
+    }
+
+    /// Refuses a vault unlocked from another store.
+    pub fn check_vault(&self, vault: &UnlockedVault) -> Result<(), StoreError> {
+        if self.sealing_key()? != vault.sealing_key() {
+            return Err(VaultError::KeyMismatch.into());
+        }
+        Ok(())
+    }
+
     /// Saves one application with its attachment bytes and its outbox entry, atomically.
     /// Returns only after the commit is durable.
     pub fn save(
@@ -229,13 +388,20 @@ impl Store {
                 return Err(StoreError::HashMismatch);
             }
         }
+        let id = app.id.to_string();
+        // Encrypted before the write transaction starts, so the lock is held no longer.
+        let key = self.sealing_key()?.clone();
         let record = app
             .to_stored_bytes()
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let record = key.seal_record(&id, &record)?;
+        let sealed = blobs
+            .iter()
+            .map(|(att, bytes)| key.seal_blob(&att.sha256, bytes, chunk_size))
+            .collect::<Result<Vec<_>, _>>()?;
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let id = app.id.to_string();
         let exists: bool = tx
             .query_row("SELECT 1 FROM applications WHERE id = ?1", [&id], |_| {
                 Ok(true)
@@ -246,15 +412,18 @@ impl Store {
             return Err(StoreError::Duplicate(app.id));
         }
         tx.execute(
-            "INSERT INTO applications (id, captured_at, service, applicant, record) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![id, app.captured_at.0, app.service.as_str(), app.applicant.full_name.as_str(), record],
+            "INSERT INTO applications (id, captured_at, service, record) VALUES (?1, ?2, ?3, ?4)",
+            params![id, app.captured_at.0, app.service.as_str(), record],
         )?;
-        for (att, bytes) in blobs {
+        for ((att, _), sealed) in blobs.iter().zip(&sealed) {
             let sha = att.sha256.to_hex();
+            // A blob saved before keeps its bytes (and key); a purged one gets them back.
             tx.execute(
-                "INSERT INTO blobs (sha256, size, media_type, data) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT(sha256) DO UPDATE SET data = excluded.data, purged_at = NULL WHERE blobs.data IS NULL",
-                params![sha, att.size as i64, att.media_type.as_mime(), bytes],
+                "INSERT INTO blobs (sha256, size, media_type, sealed_key, segment_size, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT(sha256) DO UPDATE SET sealed_key = excluded.sealed_key, segment_size = excluded.segment_size,
+                    data = excluded.data, purged_at = NULL
+                 WHERE blobs.data IS NULL",
+                params![sha, att.size as i64, att.media_type.as_mime(), sealed.sealed_key, sealed.segment_size, sealed.data],
             )?;
             let count = chunk_count(att.size, chunk_size);
             tx.execute(
@@ -275,21 +444,38 @@ impl Store {
         Ok(())
     }
 
-    pub fn application(&self, id: &ApplicationId) -> Result<Option<Application>, StoreError> {
+    /// The whole application, decrypted: needs the unlocked vault.
+    pub fn application(
+        &self,
+        id: &ApplicationId,
+        vault: &UnlockedVault,
+    ) -> Result<Option<Application>, StoreError> {
+        let ids = id.to_string();
         let bytes: Option<Vec<u8>> = self
             .conn
             .query_row(
                 "SELECT record FROM applications WHERE id = ?1",
-                [id.to_string()],
+                [&ids],
                 |r| r.get(0),
             )
             .optional()?;
         bytes
             .map(|b| {
-                Application::from_stored_bytes(&b)
+                let plain = vault.open_record(&ids, &b)?;
+                Application::from_stored_bytes(&plain)
                     .map_err(|e| StoreError::Corrupt(format!("record {id}: {e}")))
             })
             .transpose()
+    }
+
+    /// The attachment hashes of an application, from the clear-text index (no key needed).
+    pub fn attachment_hashes(&self, id: &ApplicationId) -> Result<Vec<Sha256>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT sha256 FROM attachments WHERE application_id = ?1 ORDER BY sha256",
+        )?;
+        let rows = stmt.query_map([id.to_string()], |r| r.get::<_, String>(0))?;
+        rows.map(|r| Sha256::parse_hex(&r?).map_err(|e| StoreError::Corrupt(e.to_string())))
+            .collect()
     }
 
     pub fn state(&self, id: &ApplicationId) -> Result<Option<OutboxState>, StoreError> {
@@ -436,17 +622,24 @@ impl Store {
         Ok(())
     }
 
-    /// Whether the stored bytes of a blob still match its hash.
-    pub fn blob_is_sound(&self, sha: &Sha256) -> Result<bool, StoreError> {
-        let bytes: Option<Option<Vec<u8>>> = self
+    /// Whether the stored bytes of a blob still decrypt and match its hash.
+    pub fn blob_is_sound(&self, sha: &Sha256, vault: &UnlockedVault) -> Result<bool, StoreError> {
+        let size: Option<i64> = self
             .conn
             .query_row(
-                "SELECT data FROM blobs WHERE sha256 = ?1",
+                "SELECT size FROM blobs WHERE sha256 = ?1 AND data IS NOT NULL",
                 [sha.to_hex()],
                 |r| r.get(0),
             )
             .optional()?;
-        Ok(matches!(bytes, Some(Some(b)) if Sha256::digest(&b) == *sha))
+        let Some(size) = size else {
+            return Ok(false);
+        };
+        match self.read_chunk(sha, 0..size as u64, vault) {
+            Ok(bytes) => Ok(Sha256::digest(&bytes) == *sha),
+            Err(StoreError::Vault(_) | StoreError::Corrupt(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// Marks every undelivered application that needs `sha` as rejected, with `reason`.
@@ -500,29 +693,73 @@ impl Store {
         .collect()
     }
 
-    /// The bytes of one chunk, read straight from SQLite.
+    /// The plaintext bytes `range` of a blob: reads and decrypts only the segments that
+    /// hold them (one, when the range is a chunk of the size the blob was saved with).
     pub fn read_chunk(
         &self,
         sha: &Sha256,
         range: std::ops::Range<u64>,
+        vault: &UnlockedVault,
     ) -> Result<Vec<u8>, StoreError> {
-        let len = range.end.saturating_sub(range.start);
-        let bytes: Option<Vec<u8>> = self
+        let corrupt = |why: String| StoreError::Corrupt(format!("blob {sha:?}: {why}"));
+        let hex = sha.to_hex();
+        let head: Option<(i64, Option<u32>, Option<Vec<u8>>)> = self
             .conn
             .query_row(
-                "SELECT substr(data, ?2, ?3) FROM blobs WHERE sha256 = ?1 AND data IS NOT NULL",
-                params![sha.to_hex(), range.start as i64 + 1, len as i64],
-                |r| r.get(0),
+                "SELECT size, segment_size, sealed_key FROM blobs WHERE sha256 = ?1 AND data IS NOT NULL",
+                [&hex],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .optional()?;
-        match bytes {
-            Some(b) if b.len() as u64 == len => Ok(b),
-            Some(b) => Err(StoreError::Corrupt(format!(
-                "blob {sha:?}: chunk has {} bytes, expected {len}",
-                b.len()
-            ))),
-            None => Err(StoreError::Corrupt(format!("blob {sha:?} has no bytes"))),
+        let Some((size, Some(segment_size), Some(sealed_key))) = head else {
+            return Err(corrupt("has no bytes".into()));
+        };
+        let size = size as u64;
+        if range.start > range.end || range.end > size || segment_size == 0 {
+            return Err(corrupt(format!("no bytes {range:?} in a {size}-byte blob")));
         }
+        let layout = Layout { size, segment_size };
+        let segments = layout.segments_for(&range);
+        let from = layout.stored_range(*segments.start()).start;
+        let to = layout.stored_range(*segments.end()).end;
+        let stored: Vec<u8> = self.conn.query_row(
+            "SELECT substr(data, ?2, ?3) FROM blobs WHERE sha256 = ?1",
+            params![hex, from as i64 + 1, (to - from) as i64],
+            |r| r.get(0),
+        )?;
+        if stored.len() as u64 != to - from {
+            return Err(corrupt(format!(
+                "{} stored bytes, expected {}",
+                stored.len(),
+                to - from
+            )));
+        }
+        let mut cache = self.last_blob_key.borrow_mut();
+        let cached = match cache.take() {
+            Some(c)
+                if c.sha == *sha && c.sealed == sealed_key && &c.vault == vault.sealing_key() =>
+            {
+                cache.insert(c)
+            }
+            _ => cache.insert(CachedBlobKey {
+                key: vault.blob_key(sha, &sealed_key)?,
+                vault: vault.sealing_key().clone(),
+                sha: *sha,
+                sealed: sealed_key,
+            }),
+        };
+        let mut plain = Vec::with_capacity((range.end - range.start) as usize);
+        let first_plain = u64::from(*segments.start()) * u64::from(segment_size);
+        for index in segments {
+            let r = layout.stored_range(index);
+            let seg = &stored[(r.start - from) as usize..(r.end - from) as usize];
+            plain.extend_from_slice(&cached.key.open_segment(sha, layout, index, seg)?);
+        }
+        let skip = (range.start - first_plain) as usize;
+        let take = (range.end - range.start) as usize;
+        plain.drain(..skip);
+        plain.truncate(take);
+        Ok(plain)
     }
 
     /// Operator's view: counts, oldest waiting, last sync.
@@ -575,29 +812,31 @@ impl Store {
     /// The newest applications, for the operator's list.
     pub fn recent(&self, limit: usize, only_waiting: bool) -> Result<Vec<AppSummary>, StoreError> {
         let sql = format!(
-            "SELECT a.id, a.service, a.applicant, a.captured_at, o.state, o.delivered_at, o.reject_reason
+            "SELECT a.id, a.service, a.captured_at, o.state, o.delivered_at, o.reject_reason
              FROM applications a JOIN outbox o ON o.application_id = a.id {}
              ORDER BY a.captured_at DESC, a.id DESC LIMIT ?1",
-            if only_waiting { "WHERE o.state != 'delivered'" } else { "" }
+            if only_waiting {
+                "WHERE o.state != 'delivered'"
+            } else {
+                ""
+            }
         );
         let mut stmt = self.conn.prepare(&sql)?;
         let rows = stmt.query_map([limit as i64], |r| {
             Ok((
                 r.get::<_, String>(0)?,
                 r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, i64>(3)?,
-                r.get::<_, String>(4)?,
-                r.get::<_, Option<i64>>(5)?,
-                r.get::<_, Option<String>>(6)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, Option<i64>>(4)?,
+                r.get::<_, Option<String>>(5)?,
             ))
         })?;
         rows.map(|r| {
-            let (id, service, applicant, captured, state, delivered, reason) = r?;
+            let (id, service, captured, state, delivered, reason) = r?;
             Ok(AppSummary {
                 id: ApplicationId::parse(&id).map_err(|e| StoreError::Corrupt(e.to_string()))?,
                 service,
-                applicant,
                 captured_at: UnixMillis(captured),
                 state: OutboxState::parse(&state)?,
                 delivered_at: delivered.map(UnixMillis),
@@ -631,11 +870,13 @@ impl Store {
     }
 
     /// Drops the bytes of photos and scans whose applications HQ confirmed more than
-    /// `retention` ago. A lost bus then carries little personal data. Returns how many.
+    /// `retention` ago, with their content keys. A lost bus then carries little personal
+    /// data, even to someone who learns the passphrase later. Never touches a blob an
+    /// undelivered application needs. Returns how many.
     pub fn purge_delivered_blobs(&mut self, retention: Duration) -> Result<usize, StoreError> {
         let cutoff = UnixMillis::now().0 - i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
         let n = self.conn.execute(
-            "UPDATE blobs SET data = NULL, purged_at = ?2
+            "UPDATE blobs SET data = NULL, sealed_key = NULL, purged_at = ?2
              WHERE data IS NOT NULL AND NOT EXISTS (
                 SELECT 1 FROM attachments a JOIN outbox o ON o.application_id = a.application_id
                 WHERE a.sha256 = blobs.sha256 AND (o.state != 'delivered' OR o.delivered_at > ?1))",

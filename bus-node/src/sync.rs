@@ -19,7 +19,9 @@
 
 use crate::config::BusConfig;
 use crate::store::{Store, StoreError};
+use crate::vault::UnlockedVault;
 use keliling_shared::backoff::Backoff;
+use keliling_shared::tls::BrokerTransport;
 use keliling_shared::topics::{Topics, UpKind};
 use keliling_shared::wire::{
     chunk_range, BlobQuery, BusStatus, Down, DownEnvelope, Heartbeat, Up, UpEnvelope,
@@ -28,6 +30,7 @@ use keliling_shared::wire::{
 use keliling_shared::{ApplicationId, Sha256, UnixMillis};
 use rumqttc::{
     AsyncClient, Event, EventLoop, LastWill, MqttOptions, NetworkOptions, Packet, Publish, QoS,
+    TlsConfiguration, Transport,
 };
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -35,6 +38,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
+
+const DAMAGED_ATTACHMENT: &str = "foto/dokumen rusak di disk bus: ambil ulang (attachment corrupted on the bus disk: capture it again)";
+const DAMAGED_RECORD: &str =
+    "catatan rusak di disk bus: ambil ulang (record corrupted on the bus disk: capture it again)";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
@@ -44,6 +51,8 @@ pub enum SyncError {
     Config(String),
     #[error("encode: {0}")]
     Wire(keliling_shared::wire::WireError),
+    #[error("broker connection: {0}")]
+    Tls(#[from] keliling_shared::tls::TlsError),
 }
 
 // Not `#[from]`: that would make the inner error the `source` too, and an error chain
@@ -82,12 +91,14 @@ enum Net {
 /// Runs the sync client until `shutdown` turns true.
 pub async fn run(
     cfg: BusConfig,
+    vault: Arc<UnlockedVault>,
     metrics: Arc<SyncMetrics>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), SyncError> {
     let topics =
         Topics::new(&cfg.sync.topic_prefix).map_err(|e| SyncError::Config(e.to_string()))?;
     let store = Store::open_for_sync(&cfg.db_path())?;
+    store.check_vault(&vault)?;
     let (client, eventloop) = connect_options(&cfg, &topics)?;
     let (tx, rx) = mpsc::unbounded_channel();
     let backoff = Backoff::new(
@@ -95,7 +106,7 @@ pub async fn run(
         Duration::from_millis(cfg.sync.backoff_max_ms),
     );
     let poller = tokio::spawn(poll(eventloop, tx, backoff, shutdown.clone()));
-    let mut pump = Pump::new(cfg, topics, store, client.clone(), metrics);
+    let mut pump = Pump::new(cfg, topics, store, vault, client.clone(), metrics);
     let result = pump.run(rx, &mut shutdown).await;
     // A clean goodbye: the broker then does not publish the last will, so say it ourselves.
     pump.publish_status(BusStatus::Offline);
@@ -108,6 +119,9 @@ fn connect_options(
     cfg: &BusConfig,
     topics: &Topics,
 ) -> Result<(AsyncClient, EventLoop), SyncError> {
+    // TLS with the bus's certificate unless the config explicitly says otherwise; the
+    // files are read here, so a missing key is a start-up error, not a reconnect loop.
+    let transport = BrokerTransport::resolve(&cfg.broker.tls, cfg.broker.insecure_plaintext)?;
     let mut opts = MqttOptions::new(
         format!("keliling-bus-{}", cfg.bus_id),
         cfg.broker.host.clone(),
@@ -122,6 +136,16 @@ fn connect_options(
             u16::try_from(cfg.sync.record_window + cfg.sync.chunk_window + 16).unwrap_or(u16::MAX),
         )
         .set_request_channel_capacity(cfg.sync.record_window + cfg.sync.chunk_window + 64);
+    match transport {
+        BrokerTransport::Tls(config) => {
+            opts.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(config)));
+        }
+        BrokerTransport::InsecurePlaintext => tracing::warn!(
+            "INSECURE: this bus talks to the broker over plain TCP without a certificate \
+             (broker.insecure_plaintext = true): citizens' data crosses the network readable. \
+             For local experiments only."
+        ),
+    }
     let will = UpEnvelope::new(cfg.bus_id.clone(), Up::Status(BusStatus::Offline)).encode()?;
     opts.set_last_will(LastWill::new(
         topics.up(&cfg.bus_id, UpKind::Status),
@@ -194,6 +218,8 @@ struct Pump {
     cfg: BusConfig,
     topics: Topics,
     store: Store,
+    /// Decrypts records and chunks just before they are published.
+    vault: Arc<UnlockedVault>,
     client: AsyncClient,
     metrics: Arc<SyncMetrics>,
     connected: bool,
@@ -213,6 +239,7 @@ impl Pump {
         cfg: BusConfig,
         topics: Topics,
         store: Store,
+        vault: Arc<UnlockedVault>,
         client: AsyncClient,
         metrics: Arc<SyncMetrics>,
     ) -> Self {
@@ -220,6 +247,7 @@ impl Pump {
             cfg,
             topics,
             store,
+            vault,
             client,
             metrics,
             connected: false,
@@ -371,9 +399,9 @@ impl Pump {
                     // the fault was on the way and sending again is right.
                     let note = format!("HQ rejected blob {blob:?}: {reason}");
                     self.store.quarantine(&p.topic, &note, &[])?;
-                    if !self.store.blob_is_sound(&blob)? {
-                        let why = "foto/dokumen rusak di disk bus: ambil ulang (attachment corrupted on the bus disk: capture it again)";
-                        self.store.reject_apps_with_blob(&blob, why)?;
+                    if !self.store.blob_is_sound(&blob, &self.vault)? {
+                        self.store
+                            .reject_apps_with_blob(&blob, DAMAGED_ATTACHMENT)?;
                     }
                 }
             }
@@ -443,9 +471,19 @@ impl Pump {
                     if self.chunks_in_flight.contains_key(&(plan.sha256, index)) {
                         continue;
                     }
-                    let data = self
-                        .store
-                        .read_chunk(&plan.sha256, chunk_range(plan.size, plan.chunk_size, index))?;
+                    let range = chunk_range(plan.size, plan.chunk_size, index);
+                    let data = match self.store.read_chunk(&plan.sha256, range, &self.vault) {
+                        Ok(data) => data,
+                        Err(StoreError::Vault(e)) => {
+                            // Damaged or tampered with on the bus disk: sending it again
+                            // would not help, so the operator is told, and the link moves on.
+                            warn!(error = %e, blob = ?plan.sha256, "attachment cannot be decrypted");
+                            self.store
+                                .reject_apps_with_blob(&plan.sha256, DAMAGED_ATTACHMENT)?;
+                            break;
+                        }
+                        Err(e) => return Err(e.into()),
+                    };
                     let chunk = keliling_shared::wire::Chunk {
                         blob: plan.sha256,
                         total_size: plan.size,
@@ -494,8 +532,17 @@ impl Pump {
     }
 
     fn send_record(&mut self, id: &ApplicationId) -> Result<bool, SyncError> {
-        let Some(app) = self.store.application(id)? else {
-            return Ok(true);
+        let app = match self.store.application(id, &self.vault) {
+            Ok(Some(app)) => app,
+            Ok(None) => return Ok(true),
+            Err(e @ (StoreError::Vault(_) | StoreError::Corrupt(_))) => {
+                // Unreadable on the bus disk: it would jam the queue, so it is set aside
+                // for the operator, and the rest goes on.
+                warn!(error = %e, application = %id, "record cannot be read; marked for the operator");
+                self.store.on_rejected(id, DAMAGED_RECORD)?;
+                return Ok(true);
+            }
+            Err(e) => return Err(e.into()),
         };
         if !self.publish(UpKind::Record, Up::Record(Box::new(app)), QoS::AtLeastOnce)? {
             return Ok(false);

@@ -2,8 +2,19 @@
 //! receipt only for what is durable.
 
 use bus_node::capture::{capture, CaptureError, CaptureInput, CaptureSettings};
-use bus_node::store::{OutboxState, Store};
+use bus_node::store::{OutboxState, Store, StoreError};
+use bus_node::{KdfParams, UnlockedVault};
 use keliling_shared::{BusId, Catalogue};
+use std::path::Path;
+
+/// A new bus store, initialised as `bus-node init` does (cheap key derivation for tests).
+fn new_store(db: &Path) -> (Store, UnlockedVault) {
+    let mut store = Store::open(db).unwrap();
+    let vault = store
+        .init_vault(&"kata sandi percobaan".into(), KdfParams::INSECURE_FAST)
+        .unwrap();
+    (store, vault)
+}
 
 fn settings() -> CaptureSettings {
     CaptureSettings {
@@ -44,9 +55,10 @@ fn input() -> CaptureInput {
 fn a_good_capture_is_durable_and_queued() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("bus.sqlite");
-    let receipt = {
-        let mut store = Store::open(&db).unwrap();
-        capture(&mut store, &Catalogue::builtin(), &settings(), input()).unwrap()
+    let (receipt, vault) = {
+        let (mut store, vault) = new_store(&db);
+        let r = capture(&mut store, &Catalogue::builtin(), &settings(), input()).unwrap();
+        (r, vault)
     };
     assert!(receipt.warnings.is_empty());
     let text = receipt.render("Perpanjangan SIM");
@@ -60,7 +72,10 @@ fn a_good_capture_is_durable_and_queued() {
     );
     // Reopened as after a power cut: everything is there.
     let store = Store::open(&db).unwrap();
-    let app = store.application(&receipt.application.id).unwrap().unwrap();
+    let app = store
+        .application(&receipt.application.id, &vault)
+        .unwrap()
+        .unwrap();
     assert_eq!(app, receipt.application);
     assert_eq!(store.state(&app.id).unwrap(), Some(OutboxState::Queued));
     let photo = app.id_photo().unwrap();
@@ -78,7 +93,7 @@ type Mutation = Box<dyn Fn(&mut CaptureInput)>;
 #[test]
 fn bad_input_is_refused_with_a_clear_message_and_nothing_saved() {
     let dir = tempfile::tempdir().unwrap();
-    let mut store = Store::open(&dir.path().join("bus.sqlite")).unwrap();
+    let (mut store, _) = new_store(&dir.path().join("bus.sqlite"));
     let cases: Vec<(Mutation, &str)> = vec![
         (Box::new(|i| i.nik = "537101520390001".into()), "16 angka"),
         (Box::new(|i| i.nik = "9971015203900001".into()), "provinsi"),
@@ -136,7 +151,7 @@ fn bad_input_is_refused_with_a_clear_message_and_nothing_saved() {
 #[test]
 fn a_nik_that_disagrees_is_kept_with_a_warning() {
     let dir = tempfile::tempdir().unwrap();
-    let mut store = Store::open(&dir.path().join("bus.sqlite")).unwrap();
+    let (mut store, _) = new_store(&dir.path().join("bus.sqlite"));
     let mut i = input();
     i.sex = "L".into(); // the NIK says female
     let receipt = capture(&mut store, &Catalogue::builtin(), &settings(), i).unwrap();
@@ -147,7 +162,7 @@ fn a_nik_that_disagrees_is_kept_with_a_warning() {
 #[test]
 fn a_tiny_photo_asks_for_a_retake() {
     let dir = tempfile::tempdir().unwrap();
-    let mut store = Store::open(&dir.path().join("bus.sqlite")).unwrap();
+    let (mut store, _) = new_store(&dir.path().join("bus.sqlite"));
     let p = keliling_photo::fixtures::load_portrait().unwrap();
     let mut i = input();
     i.photo = Some(keliling_photo::fixtures::camera_jpeg(&p, 200, 150, 1, false, 90).unwrap());
@@ -155,4 +170,17 @@ fn a_tiny_photo_asks_for_a_retake() {
         Err(CaptureError::Retake(msg)) => assert!(!msg.is_empty()),
         other => panic!("expected a retake, got {other:?}"),
     }
+}
+
+#[test]
+fn a_bus_without_a_key_says_to_run_init_and_saves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(&dir.path().join("bus.sqlite")).unwrap();
+    let err = capture(&mut store, &Catalogue::builtin(), &settings(), input()).unwrap_err();
+    assert!(
+        matches!(err, CaptureError::Store(StoreError::NotInitialised)),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("bus-node init"), "{err}");
+    assert_eq!(store.status().unwrap().total, 0);
 }

@@ -3,9 +3,20 @@
 
 use bus_node::capture::{capture, CaptureInput, CaptureSettings};
 use bus_node::store::{OutboxState, Store};
+use bus_node::{KdfParams, UnlockedVault};
 use keliling_shared::wire::BlobProgress;
 use keliling_shared::{Application, Bitmap, BusId, Catalogue, UnixMillis};
+use std::path::Path;
 use std::time::Duration;
+
+/// A new bus store, initialised as `bus-node init` does (cheap key derivation for tests).
+fn new_store(db: &Path) -> (Store, UnlockedVault) {
+    let mut store = Store::open(db).unwrap();
+    let vault = store
+        .init_vault(&"kata sandi percobaan".into(), KdfParams::INSECURE_FAST)
+        .unwrap();
+    (store, vault)
+}
 
 fn saved(store: &mut Store, i: u8) -> Application {
     let p = keliling_photo::fixtures::load_portrait().unwrap();
@@ -47,7 +58,7 @@ fn saved(store: &mut Store, i: u8) -> Application {
 #[test]
 fn acks_move_forward_only() {
     let dir = tempfile::tempdir().unwrap();
-    let mut store = Store::open(&dir.path().join("bus.sqlite")).unwrap();
+    let (mut store, _) = new_store(&dir.path().join("bus.sqlite"));
     let app = saved(&mut store, 1);
     let photo = app.id_photo().unwrap().clone();
     assert_eq!(store.queued_records(10).unwrap(), vec![app.id]);
@@ -95,7 +106,7 @@ fn acks_move_forward_only() {
 #[test]
 fn purge_drops_only_delivered_bytes_past_retention() {
     let dir = tempfile::tempdir().unwrap();
-    let mut store = Store::open(&dir.path().join("bus.sqlite")).unwrap();
+    let (mut store, vault) = new_store(&dir.path().join("bus.sqlite"));
     let delivered = saved(&mut store, 1);
     let waiting = saved(&mut store, 2);
     store
@@ -111,18 +122,19 @@ fn purge_drops_only_delivered_bytes_past_retention() {
     // Past retention: only the delivered application's photo goes.
     assert_eq!(store.purge_delivered_blobs(Duration::ZERO).unwrap(), 1);
     let w = waiting.id_photo().unwrap();
-    let bytes = store.read_chunk(&w.sha256, 0..w.size).unwrap();
+    let bytes = store.read_chunk(&w.sha256, 0..w.size, &vault).unwrap();
     assert_eq!(bytes.len() as u64, w.size);
+    assert!(store.blob_is_sound(&w.sha256, &vault).unwrap());
     let d = delivered.id_photo().unwrap();
-    assert!(store.read_chunk(&d.sha256, 0..10).is_err());
-    // The record itself stays, for the operator's history.
-    assert!(store.application(&delivered.id).unwrap().is_some());
+    assert!(store.read_chunk(&d.sha256, 0..10, &vault).is_err());
+    // The record itself stays (encrypted), for the operator's history.
+    assert!(store.application(&delivered.id, &vault).unwrap().is_some());
 }
 
 #[test]
 fn hq_snapshots_replace_each_other() {
     let dir = tempfile::tempdir().unwrap();
-    let mut store = Store::open(&dir.path().join("bus.sqlite")).unwrap();
+    let (mut store, _) = new_store(&dir.path().join("bus.sqlite"));
     let app = saved(&mut store, 3);
     let photo = app.id_photo().unwrap().clone();
     let count = keliling_shared::wire::chunk_count(photo.size, 4096);
@@ -166,10 +178,10 @@ fn hq_snapshots_replace_each_other() {
 fn a_corrupted_blob_is_detected_and_its_application_flagged() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("bus.sqlite");
-    let mut store = Store::open(&db).unwrap();
+    let (mut store, vault) = new_store(&db);
     let app = saved(&mut store, 4);
     let sha = app.id_photo().unwrap().sha256;
-    assert!(store.blob_is_sound(&sha).unwrap());
+    assert!(store.blob_is_sound(&sha, &vault).unwrap());
     // Bit rot on the bus disk.
     let conn = rusqlite::Connection::open(&db).unwrap();
     conn.execute(
@@ -177,7 +189,7 @@ fn a_corrupted_blob_is_detected_and_its_application_flagged() {
         [sha.to_hex()],
     )
     .unwrap();
-    assert!(!store.blob_is_sound(&sha).unwrap());
+    assert!(!store.blob_is_sound(&sha, &vault).unwrap());
     assert_eq!(store.reject_apps_with_blob(&sha, "rusak").unwrap(), 1);
     assert_eq!(store.state(&app.id).unwrap(), Some(OutboxState::Rejected));
 }

@@ -2,6 +2,7 @@
 //! variables (see `keliling_shared::config_env`).
 
 use keliling_shared::config_env::{self, ConfigError};
+use keliling_shared::tls::{BrokerTransport, ClientTlsFiles, TlsError};
 use keliling_shared::Catalogue;
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -22,6 +23,8 @@ pub struct HqConfig {
     #[serde(default)]
     pub embedded_broker: EmbeddedBrokerConfig,
     #[serde(default)]
+    pub pki: PkiConfig,
+    #[serde(default)]
     pub ingest: IngestConfig,
     #[serde(default)]
     pub fault: FaultConfig,
@@ -34,14 +37,37 @@ pub struct BrokerConfig {
     pub host: String,
     pub port: u16,
     pub keep_alive_secs: u64,
+    /// Plain TCP without certificates: only for a local experiment, and loudly.
+    pub insecure_plaintext: bool,
+    /// HQ's client certificate; unset files default to the PKI directory's `ca.pem`,
+    /// `hq.pem` and `hq.key`.
+    pub tls: ClientTlsFiles,
 }
 
 impl Default for BrokerConfig {
     fn default() -> Self {
         BrokerConfig {
             host: "127.0.0.1".into(),
-            port: 1883,
+            port: 8883,
             keep_alive_secs: 30,
+            insecure_plaintext: false,
+            tls: ClientTlsFiles::default(),
+        }
+    }
+}
+
+/// `[pki]`: the fleet PKI (`hq-sync pki ...`). Keep the directory on HQ, readable by
+/// HQ's operators only: `ca.key` signs every bus's identity.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PkiConfig {
+    pub dir: PathBuf,
+}
+
+impl Default for PkiConfig {
+    fn default() -> Self {
+        PkiConfig {
+            dir: PathBuf::from("var/pki"),
         }
     }
 }
@@ -53,13 +79,19 @@ impl Default for BrokerConfig {
 pub struct EmbeddedBrokerConfig {
     pub enabled: bool,
     pub listen: SocketAddr,
+    /// Allow a non-loopback `listen` address. Off: the embedded broker has no topic ACLs.
+    pub expose: bool,
+    /// Accept plain MQTT without client certificates: local experiments only.
+    pub insecure_plaintext: bool,
 }
 
 impl Default for EmbeddedBrokerConfig {
     fn default() -> Self {
         EmbeddedBrokerConfig {
             enabled: false,
-            listen: SocketAddr::from(([127, 0, 0, 1], 1883)),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8883)),
+            expose: false,
+            insecure_plaintext: false,
         }
     }
 }
@@ -129,6 +161,7 @@ impl HqConfig {
                 ..BrokerConfig::default()
             },
             embedded_broker: EmbeddedBrokerConfig::default(),
+            pki: PkiConfig::default(),
             ingest: IngestConfig::default(),
             fault: FaultConfig::default(),
         }
@@ -144,6 +177,40 @@ impl HqConfig {
         self.staging_dir
             .clone()
             .unwrap_or_else(|| self.data_dir.join("staging"))
+    }
+
+    pub fn pki(&self) -> crate::pki::Pki {
+        crate::pki::Pki::at(&self.pki.dir)
+    }
+
+    /// How ingest reaches the broker: TLS with HQ's certificate (from `[broker.tls]`,
+    /// else the PKI directory), or plain TCP when `insecure_plaintext` is set.
+    pub fn broker_transport(&self) -> Result<BrokerTransport, TlsError> {
+        if self.broker.insecure_plaintext {
+            return BrokerTransport::resolve(&self.broker.tls, true);
+        }
+        let pki = self.pki();
+        let t = &self.broker.tls;
+        let files = ClientTlsFiles {
+            ca: Some(t.ca.clone().unwrap_or_else(|| pki.ca_cert())),
+            cert: Some(t.cert.clone().unwrap_or_else(|| pki.hq_cert())),
+            key: Some(t.key.clone().unwrap_or_else(|| pki.hq_key())),
+        };
+        BrokerTransport::resolve(&files, false)
+    }
+
+    /// What the embedded broker asks of clients.
+    pub fn embedded_security(&self) -> crate::broker::Security {
+        if self.embedded_broker.insecure_plaintext {
+            return crate::broker::Security::InsecurePlaintext;
+        }
+        let pki = self.pki();
+        crate::broker::Security::MutualTls {
+            ca: pki.ca_cert(),
+            cert: pki.broker_cert(),
+            key: pki.broker_key(),
+            crl: pki.crl(),
+        }
     }
 
     pub fn catalogue(&self) -> Result<Catalogue, ConfigError> {

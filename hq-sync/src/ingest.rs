@@ -19,14 +19,18 @@ use crate::config::HqConfig;
 use crate::photos::{PhotoStore, PhotoStoreError};
 use crate::staging::{Staging, StagingError, Stored};
 use crate::store::{HqStore, HqStoreError, RecordOutcome};
+use keliling_shared::tls::BrokerTransport;
 use keliling_shared::topics::{Topics, UpKind};
 use keliling_shared::wire::{
     BusStatus, Chunk, Down, DownEnvelope, Up, UpEnvelope, MAX_BROKER_PACKET_BYTES,
     MAX_MESSAGE_BYTES,
 };
 use keliling_shared::{Application, BusId, Catalogue, Sha256, UnixMillis};
-use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, NetworkOptions, Packet, Publish, QoS};
-use std::collections::BTreeMap;
+use rumqttc::{
+    AsyncClient, Event, EventLoop, MqttOptions, NetworkOptions, Packet, Publish, QoS,
+    TlsConfiguration, Transport,
+};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,6 +47,8 @@ pub enum IngestError {
     Photos(#[from] PhotoStoreError),
     #[error("config: {0}")]
     Config(String),
+    #[error("broker connection: {0}")]
+    Tls(#[from] keliling_shared::tls::TlsError),
 }
 
 /// Blob hash mismatches tolerated before HQ gives up on a blob and says so.
@@ -59,8 +65,15 @@ pub struct IngestMetrics {
     pub blobs_stored: AtomicU64,
     pub delivered_acks: AtomicU64,
     pub quarantined: AtomicU64,
+    /// Bad messages past a bus's quarantine budget: acked and dropped, not stored.
+    pub quarantine_suppressed: AtomicU64,
     pub transient_errors: AtomicU64,
 }
+
+/// New quarantine rows one claimed bus may add per minute. A broken or hostile device
+/// sending distinct garbage as fast as it can must not fill HQ's disk; replays of the
+/// same payload are stored once and do not count.
+pub const QUARANTINE_ROWS_PER_BUS_PER_MINUTE: u32 = 120;
 
 impl IngestMetrics {
     pub fn get(c: &AtomicU64) -> u64 {
@@ -87,10 +100,11 @@ pub async fn run(
         topics,
         metrics: metrics.clone(),
         records_seen: 0,
+        quarantine_budget: QuarantineBudget::default(),
         crash_after: cfg.fault.crash_before_commit_after_records,
         worker: cfg.ingest.worker_id.clone(),
     };
-    let (client, eventloop) = mqtt(&cfg);
+    let (client, eventloop) = mqtt(&cfg)?;
     let (tx, mut rx) = mpsc::channel::<Publish>(4096);
     let poller = tokio::spawn(poll(
         eventloop,
@@ -121,7 +135,8 @@ pub async fn run(
     Ok(())
 }
 
-fn mqtt(cfg: &HqConfig) -> (AsyncClient, EventLoop) {
+fn mqtt(cfg: &HqConfig) -> Result<(AsyncClient, EventLoop), IngestError> {
+    let transport = cfg.broker_transport()?;
     let mut opts = MqttOptions::new(
         format!("keliling-hq-{}", cfg.ingest.worker_id),
         cfg.broker.host.clone(),
@@ -135,11 +150,20 @@ fn mqtt(cfg: &HqConfig) -> (AsyncClient, EventLoop) {
         .set_keep_alive(Duration::from_secs(cfg.broker.keep_alive_secs.max(5)))
         .set_max_packet_size(MAX_BROKER_PACKET_BYTES, MAX_MESSAGE_BYTES + 1024)
         .set_inflight(200);
+    match transport {
+        BrokerTransport::Tls(config) => {
+            opts.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(config)));
+        }
+        BrokerTransport::InsecurePlaintext => warn!(
+            "INSECURE: HQ connects to the broker over plain TCP without a certificate \
+             (broker.insecure_plaintext = true); for local experiments only"
+        ),
+    }
     let (client, mut eventloop) = AsyncClient::new(opts, 4096);
     let mut net = NetworkOptions::new();
     net.set_connection_timeout(30);
     eventloop.set_network_options(net);
-    (client, eventloop)
+    Ok((client, eventloop))
 }
 
 async fn poll(
@@ -202,7 +226,39 @@ struct Ingest {
     metrics: Arc<IngestMetrics>,
     records_seen: u64,
     crash_after: Option<u64>,
+    quarantine_budget: QuarantineBudget,
     worker: String,
+}
+
+/// Per claimed bus, how many quarantine rows it added in the current minute.
+#[derive(Default)]
+struct QuarantineBudget {
+    window_start: Option<std::time::Instant>,
+    used: HashMap<Option<BusId>, u32>,
+}
+
+impl QuarantineBudget {
+    fn roll(&mut self) {
+        let now = std::time::Instant::now();
+        match self.window_start {
+            Some(t) if now.duration_since(t) < Duration::from_secs(60) => {}
+            _ => {
+                // Cleared every minute, so the map stays as small as one minute's senders.
+                self.window_start = Some(now);
+                self.used.clear();
+            }
+        }
+    }
+    fn allows(&mut self, bus: Option<&BusId>) -> bool {
+        self.roll();
+        self.used.get(&bus.cloned()).copied().unwrap_or(0) < QUARANTINE_ROWS_PER_BUS_PER_MINUTE
+    }
+    /// Counts one new row; true when that used up the budget.
+    fn spend(&mut self, bus: Option<&BusId>) -> bool {
+        let n = self.used.entry(bus.cloned()).or_insert(0);
+        *n += 1;
+        *n == QUARANTINE_ROWS_PER_BUS_PER_MINUTE
+    }
 }
 
 /// What applying one message produced.
@@ -271,9 +327,20 @@ impl Ingest {
         reason: &str,
     ) -> Result<(), IngestError> {
         self.metrics.quarantined.fetch_add(1, Ordering::Relaxed);
+        if !self.quarantine_budget.allows(bus) {
+            self.metrics
+                .quarantine_suppressed
+                .fetch_add(1, Ordering::Relaxed);
+            debug!(topic = %p.topic, bus = ?bus, %reason, "quarantine budget spent: dropped");
+            return Ok(());
+        }
         warn!(topic = %p.topic, bus = ?bus, %reason, "quarantined");
-        self.store
+        let new = self
+            .store
             .quarantine(&p.topic, bus.map(BusId::as_str), reason, &p.payload)?;
+        if new && self.quarantine_budget.spend(bus) {
+            warn!(bus = ?bus, "flood of bad messages: further ones from this bus are dropped, not stored, for the rest of the minute");
+        }
         Ok(())
     }
 
@@ -283,6 +350,12 @@ impl Ingest {
             Ok(v) => v,
             Err(e) => return self.quarantine(p, None, &e.to_string()),
         };
+        // A revoked bus (lost, stolen) may still reach a broker that has not reloaded its
+        // CRL, or have messages queued there: nothing it sends is accepted.
+        if let Some(reason) = self.store.revoked(&topic_bus)? {
+            let why = format!("bus {topic_bus} is revoked ({reason})");
+            return self.quarantine(p, Some(&topic_bus), &why);
+        }
         let env = match UpEnvelope::decode(&p.payload) {
             Ok(env) => env,
             Err(e) => return self.quarantine(p, Some(&topic_bus), &e.to_string()),
@@ -463,6 +536,32 @@ impl Ingest {
             .put(&blob, size, pieces.iter().map(|v| v.as_ref()))
         {
             Ok(path) => {
+                // The hash says these are the bytes the bus meant; now check they are what
+                // its records declared (an image within limits, not a bomb or a lie).
+                let declared = self.store.blob_declarations(&blob)?;
+                let bytes: Vec<u8> = pieces.iter().flat_map(|v| v.iter().copied()).collect();
+                if let Err(why) = crate::content::check(&bytes, &declared) {
+                    if let Err(e) = std::fs::remove_file(&path) {
+                        warn!(error = %e, path = %path.display(), "cannot remove a refused blob");
+                    }
+                    self.staging.discard(&blob)?;
+                    fx.touched.remove(&blob);
+                    let reason = format!("blob {blob} refused: {why}");
+                    self.quarantine(p, Some(bus), &reason)?;
+                    // Sending the same bytes again cannot help: every application that
+                    // needs them is rejected, so its operator sees why and stops sending.
+                    for (application, owner) in self.store.applications_with_blob(&blob)? {
+                        fx.replies.push((
+                            owner,
+                            Down::Rejected {
+                                application: Some(application),
+                                blob: Some(blob),
+                                reason: reason.clone(),
+                            },
+                        ));
+                    }
+                    return Ok(());
+                }
                 let completed = self.store.commit_blob(&blob, size, &path, bus, now)?;
                 self.metrics.blobs_stored.fetch_add(1, Ordering::Relaxed);
                 self.staging.discard(&blob)?;

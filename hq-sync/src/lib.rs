@@ -6,12 +6,17 @@
 //! - [`staging`]: uploads in progress (sled), disposable.
 //! - [`broker`]: the embedded rumqttd broker.
 //! - [`config`]: TOML config with `HQ_SYNC__…` overrides.
+//! - [`fd_limit`]: the open-file limit raised for a fleet's connections.
 
 pub mod broker;
 pub mod config;
+pub mod content;
+pub mod fd_limit;
 pub mod ingest;
 pub mod photos;
+pub mod pki;
 pub mod staging;
 pub mod store;
+pub mod tls_front;
 
 pub use config::HqConfig;

@@ -4,6 +4,8 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use hq_sync::store::HqStore;
 use hq_sync::HqConfig;
+use hq_sync::{broker, pki};
+use keliling_shared::BusId;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -30,16 +32,66 @@ enum Command {
         #[arg(long)]
         embedded_broker: bool,
     },
-    /// Run only the embedded MQTT broker.
+    /// Run only the embedded MQTT broker (TLS 1.3, fleet client certificates required).
     Broker {
-        #[arg(long, default_value = "127.0.0.1:1883")]
-        listen: SocketAddr,
+        /// Default: embedded_broker.listen from the config (127.0.0.1:8883).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Allow a non-loopback address (the embedded broker has no topic ACLs).
+        #[arg(long)]
+        expose: bool,
+        /// Plain MQTT without certificates, for a local experiment only.
+        #[arg(long)]
+        insecure_plaintext: bool,
     },
+    /// The fleet PKI: CA, broker and HQ certificates, bus bundles, revocation.
+    #[command(subcommand)]
+    Pki(PkiCommand),
     /// Counts, the fleet and the newest quarantine entries.
     Status {
         #[arg(long, default_value_t = 10)]
         quarantine: usize,
     },
+}
+
+#[derive(Subcommand)]
+enum PkiCommand {
+    /// Create the fleet CA, the broker's and HQ's certificates and an empty CRL in [pki] dir.
+    Init {
+        /// Names and addresses buses and HQ dial the broker at (repeatable). Always
+        /// includes localhost, 127.0.0.1 and ::1.
+        #[arg(long = "broker-name", value_name = "HOST")]
+        broker_names: Vec<String>,
+    },
+    /// Make a bus's key, certificate (common name = bus id) and config bundle.
+    ProvisionBus {
+        bus_id: BusId,
+        /// The broker's host name as the bus dials it (must be one of --broker-name).
+        #[arg(long)]
+        broker_host: String,
+        #[arg(long, default_value_t = 8883)]
+        broker_port: u16,
+        /// Where the bundle will be installed on the bus.
+        #[arg(long, default_value = "/etc/keliling")]
+        install_dir: PathBuf,
+        /// Where the bus keeps its store.
+        #[arg(long, default_value = "/var/lib/keliling")]
+        data_dir: PathBuf,
+        /// Issue a new certificate for a bus that has one; the old one is revoked.
+        #[arg(long)]
+        renew: bool,
+    },
+    /// Revoke a bus (lost, stolen, retired): it can no longer connect or be accepted.
+    Revoke {
+        bus_id: BusId,
+        /// lost, stolen, superseded or retired.
+        #[arg(long)]
+        reason: pki::Reason,
+    },
+    /// Every certificate issued.
+    List,
+    /// Re-sign the revocation list (e.g. before it expires).
+    Crl,
 }
 
 /// Errors are printed as one readable chain (`error: …: …`), not as a debug dump: the
@@ -58,38 +110,186 @@ fn real_main() -> Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         // rumqttd logs every dropped bus connection as an ERROR; on a fleet on 2G that is
-        // routine, so its own logs are off by default (RUST_LOG=rumqttd=info shows them).
+        // routine, so its own logs are off by default (RUST_LOG=rumqttd=info shows them);
+        // rustls warns about every client that sends an IP address as SNI (rumqttc does).
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,rumqttd=off".into()),
+                .unwrap_or_else(|_| "info,rumqttd=off,rustls=error".into()),
         )
         .with_writer(std::io::stderr)
         .init();
+    let config = cli.config.as_deref();
     match cli.command {
-        Command::Broker { listen } => {
-            if !listen.ip().is_loopback() {
-                tracing::warn!(%listen, "the embedded broker has no TLS or topic ACLs: not for production");
+        Command::Broker {
+            listen,
+            expose,
+            insecure_plaintext,
+        } => {
+            let mut cfg = load(config)?;
+            if let Some(l) = listen {
+                cfg.embedded_broker.listen = l;
             }
-            hq_sync::broker::start(listen)?;
+            cfg.embedded_broker.expose |= expose;
+            cfg.embedded_broker.insecure_plaintext |= insecure_plaintext;
+            raise_fd_limit(true);
+            start_embedded(&cfg)?;
             loop {
                 std::thread::park();
             }
         }
         Command::Run { embedded_broker } => {
-            let mut cfg = HqConfig::load(cli.config.as_deref()).context("loading the HQ config")?;
+            let mut cfg = load(config)?;
+            raise_fd_limit(embedded_broker || cfg.embedded_broker.enabled);
             if embedded_broker || cfg.embedded_broker.enabled {
+                start_embedded(&cfg)?;
                 let listen = cfg.embedded_broker.listen;
-                hq_sync::broker::start(listen)?;
                 cfg.broker.host = listen.ip().to_string();
                 cfg.broker.port = listen.port();
+                cfg.broker.insecure_plaintext = cfg.embedded_broker.insecure_plaintext;
             }
             run(cfg)
         }
-        Command::Status { quarantine } => {
-            let cfg = HqConfig::load(cli.config.as_deref()).context("loading the HQ config")?;
-            status(&cfg, quarantine)
+        Command::Pki(cmd) => pki_cmd(&load(config)?, cmd),
+        Command::Status { quarantine } => status(&load(config)?, quarantine),
+    }
+}
+
+/// The embedded broker holds three descriptors per bus connection: lift the soft open-file
+/// limit (often 1024) to the hard limit before anything is opened, and say so when even
+/// the hard limit is low for a fleet.
+fn raise_fd_limit(broker: bool) {
+    match hq_sync::fd_limit::raise_nofile() {
+        Ok(l) if broker && l.after < 4096 => tracing::warn!(
+            limit = l.after,
+            "the open-file limit is low (the hard limit): each bus connection takes up to 3; raise LimitNOFILE"
+        ),
+        Ok(l) => tracing::debug!(from = l.before, to = l.after, "open-file limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
+    }
+}
+
+fn load(config: Option<&std::path::Path>) -> Result<HqConfig> {
+    HqConfig::load(config).context("loading the HQ config")
+}
+
+fn start_embedded(cfg: &HqConfig) -> Result<()> {
+    let e = &cfg.embedded_broker;
+    let security = cfg.embedded_security();
+    if let broker::Security::MutualTls { .. } = security {
+        pki::Pki::open(&cfg.pki.dir)?;
+    }
+    let exposure = if e.expose {
+        broker::Exposure::Public
+    } else {
+        broker::Exposure::LoopbackOnly
+    };
+    broker::start(e.listen, security, exposure)?;
+    Ok(())
+}
+
+fn pki_cmd(cfg: &HqConfig, cmd: PkiCommand) -> Result<()> {
+    match cmd {
+        PkiCommand::Init { broker_names } => {
+            let mut names: Vec<String> = ["localhost", "127.0.0.1", "::1"]
+                .into_iter()
+                .map(String::from)
+                .collect();
+            for n in broker_names {
+                if !names.contains(&n) {
+                    names.push(n);
+                }
+            }
+            let p = pki::Pki::init(&cfg.pki.dir, &names)?;
+            println!("Fleet PKI created in {}", p.dir().display());
+            println!(
+                "  CA:      {}  (keep ca.key offline-safe: it signs every bus)",
+                p.ca_cert().display()
+            );
+            println!(
+                "  broker:  {}  for {}",
+                p.broker_cert().display(),
+                names.join(", ")
+            );
+            println!("  HQ:      {}", p.hq_cert().display());
+            println!("  CRL:     {}", p.crl().display());
+            println!("Next: hq-sync pki provision-bus <bus-id> --broker-host <host>");
+        }
+        PkiCommand::ProvisionBus {
+            bus_id,
+            broker_host,
+            broker_port,
+            install_dir,
+            data_dir,
+            renew,
+        } => {
+            let p = pki::Pki::open(&cfg.pki.dir)?;
+            let b = p.provision_bus(
+                &bus_id,
+                &pki::BundleOptions {
+                    broker_host,
+                    broker_port,
+                    install_dir: install_dir.clone(),
+                    data_dir,
+                    renew,
+                },
+            )?;
+            println!("Bundle for {bus_id}: {}", b.dir.display());
+            println!("  certificate serial {}", b.serial);
+            println!(
+                "Copy it to {} on the bus, keep tls/bus.key readable by the bus-node service only,",
+                install_dir.display()
+            );
+            println!(
+                "then on the bus: bus-node -c {}/bus.toml init",
+                install_dir.display()
+            );
+        }
+        PkiCommand::Revoke { bus_id, reason } => {
+            let p = pki::Pki::open(&cfg.pki.dir)?;
+            let serials = p.revoke(&bus_id, reason)?;
+            std::fs::create_dir_all(&cfg.data_dir)
+                .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
+            let mut store = HqStore::open(&cfg.db_path())?;
+            store.revoke_bus(
+                &bus_id,
+                &format!("{reason:?}"),
+                keliling_shared::UnixMillis::now(),
+            )?;
+            println!(
+                "Revoked {bus_id} ({} certificate(s)); HQ ingest now refuses it.",
+                serials.len()
+            );
+            println!("  CRL re-signed: {}", p.crl().display());
+            println!("  The embedded broker reloads it within a second; Mosquitto on SIGHUP:");
+            println!("  sudo systemctl reload mosquitto   (or kill -HUP <pid>)");
+        }
+        PkiCommand::List => {
+            let p = pki::Pki::open(&cfg.pki.dir)?;
+            println!(
+                "{:<8} {:<18} {:<34} {:<12} STATUS",
+                "KIND", "NAME", "SERIAL", "EXPIRES"
+            );
+            for c in p.issued()? {
+                let status = match (c.revoked_at, c.reason) {
+                    (Some(at), r) => format!("revoked {} ({:?})", at.date(), r),
+                    (None, _) => "valid".into(),
+                };
+                println!(
+                    "{:<8} {:<18} {:<34} {:<12} {status}",
+                    format!("{:?}", c.kind).to_lowercase(),
+                    c.common_name,
+                    c.serial,
+                    c.not_after.date().to_string(),
+                );
+            }
+        }
+        PkiCommand::Crl => {
+            let p = pki::Pki::open(&cfg.pki.dir)?;
+            p.refresh_crl()?;
+            println!("CRL re-signed: {}", p.crl().display());
         }
     }
+    Ok(())
 }
 
 fn run(cfg: HqConfig) -> Result<()> {

@@ -152,6 +152,13 @@ CREATE TABLE IF NOT EXISTS buses (
     bus_clock       INTEGER,
     clock_skew_ms   INTEGER
 );
+-- Buses whose certificates were revoked (lost, stolen, retired): nothing they send is
+-- accepted any more, whichever broker let it through.
+CREATE TABLE IF NOT EXISTS revoked_buses (
+    bus_id     TEXT PRIMARY KEY,
+    revoked_at INTEGER NOT NULL,
+    reason     TEXT NOT NULL
+);
 "#;
 
 /// Quarantined payloads are kept up to this size: enough to diagnose, bounded for floods.
@@ -357,14 +364,15 @@ impl HqStore {
         claimed_bus: Option<&str>,
         reason: &str,
         payload: &[u8],
-    ) -> Result<(), HqStoreError> {
+    ) -> Result<bool, HqStoreError> {
         let keep = &payload[..payload.len().min(MAX_QUARANTINE_PAYLOAD)];
-        self.conn.execute(
+        let n = self.conn.execute(
             "INSERT OR IGNORE INTO quarantine (received_at, topic, claimed_bus, reason, payload, payload_sha256)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![UnixMillis::now().0, topic, claimed_bus, reason, keep, Sha256::digest(payload).to_hex()],
         )?;
-        Ok(())
+        // 0: the same payload was already quarantined for the same reason (a replay).
+        Ok(n == 1)
     }
 
     pub fn record_heartbeat(
@@ -396,6 +404,79 @@ impl HqStore {
             ],
         )?;
         Ok(())
+    }
+
+    /// Marks `bus` revoked: from now on ingest quarantines whatever it sends.
+    pub fn revoke_bus(
+        &mut self,
+        bus: &BusId,
+        reason: &str,
+        at: UnixMillis,
+    ) -> Result<(), HqStoreError> {
+        self.conn.execute(
+            "INSERT INTO revoked_buses (bus_id, revoked_at, reason) VALUES (?1, ?2, ?3)
+             ON CONFLICT(bus_id) DO UPDATE SET reason = excluded.reason",
+            params![bus.as_str(), at.0, reason],
+        )?;
+        Ok(())
+    }
+
+    /// What records declared a blob to be: (kind label, media type), one per reference.
+    pub fn blob_declarations(&self, sha: &Sha256) -> Result<Vec<(String, String)>, HqStoreError> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT DISTINCT kind, media_type FROM app_blobs WHERE sha256 = ?1")?;
+        let rows = st.query_map(params![sha.to_hex()], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Every application (and its bus) that references a blob.
+    pub fn applications_with_blob(
+        &self,
+        sha: &Sha256,
+    ) -> Result<Vec<(ApplicationId, BusId)>, HqStoreError> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT DISTINCT a.id, a.bus_id FROM applications a JOIN app_blobs ab ON ab.application_id = a.id
+             WHERE ab.sha256 = ?1",
+        )?;
+        let rows = st.query_map(params![sha.to_hex()], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, bus) = row?;
+            let id = id
+                .parse()
+                .map_err(|e| HqStoreError::Corrupt(format!("application id {id:?}: {e}")))?;
+            let bus = BusId::parse(&bus)
+                .map_err(|e| HqStoreError::Corrupt(format!("bus id {bus:?}: {e}")))?;
+            out.push((id, bus));
+        }
+        Ok(out)
+    }
+
+    /// Which bus HQ recorded `id` from, if HQ has it.
+    pub fn application_bus(&self, id: &ApplicationId) -> Result<Option<String>, HqStoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT bus_id FROM applications WHERE id = ?1",
+                params![id.to_string()],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Why `bus` was revoked, if it was.
+    pub fn revoked(&self, bus: &BusId) -> Result<Option<String>, HqStoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT reason FROM revoked_buses WHERE bus_id = ?1",
+                params![bus.as_str()],
+                |r| r.get(0),
+            )
+            .optional()?)
     }
 
     pub fn set_online(

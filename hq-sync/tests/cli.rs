@@ -45,15 +45,120 @@ fn a_bad_config_is_a_clear_error() {
     );
 }
 
-#[test]
-fn the_embedded_broker_refuses_a_taken_port_clearly() {
-    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = taken.local_addr().unwrap();
+fn run_ok(dir: &std::path::Path, args: &[&str]) -> String {
     let out = hq_sync()
-        .args(["broker", "--listen", &addr.to_string()])
+        .args(args)
+        .env("HQ_SYNC__PKI__DIR", dir.join("pki"))
+        .env("HQ_SYNC__DATA_DIR", dir.join("hq"))
         .output()
         .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "hq-sync {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn run_err(dir: &std::path::Path, args: &[&str]) -> String {
+    let out = hq_sync()
+        .args(args)
+        .env("HQ_SYNC__PKI__DIR", dir.join("pki"))
+        .env("HQ_SYNC__DATA_DIR", dir.join("hq"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "hq-sync {args:?} should fail");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn the_embedded_broker_refuses_a_taken_port_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    run_ok(dir.path(), &["pki", "init"]);
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let err = run_err(dir.path(), &["broker", "--listen", &addr.to_string()]);
     assert!(err.contains("cannot listen"), "{err}");
+}
+
+#[test]
+fn the_embedded_broker_needs_a_pki_and_stays_on_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = run_err(dir.path(), &["broker", "--listen", "127.0.0.1:0"]);
+    assert!(err.contains("hq-sync pki init"), "{err}");
+    run_ok(dir.path(), &["pki", "init"]);
+    let err = run_err(dir.path(), &["broker", "--listen", "0.0.0.0:0"]);
+    assert!(err.contains("refusing to expose"), "{err}");
+    assert!(err.contains("--expose"), "{err}");
+}
+
+#[test]
+fn provisioning_and_revoking_a_bus() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_ok(
+        dir.path(),
+        &["pki", "init", "--broker-name", "hq.example.go.id"],
+    );
+    assert!(out.contains("hq.example.go.id"), "{out}");
+    let err = run_err(dir.path(), &["pki", "init"]);
+    assert!(err.contains("already exists"), "{err}");
+
+    let out = run_ok(
+        dir.path(),
+        &[
+            "pki",
+            "provision-bus",
+            "bus-ntt-07",
+            "--broker-host",
+            "hq.example.go.id",
+        ],
+    );
+    assert!(
+        out.contains("bus-node -c /etc/keliling/bus.toml init"),
+        "{out}"
+    );
+    let bundle = dir.path().join("pki/buses/bus-ntt-07");
+    for f in ["bus.toml", "tls/ca.pem", "tls/bus.pem", "tls/bus.key"] {
+        assert!(bundle.join(f).exists(), "bundle lacks {f}");
+    }
+    let toml = std::fs::read_to_string(bundle.join("bus.toml")).unwrap();
+    assert!(toml.contains("host = \"hq.example.go.id\""), "{toml}");
+
+    let err = run_err(
+        dir.path(),
+        &["pki", "provision-bus", "Bus 7", "--broker-host", "x"],
+    );
+    assert!(err.contains("Bus 7"), "a bad bus id is refused: {err}");
+
+    let out = run_ok(
+        dir.path(),
+        &["pki", "revoke", "bus-ntt-07", "--reason", "stolen"],
+    );
+    assert!(out.contains("Revoked bus-ntt-07"), "{out}");
+    let list = run_ok(dir.path(), &["pki", "list"]);
+    let line = list.lines().find(|l| l.contains("bus-ntt-07")).unwrap();
+    assert!(line.contains("revoked"), "{list}");
+    // HQ's own database knows too, for ingest.
+    let db = rusqlite::Connection::open(dir.path().join("hq/hq.sqlite")).unwrap();
+    let n: i64 = db
+        .query_row(
+            "SELECT COUNT(*) FROM revoked_buses WHERE bus_id = 'bus-ntt-07'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(n, 1);
+    // A stolen bus's id is never issued again.
+    let err = run_err(
+        dir.path(),
+        &[
+            "pki",
+            "provision-bus",
+            "bus-ntt-07",
+            "--broker-host",
+            "x",
+            "--renew",
+        ],
+    );
+    assert!(err.contains("never issued again"), "{err}");
 }

@@ -63,7 +63,9 @@ impl GeoPoint {
 impl TryFrom<(f64, f64)> for GeoPoint {
     type Error = &'static str;
     fn try_from((lat, lon): (f64, f64)) -> Result<Self, Self::Error> {
-        GeoPoint::new(lat, lon).ok_or("koordinat GPS di luar jangkauan (GPS position out of range)")
+        GeoPoint::new(lat, lon)
+            .ok_or("koordinat GPS di luar jangkauan (GPS position out of range)")
+            .map_err(crate::de_error::note)
     }
 }
 impl From<GeoPoint> for (f64, f64) {
@@ -114,7 +116,7 @@ impl Phone {
 impl TryFrom<String> for Phone {
     type Error = String;
     fn try_from(s: String) -> Result<Self, String> {
-        Phone::parse(&s)
+        Phone::parse(&s).map_err(crate::de_error::note)
     }
 }
 impl From<Phone> for String {
@@ -155,7 +157,7 @@ impl FieldName {
 impl TryFrom<String> for FieldName {
     type Error = String;
     fn try_from(s: String) -> Result<Self, String> {
-        FieldName::parse(&s)
+        FieldName::parse(&s).map_err(crate::de_error::note)
     }
 }
 impl From<FieldName> for String {

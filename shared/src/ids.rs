@@ -148,7 +148,7 @@ macro_rules! string_newtype_impls {
         impl TryFrom<String> for $t {
             type Error = IdError;
             fn try_from(s: String) -> Result<Self, IdError> {
-                <$t>::parse(&s)
+                <$t>::parse(&s).map_err(crate::de_error::note)
             }
         }
         impl From<$t> for String {
@@ -208,7 +208,9 @@ impl TryFrom<[u8; 16]> for ApplicationId {
     type Error = IdError;
     fn try_from(b: [u8; 16]) -> Result<Self, IdError> {
         let u = uuid::Uuid::from_bytes(b);
-        ApplicationId::from_uuid(u).ok_or_else(|| IdError::ApplicationId(u.to_string()))
+        ApplicationId::from_uuid(u)
+            .ok_or_else(|| IdError::ApplicationId(u.to_string()))
+            .map_err(crate::de_error::note)
     }
 }
 impl From<ApplicationId> for [u8; 16] {

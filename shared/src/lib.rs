@@ -15,10 +15,12 @@ pub mod backoff;
 pub mod bitmap;
 pub mod catalogue;
 pub mod config_env;
+mod de_error;
 pub mod ids;
 pub mod nik;
 pub mod text;
 pub mod time;
+pub mod tls;
 pub mod topics;
 pub mod wire;
 

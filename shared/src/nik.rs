@@ -176,7 +176,7 @@ impl Nik {
 impl TryFrom<String> for Nik {
     type Error = NikError;
     fn try_from(s: String) -> Result<Self, NikError> {
-        Nik::parse(&s)
+        Nik::parse(&s).map_err(crate::de_error::note)
     }
 }
 impl From<Nik> for String {

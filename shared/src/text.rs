@@ -50,7 +50,7 @@ impl Text {
 impl TryFrom<String> for Text {
     type Error = TextError;
     fn try_from(s: String) -> Result<Self, TextError> {
-        Text::parse(&s)
+        Text::parse(&s).map_err(crate::de_error::note)
     }
 }
 impl From<Text> for String {

@@ -246,8 +246,15 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, WireError> 
     if bytes[2] != VERSION {
         return Err(WireError::UnknownVersion(bytes[2]));
     }
-    let (value, rest) =
-        postcard::take_from_bytes(&bytes[3..]).map_err(|e| WireError::Malformed(e.to_string()))?;
+    let _stale = crate::de_error::take();
+    let (value, rest) = postcard::take_from_bytes(&bytes[3..]).map_err(|e| match e {
+        // A domain type refused its value: say which rule it broke (see `de_error`).
+        postcard::Error::SerdeDeCustom => match crate::de_error::take() {
+            Some(why) => WireError::Invalid(why),
+            None => WireError::Malformed(e.to_string()),
+        },
+        e => WireError::Malformed(e.to_string()),
+    })?;
     if !rest.is_empty() {
         return Err(WireError::Trailing(rest.len()));
     }
@@ -337,6 +344,19 @@ mod tests {
         let bytes = env.encode().unwrap();
         assert_eq!(&bytes[..3], b"KL\x01");
         assert_eq!(UpEnvelope::decode(&bytes).unwrap(), env);
+    }
+
+    #[test]
+    fn a_refused_domain_value_says_why() {
+        // A bus id with a capital letter, patched into an otherwise valid envelope.
+        let env = UpEnvelope::new(BusId::parse("bus-01").unwrap(), Up::Chunk(chunk()));
+        let mut bytes = env.encode().unwrap();
+        let at = bytes.windows(6).position(|w| w == b"bus-01").unwrap();
+        bytes[at] = b'B';
+        match UpEnvelope::decode(&bytes) {
+            Err(WireError::Invalid(why)) => assert!(why.contains("Bus-01"), "{why}"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

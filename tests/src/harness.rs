@@ -2,12 +2,17 @@
 //! `hq-sync broker`, or Debian's Mosquitto), the real `hq-sync` and `bus-node` binaries,
 //! and checks that read their SQLite files as an auditor would.
 
-use crate::mosquitto::Mosquitto;
+use crate::mosquitto::{Mosquitto, MosquittoTls};
 use crate::ports::{free_port, wait_for_port};
 use anyhow::{bail, Context, Result};
 use bus_node::store::Store;
+use bus_node::BusConfig;
 use hq_sync::photos::PhotoStore;
+use hq_sync::pki::{BundleOptions, Pki};
 use hq_sync::store::HqStore;
+use hq_sync::HqConfig;
+use keliling_shared::tls::ClientTlsFiles;
+use keliling_shared::BusId;
 use keliling_shared::Sha256;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -42,48 +47,222 @@ pub fn binary(name: &str) -> Result<PathBuf> {
     Ok(p)
 }
 
-pub enum TestBroker {
-    Embedded { child: Child, port: u16 },
+/// A broker under test, with the fleet PKI its clients use: every client connects with
+/// TLS 1.3 and a certificate from that PKI, as in production.
+pub struct TestBroker {
+    pub kind: BrokerKind,
+    server: Server,
+    pki: Pki,
+}
+
+enum Server {
+    Embedded { _child: Child, port: u16 },
     Mosquitto(Mosquitto),
 }
 
+/// Who a raw test client connects as.
+#[derive(Debug, Clone)]
+pub enum Identity {
+    /// A provisioned bus's certificate.
+    Bus(String),
+    /// HQ's certificate.
+    Hq,
+    /// TLS with the fleet CA trusted but no client certificate.
+    NoCertificate,
+    /// A client certificate from another CA (made in `dir`).
+    ForeignCa(PathBuf),
+    /// Plain TCP, no TLS at all.
+    Plaintext,
+}
+
 impl TestBroker {
-    /// Starts a broker of `kind`; `Ok(None)` when Mosquitto is missing outside CI (the test
-    /// then says it skipped). In CI a missing Mosquitto is an error.
+    /// Starts a broker of `kind` with a fresh fleet PKI in `dir/pki`; `Ok(None)` when
+    /// Mosquitto is missing outside CI (the test then says it skipped). In CI a missing
+    /// Mosquitto is an error.
     pub async fn start(kind: BrokerKind, dir: &Path) -> Result<Option<TestBroker>> {
-        match kind {
+        if kind == BrokerKind::Mosquitto && Mosquitto::require()?.is_none() {
+            eprintln!("SKIPPED: mosquitto is not installed (apt-get install -y mosquitto)");
+            return Ok(None);
+        }
+        let pki = Pki::init(&dir.join("pki"), &["localhost".into(), "127.0.0.1".into()])?;
+        let server = match kind {
             BrokerKind::Embedded => {
                 let port = free_port()?;
                 let log = std::fs::File::create(dir.join("broker.log"))?;
                 let child = Command::new(binary("hq-sync")?)
                     .args(["broker", "--listen", &format!("127.0.0.1:{port}")])
+                    .env("HQ_SYNC__PKI__DIR", pki.dir())
                     .env("RUST_LOG", "warn")
                     .stdout(Stdio::null())
                     .stderr(log)
                     .kill_on_drop(true)
                     .spawn()?;
                 wait_for_port(port, Duration::from_secs(20)).await?;
-                Ok(Some(TestBroker::Embedded { child, port }))
+                Server::Embedded {
+                    _child: child,
+                    port,
+                }
             }
             BrokerKind::Mosquitto => {
-                if Mosquitto::require()?.is_none() {
-                    eprintln!("SKIPPED: mosquitto is not installed (apt-get install -y mosquitto)");
-                    return Ok(None);
-                }
                 let d = dir.join("mosquitto");
                 std::fs::create_dir_all(&d)?;
-                Ok(Some(TestBroker::Mosquitto(Mosquitto::start(&d).await?)))
+                let tls = MosquittoTls {
+                    ca: pki.ca_cert(),
+                    cert: pki.broker_cert(),
+                    key: pki.broker_key(),
+                    crl: pki.crl(),
+                    acl: SHIPPED_ACL.to_owned(),
+                };
+                Server::Mosquitto(Mosquitto::start_with(&d, Some(&tls)).await?)
             }
-        }
+        };
+        Ok(Some(TestBroker { kind, server, pki }))
     }
 
     pub fn port(&self) -> u16 {
-        match self {
-            TestBroker::Embedded { port, .. } => *port,
-            TestBroker::Mosquitto(m) => m.port(),
+        match &self.server {
+            Server::Embedded { port, .. } => *port,
+            Server::Mosquitto(m) => m.port(),
         }
     }
+
+    pub fn pki(&self) -> &Pki {
+        &self.pki
+    }
+
+    pub fn mosquitto(&mut self) -> Option<&mut Mosquitto> {
+        match &mut self.server {
+            Server::Mosquitto(m) => Some(m),
+            Server::Embedded { .. } => None,
+        }
+    }
+
+    /// A bus's TLS files, provisioning the bus on first use.
+    pub fn bus_tls(&self, bus_id: &str) -> Result<ClientTlsFiles> {
+        let bus = BusId::parse(bus_id)?;
+        let dir = self.pki.bundle_dir(&bus);
+        if !dir.join("tls/bus.pem").exists() {
+            self.pki.provision_bus(
+                &bus,
+                &BundleOptions {
+                    broker_host: "127.0.0.1".into(),
+                    broker_port: self.port(),
+                    install_dir: dir.clone(),
+                    data_dir: dir.join("data"),
+                    renew: false,
+                },
+            )?;
+        }
+        Ok(ClientTlsFiles {
+            ca: Some(dir.join("tls/ca.pem")),
+            cert: Some(dir.join("tls/bus.pem")),
+            key: Some(dir.join("tls/bus.key")),
+        })
+    }
+
+    /// `hq-sync run`'s environment for this broker.
+    pub fn hq_env(&self, dir: &Path) -> Vec<(String, String)> {
+        let mut env = hq_env(dir, self.port());
+        env.push((
+            "HQ_SYNC__PKI__DIR".into(),
+            self.pki.dir().display().to_string(),
+        ));
+        env
+    }
+
+    /// `bus-node run`'s environment for this broker (the bus is provisioned if needed).
+    pub fn bus_env(&self, bus_id: &str, dir: &Path) -> Result<Vec<(String, String)>> {
+        self.bus_env_via(bus_id, dir, self.port())
+    }
+
+    /// Like [`TestBroker::bus_env`], dialing `port` (e.g. a [`crate::proxy::LinkProxy`]).
+    pub fn bus_env_via(
+        &self,
+        bus_id: &str,
+        dir: &Path,
+        port: u16,
+    ) -> Result<Vec<(String, String)>> {
+        let tls = self.bus_tls(bus_id)?;
+        let mut env = bus_env(bus_id, dir, port);
+        for (k, v) in [("CA", &tls.ca), ("CERT", &tls.cert), ("KEY", &tls.key)] {
+            if let Some(v) = v {
+                env.push((
+                    format!("BUS_NODE__BROKER__TLS__{k}"),
+                    v.display().to_string(),
+                ));
+            }
+        }
+        Ok(env)
+    }
+
+    /// An in-process HQ config for this broker.
+    pub fn hq_config(&self, dir: &Path) -> HqConfig {
+        let mut cfg = HqConfig::for_dir(dir.to_owned(), self.port());
+        cfg.pki.dir = self.pki.dir().to_owned();
+        cfg
+    }
+
+    /// An in-process bus config for this broker (the bus is provisioned if needed).
+    pub fn bus_config(&self, bus_id: &str, dir: &Path) -> Result<BusConfig> {
+        let mut cfg = BusConfig::for_bus(
+            BusId::parse(bus_id)?,
+            dir.to_owned(),
+            "127.0.0.1",
+            self.port(),
+        );
+        cfg.broker.tls = self.bus_tls(bus_id)?;
+        Ok(cfg)
+    }
+
+    /// MQTT options for a raw test client connecting as `who`.
+    pub fn mqtt_options(&self, client_id: &str, who: &Identity) -> Result<rumqttc::MqttOptions> {
+        use rumqttc::{TlsConfiguration, Transport};
+        let mut opts = rumqttc::MqttOptions::new(client_id, "127.0.0.1", self.port());
+        opts.set_max_packet_size(512 * 1024, 512 * 1024);
+        let ca = self.pki.ca_cert();
+        let config = match who {
+            Identity::Plaintext => return Ok(opts),
+            Identity::Bus(id) => {
+                let t = self.bus_tls(id)?;
+                let (Some(c), Some(k)) = (t.cert, t.key) else {
+                    bail!("no TLS files for {id}");
+                };
+                keliling_shared::tls::client_config(&ca, &c, &k)?
+            }
+            Identity::Hq => {
+                keliling_shared::tls::client_config(&ca, &self.pki.hq_cert(), &self.pki.hq_key())?
+            }
+            Identity::NoCertificate => std::sync::Arc::new(
+                rustls::ClientConfig::builder_with_provider(keliling_shared::tls::provider())
+                    .with_protocol_versions(&[&rustls::version::TLS13])?
+                    .with_root_certificates(keliling_shared::tls::root_store(&ca)?)
+                    .with_no_client_auth(),
+            ),
+            Identity::ForeignCa(dir) => {
+                // A complete, valid PKI of someone else's: its bus certificate is well
+                // formed and names a real bus, but no fleet CA signed it.
+                let other = Pki::init(dir, &["127.0.0.1".into()])?;
+                let bus = BusId::parse("bus-ntt-01")?;
+                let b = other.provision_bus(
+                    &bus,
+                    &BundleOptions {
+                        broker_host: "127.0.0.1".into(),
+                        broker_port: self.port(),
+                        install_dir: dir.clone(),
+                        data_dir: dir.join("data"),
+                        renew: false,
+                    },
+                )?;
+                keliling_shared::tls::client_config(&ca, &b.cert, &b.key)?
+            }
+        };
+        opts.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(config)));
+        Ok(opts)
+    }
 }
+
+/// The ACL file shipped in `config/`: the tests check the file operators deploy.
+pub const SHIPPED_ACL: &str = include_str!("../../config/mosquitto.acl");
 
 /// A real process (`hq-sync run` or `bus-node run`) configured by environment variables.
 pub struct Daemon {
@@ -159,6 +338,8 @@ pub fn bus_env(bus_id: &str, dir: &Path, broker_port: u16) -> Vec<(String, Strin
         ("BUS_NODE__SYNC__HEARTBEAT_SECS".into(), "2".into()),
         // A dead bus shows as offline (its last will) after 1.5 keep-alives.
         ("BUS_NODE__BROKER__KEEP_ALIVE_SECS".into(), "5".into()),
+        // Unlocks the store `init_bus_store` set up (the env is for tests and automation).
+        ("BUS_NODE_PASSPHRASE".into(), TEST_PASSPHRASE.into()),
     ]
 }
 
@@ -182,6 +363,23 @@ pub async fn eventually(
 
 pub fn bus_delivered(db: &Path) -> Result<u64> {
     Ok(Store::open(db)?.status()?.delivered)
+}
+
+/// The passphrase of every test bus store; `bus_env` hands it to `bus-node run`.
+pub const TEST_PASSPHRASE: &str = "kata sandi bus uji";
+
+/// Sets up the bus store at `db` as `bus-node init` does (with cheap key derivation: tests
+/// only), or unlocks it if that was done already. Call it before capturing into the store
+/// or starting `bus-node run` on it.
+pub fn init_bus_store(db: &Path) -> Result<std::sync::Arc<bus_node::UnlockedVault>> {
+    let mut store = Store::open(db)?;
+    let pass = TEST_PASSPHRASE.into();
+    let vault = if store.is_initialised()? {
+        store.unlock(&pass)?
+    } else {
+        store.init_vault(&pass, bus_node::KdfParams::INSECURE_FAST)?
+    };
+    Ok(std::sync::Arc::new(vault))
 }
 
 /// HQ's fleet view of one bus: (online, last reported queue depth).
@@ -212,6 +410,7 @@ pub fn assert_exactly_once(bus_dbs: &[&Path], hq_dir: &Path, expected: usize) ->
     let mut bus_apps: BTreeMap<String, BTreeSet<Sha256>> = BTreeMap::new();
     for db in bus_dbs {
         let store = Store::open(db)?;
+        let vault = store.unlock(&TEST_PASSPHRASE.into())?;
         let status = store.status()?;
         if status.waiting() != 0 || status.rejected != 0 {
             bail!(
@@ -223,7 +422,7 @@ pub fn assert_exactly_once(bus_dbs: &[&Path], hq_dir: &Path, expected: usize) ->
         }
         for s in store.recent(usize::MAX >> 1, false)? {
             let app = store
-                .application(&s.id)?
+                .application(&s.id, &vault)?
                 .context("summary without record")?;
             bus_apps.insert(
                 s.id.to_string(),

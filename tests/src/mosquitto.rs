@@ -81,6 +81,12 @@ impl Mosquitto {
     /// `dir` (created if missing), on a free port of `127.0.0.1`, and waits
     /// until it accepts connections.
     pub async fn start(dir: &Path) -> anyhow::Result<Mosquitto> {
+        Self::start_with(dir, None).await
+    }
+
+    /// Like [`Mosquitto::start`], with an mTLS listener (fleet CA, CRL, the shipped ACL)
+    /// instead of plain TCP when `tls` is given.
+    pub async fn start_with(dir: &Path, tls: Option<&MosquittoTls>) -> anyhow::Result<Mosquitto> {
         let bin = Self::require()?
             .ok_or_else(|| anyhow!("mosquitto not found (apt-get install -y mosquitto)"))?;
         std::fs::create_dir_all(dir)
@@ -97,8 +103,13 @@ impl Mosquitto {
         }
         let port = ports::free_port()?;
         let conf = dir.join("mosquitto.conf");
-        std::fs::write(&conf, config_text(&dir, port))
-            .with_context(|| format!("writing {}", conf.display()))?;
+        let mut text = config_text(&dir, port);
+        if let Some(tls) = tls {
+            let acl = dir.join("mosquitto.acl");
+            std::fs::write(&acl, &tls.acl).with_context(|| format!("writing {}", acl.display()))?;
+            text = tls_config_text(&text, tls, &acl);
+        }
+        std::fs::write(&conf, text).with_context(|| format!("writing {}", conf.display()))?;
 
         let mut broker = Mosquitto {
             bin,
@@ -189,6 +200,22 @@ impl Mosquitto {
         self.kill().await?;
         self.spawn_and_wait().await?;
         tracing::debug!(port = self.port, "mosquitto restarted");
+        Ok(())
+    }
+
+    /// SIGHUP: Mosquitto re-reads its config, ACL and TLS files (the CRL included) and
+    /// applies them to new connections.
+    pub fn reload(&self) -> anyhow::Result<()> {
+        let pid = self
+            .pid()
+            .ok_or_else(|| anyhow!("mosquitto is not running"))?;
+        let status = std::process::Command::new("kill")
+            .args(["-HUP", &pid.to_string()])
+            .status()
+            .context("running kill -HUP")?;
+        if !status.success() {
+            bail!("kill -HUP {pid} failed: {status}");
+        }
         Ok(())
     }
 
@@ -312,6 +339,40 @@ impl Drop for Mosquitto {
             let _ = child.start_kill();
         }
     }
+}
+
+/// The files of an mTLS listener, as `config/mosquitto.conf` names them.
+#[derive(Debug, Clone)]
+pub struct MosquittoTls {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub crl: PathBuf,
+    /// The ACL file's text (the shipped `config/mosquitto.acl`).
+    pub acl: String,
+}
+
+/// Turns the plain test config into the production shape: TLS 1.3 only, a client
+/// certificate from the fleet CA required, its common name as the user name, the CRL
+/// and the per-bus ACL.
+fn tls_config_text(plain: &str, tls: &MosquittoTls, acl: &Path) -> String {
+    let mut out = plain.replace("allow_anonymous true\n", "");
+    out.push_str(&format!(
+        "cafile {}\n\
+         certfile {}\n\
+         keyfile {}\n\
+         crlfile {}\n\
+         require_certificate true\n\
+         use_identity_as_username true\n\
+         tls_version tlsv1.3\n\
+         acl_file {}\n",
+        tls.ca.display(),
+        tls.cert.display(),
+        tls.key.display(),
+        tls.crl.display(),
+        acl.display()
+    ));
+    out
 }
 
 /// The test broker's config. Option names are those of Mosquitto 2.0's

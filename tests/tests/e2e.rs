@@ -6,9 +6,7 @@ use anyhow::{Context, Result};
 use bus_node::capture::{capture, CaptureSettings};
 use bus_node::store::Store;
 use bus_node::sync::SyncMetrics;
-use bus_node::BusConfig;
 use hq_sync::ingest::IngestMetrics;
-use hq_sync::HqConfig;
 use keliling_e2e::harness::*;
 use keliling_e2e::proxy::{LinkProxy, Shape};
 use keliling_e2e::sample;
@@ -30,6 +28,7 @@ fn settings(bus: &str) -> CaptureSettings {
 fn capture_many(db: &Path, bus: &str, range: std::ops::Range<usize>) -> Result<()> {
     let portrait = keliling_photo::fixtures::load_portrait()?;
     let catalogue = Catalogue::builtin();
+    init_bus_store(db)?;
     let mut store = Store::open(db)?;
     for i in range {
         let photo = sample::camera_photo(&portrait, i)?;
@@ -52,10 +51,11 @@ async fn backlog_while_hq_down(kind: BrokerKind) -> Result<()> {
     let (bus_dir, hq_dir) = (dir.path().join("bus"), dir.path().join("hq"));
     let db = bus_dir.join("bus.sqlite");
     // The bus runs, and captures, with HQ down: nothing it sends can be acknowledged.
+    init_bus_store(&db)?;
     let mut bus = Daemon::spawn(
         "bus-node",
         &["run"],
-        &bus_env("bus-ntt-01", &bus_dir, broker.port()),
+        &broker.bus_env("bus-ntt-01", &bus_dir)?,
         &dir.path().join("bus.log"),
     )
     .await?;
@@ -69,7 +69,7 @@ async fn backlog_while_hq_down(kind: BrokerKind) -> Result<()> {
     let mut hq = Daemon::spawn(
         "hq-sync",
         &["run"],
-        &hq_env(&hq_dir, broker.port()),
+        &broker.hq_env(&hq_dir),
         &dir.path().join("hq.log"),
     )
     .await?;
@@ -109,11 +109,11 @@ async fn kill_bus_mid_sync(kind: BrokerKind) -> Result<()> {
     let _hq = Daemon::spawn(
         "hq-sync",
         &["run"],
-        &hq_env(&hq_dir, broker.port()),
+        &broker.hq_env(&hq_dir),
         &dir.path().join("hq.log"),
     )
     .await?;
-    let env = bus_env("bus-ntt-02", &bus_dir, broker.port());
+    let env = broker.bus_env("bus-ntt-02", &bus_dir)?;
     let log = dir.path().join("bus.log");
     let mut bus = Daemon::spawn("bus-node", &["run"], &env, &log).await?;
     eventually(
@@ -150,7 +150,7 @@ async fn kill_hq_between_puback_and_commit(kind: BrokerKind) -> Result<()> {
     capture_many(&db, "bus-ntt-03", 0..60)?;
     // HQ aborts on receiving its 16th record: the broker has PUBACKed it to the bus, HQ has
     // not committed it. The bus must not take the PUBACK for delivery.
-    let mut env = hq_env(&hq_dir, broker.port());
+    let mut env = broker.hq_env(&hq_dir);
     env.push((
         "HQ_SYNC__FAULT__CRASH_BEFORE_COMMIT_AFTER_RECORDS".into(),
         "15".into(),
@@ -159,7 +159,7 @@ async fn kill_hq_between_puback_and_commit(kind: BrokerKind) -> Result<()> {
     let _bus = Daemon::spawn(
         "bus-node",
         &["run"],
-        &bus_env("bus-ntt-03", &bus_dir, broker.port()),
+        &broker.bus_env("bus-ntt-03", &bus_dir)?,
         &dir.path().join("bus.log"),
     )
     .await?;
@@ -174,7 +174,7 @@ async fn kill_hq_between_puback_and_commit(kind: BrokerKind) -> Result<()> {
     let _hq = Daemon::spawn(
         "hq-sync",
         &["run"],
-        &hq_env(&hq_dir, broker.port()),
+        &broker.hq_env(&hq_dir),
         &dir.path().join("hq2.log"),
     )
     .await?;
@@ -200,12 +200,12 @@ async fn cut_link_mid_large_blob(kind: BrokerKind) -> Result<()> {
     let scan_len = scan.len() as u64;
     let chunk_size = 16 * 1024u32;
     let chunks = keliling_shared::wire::chunk_count(scan.len() as u64, chunk_size) as u64;
-    let mut bus_cfg =
-        BusConfig::for_bus(BusId::parse("bus-ntt-04")?, bus_dir.clone(), "127.0.0.1", 0);
+    let mut bus_cfg = broker.bus_config("bus-ntt-04", &bus_dir)?;
     bus_cfg.sync.resend_after_ms = 3000;
     bus_cfg.sync.backoff_min_ms = 100;
     bus_cfg.sync.backoff_max_ms = 500;
     let window = bus_cfg.sync.chunk_window as u64;
+    let vault = init_bus_store(&bus_cfg.db_path())?;
     {
         let mut store = Store::open(&bus_cfg.db_path())?;
         capture(
@@ -225,13 +225,14 @@ async fn cut_link_mid_large_blob(kind: BrokerKind) -> Result<()> {
     let (tx, rx) = tokio::sync::watch::channel(false);
     let hq_metrics = Arc::new(IngestMetrics::default());
     let hq = tokio::spawn(hq_sync::ingest::run(
-        HqConfig::for_dir(hq_dir.clone(), broker.port()),
+        broker.hq_config(&hq_dir),
         hq_metrics.clone(),
         rx.clone(),
     ));
     let bus_metrics = Arc::new(SyncMetrics::default());
     let bus = tokio::spawn(bus_node::daemon::run(
         bus_cfg.clone(),
+        vault,
         bus_metrics.clone(),
         rx,
     ));
@@ -307,7 +308,7 @@ async fn two_hq_workers(kind: BrokerKind) -> Result<()> {
     let hq_dir = dir.path().join("hq");
     let mut workers = Vec::new();
     for w in ["hq-a", "hq-b"] {
-        let mut env = hq_env(&hq_dir, broker.port());
+        let mut env = broker.hq_env(&hq_dir);
         env.push(("HQ_SYNC__INGEST__WORKER_ID".into(), w.into()));
         env.push(("HQ_SYNC__INGEST__SHARED_GROUP".into(), "hq".into()));
         // Each worker its own staging (sled allows one process per directory).
@@ -340,7 +341,7 @@ async fn two_hq_workers(kind: BrokerKind) -> Result<()> {
             Daemon::spawn(
                 "bus-node",
                 &["run"],
-                &bus_env(&id, &bus_dir, broker.port()),
+                &broker.bus_env(&id, &bus_dir)?,
                 &dir.path().join(format!("{id}.log")),
             )
             .await?,

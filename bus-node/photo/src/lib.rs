@@ -147,17 +147,43 @@ impl IdPhoto {
     }
 }
 
-/// Turns a camera file (JPEG or PNG) into an ID photo per `spec`, within `limits`.
-///
-/// See the crate documentation for the steps and why they are in this order.
-pub fn normalize(input: &[u8], spec: &PhotoSpec, limits: &Limits) -> Result<IdPhoto, PhotoError> {
-    // A JPEG cannot be larger than 65535 on a side; say so before doing any work.
-    if spec.width == 0 || spec.height == 0 || spec.width > 65_535 || spec.height > 65_535 {
-        return Err(PhotoError::Encode(format!(
-            "the requested photo size {} x {} is not possible (1 to 65535 pixels per side)",
-            spec.width, spec.height
-        )));
-    }
+/// A JPEG must hold at least one byte per this many announced pixels (an all-grey
+/// baseline JPEG needs about one byte per 250 pixels; a real photo one per 5 to 20).
+const MIN_JPEG_PIXELS_PER_BYTE_INV: u64 = 1024;
+
+/// What an image file announces about itself, checked without decoding a pixel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ImageInfo {
+    /// `image/jpeg` or `image/png`.
+    pub media_type: &'static str,
+    /// Width in pixels, as stored (before any EXIF rotation).
+    pub width: u32,
+    /// Height in pixels, as stored.
+    pub height: u32,
+}
+
+/// Checks a file the way [`normalize`] does before decoding (size, format, announced
+/// pixel count against `limits`, a complete JPEG) and says what it is. For a receiver
+/// such as HQ, which must not keep a decompression bomb or a non-image as a photo, and
+/// must not spend a decode on finding out.
+pub fn probe(input: &[u8], limits: &Limits) -> Result<ImageInfo, PhotoError> {
+    let (format, head, _) = preflight(input, limits)?;
+    Ok(ImageInfo {
+        media_type: match format {
+            header::Format::Jpeg => "image/jpeg",
+            header::Format::Png => "image/png",
+        },
+        width: head.width,
+        height: head.height,
+    })
+}
+
+/// The checks that need only the header: returns the format, the header and the pixel
+/// limit in force.
+fn preflight(
+    input: &[u8],
+    limits: &Limits,
+) -> Result<(header::Format, header::Header, u64), PhotoError> {
     if input.len() > limits.max_input_bytes {
         return Err(PhotoError::TooLarge {
             bytes: input.len(),
@@ -179,6 +205,18 @@ pub fn normalize(input: &[u8], spec: &PhotoSpec, limits: &Limits) -> Result<IdPh
             max: max_pixels,
         });
     }
+    // A JPEG stores every 8 x 8 block of every component in at least a few bits, so real
+    // image data cannot be far smaller than the pixel count says. A tiny file announcing
+    // a huge frame (found by fuzzing: 170 bytes claiming 7071 x 7071) would otherwise make
+    // the decoder allocate and paint hundreds of megabytes of grey.
+    if format == header::Format::Jpeg
+        && (input.len() as u64) < pixels / MIN_JPEG_PIXELS_PER_BYTE_INV
+    {
+        return Err(PhotoError::Decode(format!(
+            "the JPEG claims {width} x {height} pixels but holds only {} bytes; it is truncated or crafted",
+            input.len()
+        )));
+    }
     if let Some(sos) = head.jpeg_sos {
         if !header::jpeg_is_complete(input, sos) {
             return Err(PhotoError::Decode(
@@ -190,6 +228,23 @@ pub fn normalize(input: &[u8], spec: &PhotoSpec, limits: &Limits) -> Result<IdPh
             "the JPEG has a header but no image data; the file is truncated".to_owned(),
         ));
     }
+
+    Ok((format, head, max_pixels))
+}
+
+/// Turns a camera file (JPEG or PNG) into an ID photo per `spec`, within `limits`.
+///
+/// See the crate documentation for the steps and why they are in this order.
+pub fn normalize(input: &[u8], spec: &PhotoSpec, limits: &Limits) -> Result<IdPhoto, PhotoError> {
+    // A JPEG cannot be larger than 65535 on a side; say so before doing any work.
+    if spec.width == 0 || spec.height == 0 || spec.width > 65_535 || spec.height > 65_535 {
+        return Err(PhotoError::Encode(format!(
+            "the requested photo size {} x {} is not possible (1 to 65535 pixels per side)",
+            spec.width, spec.height
+        )));
+    }
+    let (format, head, max_pixels) = preflight(input, limits)?;
+    let (width, height) = (head.width, head.height);
 
     let too_many = || PhotoError::TooManyPixels {
         width,

@@ -229,6 +229,27 @@ fn png_decompression_bomb_is_refused_from_the_header() {
 }
 
 #[test]
+fn a_tiny_jpeg_claiming_a_large_frame_is_refused_before_decoding() {
+    // Found by fuzzing: a valid small JPEG patched to announce 7071 x 7071 (under the
+    // pixel limit), ending in EOI. The decoder would paint ~150 MB of grey for it.
+    let mut jpeg = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new(&mut jpeg)
+        .encode_image(&RgbImage::new(16, 16))
+        .expect("encode");
+    let sof = jpeg
+        .windows(2)
+        .position(|w| w == [0xFF, 0xC0])
+        .expect("SOF0 present");
+    jpeg[sof + 5..sof + 9].copy_from_slice(&[0x1B, 0x9F, 0x1B, 0x9F]);
+    let start = Instant::now();
+    match run(&jpeg) {
+        Err(PhotoError::Decode(why)) => assert!(why.contains("7071 x 7071"), "{why}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert!(start.elapsed() < Duration::from_millis(50));
+}
+
+#[test]
 fn jpeg_decompression_bomb_is_refused_from_the_header() {
     // A real small JPEG whose frame header is patched to announce 60000 x 60000.
     let mut jpeg = Vec::new();

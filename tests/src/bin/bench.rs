@@ -29,7 +29,7 @@ use bus_node::BusConfig;
 use clap::{Parser, ValueEnum};
 use hq_sync::ingest::IngestMetrics;
 use hq_sync::HqConfig;
-use keliling_e2e::harness::assert_exactly_once;
+use keliling_e2e::harness::{assert_exactly_once, init_bus_store};
 use keliling_e2e::mosquitto::Mosquitto;
 use keliling_e2e::ports::free_port;
 use keliling_e2e::proxy::LinkProxy;
@@ -776,6 +776,7 @@ fn bench_capture(plan: &Plan, scratch: &Path, report: &mut Report) -> Result<()>
     let catalogue = Catalogue::builtin();
 
     // Warm-up and template: a few real captures (phone-size camera JPEGs through the pipeline).
+    let vault = init_bus_store(&cfg.db_path())?;
     let mut warm = Store::open(&cfg.db_path())?;
     let mut template: Option<Application> = None;
     for i in 0..5 {
@@ -793,7 +794,7 @@ fn bench_capture(plan: &Plan, scratch: &Path, report: &mut Report) -> Result<()>
         .id_photo()
         .context("the template application has no ID photo")?
         .clone();
-    let photo = warm.read_chunk(&att.sha256, 0..att.size)?;
+    let photo = warm.read_chunk(&att.sha256, 0..att.size, &vault)?;
     drop(warm);
 
     // M applications, each with its own photo bytes, built before the clock starts.
@@ -813,6 +814,8 @@ fn bench_capture(plan: &Plan, scratch: &Path, report: &mut Report) -> Result<()>
             (app, vec![(a, bytes)])
         })
         .collect();
+    // Saves encrypt the record and the photo to the bus key (vault.rs): part of the cost.
+    init_bus_store(&dir.join("saves").join("bus.sqlite"))?;
     let mut store = Store::open(&dir.join("saves").join("bus.sqlite"))?;
     let mut latencies = Vec::with_capacity(prepared.len());
     let started = Instant::now();
@@ -887,6 +890,7 @@ fn bench_capture(plan: &Plan, scratch: &Path, report: &mut Report) -> Result<()>
             unique_phone_photo(&portrait, n).map(|p| sample::sim_renewal(n, p))
         })
         .collect::<Result<_>>()?;
+    init_bus_store(&dir.join("full").join("bus.sqlite"))?;
     let mut store = Store::open(&dir.join("full").join("bus.sqlite"))?;
     let mut times = Vec::with_capacity(inputs.len());
     let started = Instant::now();
@@ -941,6 +945,7 @@ fn build_backlog(n: usize, dir: &Path) -> Result<Backlog> {
     let settings = cfg.capture_settings();
     let catalogue = Catalogue::builtin();
     let portrait = fixtures::load_portrait()?;
+    let vault = init_bus_store(&cfg.db_path())?;
     let mut store = Store::open(&cfg.db_path())?;
     // Making the camera JPEGs is half the work: a second thread does it while this one
     // captures.
@@ -971,7 +976,7 @@ fn build_backlog(n: usize, dir: &Path) -> Result<Backlog> {
     let mut full_chunk_len = 0;
     for id in store.queued_records(n + 1)? {
         let app = store
-            .application(&id)?
+            .application(&id, &vault)?
             .with_context(|| format!("record {id} missing"))?;
         for att in &app.attachments {
             if !blobs.insert(att.sha256) {
@@ -982,6 +987,7 @@ fn build_backlog(n: usize, dir: &Path) -> Result<Backlog> {
                 let data = store.read_chunk(
                     &att.sha256,
                     chunk_range(att.size, settings.chunk_size, index),
+                    &vault,
                 )?;
                 let full = data.len() == settings.chunk_size as usize;
                 let chunk = Chunk {
@@ -1063,8 +1069,10 @@ async fn drain_once(
     let hq_dir = dir.join("hq");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let hq_metrics = Arc::new(IngestMetrics::default());
+    let mut hq_cfg = HqConfig::for_dir(hq_dir.clone(), broker_port);
+    hq_cfg.broker.insecure_plaintext = true;
     let hq = tokio::spawn(hq_sync::ingest::run(
-        HqConfig::for_dir(hq_dir.clone(), broker_port),
+        hq_cfg,
         hq_metrics.clone(),
         stop_rx.clone(),
     ));
@@ -1084,11 +1092,19 @@ async fn drain_once(
     };
     let port = proxy.as_ref().map_or(broker_port, LinkProxy::port);
     let mut cfg = BusConfig::for_bus(backlog.bus_id.clone(), bus_dir, "127.0.0.1", port);
+    cfg.broker.insecure_plaintext = true;
     cfg.sync = sync.clone();
     let metrics = Arc::new(SyncMetrics::default());
     let cpu_before = process_cpu_secs();
     let started = Instant::now();
-    let mut bus = tokio::spawn(bus_node::daemon::run(cfg, metrics.clone(), stop_rx.clone()));
+    // The copy keeps the backlog's key (meta is copied with it): unlock it as a shift would.
+    let vault = init_bus_store(&db)?;
+    let mut bus = tokio::spawn(bus_node::daemon::run(
+        cfg,
+        vault,
+        metrics.clone(),
+        stop_rx.clone(),
+    ));
     let deadline = started + timeout;
     loop {
         if SyncMetrics::get(&metrics.delivered) >= n {
@@ -1170,9 +1186,15 @@ fn drain_notes(backlog: &Backlog, o: &DrainOutcome) -> String {
 
 async fn start_embedded_broker() -> Result<u16> {
     let port = free_port()?;
-    tokio::task::spawn_blocking(move || hq_sync::broker::start(([127, 0, 0, 1], port).into()))
-        .await
-        .context("embedded broker start-up task")??;
+    tokio::task::spawn_blocking(move || {
+        hq_sync::broker::start(
+            ([127, 0, 0, 1], port).into(),
+            hq_sync::broker::Security::InsecurePlaintext,
+            hq_sync::broker::Exposure::LoopbackOnly,
+        )
+    })
+    .await
+    .context("embedded broker start-up task")??;
     Ok(port)
 }
 

@@ -14,12 +14,14 @@ use bus_node::sync::SyncMetrics;
 use bus_node::BusConfig;
 use clap::Parser;
 use hq_sync::ingest::IngestMetrics;
+use hq_sync::pki::{BundleOptions, Pki};
 use hq_sync::store::HqStore;
 use hq_sync::HqConfig;
 use keliling_e2e::harness::assert_exactly_once;
 use keliling_e2e::ports::free_port;
 use keliling_e2e::proxy::{LinkProxy, Shape};
 use keliling_e2e::sample;
+use keliling_shared::tls::ClientTlsFiles;
 use keliling_shared::{BusId, Catalogue};
 use rand::Rng;
 use std::path::PathBuf;
@@ -70,14 +72,24 @@ async fn main() -> Result<()> {
     }
     let started = Instant::now();
     let port = free_port()?;
-    hq_sync::broker::start(([127, 0, 0, 1], port).into())?;
-    println!("HQ: embedded MQTT broker on 127.0.0.1:{port}");
+    // The fleet PKI, as `hq-sync pki init` makes it: every link below is TLS 1.3 with a
+    // client certificate, as in production.
+    let pki = Pki::init(&args.data.join("pki"), &["127.0.0.1".into()])?;
+    let mut hq_cfg = HqConfig::for_dir(args.data.join("hq"), port);
+    hq_cfg.pki.dir = pki.dir().to_owned();
+    hq_sync::broker::start(
+        ([127, 0, 0, 1], port).into(),
+        hq_cfg.embedded_security(),
+        hq_sync::broker::Exposure::LoopbackOnly,
+    )?;
+    println!("HQ: fleet PKI in {}", pki.dir().display());
+    println!("HQ: embedded MQTT broker on 127.0.0.1:{port} (TLS 1.3, client certificates)");
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let hq_dir = args.data.join("hq");
     let hq_metrics = Arc::new(IngestMetrics::default());
     let hq = tokio::spawn(hq_sync::ingest::run(
-        HqConfig::for_dir(hq_dir.clone(), port),
+        hq_cfg,
         hq_metrics.clone(),
         stop_rx.clone(),
     ));
@@ -101,14 +113,31 @@ async fn main() -> Result<()> {
             "127.0.0.1",
             proxy.port(),
         );
+        let bundle = pki.provision_bus(
+            &id,
+            &BundleOptions {
+                broker_host: "127.0.0.1".into(),
+                broker_port: port,
+                install_dir: pki.bundle_dir(&id),
+                data_dir: cfg.data_dir.clone(),
+                renew: false,
+            },
+        )?;
+        cfg.broker.tls = ClientTlsFiles {
+            ca: Some(bundle.ca),
+            cert: Some(bundle.cert),
+            key: Some(bundle.key),
+        };
         cfg.sync.resend_after_ms = 8_000;
         cfg.sync.heartbeat_secs = 5;
         cfg.sync.backoff_min_ms = 200;
         cfg.sync.backoff_max_ms = 3_000;
-        Store::open(&cfg.db_path())?;
+        // `bus-node init`, with the test passphrase and cheap key derivation (a demo).
+        let vault = keliling_e2e::harness::init_bus_store(&cfg.db_path())?;
         let metrics = Arc::new(SyncMetrics::default());
         tokio::spawn(bus_node::daemon::run(
             cfg.clone(),
+            vault,
             metrics.clone(),
             stop_rx.clone(),
         ));
