@@ -375,6 +375,24 @@ impl Store {
         Ok(())
     }
 
+    /// Fault injection for tests (the fault campaign's full disk): with `full`, this
+    /// connection may not grow the database file beyond its current size
+    /// (`PRAGMA max_page_count`), so a save that needs room fails with `SQLITE_FULL`, as on
+    /// a full disk, and rolls back; `false` lifts the cap. Other connections to the same
+    /// file (the sync daemon's) are not affected.
+    #[doc(hidden)]
+    pub fn simulate_full_disk(&self, full: bool) -> Result<(), StoreError> {
+        let pages: i64 = if full {
+            self.conn.query_row("PRAGMA page_count", [], |r| r.get(0))?
+        } else {
+            // SQLite clamps this to its own largest allowed page count.
+            i64::from(u32::MAX)
+        };
+        self.conn
+            .pragma_update_and_check(None, "max_page_count", pages, |r| r.get::<_, i64>(0))?;
+        Ok(())
+    }
+
     /// Saves one application with its attachment bytes and its outbox entry, atomically.
     /// Returns only after the commit is durable.
     pub fn save(

@@ -3,7 +3,7 @@
 //! and checks that read their SQLite files as an auditor would.
 
 use crate::mosquitto::{Mosquitto, MosquittoTls};
-use crate::ports::{free_port, wait_for_port};
+use crate::ports::free_port;
 use anyhow::{bail, Context, Result};
 use bus_node::store::Store;
 use bus_node::BusConfig;
@@ -56,7 +56,12 @@ pub struct TestBroker {
 }
 
 enum Server {
-    Embedded { _child: Child, port: u16 },
+    Embedded {
+        /// `None` while killed.
+        child: Option<Child>,
+        port: u16,
+        log: PathBuf,
+    },
     Mosquitto(Mosquitto),
 }
 
@@ -88,19 +93,12 @@ impl TestBroker {
         let server = match kind {
             BrokerKind::Embedded => {
                 let port = free_port()?;
-                let log = std::fs::File::create(dir.join("broker.log"))?;
-                let child = Command::new(binary("hq-sync")?)
-                    .args(["broker", "--listen", &format!("127.0.0.1:{port}")])
-                    .env("HQ_SYNC__PKI__DIR", pki.dir())
-                    .env("RUST_LOG", "warn")
-                    .stdout(Stdio::null())
-                    .stderr(log)
-                    .kill_on_drop(true)
-                    .spawn()?;
-                wait_for_port(port, Duration::from_secs(20)).await?;
+                let log = dir.join("broker.log");
+                let child = spawn_embedded(pki.dir(), port, &log).await?;
                 Server::Embedded {
-                    _child: child,
+                    child: Some(child),
                     port,
+                    log,
                 }
             }
             BrokerKind::Mosquitto => {
@@ -123,6 +121,45 @@ impl TestBroker {
         match &self.server {
             Server::Embedded { port, .. } => *port,
             Server::Mosquitto(m) => m.port(),
+        }
+    }
+
+    /// `kill -9` of the broker. The embedded one loses every session and queued message
+    /// (it keeps nothing on disk, by design); Mosquitto keeps what its last autosave wrote.
+    pub async fn kill(&mut self) -> Result<()> {
+        match &mut self.server {
+            Server::Embedded { child, .. } => {
+                if let Some(mut c) = child.take() {
+                    c.start_kill()?;
+                    c.wait().await?;
+                }
+                Ok(())
+            }
+            Server::Mosquitto(m) => m.kill().await,
+        }
+    }
+
+    /// Starts a killed broker again on the same port (Mosquitto from its persistence
+    /// file); a running one is killed first.
+    pub async fn restart(&mut self) -> Result<()> {
+        self.kill().await?;
+        let pki_dir = self.pki.dir().to_owned();
+        match &mut self.server {
+            Server::Embedded { child, port, log } => {
+                *child = Some(spawn_embedded(&pki_dir, *port, log).await?);
+                Ok(())
+            }
+            Server::Mosquitto(m) => m.restart().await,
+        }
+    }
+
+    /// Whether the broker process is alive.
+    pub fn is_running(&mut self) -> bool {
+        match &mut self.server {
+            Server::Embedded { child, .. } => child
+                .as_mut()
+                .is_some_and(|c| matches!(c.try_wait(), Ok(None))),
+            Server::Mosquitto(m) => m.is_running(),
         }
     }
 
@@ -261,6 +298,50 @@ impl TestBroker {
     }
 }
 
+/// `hq-sync broker` on `127.0.0.1:port`, once it accepts connections. A restart may find
+/// the port briefly held by the killed broker, so a broker that exits at start is retried.
+async fn spawn_embedded(pki_dir: &Path, port: u16, log: &Path) -> Result<Child> {
+    let mut attempt = 1;
+    loop {
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)?;
+        let mut child = Command::new(binary("hq-sync")?)
+            .args(["broker", "--listen", &format!("127.0.0.1:{port}")])
+            .env("HQ_SYNC__PKI__DIR", pki_dir)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(out)
+            .kill_on_drop(true)
+            .spawn()?;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = child.try_wait()? {
+                if attempt >= 5 {
+                    bail!(
+                        "hq-sync broker exited at start ({status}); see {}",
+                        log.display()
+                    );
+                }
+                break;
+            }
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                return Ok(child);
+            }
+            if Instant::now() > deadline {
+                bail!("hq-sync broker not listening on port {port} after 20 s");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        attempt += 1;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
 /// The ACL file shipped in `config/`: the tests check the file operators deploy.
 pub const SHIPPED_ACL: &str = include_str!("../../config/mosquitto.acl");
 
@@ -304,6 +385,11 @@ impl Daemon {
         self.child.start_kill()?;
         self.child.wait().await?;
         Ok(())
+    }
+
+    /// The exit status if the process has ended (by itself or killed), `None` while it runs.
+    pub fn exited(&mut self) -> Result<Option<std::process::ExitStatus>> {
+        Ok(self.child.try_wait()?)
     }
 
     /// Waits for the process to end by itself (e.g. an injected crash).

@@ -1,7 +1,10 @@
 //! The end-to-end harness: real brokers, the real binaries, a link-cutting proxy, sample
 //! citizens with real photos, and exactly-once checks. Used by `tests/tests/*.rs`, the
-//! demo (`keliling-demo`) and the benchmarks (`keliling-bench`).
+//! demo (`keliling-demo`), the benchmarks (`keliling-bench`) and the field runs
+//! (`keliling-field`: rural 2G, a fleet of 1000 buses).
 
+pub mod campaign;
+pub mod field;
 pub mod harness;
 pub mod mosquitto;
 pub mod ports;

@@ -393,6 +393,7 @@ fn config_text(dir: &Path, port: u16) -> String {
          max_queued_messages {MAX_QUEUED_MESSAGES}\n\
          max_inflight_messages {MAX_INFLIGHT_MESSAGES}\n\
          max_packet_size {MAX_PACKET_SIZE}\n\
+         set_tcp_nodelay true\n\
          log_dest file {dir}/{LOG_FILE}\n\
          log_type error\n\
          log_type warning\n\

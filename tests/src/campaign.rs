@@ -1,0 +1,1654 @@
+//! The fault-injection campaign (`keliling-campaign`, `tests/tests/campaign.rs`): buses
+//! capture and sync while faults land at random moments, then everything heals and the
+//! result is audited.
+//!
+//! What runs: a broker (`hq-sync broker` or Mosquitto, each with a fresh fleet PKI), HQ
+//! (`hq-sync run`) and one `bus-node run` per bus, all real processes, each bus behind its
+//! own [`LinkProxy`]. Captures happen in this process through the `bus_node` library, into
+//! each bus's store while its daemon runs (WAL SQLite), as the operator's screen would; an
+//! application counts as receipted only when `capture` returned `Ok`.
+//!
+//! The faults, drawn from a seeded RNG (the first ones tour every kind once, so even a
+//! short run has each):
+//! - `kill -9` of a bus node, of HQ, of the broker; each restarted after a short random
+//!   delay (the broker on the same port; Mosquitto from its persistence file, the embedded
+//!   broker with nothing, by design);
+//! - a bus's link cut (connections reset; one cut in four is a dead zone of 10 to 30 s, so
+//!   a backlog builds), stalled (open, no byte moves) or slow (1.5 to 64 KB/s, with delay),
+//!   through its proxy, and restored later;
+//! - duplicate and reordered deliveries: a client holding the bus's own certificate
+//!   publishes copies of the bus's real record and chunk envelopes (built from its store
+//!   with the unlocked vault), shuffled. Chunks only of applications whose record HQ has
+//!   acknowledged: before that, HQ rightly quarantines a chunk nobody announced;
+//! - a full disk on the bus: the capturing connection may not grow the database
+//!   ([`Store::simulate_full_disk`]), so a capture fails with `SQLITE_FULL` and must leave
+//!   nothing behind; captures after the disk is freed succeed.
+//!
+//! After the storm everything heals, the buses drain (bounded), and the audit checks what
+//! was promised: every receipted application is at HQ exactly once, complete, with the
+//! attachment hashes of the receipt and photo files that verify; HQ holds nothing that got
+//! no receipt; every bus holds exactly its receipted applications, each confirmed
+//! delivered; no outbox waits; nothing was quarantined; no process died by itself.
+//!
+//! The schedule (kinds, targets, delays, shapes) follows from the seed; what the processes
+//! do in between depends on timing, so a seed reproduces the storm, not every interleaving.
+
+use crate::harness::{init_bus_store, BrokerKind, Daemon, Identity, TestBroker};
+use crate::proxy::{LinkProxy, Shape};
+use crate::sample;
+use anyhow::{bail, Context, Result};
+use bus_node::capture::{capture, CaptureError, CaptureSettings};
+use bus_node::store::{OutboxState, Store, StoreError};
+use bus_node::UnlockedVault;
+use hq_sync::photos::PhotoStore;
+use hq_sync::store::HqStore;
+use keliling_shared::topics::{Topics, UpKind};
+use keliling_shared::wire::{chunk_count, chunk_range, Chunk, Up, UpEnvelope};
+use keliling_shared::{ApplicationId, BusId, Catalogue, Sha256};
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rumqttc::{AsyncClient, Event, Packet, QoS};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Chunk size of every attachment the campaign captures: small, so a photo is several
+/// chunks and a document scan many, and cuts land mid-blob.
+const CHUNK_BYTES: u32 = 16 * 1024;
+
+/// At most this many violations of one kind are listed; the rest are counted.
+const MAX_LISTED: usize = 12;
+
+/// What a campaign run does.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub seed: u64,
+    /// How long faults are injected (captures run as long); draining comes after.
+    pub duration: Duration,
+    pub buses: usize,
+    pub broker: BrokerKind,
+    /// Mean time between two faults (exponentially distributed).
+    pub fault_every: Duration,
+    /// Mean time between two captures on one bus.
+    pub capture_every: Duration,
+    /// How long the healed system may take to deliver everything.
+    pub drain_timeout: Duration,
+    /// Keep stores, logs and brokers here (kept afterwards); a temporary directory, removed
+    /// unless the run failed, when `None`.
+    pub work_dir: Option<PathBuf>,
+    /// Print a progress line to stderr every this often.
+    pub progress_every: Option<Duration>,
+}
+
+impl Options {
+    /// The short schedule CI runs: 45 s of storm, a fault every 0.9 s on average (about 50).
+    pub fn ci(broker: BrokerKind, seed: u64) -> Options {
+        Options {
+            seed,
+            duration: Duration::from_secs(45),
+            buses: 3,
+            broker,
+            fault_every: Duration::from_millis(900),
+            capture_every: Duration::from_millis(400),
+            drain_timeout: Duration::from_secs(150),
+            work_dir: None,
+            progress_every: None,
+        }
+    }
+}
+
+/// A seed from the clock, for runs that were not given one (always printed).
+pub fn seed_from_time() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64 ^ u64::from(std::process::id()).rotate_left(32))
+        .unwrap_or(0x6b656c696c696e67)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum FaultKind {
+    KillBus,
+    KillHq,
+    KillBroker,
+    LinkCut,
+    LinkStall,
+    LinkSlow,
+    Replay,
+    FullDisk,
+}
+
+impl FaultKind {
+    pub const ALL: [FaultKind; 8] = [
+        FaultKind::KillBus,
+        FaultKind::KillHq,
+        FaultKind::KillBroker,
+        FaultKind::LinkCut,
+        FaultKind::LinkStall,
+        FaultKind::LinkSlow,
+        FaultKind::Replay,
+        FaultKind::FullDisk,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FaultKind::KillBus => "kill -9 bus node",
+            FaultKind::KillHq => "kill -9 HQ",
+            FaultKind::KillBroker => "kill -9 broker",
+            FaultKind::LinkCut => "link cut",
+            FaultKind::LinkStall => "link stall",
+            FaultKind::LinkSlow => "slow link",
+            FaultKind::Replay => "duplicate + reordered deliveries",
+            FaultKind::FullDisk => "full disk on a bus",
+        }
+    }
+
+    /// Relative frequency in the random part of the schedule.
+    fn weight(self) -> u32 {
+        match self {
+            FaultKind::KillBus => 3,
+            FaultKind::KillHq => 2,
+            FaultKind::KillBroker => 1,
+            FaultKind::LinkCut => 3,
+            FaultKind::LinkStall => 2,
+            FaultKind::LinkSlow => 2,
+            FaultKind::Replay => 3,
+            FaultKind::FullDisk => 2,
+        }
+    }
+}
+
+/// One injected fault.
+#[derive(Debug, Clone)]
+pub struct Fault {
+    /// Since the storm began.
+    pub at: Duration,
+    pub kind: FaultKind,
+    pub target: String,
+    pub detail: String,
+}
+
+/// What happened, in numbers.
+#[derive(Debug, Clone, Default)]
+pub struct Counts {
+    pub capture_attempts: u64,
+    pub receipted: u64,
+    /// Captures refused with `SQLITE_FULL` during a full disk: no receipt, nothing saved.
+    pub failed_full_disk: u64,
+    /// Captures that failed for any other reason (each is a violation).
+    pub failed_other: u64,
+    /// Captures that succeeded while the disk was "full" (SQLite found room in free pages).
+    pub receipted_while_full: u64,
+    /// Applications the buses hold as delivered at the end.
+    pub delivered: u64,
+    /// Receipted applications missing or incomplete at HQ.
+    pub lost: u64,
+    /// Extra copies of one citizen's application at HQ.
+    pub duplicated: u64,
+    /// Applications at HQ that no capture receipted.
+    pub unreceipted_at_hq: u64,
+    pub hq_applications: u64,
+    pub hq_blobs: u64,
+    /// Record and chunk publishes a QoS 0 tap at the broker saw (a lower bound: it misses
+    /// what arrives while its own connection is down).
+    pub tap_records: u64,
+    pub tap_distinct_records: u64,
+    pub tap_chunks: u64,
+    pub tap_distinct_chunks: u64,
+    /// Copies published by the replay fault, and how many the broker acknowledged.
+    pub replayed: u64,
+    pub replay_acked: u64,
+    /// Bus connections through the proxies, and those refused while cut.
+    pub connections: u64,
+    pub connections_refused: u64,
+    pub bytes_up: u64,
+    pub bytes_down: u64,
+}
+
+impl Counts {
+    /// Copies of a record or chunk published after the first (seen by the tap at the
+    /// broker): the audit proves HQ kept exactly one of each.
+    pub fn duplicates_at_hq(&self) -> u64 {
+        (self.tap_records - self.tap_distinct_records)
+            + (self.tap_chunks - self.tap_distinct_chunks)
+    }
+
+    /// Re-sends by the buses themselves: the duplicates minus the injected copies.
+    pub fn resends(&self) -> u64 {
+        self.duplicates_at_hq().saturating_sub(self.replay_acked)
+    }
+}
+
+/// The outcome of one campaign run.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub opts: Options,
+    pub faults: Vec<Fault>,
+    pub counts: Counts,
+    pub violations: Vec<String>,
+    pub storm: Duration,
+    pub drain: Duration,
+    pub total: Duration,
+    /// Where the stores, logs and brokers are, if kept.
+    pub kept_dir: Option<PathBuf>,
+}
+
+impl Report {
+    pub fn passed(&self) -> bool {
+        self.violations.is_empty()
+    }
+
+    pub fn faults_by_kind(&self) -> BTreeMap<FaultKind, usize> {
+        let mut m = BTreeMap::new();
+        for f in &self.faults {
+            *m.entry(f.kind).or_insert(0) += 1;
+        }
+        m
+    }
+
+    fn broker_name(&self) -> &'static str {
+        match self.opts.broker {
+            BrokerKind::Embedded => "embedded (hq-sync broker, rumqttd)",
+            BrokerKind::Mosquitto => "Mosquitto",
+        }
+    }
+
+    /// The command that re-runs this schedule.
+    pub fn rerun_command(&self) -> String {
+        format!(
+            "keliling-campaign --seed {} --duration {} --buses {} --broker {} --fault-every {} --capture-every {}",
+            self.opts.seed,
+            fmt_duration_arg(self.opts.duration),
+            self.opts.buses,
+            match self.opts.broker {
+                BrokerKind::Embedded => "embedded",
+                BrokerKind::Mosquitto => "mosquitto",
+            },
+            fmt_duration_arg(self.opts.fault_every),
+            fmt_duration_arg(self.opts.capture_every),
+        )
+    }
+
+    /// A plain-text summary for a terminal or a test log.
+    pub fn summary(&self) -> String {
+        let c = &self.counts;
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "campaign, broker {}: seed {} ({} buses, storm {}, drain {}, total {})",
+            self.broker_name(),
+            self.opts.seed,
+            self.opts.buses,
+            human(self.storm),
+            human(self.drain),
+            human(self.total)
+        );
+        let _ = writeln!(s, "  faults injected: {}", self.faults.len());
+        for (k, n) in self.faults_by_kind() {
+            let _ = writeln!(s, "    {:<34} {n}", k.as_str());
+        }
+        let _ = writeln!(
+            s,
+            "  captures: {} attempted, {} receipted ({} while the disk was full), {} refused by a full disk, {} failed otherwise",
+            c.capture_attempts, c.receipted, c.receipted_while_full, c.failed_full_disk, c.failed_other
+        );
+        let _ = writeln!(
+            s,
+            "  delivered (bus outboxes): {}; at HQ: {} applications, {} blobs; lost {}, duplicated {}, at HQ without a receipt {}",
+            c.delivered, c.hq_applications, c.hq_blobs, c.lost, c.duplicated, c.unreceipted_at_hq
+        );
+        let _ = writeln!(
+            s,
+            "  duplicate records + chunks published (HQ kept one of each): {} ({} bus re-sends, {} injected copies acked by the broker of {} published)",
+            c.duplicates_at_hq(),
+            c.resends(),
+            c.replay_acked,
+            c.replayed
+        );
+        let _ = writeln!(
+            s,
+            "  bus connections through the proxies: {} ({} refused while cut); {} up, {} down",
+            c.connections,
+            c.connections_refused,
+            bytes(c.bytes_up),
+            bytes(c.bytes_down)
+        );
+        if self.passed() {
+            let _ = writeln!(s, "  RESULT: PASS: 0 lost, 0 duplicated, every check held");
+        } else {
+            let _ = writeln!(s, "  RESULT: FAIL: {} violation(s):", self.violations.len());
+            for v in &self.violations {
+                let _ = writeln!(s, "    - {v}");
+            }
+        }
+        if let Some(d) = &self.kept_dir {
+            let _ = writeln!(s, "  stores, logs and brokers kept in {}", d.display());
+        }
+        let _ = writeln!(s, "  re-run: {}", self.rerun_command());
+        s
+    }
+
+    /// The report as markdown: summary tables, then every fault with its time.
+    pub fn markdown(&self) -> String {
+        let c = &self.counts;
+        let mut s = String::new();
+        let _ = writeln!(s, "## Fault campaign: {}\n", self.broker_name());
+        let _ = writeln!(
+            s,
+            "- Result: **{}**",
+            if self.passed() {
+                "PASS: 0 lost, 0 duplicated"
+            } else {
+                "FAIL"
+            }
+        );
+        let _ = writeln!(s, "- Seed: `{}`", self.opts.seed);
+        let _ = writeln!(s, "- Command: `{}`", self.rerun_command());
+        let _ = writeln!(
+            s,
+            "- Storm {} with a fault every {} on average, then drain {} (bound {}); total {}",
+            human(self.storm),
+            human(self.opts.fault_every),
+            human(self.drain),
+            human(self.opts.drain_timeout),
+            human(self.total)
+        );
+        let _ = writeln!(
+            s,
+            "- {} buses, a capture every {} per bus on average; machine: {}",
+            self.opts.buses,
+            human(self.opts.capture_every),
+            machine()
+        );
+        let _ = writeln!(s, "\n| Fault | Injected |\n| --- | ---: |");
+        for (k, n) in self.faults_by_kind() {
+            let _ = writeln!(s, "| {} | {n} |", k.as_str());
+        }
+        let _ = writeln!(s, "| **total** | **{}** |", self.faults.len());
+        let _ = writeln!(s, "\n| Count | Value |\n| --- | ---: |");
+        let rows: Vec<(&str, String)> = vec![
+            ("captures attempted", c.capture_attempts.to_string()),
+            ("receipted (capture returned Ok)", c.receipted.to_string()),
+            (
+                "of which while the disk was full",
+                c.receipted_while_full.to_string(),
+            ),
+            (
+                "refused by a full disk (no receipt, nothing saved)",
+                c.failed_full_disk.to_string(),
+            ),
+            ("failed otherwise", c.failed_other.to_string()),
+            ("delivered, per the bus outboxes", c.delivered.to_string()),
+            ("applications at HQ", c.hq_applications.to_string()),
+            ("verified blobs at HQ", c.hq_blobs.to_string()),
+            ("lost (receipted, not complete at HQ)", c.lost.to_string()),
+            (
+                "duplicated (a citizen filed twice at HQ)",
+                c.duplicated.to_string(),
+            ),
+            ("at HQ without a receipt", c.unreceipted_at_hq.to_string()),
+            (
+                "duplicate records + chunks published (HQ kept one of each)",
+                c.duplicates_at_hq().to_string(),
+            ),
+            ("of which re-sent by the buses", c.resends().to_string()),
+            (
+                "of which injected copies (acked by the broker / published)",
+                format!("{} / {}", c.replay_acked, c.replayed),
+            ),
+            (
+                "record publishes seen at the broker (distinct)",
+                format!("{} ({})", c.tap_records, c.tap_distinct_records),
+            ),
+            (
+                "chunk publishes seen at the broker (distinct)",
+                format!("{} ({})", c.tap_chunks, c.tap_distinct_chunks),
+            ),
+            (
+                "bus connections through the proxies (refused while cut)",
+                format!("{} ({})", c.connections, c.connections_refused),
+            ),
+            (
+                "bytes through the proxies, up / down",
+                format!("{} / {}", bytes(c.bytes_up), bytes(c.bytes_down)),
+            ),
+        ];
+        for (k, v) in rows {
+            let _ = writeln!(s, "| {k} | {v} |");
+        }
+        if !self.violations.is_empty() {
+            let _ = writeln!(s, "\n### Violations\n");
+            for v in &self.violations {
+                let _ = writeln!(s, "- {v}");
+            }
+        }
+        let _ = writeln!(
+            s,
+            "\n<details><summary>Every fault ({})</summary>\n\n| At | Fault | Target | Detail |\n| ---: | --- | --- | --- |",
+            self.faults.len()
+        );
+        for f in &self.faults {
+            let _ = writeln!(
+                s,
+                "| {:.1} s | {} | {} | {} |",
+                f.at.as_secs_f64(),
+                f.kind.as_str(),
+                f.target,
+                f.detail
+            );
+        }
+        let _ = writeln!(s, "\n</details>");
+        s
+    }
+}
+
+/// What a bus's capture thread promised, as the citizen's receipts show it.
+#[derive(Debug, Default)]
+struct Ledger {
+    /// Receipted applications and their attachment hashes.
+    receipted: BTreeMap<ApplicationId, BTreeSet<Sha256>>,
+    attempts: u64,
+    failed_full_disk: u64,
+    receipted_while_full: u64,
+    failed_other: Vec<String>,
+}
+
+/// What the tap at the broker saw: publishes per record and per chunk.
+#[derive(Debug, Default)]
+struct TapSeen {
+    records: HashMap<ApplicationId, u32>,
+    chunks: HashMap<(Sha256, u32), u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Link {
+    Healthy,
+    Cut,
+    Stalled,
+    Slow,
+}
+
+struct Bus {
+    id: BusId,
+    db: PathBuf,
+    env: Vec<(String, String)>,
+    log: PathBuf,
+    daemon: Option<Daemon>,
+    proxy: LinkProxy,
+    link: Link,
+    disk_full: Arc<AtomicBool>,
+    ledger: Arc<Mutex<Ledger>>,
+    vault: Arc<UnlockedVault>,
+    replay: AsyncClient,
+    capture: Option<std::thread::JoinHandle<Result<()>>>,
+}
+
+/// What heals a fault, when its time comes.
+#[derive(Debug, Clone, Copy)]
+enum Heal {
+    RestartBus(usize),
+    RestartHq,
+    RestartBroker,
+    RestoreLink(usize),
+    FreeDisk(usize),
+}
+
+struct World {
+    opts: Options,
+    dir: PathBuf,
+    broker: TestBroker,
+    broker_up: bool,
+    hq: Option<Daemon>,
+    hq_env: Vec<(String, String)>,
+    hq_dir: PathBuf,
+    hq_log: PathBuf,
+    buses: Vec<Bus>,
+    topics: Topics,
+    start: Instant,
+    faults: Vec<Fault>,
+    violations: Vec<String>,
+    replayed: Arc<AtomicU64>,
+    replay_acked: Arc<AtomicU64>,
+    tap: Arc<Mutex<TapSeen>>,
+    background: Vec<tokio::task::JoinHandle<()>>,
+    stop_captures: Arc<AtomicBool>,
+}
+
+/// Runs one campaign against one broker. `Err` means the harness itself could not run
+/// (a process would not start, a directory could not be made); what the system under test
+/// did wrong is in [`Report::violations`].
+pub async fn run(opts: &Options) -> Result<Report> {
+    if opts.buses == 0 {
+        bail!("a campaign needs at least one bus");
+    }
+    let (tmp, dir) = match &opts.work_dir {
+        Some(d) => {
+            std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+            (None, d.clone())
+        }
+        None => {
+            let t = tempfile::Builder::new()
+                .prefix("keliling-campaign-")
+                .tempdir()?;
+            let p = t.path().to_owned();
+            (Some(t), p)
+        }
+    };
+    let begun = Instant::now();
+    let mut world = World::start(opts, &dir).await?;
+    let result = world.storm_drain_audit().await;
+    let storm_drain = result?;
+    world.shutdown().await;
+    let mut report = Report {
+        opts: opts.clone(),
+        faults: std::mem::take(&mut world.faults),
+        counts: storm_drain.counts,
+        violations: std::mem::take(&mut world.violations),
+        storm: storm_drain.storm,
+        drain: storm_drain.drain,
+        total: begun.elapsed(),
+        kept_dir: None,
+    };
+    drop(world);
+    report.kept_dir = match tmp {
+        // A failed run keeps its evidence.
+        Some(t) if !report.passed() => Some(t.keep()),
+        Some(t) => {
+            drop(t);
+            None
+        }
+        None => Some(dir),
+    };
+    Ok(report)
+}
+
+struct Outcome {
+    counts: Counts,
+    storm: Duration,
+    drain: Duration,
+}
+
+impl World {
+    async fn start(opts: &Options, dir: &Path) -> Result<World> {
+        let Some(broker) = TestBroker::start(opts.broker, dir).await? else {
+            bail!("mosquitto is not installed (apt-get install -y mosquitto)");
+        };
+        let topics = Topics::default();
+        let hq_dir = dir.join("hq");
+        let hq_env = broker.hq_env(&hq_dir);
+        let hq_log = dir.join("hq.log");
+        let hq = Daemon::spawn("hq-sync", &["run"], &hq_env, &hq_log).await?;
+        let replayed = Arc::new(AtomicU64::new(0));
+        let replay_acked = Arc::new(AtomicU64::new(0));
+        let tap = Arc::new(Mutex::new(TapSeen::default()));
+        let mut background = vec![start_tap(&broker, &topics, tap.clone())?];
+        let stop_captures = Arc::new(AtomicBool::new(false));
+        let mut buses = Vec::with_capacity(opts.buses);
+        for b in 0..opts.buses {
+            let id = BusId::parse(&format!("bus-camp-{b:02}"))?;
+            let bus_dir = dir.join(id.as_str());
+            let db = bus_dir.join("bus.sqlite");
+            std::fs::create_dir_all(&bus_dir)?;
+            let vault = init_bus_store(&db)?;
+            let proxy = LinkProxy::start(([127, 0, 0, 1], broker.port()).into()).await?;
+            let env = broker.bus_env_via(id.as_str(), &bus_dir, proxy.port())?;
+            let log = dir.join(format!("{id}.log"));
+            let daemon = Daemon::spawn("bus-node", &["run"], &env, &log).await?;
+            let (replay, eventloop) = AsyncClient::new(
+                broker.mqtt_options(
+                    &format!("campaign-replay-{id}"),
+                    &Identity::Bus(id.to_string()),
+                )?,
+                1024,
+            );
+            background.push(tokio::spawn(poll_replay(eventloop, replay_acked.clone())));
+            let disk_full = Arc::new(AtomicBool::new(false));
+            let ledger = Arc::new(Mutex::new(Ledger::default()));
+            let capture = {
+                let (db, id, stop, full, ledger) = (
+                    db.clone(),
+                    id.clone(),
+                    stop_captures.clone(),
+                    disk_full.clone(),
+                    ledger.clone(),
+                );
+                let (seed, every, stride) = (
+                    opts.seed ^ (0x9e37_79b9_7f4a_7c15_u64.wrapping_mul(b as u64 + 1)),
+                    opts.capture_every,
+                    opts.buses,
+                );
+                std::thread::Builder::new()
+                    .name(format!("capture-{id}"))
+                    .spawn(move || {
+                        capture_loop(CaptureLoop {
+                            db,
+                            bus: id,
+                            seed,
+                            first_citizen: b,
+                            stride,
+                            every,
+                            stop,
+                            disk_full: full,
+                            ledger,
+                        })
+                    })?
+            };
+            buses.push(Bus {
+                id,
+                db,
+                env,
+                log,
+                daemon: Some(daemon),
+                proxy,
+                link: Link::Healthy,
+                disk_full,
+                ledger,
+                vault,
+                replay,
+                capture: Some(capture),
+            });
+        }
+        Ok(World {
+            opts: opts.clone(),
+            dir: dir.to_owned(),
+            broker,
+            broker_up: true,
+            hq: Some(hq),
+            hq_env,
+            hq_dir,
+            hq_log,
+            buses,
+            topics,
+            start: Instant::now(),
+            faults: Vec::new(),
+            violations: Vec::new(),
+            replayed,
+            replay_acked,
+            tap,
+            background,
+            stop_captures,
+        })
+    }
+
+    async fn storm_drain_audit(&mut self) -> Result<Outcome> {
+        let mut rng = StdRng::seed_from_u64(self.opts.seed);
+        // The first faults tour every kind once, in a seeded order.
+        let mut tour = FaultKind::ALL.to_vec();
+        tour.shuffle(&mut rng);
+        let mut heals: Vec<(Instant, Heal)> = Vec::new();
+        self.start = Instant::now();
+        let storm_end = self.start + self.opts.duration;
+        let mut next_fault = self.start + interval(&mut rng, self.opts.fault_every);
+        let mut next_progress = self.opts.progress_every.map(|p| self.start + p);
+        loop {
+            let now = Instant::now();
+            if now >= storm_end {
+                break;
+            }
+            // Heals that are due, oldest first.
+            heals.sort_by_key(|(t, _)| *t);
+            while heals.first().is_some_and(|(t, _)| *t <= now) {
+                let (_, heal) = heals.remove(0);
+                self.heal(heal).await?;
+            }
+            if now >= next_fault {
+                if let Some((kind, target)) = self.pick(&mut rng, &mut tour) {
+                    if let Some(h) = self.inject(&mut rng, kind, target).await? {
+                        heals.push(h);
+                    }
+                }
+                next_fault = Instant::now() + interval(&mut rng, self.opts.fault_every);
+            }
+            self.watch_processes().await?;
+            if let Some(p) = next_progress.filter(|p| now >= *p) {
+                eprintln!("{}", self.progress_line("storm"));
+                next_progress = self.opts.progress_every.map(|e| p + e);
+            }
+            let wake = heals
+                .iter()
+                .map(|(t, _)| *t)
+                .chain([next_fault, storm_end])
+                .min()
+                .unwrap_or(storm_end);
+            let nap = wake
+                .saturating_duration_since(Instant::now())
+                .min(Duration::from_millis(100));
+            tokio::time::sleep(nap).await;
+        }
+        let storm = self.start.elapsed();
+
+        // Captures end with the storm; then everything heals.
+        self.stop_captures.store(true, Ordering::SeqCst);
+        for bus in &mut self.buses {
+            if let Some(t) = bus.capture.take() {
+                match tokio::task::block_in_place(|| t.join()) {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => bail!("capture thread of {} failed: {e:#}", bus.id),
+                    Err(_) => bail!("capture thread of {} panicked", bus.id),
+                }
+            }
+        }
+        heals.sort_by_key(|(t, _)| *t);
+        for (_, heal) in heals {
+            self.heal(heal).await?;
+        }
+        let drain_start = Instant::now();
+        let drained = self.drain().await?;
+        let drain = drain_start.elapsed();
+        if !drained {
+            let mut waiting = Vec::new();
+            for bus in &self.buses {
+                let s = Store::open(&bus.db)?.status()?;
+                waiting.push(format!(
+                    "{}: {} queued, {} record_acked, {} rejected",
+                    bus.id, s.queued, s.record_acked, s.rejected
+                ));
+            }
+            self.violations.push(format!(
+                "not drained within {}: {}",
+                human(self.opts.drain_timeout),
+                waiting.join("; ")
+            ));
+        }
+        let counts = self.audit()?;
+        Ok(Outcome {
+            counts,
+            storm,
+            drain,
+        })
+    }
+
+    /// Which fault next, and on what: the tour first, then by weight. Only targets the
+    /// fault makes sense on (a running process, a healthy link).
+    fn pick(&mut self, rng: &mut StdRng, tour: &mut Vec<FaultKind>) -> Option<(FaultKind, usize)> {
+        if let Some(pos) = tour.iter().position(|k| self.eligible(*k).next().is_some()) {
+            let kind = tour.remove(pos);
+            let targets: Vec<usize> = self.eligible(kind).collect();
+            return targets.choose(rng).map(|t| (kind, *t));
+        }
+        for _ in 0..8 {
+            let total: u32 = FaultKind::ALL.iter().map(|k| k.weight()).sum();
+            let mut x = rng.gen_range(0..total);
+            let mut kind = FaultKind::Replay;
+            for k in FaultKind::ALL {
+                if x < k.weight() {
+                    kind = k;
+                    break;
+                }
+                x -= k.weight();
+            }
+            let targets: Vec<usize> = self.eligible(kind).collect();
+            if let Some(t) = targets.choose(rng) {
+                return Some((kind, *t));
+            }
+        }
+        None
+    }
+
+    /// The targets (bus indexes; 0 for HQ and the broker) a fault may hit now.
+    fn eligible(&self, kind: FaultKind) -> Box<dyn Iterator<Item = usize> + '_> {
+        let buses = self.buses.iter().enumerate();
+        match kind {
+            FaultKind::KillBus => {
+                Box::new(buses.filter(|(_, b)| b.daemon.is_some()).map(|(i, _)| i))
+            }
+            FaultKind::KillHq => Box::new(self.hq.is_some().then_some(0).into_iter()),
+            FaultKind::KillBroker => Box::new(self.broker_up.then_some(0).into_iter()),
+            FaultKind::LinkCut | FaultKind::LinkStall | FaultKind::LinkSlow => Box::new(
+                buses
+                    .filter(|(_, b)| b.link == Link::Healthy)
+                    .map(|(i, _)| i),
+            ),
+            FaultKind::Replay => Box::new(
+                buses
+                    .filter(|(_, b)| {
+                        self.broker_up
+                            && b.ledger
+                                .lock()
+                                .map(|l| !l.receipted.is_empty())
+                                .unwrap_or(false)
+                    })
+                    .map(|(i, _)| i),
+            ),
+            FaultKind::FullDisk => Box::new(
+                buses
+                    .filter(|(_, b)| !b.disk_full.load(Ordering::SeqCst))
+                    .map(|(i, _)| i),
+            ),
+        }
+    }
+
+    /// Injects one fault; returns what heals it and when.
+    async fn inject(
+        &mut self,
+        rng: &mut StdRng,
+        kind: FaultKind,
+        target: usize,
+    ) -> Result<Option<(Instant, Heal)>> {
+        let at = self.start.elapsed();
+        let (target_name, detail, heal) = match kind {
+            FaultKind::KillBus => {
+                let d = secs(rng, 0.2, 3.0);
+                let bus = &mut self.buses[target];
+                if let Some(mut daemon) = bus.daemon.take() {
+                    daemon.kill9().await?;
+                }
+                (
+                    bus.id.to_string(),
+                    format!("restarted after {}", human(d)),
+                    Some((d, Heal::RestartBus(target))),
+                )
+            }
+            FaultKind::KillHq => {
+                let d = secs(rng, 0.2, 4.0);
+                if let Some(mut hq) = self.hq.take() {
+                    hq.kill9().await?;
+                }
+                (
+                    "hq-sync run".into(),
+                    format!("restarted after {}", human(d)),
+                    Some((d, Heal::RestartHq)),
+                )
+            }
+            FaultKind::KillBroker => {
+                let d = secs(rng, 0.2, 2.0);
+                self.broker.kill().await?;
+                self.broker_up = false;
+                (
+                    "broker".into(),
+                    format!("restarted on the same port after {}", human(d)),
+                    Some((d, Heal::RestartBroker)),
+                )
+            }
+            FaultKind::LinkCut => {
+                // Mostly a short drop; one in four a dead zone long enough for a backlog.
+                let d = if rng.gen_bool(0.25) {
+                    secs(rng, 10.0, 30.0)
+                } else {
+                    secs(rng, 0.5, 6.0)
+                };
+                let bus = &mut self.buses[target];
+                bus.proxy.cut();
+                bus.link = Link::Cut;
+                (
+                    bus.id.to_string(),
+                    format!("restored after {}", human(d)),
+                    Some((d, Heal::RestoreLink(target))),
+                )
+            }
+            FaultKind::LinkStall => {
+                let d = secs(rng, 1.0, 10.0);
+                let bus = &mut self.buses[target];
+                bus.proxy.stall(true);
+                bus.link = Link::Stalled;
+                (
+                    bus.id.to_string(),
+                    format!("released after {}", human(d)),
+                    Some((d, Heal::RestoreLink(target))),
+                )
+            }
+            FaultKind::LinkSlow => {
+                let d = secs(rng, 3.0, 15.0);
+                // From 2G-like (1.5 KB/s) to a fair 3G (64 KB/s), log-uniform.
+                let rate = rng.gen_range(1_500f64.ln()..64_000f64.ln()).exp();
+                let shape = Shape {
+                    rate_bytes_per_sec: rate as u64,
+                    latency: Duration::from_millis(rng.gen_range(20..800)),
+                };
+                let bus = &mut self.buses[target];
+                bus.proxy.set_shape(Some(shape));
+                bus.link = Link::Slow;
+                (
+                    bus.id.to_string(),
+                    format!(
+                        "{} B/s, {} ms round trip, for {}",
+                        shape.rate_bytes_per_sec,
+                        shape.latency.as_millis(),
+                        human(d)
+                    ),
+                    Some((d, Heal::RestoreLink(target))),
+                )
+            }
+            FaultKind::Replay => {
+                let detail = self.replay(rng, target)?;
+                (self.buses[target].id.to_string(), detail, None)
+            }
+            FaultKind::FullDisk => {
+                let d = secs(rng, 1.0, 6.0);
+                let bus = &self.buses[target];
+                bus.disk_full.store(true, Ordering::SeqCst);
+                (
+                    bus.id.to_string(),
+                    format!("freed after {}", human(d)),
+                    Some((d, Heal::FreeDisk(target))),
+                )
+            }
+        };
+        self.faults.push(Fault {
+            at,
+            kind,
+            target: target_name,
+            detail,
+        });
+        Ok(heal.map(|(d, h)| (Instant::now() + d, h)))
+    }
+
+    async fn heal(&mut self, heal: Heal) -> Result<()> {
+        match heal {
+            Heal::RestartBus(i) => {
+                let bus = &mut self.buses[i];
+                if bus.daemon.is_none() {
+                    bus.daemon =
+                        Some(Daemon::spawn("bus-node", &["run"], &bus.env, &bus.log).await?);
+                }
+            }
+            Heal::RestartHq => {
+                if self.hq.is_none() {
+                    self.hq =
+                        Some(Daemon::spawn("hq-sync", &["run"], &self.hq_env, &self.hq_log).await?);
+                }
+            }
+            Heal::RestartBroker => {
+                if !self.broker_up {
+                    self.broker
+                        .restart()
+                        .await
+                        .context("restarting the broker")?;
+                    self.broker_up = true;
+                }
+            }
+            Heal::RestoreLink(i) => {
+                let bus = &mut self.buses[i];
+                match bus.link {
+                    Link::Cut => bus.proxy.restore(),
+                    Link::Stalled => bus.proxy.stall(false),
+                    Link::Slow => bus.proxy.set_shape(None),
+                    Link::Healthy => {}
+                }
+                bus.link = Link::Healthy;
+            }
+            Heal::FreeDisk(i) => self.buses[i].disk_full.store(false, Ordering::SeqCst),
+        }
+        Ok(())
+    }
+
+    /// Copies of some of the bus's real envelopes, each sent once or twice, shuffled.
+    fn replay(&mut self, rng: &mut StdRng, target: usize) -> Result<String> {
+        let bus = &self.buses[target];
+        let ids: Vec<ApplicationId> = {
+            let ledger = bus
+                .ledger
+                .lock()
+                .map_err(|_| anyhow::anyhow!("ledger poisoned"))?;
+            ledger.receipted.keys().copied().collect()
+        };
+        let n = rng.gen_range(1..=6).min(ids.len());
+        let pick: Vec<ApplicationId> = ids.choose_multiple(rng, n).copied().collect();
+        let store = Store::open(&bus.db)?;
+        let mut msgs: Vec<(UpKind, Vec<u8>)> = Vec::new();
+        let (mut records, mut chunks) = (0usize, 0usize);
+        for id in pick {
+            let Some(app) = store.application(&id, &bus.vault)? else {
+                continue;
+            };
+            let acked = matches!(
+                store.state(&id)?,
+                Some(OutboxState::RecordAcked | OutboxState::Delivered)
+            );
+            let record =
+                UpEnvelope::new(bus.id.clone(), Up::Record(Box::new(app.clone()))).encode()?;
+            for _ in 0..rng.gen_range(1..=2) {
+                msgs.push((UpKind::Record, record.clone()));
+                records += 1;
+            }
+            if !acked {
+                continue;
+            }
+            for att in &app.attachments {
+                for index in 0..chunk_count(att.size, CHUNK_BYTES) {
+                    if !rng.gen_bool(0.7) {
+                        continue;
+                    }
+                    let range = chunk_range(att.size, CHUNK_BYTES, index);
+                    let data = store.read_chunk(&att.sha256, range, &bus.vault)?;
+                    let chunk = UpEnvelope::new(
+                        bus.id.clone(),
+                        Up::Chunk(Chunk {
+                            blob: att.sha256,
+                            total_size: att.size,
+                            chunk_size: CHUNK_BYTES,
+                            index,
+                            data,
+                        }),
+                    )
+                    .encode()?;
+                    for _ in 0..rng.gen_range(1..=2) {
+                        msgs.push((UpKind::Chunk, chunk.clone()));
+                        chunks += 1;
+                    }
+                }
+            }
+        }
+        msgs.shuffle(rng);
+        let mut queued = 0;
+        for (kind, payload) in msgs {
+            if bus
+                .replay
+                .try_publish(
+                    self.topics.up(&bus.id, kind),
+                    QoS::AtLeastOnce,
+                    false,
+                    payload,
+                )
+                .is_ok()
+            {
+                queued += 1;
+            }
+        }
+        self.replayed.fetch_add(queued, Ordering::Relaxed);
+        Ok(format!(
+            "{records} record and {chunks} chunk copies, shuffled ({queued} queued)"
+        ))
+    }
+
+    /// A process that died without being killed is a violation (it is restarted, so the
+    /// campaign goes on and the audit still runs).
+    async fn watch_processes(&mut self) -> Result<()> {
+        let mut died = Vec::new();
+        for (i, bus) in self.buses.iter_mut().enumerate() {
+            if let Some(d) = bus.daemon.as_mut() {
+                if let Some(status) = d.exited()? {
+                    died.push((
+                        Some(i),
+                        format!("bus-node {} exited by itself ({status})", bus.id),
+                    ));
+                }
+            }
+        }
+        if let Some(hq) = self.hq.as_mut() {
+            if let Some(status) = hq.exited()? {
+                died.push((None, format!("hq-sync run exited by itself ({status})")));
+            }
+        }
+        if self.broker_up && !self.broker.is_running() {
+            self.violations
+                .push("the broker exited by itself".to_string());
+            self.broker.restart().await?;
+        }
+        for (bus, why) in died {
+            let at = self.start.elapsed();
+            self.violations
+                .push(format!("{why} at {:.1} s", at.as_secs_f64()));
+            match bus {
+                Some(i) => {
+                    self.buses[i].daemon = None;
+                    self.heal(Heal::RestartBus(i)).await?;
+                }
+                None => {
+                    self.hq = None;
+                    self.heal(Heal::RestartHq).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until every bus has every receipted application confirmed; false on timeout.
+    async fn drain(&mut self) -> Result<bool> {
+        let deadline = Instant::now() + self.opts.drain_timeout;
+        let mut next_progress = self.opts.progress_every.map(|p| Instant::now() + p);
+        loop {
+            let mut done = true;
+            for bus in &self.buses {
+                let receipted = bus
+                    .ledger
+                    .lock()
+                    .map_err(|_| anyhow::anyhow!("ledger poisoned"))?
+                    .receipted
+                    .len() as u64;
+                let s = Store::open(&bus.db)?.status()?;
+                if s.waiting() != 0 || s.delivered < receipted {
+                    done = false;
+                    break;
+                }
+            }
+            if done {
+                return Ok(true);
+            }
+            if Instant::now() > deadline {
+                return Ok(false);
+            }
+            self.watch_processes().await?;
+            if let Some(p) = next_progress.filter(|p| Instant::now() >= *p) {
+                eprintln!("{}", self.progress_line("drain"));
+                next_progress = self.opts.progress_every.map(|e| p + e);
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    fn progress_line(&self, phase: &str) -> String {
+        let (mut receipted, mut delivered, mut refused) = (0u64, 0u64, 0u64);
+        for bus in &self.buses {
+            if let Ok(l) = bus.ledger.lock() {
+                receipted += l.receipted.len() as u64;
+                refused += l.failed_full_disk;
+            }
+            if let Ok(s) = Store::open(&bus.db).and_then(|s| s.status()) {
+                delivered += s.delivered;
+            }
+        }
+        format!(
+            "[{:>6.0} s {phase}] faults {}, receipted {receipted}, delivered {delivered}, refused by a full disk {refused}",
+            self.start.elapsed().as_secs_f64(),
+            self.faults.len()
+        )
+    }
+
+    /// The auditor's pass over the bus stores, HQ's SQLite file and its photo files.
+    fn audit(&mut self) -> Result<Counts> {
+        let mut c = Counts::default();
+        let mut v = Violations::default();
+        // bus → (application → hashes), as receipted.
+        let mut promised: BTreeMap<ApplicationId, (BusId, BTreeSet<Sha256>)> = BTreeMap::new();
+        for bus in &self.buses {
+            let ledger = bus
+                .ledger
+                .lock()
+                .map_err(|_| anyhow::anyhow!("ledger poisoned"))?;
+            c.capture_attempts += ledger.attempts;
+            c.receipted += ledger.receipted.len() as u64;
+            c.failed_full_disk += ledger.failed_full_disk;
+            c.receipted_while_full += ledger.receipted_while_full;
+            c.failed_other += ledger.failed_other.len() as u64;
+            for f in &ledger.failed_other {
+                v.add(
+                    "capture failed without a full disk",
+                    format!("{}: {f}", bus.id),
+                );
+            }
+            for (id, hashes) in &ledger.receipted {
+                promised.insert(*id, (bus.id.clone(), hashes.clone()));
+            }
+
+            let store = Store::open(&bus.db)?;
+            let status = store.status()?;
+            c.delivered += status.delivered;
+            if status.waiting() != 0 || status.rejected != 0 || status.bytes_waiting != 0 {
+                v.add(
+                    "outbox not empty",
+                    format!(
+                        "{}: {} queued, {} record_acked, {} rejected, {} bytes waiting",
+                        bus.id,
+                        status.queued,
+                        status.record_acked,
+                        status.rejected,
+                        status.bytes_waiting
+                    ),
+                );
+            }
+            let held = store.recent(usize::MAX >> 1, false)?;
+            let mut on_bus = BTreeSet::new();
+            for s in held {
+                on_bus.insert(s.id);
+                let Some(hashes) = ledger.receipted.get(&s.id) else {
+                    v.add(
+                        "a bus holds an application that got no receipt",
+                        format!("{}: {} ({})", bus.id, s.id, s.state.as_str()),
+                    );
+                    continue;
+                };
+                if s.state != OutboxState::Delivered {
+                    v.add(
+                        "receipted but not confirmed on the bus",
+                        format!("{}: {} is {}", bus.id, s.id, s.state.as_str()),
+                    );
+                }
+                match store.application(&s.id, &bus.vault) {
+                    Ok(Some(app)) => {
+                        let stored: BTreeSet<Sha256> =
+                            app.attachments.iter().map(|a| a.sha256).collect();
+                        if &stored != hashes {
+                            v.add(
+                                "bus record differs from its receipt",
+                                format!("{}: {}", bus.id, s.id),
+                            );
+                        }
+                    }
+                    Ok(None) => v.add("record missing on the bus", format!("{}: {}", bus.id, s.id)),
+                    Err(e) => v.add(
+                        "record unreadable on the bus",
+                        format!("{}: {}: {e}", bus.id, s.id),
+                    ),
+                }
+            }
+            for id in ledger.receipted.keys() {
+                if !on_bus.contains(id) {
+                    v.add(
+                        "receipted application missing from its bus",
+                        format!("{}: {id}", bus.id),
+                    );
+                }
+            }
+        }
+
+        let hq_db = self.hq_dir.join("hq.sqlite");
+        let hq = HqStore::open(&hq_db)?;
+        let photos = PhotoStore::open(&self.hq_dir.join("photos"))?;
+        let counts = hq.counts()?;
+        c.hq_applications = counts.applications;
+        c.hq_blobs = counts.blobs;
+        let mut at_hq = BTreeSet::new();
+        for (id, state, blobs) in hq.application_blobs()? {
+            at_hq.insert(id);
+            let Some((bus, hashes)) = promised.get(&id) else {
+                c.unreceipted_at_hq += 1;
+                v.add(
+                    "HQ holds an application that got no receipt",
+                    id.to_string(),
+                );
+                continue;
+            };
+            if state != "complete" {
+                c.lost += 1;
+                v.add("incomplete at HQ", format!("{id} is {state}"));
+            }
+            let blobs: BTreeSet<Sha256> = blobs.into_iter().collect();
+            if &blobs != hashes {
+                v.add("photo hashes differ between receipt and HQ", id.to_string());
+            }
+            for sha in &blobs {
+                if let Err(e) = photos.read_verified(sha) {
+                    v.add(
+                        "photo file at HQ does not verify",
+                        format!("{id}: {sha}: {e}"),
+                    );
+                }
+            }
+            match hq.application_bus(&id)? {
+                Some(b) if b == bus.as_str() => {}
+                other => v.add(
+                    "application filed under the wrong bus at HQ",
+                    format!("{id}: {other:?}, captured on {bus}"),
+                ),
+            }
+        }
+        for (id, (bus, _)) in &promised {
+            if !at_hq.contains(id) {
+                c.lost += 1;
+                v.add("LOST: receipted but not at HQ", format!("{bus}: {id}"));
+            }
+        }
+        // Every campaign citizen has a name of their own: the same name twice at HQ would
+        // be one capture filed twice, whatever its ids.
+        let conn = rusqlite::Connection::open(&hq_db)?;
+        let mut stmt = conn.prepare(
+            "SELECT applicant_name, COUNT(*) FROM applications GROUP BY applicant_name HAVING COUNT(*) > 1",
+        )?;
+        let twice = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+        for row in twice {
+            let (name, n) = row?;
+            c.duplicated += (n - 1) as u64;
+            v.add(
+                "DUPLICATE: one citizen filed more than once at HQ",
+                format!("{name} x{n}"),
+            );
+        }
+        if counts.quarantined != 0 {
+            let reasons: Vec<String> = hq.quarantined(5)?.into_iter().map(|q| q.reason).collect();
+            v.add(
+                "HQ quarantined messages",
+                format!("{}: {reasons:?}", counts.quarantined),
+            );
+        }
+        for bus in &self.buses {
+            let q = Store::open(&bus.db)?.quarantine_count()?;
+            if q != 0 {
+                v.add(
+                    "a bus quarantined HQ's messages",
+                    format!("{}: {q}", bus.id),
+                );
+            }
+        }
+        // Panics leave their mark in the logs even when the process went on.
+        let mut logs: Vec<PathBuf> = self.buses.iter().map(|b| b.log.clone()).collect();
+        logs.push(self.hq_log.clone());
+        logs.push(self.dir.join("broker.log"));
+        for log in logs {
+            if let Ok(text) = std::fs::read_to_string(&log) {
+                if let Some(line) = text.lines().find(|l| l.contains("panicked at")) {
+                    v.add("a process panicked", format!("{}: {line}", log.display()));
+                }
+            }
+        }
+
+        let tap = self
+            .tap
+            .lock()
+            .map_err(|_| anyhow::anyhow!("tap poisoned"))?;
+        c.tap_records = tap.records.values().map(|n| u64::from(*n)).sum();
+        c.tap_distinct_records = tap.records.len() as u64;
+        c.tap_chunks = tap.chunks.values().map(|n| u64::from(*n)).sum();
+        c.tap_distinct_chunks = tap.chunks.len() as u64;
+        c.replayed = self.replayed.load(Ordering::Relaxed);
+        c.replay_acked = self.replay_acked.load(Ordering::Relaxed);
+        for bus in &self.buses {
+            c.connections += bus.proxy.connections_accepted();
+            c.connections_refused += bus.proxy.connections_refused();
+            c.bytes_up += bus.proxy.bytes_up();
+            c.bytes_down += bus.proxy.bytes_down();
+        }
+        self.violations.extend(v.finish());
+        Ok(c)
+    }
+
+    async fn shutdown(&mut self) {
+        for bus in &mut self.buses {
+            if let Some(mut d) = bus.daemon.take() {
+                let _ = d.kill9().await;
+            }
+        }
+        if let Some(mut hq) = self.hq.take() {
+            let _ = hq.kill9().await;
+        }
+        for t in self.background.drain(..) {
+            t.abort();
+        }
+        let _ = self.broker.kill().await;
+    }
+}
+
+/// Violations grouped by what went wrong, each group listing at most [`MAX_LISTED`].
+#[derive(Default)]
+struct Violations {
+    groups: BTreeMap<&'static str, Vec<String>>,
+}
+
+impl Violations {
+    fn add(&mut self, what: &'static str, detail: String) {
+        self.groups.entry(what).or_default().push(detail);
+    }
+
+    fn finish(self) -> Vec<String> {
+        self.groups
+            .into_iter()
+            .map(|(what, details)| {
+                let n = details.len();
+                let mut listed = details
+                    .into_iter()
+                    .take(MAX_LISTED)
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                if n > MAX_LISTED {
+                    let _ = write!(listed, "; and {} more", n - MAX_LISTED);
+                }
+                format!("{what} ({n}): {listed}")
+            })
+            .collect()
+    }
+}
+
+struct CaptureLoop {
+    db: PathBuf,
+    bus: BusId,
+    seed: u64,
+    first_citizen: usize,
+    stride: usize,
+    every: Duration,
+    stop: Arc<AtomicBool>,
+    disk_full: Arc<AtomicBool>,
+    ledger: Arc<Mutex<Ledger>>,
+}
+
+/// The operator at the window: one citizen after another, until the storm ends. About one
+/// application in eight is a family-card update with a document scan of many chunks.
+fn capture_loop(l: CaptureLoop) -> Result<()> {
+    let portrait = keliling_photo::fixtures::load_portrait()?;
+    let catalogue = Catalogue::builtin();
+    let settings = CaptureSettings {
+        bus_id: l.bus.clone(),
+        chunk_size: CHUNK_BYTES,
+        photo_limits: Default::default(),
+    };
+    let mut store = Store::open(&l.db)?;
+    let mut rng = StdRng::seed_from_u64(l.seed);
+    let mut full = false;
+    let mut citizen = l.first_citizen;
+    while !l.stop.load(Ordering::SeqCst) {
+        let want_full = l.disk_full.load(Ordering::SeqCst);
+        if want_full != full {
+            store.simulate_full_disk(want_full)?;
+            full = want_full;
+        }
+        let input = if rng.gen_ratio(1, 8) {
+            let size = rng.gen_range(40_000..250_000);
+            sample::kk_update(citizen, sample::document_scan(citizen as u64, size)?)
+        } else {
+            sample::sim_renewal(citizen, sample::camera_photo(&portrait, citizen)?)
+        };
+        let result = capture(&mut store, &catalogue, &settings, input);
+        {
+            let mut ledger = l
+                .ledger
+                .lock()
+                .map_err(|_| anyhow::anyhow!("ledger poisoned"))?;
+            ledger.attempts += 1;
+            match result {
+                Ok(receipt) => {
+                    let app = receipt.application;
+                    if full {
+                        ledger.receipted_while_full += 1;
+                    }
+                    ledger
+                        .receipted
+                        .insert(app.id, app.attachments.iter().map(|a| a.sha256).collect());
+                }
+                Err(e) if full && is_disk_full(&e) => ledger.failed_full_disk += 1,
+                Err(e) => ledger.failed_other.push(format!("citizen {citizen}: {e}")),
+            }
+        }
+        citizen += l.stride;
+        let pause = l.every.mul_f64(rng.gen_range(0.5..1.5));
+        let until = Instant::now() + pause;
+        while Instant::now() < until && !l.stop.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(20).min(pause));
+        }
+    }
+    Ok(())
+}
+
+fn is_disk_full(e: &CaptureError) -> bool {
+    matches!(
+        e,
+        CaptureError::Store(StoreError::Sqlite(rusqlite::Error::SqliteFailure(f, _)))
+            if f.code == rusqlite::ErrorCode::DiskFull
+    )
+}
+
+/// A client with HQ's identity that sees every record and chunk any bus publishes (QoS 0,
+/// so the broker keeps nothing for it), for counting duplicates and re-sends.
+fn start_tap(
+    broker: &TestBroker,
+    topics: &Topics,
+    seen: Arc<Mutex<TapSeen>>,
+) -> Result<tokio::task::JoinHandle<()>> {
+    let mut opts = broker.mqtt_options("campaign-tap", &Identity::Hq)?;
+    opts.set_keep_alive(Duration::from_secs(5));
+    let (client, mut eventloop) = AsyncClient::new(opts, 64);
+    let filters = [
+        topics.up_filter(UpKind::Record),
+        topics.up_filter(UpKind::Chunk),
+    ];
+    Ok(tokio::spawn(async move {
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    for f in &filters {
+                        let _ = client.try_subscribe(f.clone(), QoS::AtMostOnce);
+                    }
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    let Ok(env) = UpEnvelope::decode(&p.payload) else {
+                        continue;
+                    };
+                    let Ok(mut seen) = seen.lock() else {
+                        return;
+                    };
+                    match env.body {
+                        Up::Record(app) => *seen.records.entry(app.id).or_insert(0) += 1,
+                        Up::Chunk(c) => *seen.chunks.entry((c.blob, c.index)).or_insert(0) += 1,
+                        _ => {}
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
+    }))
+}
+
+/// Polls a replay client's event loop for as long as the campaign runs, counting the
+/// broker's PUBACKs.
+async fn poll_replay(mut eventloop: rumqttc::EventLoop, acked: Arc<AtomicU64>) {
+    loop {
+        match eventloop.poll().await {
+            Ok(Event::Incoming(Packet::PubAck(_))) => {
+                acked.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(_) => {}
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
+/// An exponentially distributed wait with mean `mean`, kept within [mean/20, 4 mean].
+fn interval(rng: &mut StdRng, mean: Duration) -> Duration {
+    let u: f64 = rng.gen_range(0.0..1.0);
+    let x = -(1.0 - u).ln();
+    mean.mul_f64(x.clamp(0.05, 4.0))
+}
+
+fn secs(rng: &mut StdRng, lo: f64, hi: f64) -> Duration {
+    Duration::from_secs_f64(rng.gen_range(lo..hi))
+}
+
+/// Parses `500ms`, `45s`, `30m`, `2h` or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: f64 = num
+        .parse()
+        .with_context(|| format!("{s:?}: expected a number with ms, s, m or h"))?;
+    let secs = match unit.trim() {
+        "ms" => n / 1000.0,
+        "s" | "" => n,
+        "m" | "min" => n * 60.0,
+        "h" => n * 3600.0,
+        other => bail!("{s:?}: unknown unit {other:?} (ms, s, m or h)"),
+    };
+    if !secs.is_finite() || secs < 0.0 {
+        bail!("{s:?}: not a duration");
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn fmt_duration_arg(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms.is_multiple_of(60_000) && ms > 0 {
+        format!("{}m", ms / 60_000)
+    } else if ms.is_multiple_of(1000) {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    }
+}
+
+fn human(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s < 1.0 {
+        format!("{:.0} ms", s * 1000.0)
+    } else if s < 120.0 {
+        format!("{s:.1} s")
+    } else {
+        format!("{}m {:02}s", (s / 60.0) as u64, (s % 60.0) as u64)
+    }
+}
+
+fn bytes(b: u64) -> String {
+    match b {
+        b if b < 10 * 1024 => format!("{b} B"),
+        b if b < 10 * 1024 * 1024 => format!("{} KiB", b / 1024),
+        b => format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0)),
+    }
+}
+
+/// CPUs, model, memory and kernel, from /proc where there is one.
+pub fn machine() -> String {
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("MemTotal"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or_else(|| "? GiB".into(), |kb| format!("{:.1} GiB", kb / 1048576.0));
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|k| format!("Linux {}", k.trim()))
+        .unwrap_or_else(|_| std::env::consts::OS.into());
+    format!("{cpus} CPUs ({model}), {mem} RAM, {kernel}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("60s").unwrap(), Duration::from_secs(60));
+        assert_eq!(parse_duration("30m").unwrap(), Duration::from_secs(1800));
+        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));
+        assert_eq!(parse_duration("45").unwrap(), Duration::from_secs(45));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("5 fortnights").is_err());
+        assert_eq!(fmt_duration_arg(Duration::from_secs(1800)), "30m");
+        assert_eq!(fmt_duration_arg(Duration::from_millis(1500)), "1500ms");
+        assert_eq!(fmt_duration_arg(Duration::from_secs(45)), "45s");
+    }
+
+    #[test]
+    fn intervals_follow_the_seed_and_the_mean() {
+        let mean = Duration::from_secs(2);
+        let draw = |seed| {
+            let mut rng = StdRng::seed_from_u64(seed);
+            (0..2000)
+                .map(|_| interval(&mut rng, mean))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(draw(7), draw(7));
+        assert_ne!(draw(7), draw(8));
+        let avg = draw(7).iter().sum::<Duration>() / 2000;
+        assert!(
+            avg > Duration::from_millis(1700) && avg < Duration::from_millis(2300),
+            "{avg:?}"
+        );
+    }
+}
