@@ -64,8 +64,12 @@ pub struct SyncConfig {
     pub chunk_bytes: u32,
     /// Records sent and not yet acked, at most.
     pub record_window: usize,
-    /// Chunks sent and not yet confirmed, at most: also the most a cut can cost in re-sends.
+    /// Chunks sent and not yet confirmed, at most. The pace (`pace.rs`) keeps fewer in
+    /// flight on a slow link, since each is re-sent after a cut.
     pub chunk_window: usize,
+    /// How long a chunk may wait behind others on the link before the pace shrinks the
+    /// window: about what a cut costs in re-sends.
+    pub chunk_queue_ms: u64,
     /// How long to wait for HQ's answer before sending again.
     pub resend_after_ms: u64,
     pub heartbeat_secs: u64,
@@ -82,6 +86,7 @@ impl Default for SyncConfig {
             chunk_bytes: DEFAULT_CHUNK_BYTES,
             record_window: 64,
             chunk_window: 16,
+            chunk_queue_ms: 2_000,
             resend_after_ms: 30_000,
             heartbeat_secs: 60,
             backoff_min_ms: 500,

@@ -18,6 +18,7 @@
 //!   again from the store.
 
 use crate::config::BusConfig;
+use crate::pace::ChunkPace;
 use crate::store::{Store, StoreError};
 use crate::vault::UnlockedVault;
 use keliling_shared::backoff::Backoff;
@@ -74,6 +75,8 @@ pub struct SyncMetrics {
     pub delivered: AtomicU64,
     pub rejected: AtomicU64,
     pub quarantined: AtomicU64,
+    /// Chunks the pace allows in flight now (see `pace`).
+    pub chunk_window: AtomicU64,
 }
 
 impl SyncMetrics {
@@ -229,6 +232,8 @@ struct Pump {
     connected: bool,
     records_in_flight: HashMap<ApplicationId, Instant>,
     chunks_in_flight: HashMap<(Sha256, u32), Instant>,
+    /// How many chunks the link carries without queueing (`pace`).
+    pace: ChunkPace,
     /// Blobs whose chunks HQ has all confirmed, waiting for `BlobStored`.
     complete_since: HashMap<Sha256, Instant>,
     last_heartbeat: Option<Instant>,
@@ -247,7 +252,12 @@ impl Pump {
         client: AsyncClient,
         metrics: Arc<SyncMetrics>,
     ) -> Self {
+        let pace = ChunkPace::new(
+            cfg.sync.chunk_window,
+            Duration::from_millis(cfg.sync.chunk_queue_ms),
+        );
         Pump {
+            pace,
             cfg,
             topics,
             store,
@@ -328,6 +338,9 @@ impl Pump {
             Net::Disconnected(why) => {
                 if self.connected {
                     info!(%why, "link lost");
+                    if !self.chunks_in_flight.is_empty() {
+                        self.pace.lost();
+                    }
                 }
                 self.connected = false;
                 self.metrics.connected.store(false, Ordering::Relaxed);
@@ -368,12 +381,11 @@ impl Pump {
                 self.store.on_record_ack(&application, &missing)?;
             }
             Down::Progress(progress) => {
-                self.chunks_in_flight
-                    .retain(|(sha, i), _| !(*sha == progress.blob && progress.have.get(*i)));
+                self.chunks_confirmed(|sha, i| *sha == progress.blob && progress.have.get(i));
                 self.store.on_progress(&progress)?;
             }
             Down::BlobStored { blob } => {
-                self.chunks_in_flight.retain(|(sha, _), _| *sha != blob);
+                self.chunks_confirmed(|sha, _| *sha == blob);
                 self.complete_since.remove(&blob);
                 self.store.on_blob_stored(&blob)?;
             }
@@ -413,6 +425,23 @@ impl Pump {
         Ok(())
     }
 
+    /// Forgets the chunks HQ now holds, timing each for the pace.
+    fn chunks_confirmed(&mut self, held: impl Fn(&Sha256, u32) -> bool) {
+        let now = Instant::now();
+        let pace = &mut self.pace;
+        self.chunks_in_flight.retain(|(sha, i), sent| {
+            if held(sha, *i) {
+                pace.confirmed(now.duration_since(*sent), now);
+                false
+            } else {
+                true
+            }
+        });
+        self.metrics
+            .chunk_window
+            .store(self.pace.window() as u64, Ordering::Relaxed);
+    }
+
     /// Sends what the windows allow, most useful first.
     fn pump(&mut self) -> Result<(), SyncError> {
         let now = Instant::now();
@@ -432,7 +461,11 @@ impl Pump {
             age >= resend * 4 || (quiet && age >= resend)
         };
         self.records_in_flight.retain(|_, t| !expired(t));
+        let before = self.chunks_in_flight.len();
         self.chunks_in_flight.retain(|_, t| !expired(t));
+        if self.chunks_in_flight.len() < before {
+            self.pace.lost();
+        }
 
         // 1. Records.
         let window = self.cfg.sync.record_window;
@@ -459,9 +492,8 @@ impl Pump {
 
         // 2. Chunks of the blobs HQ asked for.
         let mut budget = self
-            .cfg
-            .sync
-            .chunk_window
+            .pace
+            .window()
             .saturating_sub(self.chunks_in_flight.len());
         let mut to_query = Vec::new();
         if budget > 0 {

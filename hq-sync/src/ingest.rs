@@ -6,24 +6,38 @@
 //! between receiving and committing makes the broker deliver it again; and even if the
 //! broker forgets, the bus re-sends whatever HQ has not acknowledged.
 //!
+//! The poller never waits on the ingest loop. The ingest loop's replies and acks go
+//! through rumqttc's request channel, which only the poller drains; had the poller also
+//! waited for room in a bounded queue towards the ingest loop, a flood (1000 buses coming
+//! back at once, measured with `keliling-field fleet` against Mosquitto) filled both, each
+//! side waited on the other, no keep-alive went out and the broker dropped HQ. So the queue
+//! to the ingest loop is unbounded, and bounded in practice: QoS 1 messages by the broker's
+//! in-flight window towards HQ (HQ acks only after applying), QoS 0 messages (heartbeats)
+//! by [`MAX_QUEUED_BEST_EFFORT`], past which they are shed.
+//!
 //! Invariants:
 //! - `Delivered` is sent only after the record and every blob it references are committed
 //!   (record and blob rows in SQLite, blob files fsynced and verified).
 //! - `Progress` is sent only after the staged chunks it reports are flushed.
 //! - A message that cannot be understood or is not allowed is quarantined with its reason,
 //!   acked to the broker (so it is not redelivered forever) and never stops ingest. A
-//!   message that fails for a transient reason (disk full, database locked) is *not*
-//!   acked to the broker and not answered: it will come again.
+//!   message that fails for a transient reason (disk full, database locked) is *not
+//!   answered*: the bus re-sends whatever HQ has not answered, so it will come again.
+//! - Every message is acked to the broker, once, in the order it arrived, after its batch's
+//!   effects are committed. rumqttd disconnects a client whose PUBACKs come out of order,
+//!   and a broker redelivers an un-acked message only on a new session, so skipping the
+//!   ack of a failed message would cost a reconnect (rumqttd) or, a window's worth of them
+//!   later, stop delivery to HQ altogether (Mosquitto's `max_inflight_messages`).
 
 use crate::config::HqConfig;
 use crate::photos::{PhotoStore, PhotoStoreError};
+use crate::replies::{self, Replies, Window, REPLY_WINDOW};
 use crate::staging::{Staging, StagingError, Stored};
-use crate::store::{HqStore, HqStoreError, RecordOutcome};
+use crate::store::{FleetUpdate, HqStore, HqStoreError, RecordOutcome};
 use keliling_shared::tls::BrokerTransport;
 use keliling_shared::topics::{Topics, UpKind};
 use keliling_shared::wire::{
-    BusStatus, Chunk, Down, DownEnvelope, Up, UpEnvelope, MAX_BROKER_PACKET_BYTES,
-    MAX_MESSAGE_BYTES,
+    BusStatus, Chunk, Down, Up, UpEnvelope, MAX_BROKER_PACKET_BYTES, MAX_MESSAGE_BYTES,
 };
 use keliling_shared::{Application, BusId, Catalogue, Sha256, UnixMillis};
 use rumqttc::{
@@ -51,12 +65,18 @@ pub enum IngestError {
     Tls(#[from] keliling_shared::tls::TlsError),
 }
 
+/// QoS 0 messages (heartbeats) allowed to wait for the ingest loop; more are dropped, as
+/// QoS 0 allows: the bus sends a fresh heartbeat every minute.
+pub const MAX_QUEUED_BEST_EFFORT: usize = 2048;
+
 /// Blob hash mismatches tolerated before HQ gives up on a blob and says so.
 const MAX_BLOB_MISMATCHES: u32 = 3;
 
 #[derive(Debug, Default)]
 pub struct IngestMetrics {
     pub connected: AtomicBool,
+    /// Sessions opened with the broker (1 while the first connection holds).
+    pub connects: AtomicU64,
     pub messages: AtomicU64,
     pub records_new: AtomicU64,
     pub records_duplicate: AtomicU64,
@@ -68,6 +88,12 @@ pub struct IngestMetrics {
     /// Bad messages past a bus's quarantine budget: acked and dropped, not stored.
     pub quarantine_suppressed: AtomicU64,
     pub transient_errors: AtomicU64,
+    /// QoS 0 messages (heartbeats) dropped because the ingest loop was behind.
+    pub shed_best_effort: AtomicU64,
+    /// Messages received from the broker and not yet taken by the ingest loop.
+    pub queued: AtomicU64,
+    /// Replies dropped because too many waited for the broker (the buses ask again).
+    pub replies_dropped: AtomicU64,
 }
 
 /// New quarantine rows one claimed bus may add per minute. A broken or hostile device
@@ -105,14 +131,23 @@ pub async fn run(
         worker: cfg.ingest.worker_id.clone(),
     };
     let (client, eventloop) = mqtt(&cfg)?;
-    let (tx, mut rx) = mpsc::channel::<Publish>(4096);
+    let (tx, mut rx) = mpsc::unbounded_channel::<Publish>();
+    let window = Arc::new(Window::default());
     let poller = tokio::spawn(poll(
         eventloop,
         client.clone(),
-        cfg.clone(),
-        ingest.topics.clone(),
+        subscriptions(&cfg, &ingest.topics),
         tx,
+        window.clone(),
         metrics,
+        shutdown.clone(),
+    ));
+    let (replies, lane) = replies::lane();
+    let sender = tokio::spawn(replies::send(
+        lane,
+        client.clone(),
+        ingest.topics.clone(),
+        window,
         shutdown.clone(),
     ));
     info!(worker = %cfg.ingest.worker_id, broker = %format!("{}:{}", cfg.broker.host, cfg.broker.port), data = %cfg.data_dir.display(), "HQ ingest running");
@@ -128,8 +163,11 @@ pub async fn run(
                 Err(_) => break,
             }
         }
-        ingest.apply_batch(&client, batch).await;
+        ingest.taken(&batch);
+        ingest.apply_batch(&client, &replies, batch).await;
     }
+    drop(replies);
+    let _ = tokio::time::timeout(Duration::from_millis(500), sender).await;
     let _ = tokio::time::timeout(Duration::from_millis(500), client.disconnect()).await;
     let _ = tokio::time::timeout(Duration::from_secs(1), poller).await;
     Ok(())
@@ -149,7 +187,9 @@ fn mqtt(cfg: &HqConfig) -> Result<(AsyncClient, EventLoop), IngestError> {
         .set_manual_acks(true)
         .set_keep_alive(Duration::from_secs(cfg.broker.keep_alive_secs.max(5)))
         .set_max_packet_size(MAX_BROKER_PACKET_BYTES, MAX_MESSAGE_BYTES + 1024)
-        .set_inflight(200);
+        // Twice the reply window: rumqttc must always have room, so that it keeps reading
+        // its request queue, where HQ's acks to the broker wait (see `replies`).
+        .set_inflight((REPLY_WINDOW * 2) as u16);
     match transport {
         BrokerTransport::Tls(config) => {
             opts.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(config)));
@@ -170,12 +210,26 @@ fn mqtt(cfg: &HqConfig) -> Result<(AsyncClient, EventLoop), IngestError> {
     Ok((client, eventloop))
 }
 
+/// The topic filters HQ subscribes to on every new session.
+fn subscriptions(cfg: &HqConfig, topics: &Topics) -> Vec<String> {
+    UpKind::ALL
+        .into_iter()
+        .map(|kind| {
+            let filter = topics.up_filter(kind);
+            match (&cfg.ingest.shared_group, kind) {
+                (Some(g), k) if k != UpKind::Chunk => format!("$share/{g}/{filter}"),
+                _ => filter,
+            }
+        })
+        .collect()
+}
+
 async fn poll(
     mut eventloop: EventLoop,
     client: AsyncClient,
-    cfg: HqConfig,
-    topics: Topics,
-    tx: mpsc::Sender<Publish>,
+    filters: Vec<String>,
+    tx: mpsc::UnboundedSender<Publish>,
+    window: Arc<Window>,
     metrics: Arc<IngestMetrics>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -187,26 +241,33 @@ async fn poll(
             ev = eventloop.poll() => ev,
         };
         match ev {
-            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                if !ack.session_present {
+                    window.reset();
+                }
                 backoff.reset();
                 metrics.connected.store(true, Ordering::Relaxed);
+                metrics.connects.fetch_add(1, Ordering::Relaxed);
                 info!("HQ connected to broker");
-                for kind in UpKind::ALL {
-                    let filter = topics.up_filter(kind);
-                    let filter = match (&cfg.ingest.shared_group, kind) {
-                        (Some(g), k) if k != UpKind::Chunk => format!("$share/{g}/{filter}"),
-                        _ => filter,
-                    };
-                    if let Err(e) = client.try_subscribe(filter, QoS::AtLeastOnce) {
+                for filter in &filters {
+                    if let Err(e) = client.try_subscribe(filter.clone(), QoS::AtLeastOnce) {
                         warn!(error = %e, "subscribe failed");
                     }
                 }
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
-                if tx.send(p).await.is_err() {
+                let queued = metrics.queued.load(Ordering::Relaxed) as usize;
+                if p.qos == QoS::AtMostOnce && queued >= MAX_QUEUED_BEST_EFFORT {
+                    metrics.shed_best_effort.fetch_add(1, Ordering::Relaxed);
+                    debug!(topic = %p.topic, queued, "ingest is behind: QoS 0 message shed");
+                    continue;
+                }
+                metrics.queued.fetch_add(1, Ordering::Relaxed);
+                if tx.send(p).is_err() {
                     return;
                 }
             }
+            Ok(Event::Incoming(Packet::PubAck(_))) => window.acked(),
             Ok(_) => {}
             Err(e) => {
                 metrics.connected.store(false, Ordering::Relaxed);
@@ -269,26 +330,38 @@ impl QuarantineBudget {
 #[derive(Default)]
 struct Effects {
     replies: Vec<(BusId, Down)>,
+    /// Heartbeats and online/offline, committed together after the batch.
+    fleet: Vec<FleetUpdate>,
     /// Blobs whose chunks arrived: a progress snapshot goes out after the flush.
     touched: BTreeMap<Sha256, BusId>,
 }
 
 impl Ingest {
-    async fn apply_batch(&mut self, client: &AsyncClient, batch: Vec<Publish>) {
+    /// The ingest loop took `batch` off the poller's queue.
+    fn taken(&self, batch: &[Publish]) {
+        self.metrics
+            .queued
+            .fetch_sub(batch.len() as u64, Ordering::Relaxed);
+    }
+
+    async fn apply_batch(&mut self, client: &AsyncClient, replies: &Replies, batch: Vec<Publish>) {
         let mut fx = Effects::default();
-        let mut to_ack = Vec::with_capacity(batch.len());
-        for p in batch {
+        for p in &batch {
             self.metrics.messages.fetch_add(1, Ordering::Relaxed);
-            match self.apply(&p, &mut fx) {
-                Ok(()) => to_ack.push(p),
-                Err(e) => {
-                    // Transient: neither acked nor answered, so it comes again.
-                    self.metrics
-                        .transient_errors
-                        .fetch_add(1, Ordering::Relaxed);
-                    error!(error = %e, topic = %p.topic, "cannot apply message now; it will be redelivered or re-sent");
-                }
+            if let Err(e) = self.apply(p, &mut fx) {
+                // Transient: not answered, so its bus sends it again.
+                self.metrics
+                    .transient_errors
+                    .fetch_add(1, Ordering::Relaxed);
+                error!(error = %e, topic = %p.topic, "cannot apply message now; its bus will send it again");
             }
+        }
+        if let Err(e) = self.store.apply_fleet_updates(&fx.fleet) {
+            // The fleet view only: the next heartbeat (every minute) puts it right.
+            self.metrics
+                .transient_errors
+                .fetch_add(1, Ordering::Relaxed);
+            error!(error = %e, updates = fx.fleet.len(), "cannot record heartbeats and statuses now");
         }
         if !fx.touched.is_empty() {
             if let Err(e) = self.staging.flush().await {
@@ -303,25 +376,22 @@ impl Ingest {
                 Err(e) => warn!(error = %e, "cannot read staging progress"),
             }
         }
+        // Acks first, then the replies go to their own lane (`replies`): HQ's acks must
+        // never wait behind its replies. Everything the batch changed is committed by now.
+        for p in &batch {
+            if let Err(e) = client.ack(p).await {
+                warn!(error = %e, "cannot ack to broker");
+            }
+        }
         for (bus, body) in fx.replies {
             if matches!(body, Down::Delivered { .. }) {
                 self.metrics.delivered_acks.fetch_add(1, Ordering::Relaxed);
             }
-            let topic = self.topics.down(&bus);
-            match DownEnvelope::new(bus, body).encode() {
-                Ok(bytes) => {
-                    if let Err(e) = client.publish(topic, QoS::AtLeastOnce, false, bytes).await {
-                        warn!(error = %e, "cannot queue reply");
-                    }
-                }
-                Err(e) => error!(error = %e, "cannot encode reply"),
-            }
+            replies.push(bus, body);
         }
-        for p in to_ack {
-            if let Err(e) = client.ack(&p).await {
-                warn!(error = %e, "cannot ack to broker");
-            }
-        }
+        self.metrics
+            .replies_dropped
+            .store(replies.dropped(), Ordering::Relaxed);
     }
 
     fn quarantine(
@@ -399,10 +469,22 @@ impl Ingest {
                 }
                 Ok(())
             }
-            Up::Heartbeat(hb) => Ok(self.store.record_heartbeat(&topic_bus, &hb, now)?),
-            Up::Status(s) => Ok(self
-                .store
-                .set_online(&topic_bus, s == BusStatus::Online, now)?),
+            Up::Heartbeat(hb) => {
+                fx.fleet.push(FleetUpdate::Heartbeat {
+                    bus: topic_bus,
+                    hb,
+                    hq_now: now,
+                });
+                Ok(())
+            }
+            Up::Status(s) => {
+                fx.fleet.push(FleetUpdate::Online {
+                    bus: topic_bus,
+                    online: s == BusStatus::Online,
+                    hq_now: now,
+                });
+                Ok(())
+            }
         }
     }
 

@@ -1,6 +1,7 @@
 //! Keliling HQ: takes what the buses send over MQTT, makes it durable, and acknowledges.
 //!
 //! - [`ingest`]: the MQTT ingest loop and its invariants (ack only after commit).
+//! - [`replies`]: HQ's answers to buses, on their own lane so acks never wait behind them.
 //! - [`store`]: the HQ record store (SQLite).
 //! - [`photos`]: verified blobs as content-addressed files.
 //! - [`staging`]: uploads in progress (sled), disposable.
@@ -15,6 +16,7 @@ pub mod fd_limit;
 pub mod ingest;
 pub mod photos;
 pub mod pki;
+pub mod replies;
 pub mod staging;
 pub mod store;
 pub mod tls_front;

@@ -87,6 +87,21 @@ pub struct Counts {
     pub buses: u64,
 }
 
+/// A change to HQ's fleet view, from a bus's heartbeat or its online/offline status.
+#[derive(Clone, Debug)]
+pub enum FleetUpdate {
+    Heartbeat {
+        bus: BusId,
+        hb: Heartbeat,
+        hq_now: UnixMillis,
+    },
+    Online {
+        bus: BusId,
+        online: bool,
+        hq_now: UnixMillis,
+    },
+}
+
 pub struct HqStore {
     conn: Connection,
 }
@@ -375,35 +390,86 @@ impl HqStore {
         Ok(n == 1)
     }
 
+    /// Applies a batch's fleet-view updates (heartbeats, online/offline) in one transaction.
+    ///
+    /// Why one transaction: each update alone would be a durable commit (an fsync with
+    /// `synchronous=FULL`), and a thousand buses reconnecting at once send a thousand
+    /// heartbeats; one fsync per batch keeps ingest on the records that matter. The order
+    /// within the batch is kept, so an offline after a heartbeat stays offline.
+    pub fn apply_fleet_updates(&mut self, updates: &[FleetUpdate]) -> Result<(), HqStoreError> {
+        if updates.is_empty() {
+            return Ok(());
+        }
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        for u in updates {
+            match u {
+                FleetUpdate::Heartbeat { bus, hb, hq_now } => {
+                    let skew = hb.bus_clock.0 - hq_now.0;
+                    tx.execute(
+                        "INSERT INTO buses (bus_id, online, last_seen, queue_depth, bytes_waiting, oldest_unsynced, last_sync, lat, lon, software, bus_clock, clock_skew_ms)
+                         VALUES (?1, 1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                         ON CONFLICT(bus_id) DO UPDATE SET online = 1, last_seen = excluded.last_seen, queue_depth = excluded.queue_depth,
+                            bytes_waiting = excluded.bytes_waiting, oldest_unsynced = excluded.oldest_unsynced, last_sync = excluded.last_sync,
+                            lat = excluded.lat, lon = excluded.lon, software = excluded.software, bus_clock = excluded.bus_clock,
+                            clock_skew_ms = excluded.clock_skew_ms",
+                        params![
+                            bus.as_str(),
+                            hq_now.0,
+                            hb.queue_depth,
+                            hb.bytes_waiting as i64,
+                            hb.oldest_unsynced.map(|t| t.0),
+                            hb.last_sync.map(|t| t.0),
+                            hb.position.map(|p| p.lat()),
+                            hb.position.map(|p| p.lon()),
+                            hb.software,
+                            hb.bus_clock.0,
+                            skew,
+                        ],
+                    )?;
+                }
+                FleetUpdate::Online {
+                    bus,
+                    online,
+                    hq_now,
+                } => {
+                    tx.execute(
+                        "INSERT INTO buses (bus_id, online, last_seen) VALUES (?1, ?2, ?3)
+                         ON CONFLICT(bus_id) DO UPDATE SET online = excluded.online, last_seen = excluded.last_seen",
+                        params![bus.as_str(), online, hq_now.0],
+                    )?;
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
     pub fn record_heartbeat(
         &mut self,
         bus: &BusId,
         hb: &Heartbeat,
         hq_now: UnixMillis,
     ) -> Result<(), HqStoreError> {
-        let skew = hb.bus_clock.0 - hq_now.0;
-        self.conn.execute(
-            "INSERT INTO buses (bus_id, online, last_seen, queue_depth, bytes_waiting, oldest_unsynced, last_sync, lat, lon, software, bus_clock, clock_skew_ms)
-             VALUES (?1, 1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
-             ON CONFLICT(bus_id) DO UPDATE SET online = 1, last_seen = excluded.last_seen, queue_depth = excluded.queue_depth,
-                bytes_waiting = excluded.bytes_waiting, oldest_unsynced = excluded.oldest_unsynced, last_sync = excluded.last_sync,
-                lat = excluded.lat, lon = excluded.lon, software = excluded.software, bus_clock = excluded.bus_clock,
-                clock_skew_ms = excluded.clock_skew_ms",
-            params![
-                bus.as_str(),
-                hq_now.0,
-                hb.queue_depth,
-                hb.bytes_waiting as i64,
-                hb.oldest_unsynced.map(|t| t.0),
-                hb.last_sync.map(|t| t.0),
-                hb.position.map(|p| p.lat()),
-                hb.position.map(|p| p.lon()),
-                hb.software,
-                hb.bus_clock.0,
-                skew,
-            ],
-        )?;
-        Ok(())
+        self.apply_fleet_updates(&[FleetUpdate::Heartbeat {
+            bus: bus.clone(),
+            hb: hb.clone(),
+            hq_now,
+        }])
+    }
+
+    pub fn set_online(
+        &mut self,
+        bus: &BusId,
+        online: bool,
+        hq_now: UnixMillis,
+    ) -> Result<(), HqStoreError> {
+        self.apply_fleet_updates(&[FleetUpdate::Online {
+            bus: bus.clone(),
+            online,
+            hq_now,
+        }])
     }
 
     /// Marks `bus` revoked: from now on ingest quarantines whatever it sends.
@@ -477,20 +543,6 @@ impl HqStore {
                 |r| r.get(0),
             )
             .optional()?)
-    }
-
-    pub fn set_online(
-        &mut self,
-        bus: &BusId,
-        online: bool,
-        hq_now: UnixMillis,
-    ) -> Result<(), HqStoreError> {
-        self.conn.execute(
-            "INSERT INTO buses (bus_id, online, last_seen) VALUES (?1, ?2, ?3)
-             ON CONFLICT(bus_id) DO UPDATE SET online = excluded.online, last_seen = excluded.last_seen",
-            params![bus.as_str(), online, hq_now.0],
-        )?;
-        Ok(())
     }
 
     pub fn counts(&self) -> Result<Counts, HqStoreError> {

@@ -34,6 +34,7 @@
 //! do in between depends on timing, so a seed reproduces the storm, not every interleaving.
 
 use crate::harness::{init_bus_store, BrokerKind, Daemon, Identity, TestBroker};
+use crate::procstat;
 use crate::proxy::{LinkProxy, Shape};
 use crate::sample;
 use anyhow::{bail, Context, Result};
@@ -1591,27 +1592,14 @@ fn bytes(b: u64) -> String {
 /// CPUs, model, memory and kernel, from /proc where there is one.
 pub fn machine() -> String {
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let model = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let mem = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find(|l| l.starts_with("MemTotal"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map_or_else(|| "? GiB".into(), |kb| format!("{:.1} GiB", kb / 1048576.0));
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|k| format!("Linux {}", k.trim()))
-        .unwrap_or_else(|_| std::env::consts::OS.into());
+    let model = procstat::cpu_model().unwrap_or_else(|| "unknown CPU".into());
+    let mem = procstat::mem_total_kib().map_or_else(
+        || "? GiB".into(),
+        |kib| format!("{:.1} GiB", kib as f64 / 1048576.0),
+    );
+    let kernel = procstat::kernel_release()
+        .map(|k| format!("Linux {k}"))
+        .unwrap_or_else(|| std::env::consts::OS.into());
     format!("{cpus} CPUs ({model}), {mem} RAM, {kernel}")
 }
 

@@ -13,9 +13,13 @@
 //!
 //! Both audit the result as an auditor would (bus stores, HQ's SQLite file, photo files).
 
-use crate::harness::{binary, init_bus_store, BrokerKind, SHIPPED_ACL};
-use crate::mosquitto::{Mosquitto, MosquittoTls};
+use crate::harness::{binary, init_bus_store, mosquitto_tls, why_ended, BrokerKind};
+use crate::mosquitto::Mosquitto;
 use crate::ports::{free_port, wait_for_port};
+pub use crate::procstat::{
+    cpu_model, loadavg, machine_cpu, mem_total_kib, nofile_limits, open_fds, others_cores,
+    proc_sample, MachineCpu, ProcSample,
+};
 use crate::proxy::{LinkProxy, Shape};
 use crate::sample;
 use anyhow::{anyhow, bail, Context, Result};
@@ -124,137 +128,14 @@ pub fn secs(s: f64) -> String {
 // ---------------------------------------------------------------------------------------
 // The machine and processes, from /proc
 
-/// CPU time and memory of one process.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ProcSample {
-    /// utime + stime, seconds.
-    pub cpu_secs: f64,
-    /// VmRSS, KiB.
-    pub rss_kib: u64,
-    /// VmHWM (peak RSS), KiB.
-    pub hwm_kib: u64,
-}
-
-fn proc_dir(pid: Option<u32>) -> PathBuf {
-    match pid {
-        Some(p) => PathBuf::from(format!("/proc/{p}")),
-        None => PathBuf::from("/proc/self"),
-    }
-}
-
-/// utime + stime (from `/proc/<pid>/stat`) and VmRSS / VmHWM (from `status`) of `pid`,
-/// or of this process for `None`.
-pub fn proc_sample(pid: Option<u32>) -> Result<ProcSample> {
-    let dir = proc_dir(pid);
-    let stat = std::fs::read_to_string(dir.join("stat"))
-        .with_context(|| format!("reading {}/stat", dir.display()))?;
-    // The command name may hold spaces and parentheses: fields count from the last ')'.
-    let after = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest)
-        .context("malformed /proc stat")?;
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    // After ')': state is field 3, so utime (14) and stime (15) are at 11 and 12.
-    let tick = |i: usize| -> Result<u64> {
-        fields
-            .get(i)
-            .and_then(|v| v.parse().ok())
-            .context("malformed /proc stat times")
-    };
-    let ticks = tick(11)? + tick(12)?;
-    let hz = rustix::param::clock_ticks_per_second().max(1);
-    let status = std::fs::read_to_string(dir.join("status"))
-        .with_context(|| format!("reading {}/status", dir.display()))?;
-    let kb = |key: &str| -> u64 {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(key))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or(0)
-    };
-    Ok(ProcSample {
-        cpu_secs: ticks as f64 / hz as f64,
-        rss_kib: kb("VmRSS:"),
-        hwm_kib: kb("VmHWM:"),
-    })
-}
-
-/// The soft and hard open-file limits of `pid` (from `/proc/<pid>/limits`).
-pub fn nofile_limits(pid: Option<u32>) -> Option<(String, String)> {
-    let text = std::fs::read_to_string(proc_dir(pid).join("limits")).ok()?;
-    let line = text.lines().find(|l| l.starts_with("Max open files"))?;
-    let mut parts = line["Max open files".len()..].split_whitespace();
-    Some((parts.next()?.to_owned(), parts.next()?.to_owned()))
-}
-
-/// Open file descriptors of `pid` right now.
-pub fn open_fds(pid: Option<u32>) -> Option<usize> {
-    Some(std::fs::read_dir(proc_dir(pid).join("fd")).ok()?.count())
-}
-
-/// The whole machine's busy and total CPU time (from `/proc/stat`), seconds.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct MachineCpu {
-    pub busy_secs: f64,
-    pub total_secs: f64,
-}
-
-pub fn machine_cpu() -> MachineCpu {
-    let Ok(text) = std::fs::read_to_string("/proc/stat") else {
-        return MachineCpu::default();
-    };
-    let Some(line) = text.lines().find(|l| l.starts_with("cpu ")) else {
-        return MachineCpu::default();
-    };
-    let v: Vec<u64> = line
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    // user nice system idle iowait irq softirq steal (guest time is inside user).
-    let total: u64 = v.iter().take(8).sum();
-    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
-    let hz = rustix::param::clock_ticks_per_second().max(1) as f64;
-    MachineCpu {
-        busy_secs: (total - idle.min(total)) as f64 / hz,
-        total_secs: total as f64 / hz,
-    }
-}
-
-pub fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|| "?".into())
-}
-
 /// One line about the machine: CPUs, model, memory.
 pub fn machine_line() -> String {
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let model = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find_map(|l| l.strip_prefix("model name"))
-                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
-        })
-        .unwrap_or_else(|| "?".into());
-    let mem = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find_map(|l| l.strip_prefix("MemTotal:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        })
-        .map_or("?".into(), |kb| format!("{:.1} GiB", kb / 1024.0 / 1024.0));
+    let model = cpu_model().unwrap_or_else(|| "?".into());
+    let mem = mem_total_kib().map_or("?".into(), |kib| {
+        format!("{:.1} GiB", kib as f64 / 1024.0 / 1024.0)
+    });
     format!("{cpus} CPUs ({model}), {mem} RAM")
-}
-
-/// What the rest of the machine did meanwhile: cores used by processes other than the
-/// measured ones, from the machine's busy time minus theirs.
-pub fn others_cores(before: MachineCpu, after: MachineCpu, ours_cpu_secs: f64, wall: f64) -> f64 {
-    let busy = after.busy_secs - before.busy_secs;
-    ((busy - ours_cpu_secs) / wall.max(1e-9)).max(0.0)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -435,16 +316,6 @@ fn bus_config(pki: &Pki, bus: &BusId, data_dir: &Path, port: u16) -> BusConfig {
     cfg
 }
 
-fn mosquitto_tls(pki: &Pki) -> MosquittoTls {
-    MosquittoTls {
-        ca: pki.ca_cert(),
-        cert: pki.broker_cert(),
-        key: pki.broker_key(),
-        crl: pki.crl(),
-        acl: SHIPPED_ACL.to_owned(),
-    }
-}
-
 fn broker_name(kind: BrokerKind) -> &'static str {
     match kind {
         BrokerKind::Embedded => "embedded (rumqttd)",
@@ -503,6 +374,8 @@ pub struct DrainRun {
     pub quartiles: [f64; 4],
     /// Each probe booking's time from capture to delivered (HQ's ack applied), seconds.
     pub probe_latency: Vec<f64>,
+    /// The bus's chunk window (`bus_node::pace`), sampled every 20 ms of the drain.
+    pub window_samples: Vec<u64>,
 }
 
 enum Broker2g {
@@ -664,7 +537,9 @@ async fn drain_through_proxy(
     let deadline = started + opts.timeout;
     let mut quartiles = [0.0f64; 4];
     let mut next_print = started + Duration::from_secs(30);
+    let mut window_samples = Vec::new();
     loop {
+        window_samples.push(SyncMetrics::get(&metrics.chunk_window));
         // Delivered probes count too, so the quartiles are of the backlog only nearly.
         let delivered = SyncMetrics::get(&metrics.delivered);
         for (q, slot) in quartiles.iter_mut().enumerate() {
@@ -683,11 +558,7 @@ async fn drain_through_proxy(
             bail!("{label}: capturing the probe bookings failed");
         }
         if bus_task.is_finished() {
-            let why = match (&mut bus_task).await {
-                Ok(Ok(())) => "it returned".to_owned(),
-                Ok(Err(e)) => e.to_string(),
-                Err(e) => e.to_string(),
-            };
+            let why = why_ended(&mut bus_task).await;
             bail!("{label}: the bus sync stopped before its backlog was delivered: {why}");
         }
         if hq.is_finished() {
@@ -764,6 +635,7 @@ async fn drain_through_proxy(
         others_cores: others,
         quartiles,
         probe_latency,
+        window_samples,
     };
     proxy.restore();
     let _ = stop_tx.send(true);
@@ -860,12 +732,13 @@ pub async fn run_2g(opts: &TwoGOptions) -> Result<Report> {
             }
         ),
         format!(
-            "Bus: `bus_node::daemon::run` in this process with the default sync settings{}: record_window {}, chunk_window {} ({} in flight = {:.1} s of link time; the link's bandwidth-delay product is {} B), resend after {} ms, back-off {}..{} ms, keep-alive {} s; TLS 1.3 with its fleet certificate",
+            "Bus: `bus_node::daemon::run` in this process with the default sync settings{}: record_window {}, chunk_window {} at most ({} in flight = {:.1} s of link time; the pace keeps fewer when chunks queue more than chunk_queue_ms {} behind others; the link's bandwidth-delay product is {} B), resend after {} ms, back-off {}..{} ms, keep-alive {} s; TLS 1.3 with its fleet certificate",
             if opts.chunk_window.is_some() { " except the chunk window" } else { "" },
             sync.record_window,
             sync.chunk_window,
             kib((sync.chunk_window as u64 * u64::from(chunk_size)) as f64),
             (sync.chunk_window as u64 * u64::from(chunk_size)) as f64 / rate,
+            sync.chunk_queue_ms,
             (rate * opts.rtt.as_secs_f64()) as u64,
             sync.resend_after_ms,
             sync.backoff_min_ms,
@@ -873,8 +746,11 @@ pub async fn run_2g(opts: &TwoGOptions) -> Result<Report> {
             cfg.broker.keep_alive_secs
         ),
         format!(
-            "HQ: `hq_sync::ingest::run` in this process; broker: {}, in this process's reach, mutual TLS with the fleet PKI",
-            broker_name(opts.broker)
+            "HQ: `hq_sync::ingest::run` in this process; broker: {}; mutual TLS with the fleet PKI",
+            match opts.broker {
+                BrokerKind::Embedded => "the embedded rumqttd with its TLS front, in this process",
+                BrokerKind::Mosquitto => "Mosquitto with the harness's config (the shipped ACL, CRL, persistence), its own process",
+            }
         ),
     ];
 
@@ -1105,12 +981,33 @@ pub async fn run_2g(opts: &TwoGOptions) -> Result<Report> {
                 l[l.len() - 1]
             ),
             format!(
-                "{} KTP-el bookings (a record of a few hundred bytes, no photo), one every {:.0} s while the backlog drained; records go before chunks, but behind the chunks already in flight (chunk_window {} = {:.1} s of link time) and any cut; all: {}",
+                "{} KTP-el bookings (a record of a few hundred bytes, no photo), one every {:.0} s while the backlog drained; records go before chunks, but behind the chunks already in flight (the chunk window, see its row) and any cut; all: {}",
                 l.len(),
                 opts.probe_every.map_or(0.0, |d| d.as_secs_f64()),
-                sync.chunk_window,
-                (sync.chunk_window as u64 * u64::from(chunk_size)) as f64 / rate,
                 l.iter().map(|x| format!("{x:.1}")).collect::<Vec<_>>().join(", ")
+            ),
+        );
+    }
+    if !r.window_samples.is_empty() {
+        let mut w = r.window_samples.clone();
+        w.sort_unstable();
+        let at = |q: f64| w[((w.len() - 1) as f64 * q) as usize];
+        let mean = w.iter().sum::<u64>() as f64 / w.len() as f64;
+        report.row(
+            "Chunk window kept by the pace (chunks in flight allowed)",
+            format!(
+                "median {}, mean {:.1} ({:.1} s of link time)",
+                at(0.5),
+                mean,
+                mean * f64::from(chunk_size) / rate
+            ),
+            format!(
+                "`bus_node::pace` sampled every 20 ms of the drain: p10 {}, p90 {}, max {} (configured at most {}); grows while HQ's confirmations come back without queueing, shrinks when chunks queue over {} ms, halves on a cut",
+                at(0.1),
+                at(0.9),
+                w[w.len() - 1],
+                sync.chunk_window,
+                sync.chunk_queue_ms
             ),
         );
     }
@@ -1792,6 +1689,25 @@ fn verify_fleet(fleet: &[FleetBus], dbs: &[PathBuf], hq_dir: &Path, apps: u64) -
 }
 
 /// The fleet run: see the module docs. Returns the report.
+/// A process's share of a fleet run, as its report row shows it: "12.3 CPU-s (0.41 cores)
+/// / 45.6 MiB" (CPU over a run of `secs`, then peak RSS); one format for HQ, the broker
+/// and the load generator so their rows compare.
+fn cpu_and_peak(cpu_secs: f64, secs: f64, hwm_kib: u64) -> String {
+    format!(
+        "{:.1} CPU-s ({:.2} cores) / {}",
+        cpu_secs,
+        cpu_secs / secs,
+        mib(hwm_kib as f64 * 1024.0)
+    )
+}
+
+/// An open-file limit (soft, hard) as a report shows it: "1024 (hard 4096)", "?" if unknown.
+fn nofile_text(limits: &Option<(String, String)>) -> String {
+    limits
+        .as_ref()
+        .map_or("?".into(), |(s, h)| format!("{s} (hard {h})"))
+}
+
 pub async fn run_fleet(opts: &FleetOptions) -> Result<Report> {
     let limit = hq_sync::fd_limit::raise_nofile().context("raising the open-file limit")?;
     std::fs::create_dir_all(&opts.dir)
@@ -1861,27 +1777,15 @@ pub async fn run_fleet(opts: &FleetOptions) -> Result<Report> {
         );
         report.row(
             format!("{b}: HQ (`hq-sync run`) CPU / peak RSS"),
-            format!(
-                "{:.1} CPU-s ({:.2} cores) / {}",
-                r.hq_cpu,
-                r.hq_cpu / r.secs,
-                mib(r.hq_hwm_kib as f64 * 1024.0)
-            ),
+            cpu_and_peak(r.hq_cpu, r.secs, r.hq_hwm_kib),
             format!(
                 "utime+stime from /proc/<pid>/stat over the drain; VmHWM; open-file limit {}",
-                r.hq_nofile
-                    .as_ref()
-                    .map_or("?".into(), |(s, h)| format!("{s} (hard {h})"))
+                nofile_text(&r.hq_nofile)
             ),
         );
         report.row(
             format!("{b}: broker CPU / peak RSS"),
-            format!(
-                "{:.1} CPU-s ({:.2} cores) / {}",
-                r.broker_cpu,
-                r.broker_cpu / r.secs,
-                mib(r.broker_hwm_kib as f64 * 1024.0)
-            ),
+            cpu_and_peak(r.broker_cpu, r.secs, r.broker_hwm_kib),
             format!(
                 "{}; at most {} open files during the drain; open-file limit {}",
                 match kind {
@@ -1889,19 +1793,12 @@ pub async fn run_fleet(opts: &FleetOptions) -> Result<Report> {
                     BrokerKind::Mosquitto => "the mosquitto process",
                 },
                 r.broker_fds.unwrap_or(0),
-                r.broker_nofile
-                    .as_ref()
-                    .map_or("?".into(), |(s, h)| format!("{s} (hard {h})"))
+                nofile_text(&r.broker_nofile)
             ),
         );
         report.row(
             format!("{b}: load generator ({} buses) CPU / peak RSS", fleet.len()),
-            format!(
-                "{:.1} CPU-s ({:.2} cores) / {}",
-                r.gen_cpu,
-                r.gen_cpu / r.secs,
-                mib(r.gen_hwm_kib as f64 * 1024.0)
-            ),
+            cpu_and_peak(r.gen_cpu, r.secs, r.gen_hwm_kib),
             format!(
                 "this process (peak RSS includes the setup); at most {} open files; the rest of the machine used {:.2} cores meanwhile",
                 r.gen_fds.unwrap_or(0),

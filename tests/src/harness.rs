@@ -5,20 +5,26 @@
 use crate::mosquitto::{Mosquitto, MosquittoTls};
 use crate::ports::free_port;
 use anyhow::{bail, Context, Result};
+use bus_node::capture::{capture, CaptureInput, CaptureSettings};
 use bus_node::store::Store;
 use bus_node::BusConfig;
+use hq_sync::ingest::{IngestError, IngestMetrics};
 use hq_sync::photos::PhotoStore;
 use hq_sync::pki::{BundleOptions, Pki};
 use hq_sync::store::HqStore;
 use hq_sync::HqConfig;
 use keliling_shared::tls::ClientTlsFiles;
-use keliling_shared::BusId;
 use keliling_shared::Sha256;
+use keliling_shared::{Application, BusId, Catalogue};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::process::{Child, Command};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BrokerKind {
@@ -104,14 +110,7 @@ impl TestBroker {
             BrokerKind::Mosquitto => {
                 let d = dir.join("mosquitto");
                 std::fs::create_dir_all(&d)?;
-                let tls = MosquittoTls {
-                    ca: pki.ca_cert(),
-                    cert: pki.broker_cert(),
-                    key: pki.broker_key(),
-                    crl: pki.crl(),
-                    acl: SHIPPED_ACL.to_owned(),
-                };
-                Server::Mosquitto(Mosquitto::start_with(&d, Some(&tls)).await?)
+                Server::Mosquitto(Mosquitto::start_with(&d, Some(&mosquitto_tls(&pki))).await?)
             }
         };
         Ok(Some(TestBroker { kind, server, pki }))
@@ -179,16 +178,8 @@ impl TestBroker {
         let bus = BusId::parse(bus_id)?;
         let dir = self.pki.bundle_dir(&bus);
         if !dir.join("tls/bus.pem").exists() {
-            self.pki.provision_bus(
-                &bus,
-                &BundleOptions {
-                    broker_host: "127.0.0.1".into(),
-                    broker_port: self.port(),
-                    install_dir: dir.clone(),
-                    data_dir: dir.join("data"),
-                    renew: false,
-                },
-            )?;
+            self.pki
+                .provision_bus(&bus, &local_bundle(self.port(), &dir))?;
         }
         Ok(ClientTlsFiles {
             ca: Some(dir.join("tls/ca.pem")),
@@ -230,6 +221,18 @@ impl TestBroker {
             }
         }
         Ok(env)
+    }
+
+    /// `hq-sync run` against this broker with its data in `hq_dir`, logging to `log`: the
+    /// plain HQ most scenarios start (ones with extra settings use [`Daemon::spawn`]).
+    pub async fn spawn_hq(&self, hq_dir: &Path, log: &Path) -> Result<Daemon> {
+        Daemon::spawn("hq-sync", &["run"], &self.hq_env(hq_dir), log).await
+    }
+
+    /// `bus-node run` as `bus_id` against this broker, data in `dir`, logging to `log` (the
+    /// bus is provisioned if needed).
+    pub async fn spawn_bus(&self, bus_id: &str, dir: &Path, log: &Path) -> Result<Daemon> {
+        Daemon::spawn("bus-node", &["run"], &self.bus_env(bus_id, dir)?, log).await
     }
 
     /// An in-process HQ config for this broker.
@@ -280,21 +283,37 @@ impl TestBroker {
                 // formed and names a real bus, but no fleet CA signed it.
                 let other = Pki::init(dir, &["127.0.0.1".into()])?;
                 let bus = BusId::parse("bus-ntt-01")?;
-                let b = other.provision_bus(
-                    &bus,
-                    &BundleOptions {
-                        broker_host: "127.0.0.1".into(),
-                        broker_port: self.port(),
-                        install_dir: dir.clone(),
-                        data_dir: dir.join("data"),
-                        renew: false,
-                    },
-                )?;
+                let b = other.provision_bus(&bus, &local_bundle(self.port(), dir))?;
                 keliling_shared::tls::client_config(&ca, &b.cert, &b.key)?
             }
         };
         opts.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(config)));
         Ok(opts)
+    }
+}
+
+/// A bus bundle for a broker on `127.0.0.1:port`, installed in `dir` (data in `dir/data`):
+/// the one shape every test bus is provisioned with, for the fleet PKI and a foreign one.
+fn local_bundle(port: u16, dir: &Path) -> BundleOptions {
+    BundleOptions {
+        broker_host: "127.0.0.1".into(),
+        broker_port: port,
+        install_dir: dir.to_owned(),
+        data_dir: dir.join("data"),
+        renew: false,
+    }
+}
+
+/// Mosquitto's TLS set-up for the fleet PKI `pki`: its CA, the broker's certificate and
+/// key, the CRL and the shipped ACL. The tests, the field runs and the benchmarks all run
+/// Mosquitto as production does, so they share this one definition of "as production".
+pub fn mosquitto_tls(pki: &Pki) -> MosquittoTls {
+    MosquittoTls {
+        ca: pki.ca_cert(),
+        cert: pki.broker_cert(),
+        key: pki.broker_key(),
+        crl: pki.crl(),
+        acl: SHIPPED_ACL.to_owned(),
     }
 }
 
@@ -466,6 +485,145 @@ pub fn init_bus_store(db: &Path) -> Result<std::sync::Arc<bus_node::UnlockedVaul
         store.init_vault(&pass, bus_node::KdfParams::INSECURE_FAST)?
     };
     Ok(std::sync::Arc::new(vault))
+}
+
+/// Capture settings of a test bus: 16 KiB chunks, so that one camera photo makes several
+/// chunks and a sync has something to resume.
+pub fn test_capture_settings(bus: &str) -> Result<CaptureSettings> {
+    Ok(CaptureSettings {
+        bus_id: BusId::parse(bus)?,
+        chunk_size: 16 * 1024,
+        photo_limits: Default::default(),
+    })
+}
+
+/// Captures `input` into the bus store at `db`, setting the store up first if it is new
+/// ([`init_bus_store`]), as the bus's capture screen would; returns the saved application.
+/// Tests that need one particular citizen (an odd name, a scan) build `input` themselves.
+pub fn capture_into(
+    db: &Path,
+    settings: &CaptureSettings,
+    input: CaptureInput,
+) -> Result<Application> {
+    init_bus_store(db)?;
+    let mut store = Store::open(db)?;
+    Ok(capture(&mut store, &Catalogue::builtin(), settings, input)?.application)
+}
+
+/// Captures the sample licence renewals `range` (citizen `i` with a unique camera photo
+/// of the fixture portrait, [`crate::sample::sim_renewal`]) into the bus store at `db`,
+/// setting it up first if it is new. The portrait is decoded once for the whole range.
+pub fn capture_renewals(
+    db: &Path,
+    settings: &CaptureSettings,
+    range: std::ops::Range<usize>,
+) -> Result<Vec<Application>> {
+    let portrait = keliling_photo::fixtures::load_portrait()?;
+    let catalogue = Catalogue::builtin();
+    init_bus_store(db)?;
+    let mut store = Store::open(db)?;
+    let mut apps = Vec::with_capacity(range.len());
+    for i in range {
+        let photo = crate::sample::camera_photo(&portrait, i)?;
+        let saved = capture(
+            &mut store,
+            &catalogue,
+            settings,
+            crate::sample::sim_renewal(i, photo),
+        )
+        .with_context(|| format!("capture {i}"))?;
+        apps.push(saved.application);
+    }
+    Ok(apps)
+}
+
+/// Captures sample renewal `i` (see [`capture_renewals`]) into the bus store at `db`.
+pub fn capture_renewal(db: &Path, settings: &CaptureSettings, i: usize) -> Result<Application> {
+    capture_renewals(db, settings, i..i + 1)?
+        .pop()
+        .context("a capture returned no application")
+}
+
+/// HQ ingest (`hq_sync::ingest::run`) as a task of the test's own process, already
+/// connected to its broker. Tests that need HQ's metrics, or that throw traffic at HQ
+/// from raw clients, run it this way instead of as an `hq-sync run` process.
+pub struct InProcessHq {
+    pub metrics: Arc<IngestMetrics>,
+    /// Sending `true` stops HQ and every bus daemon started with [`InProcessHq::stop_rx`].
+    pub stop: watch::Sender<bool>,
+    pub task: JoinHandle<Result<(), IngestError>>,
+}
+
+impl InProcessHq {
+    /// Starts HQ ingest with `broker`'s config and its data in `hq_dir`, and waits (up to
+    /// 20 s) until it is connected: messages sent before it subscribed would be lost.
+    pub async fn start(broker: &TestBroker, hq_dir: &Path) -> Result<InProcessHq> {
+        InProcessHq::spawn(broker.hq_config(hq_dir)).await
+    }
+
+    /// Like [`InProcessHq::start`], with any HQ config (the benchmarks' and field runs'
+    /// brokers are not [`TestBroker`]s).
+    pub async fn spawn(cfg: HqConfig) -> Result<InProcessHq> {
+        let (stop, rx) = watch::channel(false);
+        let metrics = Arc::new(IngestMetrics::default());
+        let task = tokio::spawn(hq_sync::ingest::run(cfg, metrics.clone(), rx));
+        let m = metrics.clone();
+        eventually("HQ connected", Duration::from_secs(20), move || {
+            Ok(m.connected.load(Ordering::Relaxed))
+        })
+        .await?;
+        Ok(InProcessHq {
+            metrics,
+            stop,
+            task,
+        })
+    }
+
+    /// The stop signal, for in-process bus daemons that should end with HQ.
+    pub fn stop_rx(&self) -> watch::Receiver<bool> {
+        self.stop.subscribe()
+    }
+
+    /// Signals stop and gives HQ 5 s to end.
+    pub async fn shut_down(self) {
+        let _ = self.stop.send(true);
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.task).await;
+    }
+}
+
+/// Polls a raw test client's event loop in a task until aborted: rumqttc sends and
+/// receives only while its event loop is polled, and the test body is busy publishing.
+/// Every event goes to `on_event` (e.g. to count HQ's answers). An error (a refused or
+/// dropped link) is logged with `label`, and polling resumes after 100 ms, which makes
+/// rumqttc reconnect.
+pub fn spawn_poller(
+    label: &str,
+    mut eventloop: rumqttc::EventLoop,
+    mut on_event: impl FnMut(rumqttc::Event) + Send + 'static,
+) -> JoinHandle<()> {
+    let label = label.to_owned();
+    tokio::spawn(async move {
+        loop {
+            match eventloop.poll().await {
+                Ok(event) => on_event(event),
+                Err(e) => {
+                    eprintln!("{label} link: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    })
+}
+
+/// Why a finished task ended ("it returned", its error, or its panic), for the error of a
+/// drain that waits on a bus or HQ task: it must say why the task stopped early, not only
+/// that it did. Call it once the task `is_finished()`.
+pub async fn why_ended<E: std::fmt::Display>(task: &mut JoinHandle<Result<(), E>>) -> String {
+    match task.await {
+        Ok(Ok(())) => "it returned".to_owned(),
+        Ok(Err(e)) => e.to_string(),
+        Err(e) => e.to_string(),
+    }
 }
 
 /// HQ's fleet view of one bus: (online, last reported queue depth).

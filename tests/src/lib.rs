@@ -8,5 +8,6 @@ pub mod field;
 pub mod harness;
 pub mod mosquitto;
 pub mod ports;
+pub mod procstat;
 pub mod proxy;
 pub mod sample;

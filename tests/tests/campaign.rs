@@ -7,13 +7,13 @@
 //! The seed is printed; set `KELILING_CAMPAIGN_SEED` to replay a schedule.
 
 use anyhow::Result;
-use bus_node::capture::{capture, CaptureError, CaptureSettings};
+use bus_node::capture::{capture, CaptureError};
 use bus_node::store::{Store, StoreError};
 use keliling_e2e::campaign::{self, FaultKind, Options};
-use keliling_e2e::harness::{init_bus_store, BrokerKind};
+use keliling_e2e::harness::{init_bus_store, test_capture_settings, BrokerKind};
 use keliling_e2e::mosquitto::Mosquitto;
 use keliling_e2e::sample;
-use keliling_shared::{BusId, Catalogue};
+use keliling_shared::Catalogue;
 
 fn seed() -> u64 {
     std::env::var("KELILING_CAMPAIGN_SEED")
@@ -65,11 +65,7 @@ fn full_disk_refuses_a_capture_cleanly() -> Result<()> {
     init_bus_store(&db)?;
     let mut store = Store::open(&db)?;
     let portrait = keliling_photo::fixtures::load_portrait()?;
-    let settings = CaptureSettings {
-        bus_id: BusId::parse("bus-full-01")?,
-        chunk_size: 16 * 1024,
-        photo_limits: Default::default(),
-    };
+    let settings = test_capture_settings("bus-full-01")?;
     let catalogue = Catalogue::builtin();
     let take = |store: &mut Store, i| -> Result<_, CaptureError> {
         let photo = sample::camera_photo(&portrait, i).map_err(|e| CaptureError::Field {

@@ -3,43 +3,18 @@
 //! Every scenario runs against both brokers.
 
 use anyhow::{Context, Result};
-use bus_node::capture::{capture, CaptureSettings};
-use bus_node::store::Store;
 use bus_node::sync::SyncMetrics;
-use hq_sync::ingest::IngestMetrics;
 use keliling_e2e::harness::*;
 use keliling_e2e::proxy::{LinkProxy, Shape};
 use keliling_e2e::sample;
-use keliling_shared::{BusId, Catalogue};
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-fn settings(bus: &str) -> CaptureSettings {
-    CaptureSettings {
-        bus_id: BusId::parse(bus).unwrap(),
-        chunk_size: 16 * 1024,
-        photo_limits: Default::default(),
-    }
-}
-
-/// Captures `n` licence renewals with unique camera photos into the store at `db`.
+/// Captures the sample renewals `range` on `bus` into the store at `db`.
 fn capture_many(db: &Path, bus: &str, range: std::ops::Range<usize>) -> Result<()> {
-    let portrait = keliling_photo::fixtures::load_portrait()?;
-    let catalogue = Catalogue::builtin();
-    init_bus_store(db)?;
-    let mut store = Store::open(db)?;
-    for i in range {
-        let photo = sample::camera_photo(&portrait, i)?;
-        capture(
-            &mut store,
-            &catalogue,
-            &settings(bus),
-            sample::sim_renewal(i, photo),
-        )
-        .with_context(|| format!("capture {i}"))?;
-    }
+    capture_renewals(db, &test_capture_settings(bus)?, range)?;
     Ok(())
 }
 
@@ -52,13 +27,9 @@ async fn backlog_while_hq_down(kind: BrokerKind) -> Result<()> {
     let db = bus_dir.join("bus.sqlite");
     // The bus runs, and captures, with HQ down: nothing it sends can be acknowledged.
     init_bus_store(&db)?;
-    let mut bus = Daemon::spawn(
-        "bus-node",
-        &["run"],
-        &broker.bus_env("bus-ntt-01", &bus_dir)?,
-        &dir.path().join("bus.log"),
-    )
-    .await?;
+    let mut bus = broker
+        .spawn_bus("bus-ntt-01", &bus_dir, &dir.path().join("bus.log"))
+        .await?;
     capture_many(&db, "bus-ntt-01", 0..200)?;
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(
@@ -66,13 +37,7 @@ async fn backlog_while_hq_down(kind: BrokerKind) -> Result<()> {
         0,
         "nothing may count as delivered while HQ is down"
     );
-    let mut hq = Daemon::spawn(
-        "hq-sync",
-        &["run"],
-        &broker.hq_env(&hq_dir),
-        &dir.path().join("hq.log"),
-    )
-    .await?;
+    let mut hq = broker.spawn_hq(&hq_dir, &dir.path().join("hq.log")).await?;
     eventually("all 200 delivered", Duration::from_secs(180), || {
         Ok(bus_delivered(&db)? == 200)
     })
@@ -106,16 +71,9 @@ async fn kill_bus_mid_sync(kind: BrokerKind) -> Result<()> {
     let db = bus_dir.join("bus.sqlite");
     std::fs::create_dir_all(&bus_dir)?;
     capture_many(&db, "bus-ntt-02", 0..120)?;
-    let _hq = Daemon::spawn(
-        "hq-sync",
-        &["run"],
-        &broker.hq_env(&hq_dir),
-        &dir.path().join("hq.log"),
-    )
-    .await?;
-    let env = broker.bus_env("bus-ntt-02", &bus_dir)?;
+    let _hq = broker.spawn_hq(&hq_dir, &dir.path().join("hq.log")).await?;
     let log = dir.path().join("bus.log");
-    let mut bus = Daemon::spawn("bus-node", &["run"], &env, &log).await?;
+    let mut bus = broker.spawn_bus("bus-ntt-02", &bus_dir, &log).await?;
     eventually(
         "some applications complete at HQ",
         Duration::from_secs(60),
@@ -128,7 +86,7 @@ async fn kill_bus_mid_sync(kind: BrokerKind) -> Result<()> {
         at_kill < 120,
         "sync finished before the kill; the test proves nothing"
     );
-    let _bus = Daemon::spawn("bus-node", &["run"], &env, &log).await?;
+    let _bus = broker.spawn_bus("bus-ntt-02", &bus_dir, &log).await?;
     eventually(
         "all 120 delivered after restart",
         Duration::from_secs(120),
@@ -156,13 +114,9 @@ async fn kill_hq_between_puback_and_commit(kind: BrokerKind) -> Result<()> {
         "15".into(),
     ));
     let mut hq = Daemon::spawn("hq-sync", &["run"], &env, &dir.path().join("hq.log")).await?;
-    let _bus = Daemon::spawn(
-        "bus-node",
-        &["run"],
-        &broker.bus_env("bus-ntt-03", &bus_dir)?,
-        &dir.path().join("bus.log"),
-    )
-    .await?;
+    let _bus = broker
+        .spawn_bus("bus-ntt-03", &bus_dir, &dir.path().join("bus.log"))
+        .await?;
     let status = hq.wait_exit(Duration::from_secs(60)).await?;
     assert!(!status.success(), "HQ should have aborted");
     assert!(
@@ -171,13 +125,9 @@ async fn kill_hq_between_puback_and_commit(kind: BrokerKind) -> Result<()> {
         tail(&hq.log())
     );
     assert!(bus_delivered(&db)? < 60);
-    let _hq = Daemon::spawn(
-        "hq-sync",
-        &["run"],
-        &broker.hq_env(&hq_dir),
-        &dir.path().join("hq2.log"),
-    )
-    .await?;
+    let _hq = broker
+        .spawn_hq(&hq_dir, &dir.path().join("hq2.log"))
+        .await?;
     eventually(
         "all 60 delivered after HQ restart",
         Duration::from_secs(120),
@@ -206,15 +156,11 @@ async fn cut_link_mid_large_blob(kind: BrokerKind) -> Result<()> {
     bus_cfg.sync.backoff_max_ms = 500;
     let window = bus_cfg.sync.chunk_window as u64;
     let vault = init_bus_store(&bus_cfg.db_path())?;
-    {
-        let mut store = Store::open(&bus_cfg.db_path())?;
-        capture(
-            &mut store,
-            &Catalogue::builtin(),
-            &bus_cfg.capture_settings(),
-            sample::kk_update(1, scan),
-        )?;
-    }
+    capture_into(
+        &bus_cfg.db_path(),
+        &bus_cfg.capture_settings(),
+        sample::kk_update(1, scan),
+    )?;
     let proxy = LinkProxy::start(([127, 0, 0, 1], broker.port()).into()).await?;
     proxy.set_shape(Some(Shape {
         rate_bytes_per_sec: 150_000,
@@ -222,19 +168,14 @@ async fn cut_link_mid_large_blob(kind: BrokerKind) -> Result<()> {
     }));
     bus_cfg.broker.port = proxy.port();
 
-    let (tx, rx) = tokio::sync::watch::channel(false);
-    let hq_metrics = Arc::new(IngestMetrics::default());
-    let hq = tokio::spawn(hq_sync::ingest::run(
-        broker.hq_config(&hq_dir),
-        hq_metrics.clone(),
-        rx.clone(),
-    ));
+    let hq = InProcessHq::start(&broker, &hq_dir).await?;
+    let hq_metrics = hq.metrics.clone();
     let bus_metrics = Arc::new(SyncMetrics::default());
     let bus = tokio::spawn(bus_node::daemon::run(
         bus_cfg.clone(),
         vault,
         bus_metrics.clone(),
-        rx,
+        hq.stop_rx(),
     ));
 
     eventually(
@@ -252,9 +193,9 @@ async fn cut_link_mid_large_blob(kind: BrokerKind) -> Result<()> {
         Ok(bus_delivered(&bus_cfg.db_path())? == 1)
     })
     .await?;
-    let _ = tx.send(true);
+    let _ = hq.stop.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(5), bus).await;
-    let _ = tokio::time::timeout(Duration::from_secs(5), hq).await;
+    hq.shut_down().await;
 
     let sent = bus_metrics.chunks_sent.load(Ordering::Relaxed);
     let dup_at_hq = hq_metrics.chunks_duplicate.load(Ordering::Relaxed);
@@ -338,13 +279,9 @@ async fn two_hq_workers(kind: BrokerKind) -> Result<()> {
         std::fs::create_dir_all(&bus_dir)?;
         capture_many(&db, &id, b * 100..b * 100 + 40)?;
         buses.push(
-            Daemon::spawn(
-                "bus-node",
-                &["run"],
-                &broker.bus_env(&id, &bus_dir)?,
-                &dir.path().join(format!("{id}.log")),
-            )
-            .await?,
+            broker
+                .spawn_bus(&id, &bus_dir, &dir.path().join(format!("{id}.log")))
+                .await?,
         );
         dbs.push(db);
     }

@@ -4,20 +4,18 @@
 //! envelope-level attacks: garbage, truncation, versions, sizes, spoofing, replays.)
 
 use anyhow::{Context, Result};
-use bus_node::capture::capture;
 use bus_node::store::Store;
-use hq_sync::ingest::{IngestMetrics, QUARANTINE_ROWS_PER_BUS_PER_MINUTE};
+use hq_sync::ingest::QUARANTINE_ROWS_PER_BUS_PER_MINUTE;
 use hq_sync::store::HqStore;
 use keliling_e2e::harness::*;
 use keliling_e2e::sample;
 use keliling_shared::application::{Attachment, AttachmentKind, MediaType};
 use keliling_shared::topics::{Topics, UpKind};
 use keliling_shared::wire::{BlobProgress, Chunk, Down, DownEnvelope, Up, UpEnvelope};
-use keliling_shared::{Application, ApplicationId, Bitmap, BusId, Catalogue, Sha256};
+use keliling_shared::{Application, ApplicationId, Bitmap, BusId, Sha256};
 use rumqttc::{AsyncClient, QoS};
 use std::path::Path;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::Duration;
 
 const SQL_NAME: &str = "Robert'); DROP TABLE applications;--";
@@ -86,30 +84,16 @@ fn patch(bytes: &[u8], what: &[u8], with: &[u8]) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-fn spawn_poller(mut eventloop: rumqttc::EventLoop) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        loop {
-            if eventloop.poll().await.is_err() {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    })
-}
-
+/// Sample renewal `i` captured on `bus`'s store at `db`, its citizen named `name` if given.
 fn capture_one(db: &Path, bus: &str, i: usize, name: Option<&str>) -> Result<Application> {
-    init_bus_store(db)?;
-    let mut store = Store::open(db)?;
+    let settings = test_capture_settings(bus)?;
+    let Some(n) = name else {
+        return capture_renewal(db, &settings, i);
+    };
     let portrait = keliling_photo::fixtures::load_portrait()?;
     let mut input = sample::sim_renewal(i, sample::camera_photo(&portrait, i)?);
-    if let Some(n) = name {
-        input.full_name = n.into();
-    }
-    let settings = bus_node::capture::CaptureSettings {
-        bus_id: BusId::parse(bus)?,
-        chunk_size: 16 * 1024,
-        photo_limits: Default::default(),
-    };
-    Ok(capture(&mut store, &Catalogue::builtin(), &settings, input)?.application)
+    input.full_name = n.into();
+    capture_into(db, &settings, input)
 }
 
 async fn hostile_blobs_names_and_floods(kind: BrokerKind) -> Result<()> {
@@ -119,18 +103,8 @@ async fn hostile_blobs_names_and_floods(kind: BrokerKind) -> Result<()> {
     };
     let hq_dir = dir.path().join("hq");
     let db = hq_dir.join("hq.sqlite");
-    let (stop, rx) = tokio::sync::watch::channel(false);
-    let metrics = Arc::new(IngestMetrics::default());
-    let hq = tokio::spawn(hq_sync::ingest::run(
-        broker.hq_config(&hq_dir),
-        metrics.clone(),
-        rx,
-    ));
-    let m = metrics.clone();
-    eventually("HQ connected", Duration::from_secs(20), move || {
-        Ok(m.connected.load(Ordering::Relaxed))
-    })
-    .await?;
+    let hq = InProcessHq::start(&broker, &hq_dir).await?;
+    let metrics = hq.metrics.clone();
 
     // bus-good: a citizen whose name reads like SQL. It is only text.
     let good_dir = dir.path().join("good");
@@ -145,7 +119,7 @@ async fn hostile_blobs_names_and_floods(kind: BrokerKind) -> Result<()> {
         broker.mqtt_options("evil", &Identity::Bus(evil.to_string()))?,
         256,
     );
-    let poller = spawn_poller(eventloop);
+    let poller = spawn_poller("evil", eventloop, |_| {});
     let up = |kind| topics.up(&evil, kind);
     let send = |topic: String, payload: Vec<u8>| {
         let client = client.clone();
@@ -261,13 +235,9 @@ async fn hostile_blobs_names_and_floods(kind: BrokerKind) -> Result<()> {
     );
 
     // Valid traffic still flows: bus-good's application goes through, name and all.
-    let mut bus = Daemon::spawn(
-        "bus-node",
-        &["run"],
-        &broker.bus_env("bus-good", &good_dir)?,
-        &dir.path().join("bus.log"),
-    )
-    .await?;
+    let mut bus = broker
+        .spawn_bus("bus-good", &good_dir, &dir.path().join("bus.log"))
+        .await?;
     eventually("bus-good delivered", Duration::from_secs(60), || {
         Ok(bus_delivered(&good_db)? == 1)
     })
@@ -280,11 +250,10 @@ async fn hostile_blobs_names_and_floods(kind: BrokerKind) -> Result<()> {
         |r| r.get(0),
     )?;
     assert_eq!(stored, SQL_NAME, "the name is kept verbatim, as data");
-    assert!(!hq.is_finished(), "HQ ingest must survive all of it");
+    assert!(!hq.task.is_finished(), "HQ ingest must survive all of it");
     bus.kill9().await?;
-    let _ = stop.send(true);
     poller.abort();
-    let _ = tokio::time::timeout(Duration::from_secs(5), hq).await;
+    hq.shut_down().await;
     Ok(())
 }
 
@@ -309,13 +278,9 @@ async fn a_bus_survives_hostile_downlink(kind: BrokerKind) -> Result<()> {
     let (bus_dir, hq_dir) = (dir.path().join("bus"), dir.path().join("hq"));
     let db = bus_dir.join("bus.sqlite");
     let app = capture_one(&db, "bus-ntt-05", 5, None)?;
-    let mut bus = Daemon::spawn(
-        "bus-node",
-        &["run"],
-        &broker.bus_env("bus-ntt-05", &bus_dir)?,
-        &dir.path().join("bus.log"),
-    )
-    .await?;
+    let mut bus = broker
+        .spawn_bus("bus-ntt-05", &bus_dir, &dir.path().join("bus.log"))
+        .await?;
     // Down messages are not retained: the bus must have subscribed before they are sent.
     eventually("bus connected", Duration::from_secs(20), || {
         Ok(bus.log().contains("connected to broker"))
@@ -327,7 +292,7 @@ async fn a_bus_survives_hostile_downlink(kind: BrokerKind) -> Result<()> {
     // Only HQ may write down/ topics on Mosquitto: the junk comes from HQ's identity.
     let (client, eventloop) =
         AsyncClient::new(broker.mqtt_options("broken-hq", &Identity::Hq)?, 64);
-    let poller = spawn_poller(eventloop);
+    let poller = spawn_poller("broken-hq", eventloop, |_| {});
     let down = |body: Down| DownEnvelope::new(bus_id.clone(), body).encode();
     let valid = down(Down::Delivered {
         application: ApplicationId::new_v7(),
@@ -383,13 +348,7 @@ async fn a_bus_survives_hostile_downlink(kind: BrokerKind) -> Result<()> {
     .with_context(|| bus.log())?;
 
     // Valid traffic: HQ starts, the bus delivers its application.
-    let mut hq = Daemon::spawn(
-        "hq-sync",
-        &["run"],
-        &broker.hq_env(&hq_dir),
-        &dir.path().join("hq.log"),
-    )
-    .await?;
+    let mut hq = broker.spawn_hq(&hq_dir, &dir.path().join("hq.log")).await?;
     eventually(
         "delivered despite the junk",
         Duration::from_secs(60),

@@ -2,16 +2,14 @@
 //! with its reason, and valid traffic keeps flowing.
 
 use anyhow::Result;
-use bus_node::capture::capture;
 use bus_node::store::{OutboxState, Store};
 use bus_node::sync::SyncMetrics;
 use hq_sync::ingest::IngestMetrics;
 use hq_sync::store::HqStore;
 use keliling_e2e::harness::*;
-use keliling_e2e::sample;
 use keliling_shared::topics::{Topics, UpKind};
 use keliling_shared::wire::{BlobQuery, Chunk, Up, UpEnvelope};
-use keliling_shared::{BusId, Catalogue, Sha256};
+use keliling_shared::{BusId, Sha256};
 use rumqttc::{AsyncClient, QoS};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -23,50 +21,23 @@ async fn bad_input_is_quarantined_and_valid_traffic_flows(kind: BrokerKind) -> R
         return Ok(());
     };
     let hq_dir = dir.path().join("hq");
-    let (stop, rx) = tokio::sync::watch::channel(false);
-    let hq_metrics = Arc::new(IngestMetrics::default());
-    let hq = tokio::spawn(hq_sync::ingest::run(
-        broker.hq_config(&hq_dir),
-        hq_metrics.clone(),
-        rx.clone(),
-    ));
-    eventually("HQ connected", Duration::from_secs(20), || {
-        Ok(hq_metrics.connected.load(Ordering::Relaxed))
-    })
-    .await?;
+    let hq = InProcessHq::start(&broker, &hq_dir).await?;
+    let hq_metrics = hq.metrics.clone();
 
     // A genuine application from bus-good, captured on its bus.
     let good = BusId::parse("bus-good")?;
     let mut cfg = broker.bus_config(good.as_str(), &dir.path().join("good"))?;
     cfg.sync.resend_after_ms = 2000;
-    let portrait = keliling_photo::fixtures::load_portrait()?;
     let vault = init_bus_store(&cfg.db_path())?;
-    let app = {
-        let mut store = Store::open(&cfg.db_path())?;
-        let photo = sample::camera_photo(&portrait, 1)?;
-        capture(
-            &mut store,
-            &Catalogue::builtin(),
-            &cfg.capture_settings(),
-            sample::sim_renewal(1, photo),
-        )?
-        .application
-    };
+    let app = capture_renewal(&cfg.db_path(), &cfg.capture_settings(), 1)?;
 
     // The attacker: a client posting as bus-evil.
     let evil = BusId::parse("bus-evil")?;
     let topics = Topics::default();
     // It holds bus-evil's genuine certificate: a stolen bus, or a broken one.
     let opts = broker.mqtt_options("attacker", &Identity::Bus(evil.to_string()))?;
-    let (client, mut eventloop) = AsyncClient::new(opts, 64);
-    let poller = tokio::spawn(async move {
-        loop {
-            if let Err(e) = eventloop.poll().await {
-                eprintln!("attacker link: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    });
+    let (client, eventloop) = AsyncClient::new(opts, 64);
+    let poller = spawn_poller("attacker", eventloop, |_| {});
     let record_topic = topics.up(&evil, UpKind::Record);
     let env = |body: Up| UpEnvelope::new(evil.clone(), body).encode();
     let mut spoofed = app.clone();
@@ -159,7 +130,7 @@ async fn bad_input_is_quarantined_and_valid_traffic_flows(kind: BrokerKind) -> R
         cfg.clone(),
         vault,
         bus_metrics.clone(),
-        rx.clone(),
+        hq.stop_rx(),
     ));
     eventually("bus-good delivered", Duration::from_secs(60), || {
         Ok(bus_delivered(&cfg.db_path())? == 1)
@@ -203,10 +174,10 @@ async fn bad_input_is_quarantined_and_valid_traffic_flows(kind: BrokerKind) -> R
     let fleet_apps = store.application_blobs()?;
     assert_eq!(fleet_apps.len(), 1);
 
-    let _ = stop.send(true);
+    let _ = hq.stop.send(true);
     poller.abort();
     let _ = tokio::time::timeout(Duration::from_secs(5), bus).await;
-    let _ = tokio::time::timeout(Duration::from_secs(5), hq).await;
+    hq.shut_down().await;
     Ok(())
 }
 
@@ -218,4 +189,135 @@ async fn embedded_bad_input_is_quarantined() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn mosquitto_bad_input_is_quarantined() -> Result<()> {
     bad_input_is_quarantined_and_valid_traffic_flows(BrokerKind::Mosquitto).await
+}
+
+/// A flood of replies and heartbeats at once must not wedge HQ. Regression: the poller used
+/// to wait for room in a bounded queue to the ingest loop while the ingest loop waited for
+/// room in rumqttc's request channel, which only the poller drains; 1000 buses reconnecting
+/// at once against Mosquitto filled both, HQ stopped answering and stopped its keep-alive,
+/// and the broker dropped it (`keliling-field fleet`). Here one bus identity asks about
+/// 12 800 blobs (one reply each) while sending 10 000 QoS 0 heartbeats. rumqttd also holds
+/// back its PUBACKs for HQ's publishes while it has 100 messages in flight to HQ, so HQ's
+/// acks must never queue behind its replies (`hq_sync::replies`). HQ must answer every
+/// blob, and then a genuine bus must still get its application delivered, all on HQ's
+/// first connection.
+async fn hq_survives_a_reply_and_heartbeat_flood(kind: BrokerKind) -> Result<()> {
+    use keliling_shared::wire::Heartbeat;
+    use keliling_shared::UnixMillis;
+
+    const QUERIES: usize = 200;
+    const HEARTBEATS: usize = 10_000;
+    let dir = tempfile::tempdir()?;
+    let Some(broker) = TestBroker::start(kind, dir.path()).await? else {
+        return Ok(());
+    };
+    let hq_dir = dir.path().join("hq");
+    let hq = InProcessHq::start(&broker, &hq_dir).await?;
+    let hq_metrics = hq.metrics.clone();
+
+    let flooder = BusId::parse("bus-flood")?;
+    let topics = Topics::default();
+    let opts = broker.mqtt_options("bus-flood", &Identity::Bus(flooder.to_string()))?;
+    let (client, eventloop) = AsyncClient::new(opts, 1024);
+    // It listens on its down topic as a bus does, and counts HQ's answers.
+    client
+        .subscribe(topics.down_filter(&flooder), QoS::AtLeastOnce)
+        .await?;
+    let answers = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counted = answers.clone();
+    let poller = spawn_poller("flooder", eventloop, move |event| {
+        if let rumqttc::Event::Incoming(rumqttc::Packet::Publish(_)) = event {
+            counted.fetch_add(1, Ordering::Relaxed);
+        }
+    });
+    let query = |q: usize| {
+        let blobs = (0..keliling_shared::wire::MAX_QUERY_BLOBS)
+            .map(|b| Sha256::digest(format!("blob {q} {b}").as_bytes()))
+            .collect();
+        UpEnvelope::new(flooder.clone(), Up::Query(BlobQuery { blobs })).encode()
+    };
+    let heartbeat = UpEnvelope::new(
+        flooder.clone(),
+        Up::Heartbeat(Heartbeat {
+            queue_depth: 0,
+            bytes_waiting: 0,
+            oldest_unsynced: None,
+            last_sync: None,
+            position: None,
+            software: "flood".into(),
+            bus_clock: UnixMillis::now(),
+        }),
+    )
+    .encode()?;
+    let per_query = HEARTBEATS / QUERIES.max(1);
+    for q in 0..QUERIES {
+        client
+            .publish(
+                topics.up(&flooder, UpKind::Query),
+                QoS::AtLeastOnce,
+                false,
+                query(q)?,
+            )
+            .await?;
+        for _ in 0..per_query {
+            client
+                .publish(
+                    topics.up(&flooder, UpKind::Heartbeat),
+                    QoS::AtMostOnce,
+                    false,
+                    heartbeat.clone(),
+                )
+                .await?;
+        }
+    }
+    let expected = (QUERIES * keliling_shared::wire::MAX_QUERY_BLOBS) as u64;
+    eventually(
+        "every blob of every query answered",
+        Duration::from_secs(90),
+        || Ok(answers.load(Ordering::Relaxed) >= expected),
+    )
+    .await?;
+
+    // A genuine bus still gets through, and HQ never lost its session on the way.
+    let good = BusId::parse("bus-good")?;
+    let cfg = broker.bus_config(good.as_str(), &dir.path().join("good"))?;
+    let vault = init_bus_store(&cfg.db_path())?;
+    capture_renewal(&cfg.db_path(), &cfg.capture_settings(), 1)?;
+    let bus = tokio::spawn(bus_node::daemon::run(
+        cfg.clone(),
+        vault,
+        Arc::new(SyncMetrics::default()),
+        hq.stop_rx(),
+    ));
+    eventually("bus-good delivered", Duration::from_secs(60), || {
+        Ok(bus_delivered(&cfg.db_path())? == 1)
+    })
+    .await?;
+    assert_eq!(
+        IngestMetrics::get(&hq_metrics.connects),
+        1,
+        "HQ lost its broker session during the flood"
+    );
+    assert_eq!(IngestMetrics::get(&hq_metrics.transient_errors), 0);
+    let fleet = HqStore::open(&hq_dir.join("hq.sqlite"))?;
+    assert!(
+        fleet.counts()?.quarantined == 0,
+        "nothing in the flood was malformed"
+    );
+
+    let _ = hq.stop.send(true);
+    poller.abort();
+    let _ = tokio::time::timeout(Duration::from_secs(5), bus).await;
+    hq.shut_down().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn embedded_hq_survives_a_reply_and_heartbeat_flood() -> Result<()> {
+    hq_survives_a_reply_and_heartbeat_flood(BrokerKind::Embedded).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mosquitto_hq_survives_a_reply_and_heartbeat_flood() -> Result<()> {
+    hq_survives_a_reply_and_heartbeat_flood(BrokerKind::Mosquitto).await
 }

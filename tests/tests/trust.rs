@@ -3,20 +3,15 @@
 //! HQ checks again whatever a broker let through.
 
 use anyhow::{bail, Result};
-use bus_node::capture::capture;
-use bus_node::store::Store;
-use hq_sync::ingest::IngestMetrics;
 use hq_sync::pki::Reason;
 use hq_sync::store::HqStore;
 use keliling_e2e::harness::*;
-use keliling_e2e::sample;
 use keliling_shared::topics::{Topics, UpKind};
 use keliling_shared::wire::{Down, DownEnvelope, Up, UpEnvelope};
-use keliling_shared::{Application, BusId, Catalogue};
+use keliling_shared::{Application, BusId};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use std::path::Path;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -117,17 +112,7 @@ impl Drop for Raw {
 /// An application captured on `bus`'s own store, as the bus would send it.
 fn application(broker: &TestBroker, bus: &str, dir: &Path, i: usize) -> Result<Application> {
     let cfg = broker.bus_config(bus, dir)?;
-    init_bus_store(&cfg.db_path())?;
-    let mut store = Store::open(&cfg.db_path())?;
-    let portrait = keliling_photo::fixtures::load_portrait()?;
-    let photo = sample::camera_photo(&portrait, i)?;
-    Ok(capture(
-        &mut store,
-        &Catalogue::builtin(),
-        &cfg.capture_settings(),
-        sample::sim_renewal(i, photo),
-    )?
-    .application)
+    capture_renewal(&cfg.db_path(), &cfg.capture_settings(), i)
 }
 
 /// A record envelope in which both the envelope and the application name `bus`.
@@ -137,27 +122,33 @@ fn record(bus: &BusId, app: &Application) -> Result<Vec<u8>> {
     Ok(UpEnvelope::new(bus.clone(), Up::Record(Box::new(app))).encode()?)
 }
 
-async fn start_hq(
-    broker: &TestBroker,
-    hq_dir: &Path,
-) -> Result<(
-    Arc<IngestMetrics>,
-    tokio::sync::watch::Sender<bool>,
-    tokio::task::JoinHandle<Result<(), hq_sync::ingest::IngestError>>,
-)> {
-    let (stop, rx) = tokio::sync::watch::channel(false);
-    let metrics = Arc::new(IngestMetrics::default());
-    let hq = tokio::spawn(hq_sync::ingest::run(
-        broker.hq_config(hq_dir),
-        metrics.clone(),
-        rx,
-    ));
-    let m = metrics.clone();
-    eventually("HQ connected", Duration::from_secs(20), move || {
-        Ok(m.connected.load(Ordering::Relaxed))
-    })
-    .await?;
-    Ok((metrics, stop, hq))
+/// Connects as `bus` with its certificate and the client id its daemon uses, and waits for
+/// the CONNACK.
+async fn connect_bus(broker: &TestBroker, bus: &BusId) -> Result<Raw> {
+    let mut raw = Raw::start(broker.mqtt_options(
+        &format!("keliling-bus-{bus}"),
+        &Identity::Bus(bus.to_string()),
+    )?);
+    raw.connected().await?;
+    Ok(raw)
+}
+
+/// Publishes, from `raw`, a record for `app` naming `claimed` on `topic_bus`'s record topic.
+async fn publish_record(
+    raw: &Raw,
+    topic_bus: &BusId,
+    claimed: &BusId,
+    app: &Application,
+) -> Result<()> {
+    raw.client
+        .publish(
+            Topics::default().up(topic_bus, UpKind::Record),
+            QoS::AtLeastOnce,
+            false,
+            record(claimed, app)?,
+        )
+        .await?;
+    Ok(())
 }
 
 async fn only_fleet_certificates_connect(kind: BrokerKind) -> Result<()> {
@@ -203,12 +194,10 @@ async fn a_revoked_bus_is_shut_out(kind: BrokerKind) -> Result<()> {
         return Ok(());
     };
     let hq_dir = dir.path().join("hq");
-    let (metrics, stop, hq) = start_hq(&broker, &hq_dir).await?;
+    let hq = InProcessHq::start(&broker, &hq_dir).await?;
     let lost = BusId::parse("bus-lost")?;
     let app = application(&broker, lost.as_str(), &dir.path().join("lost"), 1)?;
-    let mut live =
-        Raw::start(broker.mqtt_options("keliling-bus-bus-lost", &Identity::Bus(lost.to_string()))?);
-    live.connected().await?;
+    let mut live = connect_bus(&broker, &lost).await?;
 
     let out = tokio::process::Command::new(binary("hq-sync")?)
         .args(["pki", "revoke", lost.as_str(), "--reason", "stolen"])
@@ -240,15 +229,7 @@ async fn a_revoked_bus_is_shut_out(kind: BrokerKind) -> Result<()> {
                 m.reload()?;
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
-            let topics = Topics::default();
-            live.client
-                .publish(
-                    topics.up(&lost, UpKind::Record),
-                    QoS::AtLeastOnce,
-                    false,
-                    record(&lost, &app)?,
-                )
-                .await?;
+            publish_record(&live, &lost, &lost, &app).await?;
             let db = hq_dir.join("hq.sqlite");
             eventually(
                 "HQ refused the revoked bus",
@@ -274,9 +255,8 @@ async fn a_revoked_bus_is_shut_out(kind: BrokerKind) -> Result<()> {
     // Other buses are not affected.
     let mut other = Raw::start(broker.mqtt_options("other", &Identity::Bus("bus-ntt-02".into()))?);
     other.connected().await?;
-    assert!(metrics.connected.load(Ordering::Relaxed));
-    let _ = stop.send(true);
-    let _ = tokio::time::timeout(Duration::from_secs(5), hq).await;
+    assert!(hq.metrics.connected.load(Ordering::Relaxed));
+    hq.shut_down().await;
     Ok(())
 }
 
@@ -299,22 +279,18 @@ async fn mosquitto_bus_a_cannot_act_as_bus_b() -> Result<()> {
         return Ok(());
     };
     let hq_dir = dir.path().join("hq");
-    let (_metrics, stop, hq) = start_hq(&broker, &hq_dir).await?;
+    let hq = InProcessHq::start(&broker, &hq_dir).await?;
     let topics = Topics::default();
     let (a, b) = (BusId::parse("bus-a")?, BusId::parse("bus-b")?);
     let app_a = application(&broker, a.as_str(), &dir.path().join("a"), 1)?;
     let app_b = application(&broker, b.as_str(), &dir.path().join("b"), 2)?;
 
-    let mut bus_b =
-        Raw::start(broker.mqtt_options("keliling-bus-bus-b", &Identity::Bus(b.to_string()))?);
-    bus_b.connected().await?;
+    let mut bus_b = connect_bus(&broker, &b).await?;
     bus_b
         .client
         .subscribe(topics.down_filter(&b), QoS::AtLeastOnce)
         .await?;
-    let mut bus_a =
-        Raw::start(broker.mqtt_options("keliling-bus-bus-a", &Identity::Bus(a.to_string()))?);
-    bus_a.connected().await?;
+    let mut bus_a = connect_bus(&broker, &a).await?;
     // A tries to listen to everything of B's, and to everything at all.
     for filter in [
         topics.down_filter(&b),
@@ -327,25 +303,9 @@ async fn mosquitto_bus_a_cannot_act_as_bus_b() -> Result<()> {
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     // A publishes a record on B's topic, claiming to be B (topic and payload agree).
-    bus_a
-        .client
-        .publish(
-            topics.up(&b, UpKind::Record),
-            QoS::AtLeastOnce,
-            false,
-            record(&b, &app_a)?,
-        )
-        .await?;
+    publish_record(&bus_a, &b, &b, &app_a).await?;
     // B sends its genuine record; HQ answers on B's down topic.
-    bus_b
-        .client
-        .publish(
-            topics.up(&b, UpKind::Record),
-            QoS::AtLeastOnce,
-            false,
-            record(&b, &app_b)?,
-        )
-        .await?;
+    publish_record(&bus_b, &b, &b, &app_b).await?;
 
     let got_b = bus_b.publishes_for(Duration::from_secs(5)).await;
     let acked: Vec<_> = got_b
@@ -379,15 +339,7 @@ async fn mosquitto_bus_a_cannot_act_as_bus_b() -> Result<()> {
     assert_eq!(store.application_bus(&app_b.id)?.as_deref(), Some("bus-b"));
 
     // On its own topic, A's payload claiming B passes the ACL; HQ refuses it.
-    bus_a
-        .client
-        .publish(
-            topics.up(&a, UpKind::Record),
-            QoS::AtLeastOnce,
-            false,
-            record(&b, &app_a)?,
-        )
-        .await?;
+    publish_record(&bus_a, &a, &b, &app_a).await?;
     let db = hq_dir.join("hq.sqlite");
     eventually("HQ refused the mismatch", Duration::from_secs(20), || {
         Ok(HqStore::open(&db)?.quarantined(10)?.iter().any(|q| {
@@ -396,8 +348,7 @@ async fn mosquitto_bus_a_cannot_act_as_bus_b() -> Result<()> {
         }))
     })
     .await?;
-    let _ = stop.send(true);
-    let _ = tokio::time::timeout(Duration::from_secs(5), hq).await;
+    hq.shut_down().await;
     Ok(())
 }
 
@@ -410,22 +361,11 @@ async fn embedded_hq_refuses_a_payload_for_another_bus() -> Result<()> {
         return Ok(());
     };
     let hq_dir = dir.path().join("hq");
-    let (_metrics, stop, hq) = start_hq(&broker, &hq_dir).await?;
-    let topics = Topics::default();
+    let hq = InProcessHq::start(&broker, &hq_dir).await?;
     let (a, b) = (BusId::parse("bus-a")?, BusId::parse("bus-b")?);
     let app_a = application(&broker, a.as_str(), &dir.path().join("a"), 1)?;
-    let mut bus_a =
-        Raw::start(broker.mqtt_options("keliling-bus-bus-a", &Identity::Bus(a.to_string()))?);
-    bus_a.connected().await?;
-    bus_a
-        .client
-        .publish(
-            topics.up(&a, UpKind::Record),
-            QoS::AtLeastOnce,
-            false,
-            record(&b, &app_a)?,
-        )
-        .await?;
+    let bus_a = connect_bus(&broker, &a).await?;
+    publish_record(&bus_a, &a, &b, &app_a).await?;
     let db = hq_dir.join("hq.sqlite");
     eventually("HQ refused the mismatch", Duration::from_secs(20), || {
         Ok(HqStore::open(&db)?
@@ -435,7 +375,6 @@ async fn embedded_hq_refuses_a_payload_for_another_bus() -> Result<()> {
     })
     .await?;
     assert_eq!(HqStore::open(&db)?.counts()?.applications, 0);
-    let _ = stop.send(true);
-    let _ = tokio::time::timeout(Duration::from_secs(5), hq).await;
+    hq.shut_down().await;
     Ok(())
 }

@@ -10,7 +10,6 @@
 //! what the officer at HQ will look at and because the blur measure depends on scale: the same
 //! scene has far less pixel-level detail at 12 MP than at 413 x 531.
 
-use image::metadata::Orientation;
 use image::RgbImage;
 
 use crate::{Background, PhotoSpec};
@@ -163,8 +162,9 @@ pub fn assess(img: &RgbImage, spec: &PhotoSpec) -> Vec<Advice> {
     }
     if img.dimensions() == (spec.width, spec.height) {
         advice.extend(assess_fitted(img, spec));
-    } else {
-        let fitted = crate::resample::fit(img, Orientation::NoTransforms, spec.width, spec.height);
+    } else if let Ok(fitted) = crate::resample::fit_upright(img, spec.width, spec.height) {
+        // (The resize fails only for sizes `normalize` refuses anyway; then there is nothing
+        // at the spec's size to judge.)
         advice.extend(assess_fitted(&fitted, spec));
     }
     advice

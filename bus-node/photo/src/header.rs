@@ -88,6 +88,17 @@ pub(crate) struct Header {
     /// JPEG only: offset of the first start-of-scan marker of the main image, if the header
     /// walk reached it. `None` for PNG.
     pub(crate) jpeg_sos: Option<usize>,
+    /// JPEG only: where the EXIF TIFF structure lies (the payload of the first APP1 segment
+    /// after its `Exif\0\0` identifier), as a start and end offset into the file.
+    pub(crate) jpeg_exif: Option<(usize, usize)>,
+    /// JPEG only: an Adobe APP14 segment was seen, so CMYK data is stored inverted (as
+    /// Photoshop writes it).
+    pub(crate) jpeg_adobe: bool,
+    /// JPEG only: the decoder must hold the whole image's DCT coefficients in memory before it
+    /// can output a row: the frame is progressive, or the first scan does not carry every
+    /// component (a sequential file with one scan per component). Also `true` when the walk
+    /// did not reach the first scan, to stay on the safe side.
+    pub(crate) jpeg_multi_scan: bool,
 }
 
 /// Reads the pixel size from the header of an already sniffed file.
@@ -125,6 +136,9 @@ fn png_header(data: &[u8]) -> Result<Header, PhotoError> {
         width,
         height,
         jpeg_sos: None,
+        jpeg_exif: None,
+        jpeg_adobe: false,
+        jpeg_multi_scan: false,
     })
 }
 
@@ -137,6 +151,11 @@ fn png_header(data: &[u8]) -> Result<Header, PhotoError> {
 fn jpeg_header(data: &[u8]) -> Result<Header, PhotoError> {
     let damaged = |what: &str| PhotoError::Decode(format!("the JPEG header is damaged ({what})"));
     let mut frame: Option<(u32, u32)> = None;
+    // Progressive, and the number of components, from the frame header.
+    let mut progressive = false;
+    let mut components: Option<u8> = None;
+    let mut exif: Option<(usize, usize)> = None;
+    let mut adobe = false;
     let mut pos = 2; // after SOI
     loop {
         if pos >= data.len() {
@@ -179,13 +198,35 @@ fn jpeg_header(data: &[u8]) -> Result<Header, PhotoError> {
                 )));
             }
             frame = Some((u32::from(w), u32::from(h)));
+            progressive = matches!(marker, 0xC2 | 0xC6 | 0xCA | 0xCE);
+            components = data.get(pos + 7).copied();
+        }
+        // Segment payload, clipped to the file (the caller reports truncation).
+        let payload = data
+            .get(pos + 2..(pos + len).min(data.len()))
+            .unwrap_or(&[]);
+        if marker == 0xE1 && exif.is_none() && payload.starts_with(b"Exif\0\0") {
+            exif = Some((pos + 2 + 6, (pos + len).min(data.len())));
+        }
+        if marker == 0xEE && payload.starts_with(b"Adobe") {
+            adobe = true;
         }
         if marker == 0xDA {
+            // The first scan's component count, against the frame's.
+            let in_first_scan = data.get(pos + 2).copied();
+            let multi_scan = progressive
+                || match (in_first_scan, components) {
+                    (Some(scan), Some(frame)) => scan < frame,
+                    _ => true,
+                };
             return match frame {
                 Some((width, height)) => Ok(Header {
                     width,
                     height,
                     jpeg_sos: Some(pos - 2),
+                    jpeg_exif: exif,
+                    jpeg_adobe: adobe,
+                    jpeg_multi_scan: multi_scan,
                 }),
                 None => Err(damaged("image data before the frame header")),
             };
@@ -197,6 +238,9 @@ fn jpeg_header(data: &[u8]) -> Result<Header, PhotoError> {
             width,
             height,
             jpeg_sos: None,
+            jpeg_exif: exif,
+            jpeg_adobe: adobe,
+            jpeg_multi_scan: true,
         }),
         None => Err(damaged("it ends before the image size")),
     }
@@ -215,6 +259,45 @@ pub(crate) fn jpeg_is_complete(data: &[u8], sos: usize) -> bool {
     data.get(sos..)
         .map(|scan| scan.windows(2).rev().any(|w| w == [0xFF, 0xD9]))
         .unwrap_or(false)
+}
+
+/// Counts the scans (start-of-scan markers) of a JPEG from its first scan at `sos` up to its
+/// end-of-image marker, stopping as soon as the count passes `limit`.
+///
+/// Why: a progressive JPEG may hold any number of scans, and the decoder walks every block of
+/// the image once per scan, even for a scan with no data. A 12 kB file with a thousand empty
+/// scans would keep the bus computer busy for seconds; libjpeg-turbo's own tools offer a scan
+/// limit for this reason. Markers are found the way a decoder finds them: segments are skipped
+/// by their length, and in entropy-coded data an `FF` is a marker only when the next byte is
+/// neither `00` (a stuffed data byte) nor a restart marker.
+pub(crate) fn jpeg_scan_count(data: &[u8], sos: usize, limit: usize) -> usize {
+    let mut scans = 0;
+    let mut pos = sos;
+    while pos + 1 < data.len() {
+        if data[pos] != 0xFF || matches!(data[pos + 1], 0x00 | 0xD0..=0xD7 | 0xFF) {
+            // Entropy-coded data (or fill bytes): move on to the next byte.
+            pos += 1;
+            continue;
+        }
+        let marker = data[pos + 1];
+        pos += 2;
+        match marker {
+            0xD9 => break,
+            0x01 | 0xD8 => continue,
+            0xDA => {
+                scans += 1;
+                if scans > limit {
+                    break;
+                }
+            }
+            _ => {}
+        }
+        match be16(data, pos) {
+            Some(len) if len >= 2 => pos += usize::from(len),
+            _ => break,
+        }
+    }
+    scans
 }
 
 #[cfg(test)]
@@ -258,6 +341,60 @@ mod tests {
         let h = jpeg_header(&j).expect("header");
         assert_eq!((h.width, h.height), (60000, 60000));
         assert_eq!(h.jpeg_sos, None);
+    }
+
+    #[test]
+    fn jpeg_walk_finds_exif_adobe_and_scan_layout() {
+        let mut j = vec![0xFF, 0xD8];
+        j.extend_from_slice(&[0xFF, 0xE1, 0x00, 0x0C]);
+        j.extend_from_slice(b"Exif\0\0II*\0");
+        j.extend_from_slice(&[0xFF, 0xEE, 0x00, 0x07]);
+        j.extend_from_slice(b"Adobe");
+        // progressive frame, 3 components; first scan carries one of them
+        j.extend_from_slice(&[0xFF, 0xC2, 0x00, 0x11, 8, 0, 16, 0, 16, 3]);
+        j.extend_from_slice(&[1, 0x22, 0, 2, 0x11, 1, 3, 0x11, 1]);
+        let sos = j.len();
+        j.extend_from_slice(&[0xFF, 0xDA, 0x00, 0x08, 1, 1, 0, 0, 0, 0]);
+        let h = jpeg_header(&j).expect("header");
+        assert_eq!(h.jpeg_sos, Some(sos));
+        assert_eq!(h.jpeg_exif, Some((12, 16)));
+        assert_eq!(&j[12..16], b"II*\0");
+        assert!(h.jpeg_adobe && h.jpeg_multi_scan);
+
+        // baseline, all three components in the first scan: one pass, no coefficient buffer
+        let baseline = camera_like_baseline();
+        let h = jpeg_header(&baseline).expect("header");
+        assert!(!h.jpeg_multi_scan && !h.jpeg_adobe && h.jpeg_exif.is_none());
+    }
+
+    fn camera_like_baseline() -> Vec<u8> {
+        let mut jpeg = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new(&mut jpeg)
+            .encode_image(&image::RgbImage::new(16, 16))
+            .expect("encode");
+        jpeg
+    }
+
+    #[test]
+    fn scan_count_follows_markers_not_bytes() {
+        let baseline = camera_like_baseline();
+        let sos = jpeg_header(&baseline)
+            .expect("header")
+            .jpeg_sos
+            .expect("scan");
+        assert_eq!(jpeg_scan_count(&baseline, sos, 100), 1);
+
+        // Three scans; the second one's data holds stuffed FF 00 and a restart marker, and a
+        // DHT between scans whose payload looks like SOS bytes; a trailer after EOI has
+        // another SOS that must not count.
+        let mut j = vec![0xFF, 0xDA, 0x00, 0x02, 0x12, 0x34];
+        j.extend_from_slice(&[0xFF, 0xDA, 0x00, 0x02, 0xFF, 0x00, 0xFF, 0xD3, 0x56]);
+        j.extend_from_slice(&[0xFF, 0xC4, 0x00, 0x04, 0xFF, 0xDA]);
+        j.extend_from_slice(&[0xFF, 0xDA, 0x00, 0x02, 0x78, 0xFF, 0xD9]);
+        j.extend_from_slice(&[0xFF, 0xDA, 0x00, 0x02]);
+        assert_eq!(jpeg_scan_count(&j, 0, 100), 3);
+        // the count stops once past the limit
+        assert_eq!(jpeg_scan_count(&j, 0, 1), 2);
     }
 
     #[test]

@@ -8,22 +8,30 @@
 //! 1. **Refuse before trusting.** The file size is checked against [`Limits`] first, the
 //!    format is sniffed from magic bytes (JPEG or PNG only), and the pixel size is read from the
 //!    header by hand and checked *before* any decoder or pixel buffer exists. A decompression
-//!    bomb (a tiny file announcing 60000 x 60000 pixels) is refused, not obeyed. The `image`
-//!    decoder then runs with its own limits (the vetted size and `max_alloc`) as a second guard.
-//! 2. **Upright, cropped, resized.** The EXIF orientation is read by the decoder; the crop to
-//!    the service's aspect ratio is computed in upright coordinates, cut out of the frame as
-//!    stored, box-shrunk to about twice the target, only then turned upright, and finished with
-//!    Lanczos3. Rotating the full 12 MP frame first would copy 36 MB for nothing.
-//! 3. **Advice.** Cheap checks ([`assess`]) run on the result so the operator can retake while
+//!    bomb (a tiny file announcing 60000 x 60000 pixels) is refused, not obeyed. The decoders
+//!    then run under their own bounds as a second guard: for JPEG, the memory the decoder will
+//!    need is computed from the vetted header and held against `max_alloc`, and the number of
+//!    scans is limited; for PNG, `image`'s limits (the vetted size and `max_alloc`).
+//! 2. **Shrink-on-load.** A JPEG is decoded at a reduced scale inside the DCT (`M/8`, with
+//!    libjpeg-turbo's decoder via the `mozjpeg` crate; see `jpeg.rs` for the choice and the
+//!    measurements): the strongest reduction that still leaves twice the target's pixels over
+//!    the crop, 3/8 for a 12 MP photo. The full 12 MP frame (34 MiB) never exists.
+//! 3. **Upright, cropped, resized.** The EXIF orientation is read from the JPEG's APP1 segment
+//!    (or by `image` for PNG); the crop to the service's aspect ratio is computed in upright
+//!    coordinates, mapped onto the frame as stored, resized there with Lanczos3, and only the
+//!    finished photo is turned upright. Rotating the frame first would copy it for nothing.
+//! 4. **Advice.** Cheap checks ([`assess`]) run on the result so the operator can retake while
 //!    the citizen is still there.
-//! 4. **No metadata, within budget.** The pixels are encoded afresh, so no EXIF (GPS, serial
+//! 5. **No metadata, within budget.** The pixels are encoded afresh, so no EXIF (GPS, serial
 //!    numbers) can survive, at the highest JPEG quality that fits [`PhotoSpec::max_bytes`].
 //!
 //! Nothing here panics on input: every failure is a [`PhotoError`] whose message tells the
-//! operator what to do.
+//! operator what to do. The JPEG decoder is C; its fatal errors arrive as Rust unwinds, which
+//! `jpeg.rs` catches and turns into [`PhotoError::Decode`] (so this crate needs the default
+//! `panic = "unwind"`).
 //!
-//! The `image` crate's JPEG decoder cannot decode at a reduced scale, so the full 12 MP are
-//! always decoded; that decode is most of the run time (see `examples/normalize_bench.rs`).
+//! Most of the remaining run time is the reduced-scale decode and the JPEG encodes of the
+//! quality search (see `examples/normalize_bench.rs`).
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -34,6 +42,7 @@ mod error;
 pub mod fixtures;
 mod geometry;
 mod header;
+mod jpeg;
 mod resample;
 
 use std::io::Cursor;
@@ -92,7 +101,9 @@ pub struct Limits {
     /// Largest accepted pixel count (width x height as the header announces it).
     /// Default 50 000 000.
     pub max_pixels: u64,
-    /// Most memory the decoder may allocate for pixels, in bytes. Default 512 MiB.
+    /// Most memory the decoder may allocate for pixels, in bytes. Default 512 MiB. For a JPEG
+    /// this counts the decoded (reduced) frame and, for a progressive file, the coefficients
+    /// of the whole image, estimated from the header before decoding.
     pub max_alloc: u64,
 }
 
@@ -251,11 +262,24 @@ pub fn normalize(input: &[u8], spec: &PhotoSpec, limits: &Limits) -> Result<IdPh
         height,
         max: max_pixels,
     };
-    let (stored, orientation) = decode(input, format, width, height, limits, too_many)?;
-    let (sw, sh) = stored.dimensions();
-    let (source_width, source_height) = geometry::upright_size(sw, sh, orientation);
+    // The frame as stored (possibly reduced by `eighths / 8`) and how to turn it upright.
+    let (plan, stored, eighths) = match format {
+        header::Format::Jpeg => {
+            let orientation = jpeg::orientation(input, &head);
+            let plan = resample::plan(width, height, orientation, spec.width, spec.height);
+            let eighths = plan.jpeg_eighths();
+            let stored = jpeg::decode(input, &head, eighths, limits, too_many)?;
+            (plan, stored, eighths)
+        }
+        header::Format::Png => {
+            let (stored, orientation) = decode_png(input, format, width, height, limits, too_many)?;
+            let plan = resample::plan(width, height, orientation, spec.width, spec.height);
+            (plan, stored, 8)
+        }
+    };
+    let (source_width, source_height) = plan.upright_source_size();
 
-    let fitted = resample::fit(&stored, orientation, spec.width, spec.height);
+    let fitted = resample::fit(&stored, eighths, &plan)?;
     drop(stored);
 
     let mut advice: Vec<Advice> = assess::too_small(source_width, source_height, spec)
@@ -275,11 +299,12 @@ pub fn normalize(input: &[u8], spec: &PhotoSpec, limits: &Limits) -> Result<IdPh
     })
 }
 
-/// Decodes to RGB under `image`'s limits and reads the EXIF orientation.
+/// Decodes a PNG to RGB under `image`'s limits and reads its EXIF orientation, if any.
 ///
 /// The decoder is told the exact size the header announced as its maximum, so if it ever sees
 /// a different (larger) frame than our header walk did, it refuses instead of allocating.
-fn decode(
+/// (A JPEG goes through `jpeg::decode` instead.)
+fn decode_png(
     input: &[u8],
     format: header::Format,
     width: u32,
@@ -316,6 +341,14 @@ fn decode(
     }
 
     let img = DynamicImage::from_decoder(decoder).map_err(map_err)?;
+    // The crop is planned on the header's size; a smaller frame would not match it.
+    if (img.width(), img.height()) != (width, height) {
+        return Err(PhotoError::Decode(format!(
+            "the PNG decoder read a {} x {} image where the header says {width} x {height}",
+            img.width(),
+            img.height()
+        )));
+    }
     Ok((to_rgb(img), orientation))
 }
 

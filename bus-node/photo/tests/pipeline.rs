@@ -651,3 +651,298 @@ fn error_messages_speak_to_the_operator() {
     };
     assert!(e.to_string().contains("2000 bytes"));
 }
+
+// ---- Shrink-on-load: the JPEG variants a camera, a phone or an editor may hand over ----
+
+/// The APP1 payload (`Exif\0\0` and the TIFF structure) of a `camera_jpeg` file, which puts
+/// it first after SOI.
+fn exif_payload(jpeg: &[u8]) -> Vec<u8> {
+    assert_eq!(&jpeg[2..4], &[0xFF, 0xE1], "APP1 right after SOI");
+    let len = usize::from(u16::from_be_bytes([jpeg[4], jpeg[5]]));
+    jpeg[6..4 + len].to_vec()
+}
+
+/// Encodes with libjpeg (mozjpeg's library, plain libjpeg-turbo settings): `pixels` in
+/// `color`, progressive or baseline, with `app1` as an APP1 segment if given.
+fn libjpeg_encode(
+    pixels: &[u8],
+    (w, h): (u32, u32),
+    color: mozjpeg::ColorSpace,
+    progressive: bool,
+    app1: Option<&[u8]>,
+) -> Vec<u8> {
+    let mut c = mozjpeg::Compress::new(color);
+    c.set_fastest_defaults();
+    c.set_size(w as usize, h as usize);
+    c.set_quality(90.0);
+    if progressive {
+        c.set_progressive_mode();
+    }
+    let mut started = c.start_compress(Vec::new()).expect("start");
+    if let Some(payload) = app1 {
+        started.write_marker(mozjpeg::Marker::APP(1), payload);
+    }
+    started.write_scanlines(pixels).expect("write");
+    started.finish().expect("finish")
+}
+
+/// A progressive copy of a `camera_jpeg` file: same pixels, same EXIF.
+fn progressive_camera_jpeg(w: u32, h: u32, orientation: u16) -> Vec<u8> {
+    let baseline = camera_jpeg(portrait(), w, h, orientation, true, 92).expect("jpeg");
+    let pixels = decode_jpeg(&baseline);
+    let jpeg = libjpeg_encode(
+        pixels.as_raw(),
+        (w, h),
+        mozjpeg::ColorSpace::JCS_RGB,
+        true,
+        Some(&exif_payload(&baseline)),
+    );
+    assert!(contains(&jpeg, &[0xFF, 0xC2]), "progressive frame header");
+    jpeg
+}
+
+fn assert_valid_photo_or_decode_error(what: &str, result: Result<IdPhoto, PhotoError>) {
+    match result {
+        Ok(photo) => assert_eq!(decode_jpeg(&photo.jpeg).dimensions(), (413, 531), "{what}"),
+        Err(PhotoError::Decode(msg)) => assert!(!msg.is_empty(), "{what}"),
+        Err(other) => panic!("{what}: expected a photo or a Decode error, got {other:?}"),
+    }
+}
+
+#[test]
+fn progressive_jpeg_decodes_at_a_reduced_scale_and_comes_out_upright() {
+    let input = progressive_camera_jpeg(2400, 1800, 6);
+    let photo = run(&input).expect("progressive normalizes");
+    assert_eq!((photo.source_width, photo.source_height), (1800, 2400));
+    assert!(photo.advice.is_empty(), "{:?}", photo.advice);
+    assert!(!contains(&photo.jpeg, b"Exif"));
+    assert_upright(
+        &decode_jpeg(&photo.jpeg),
+        1800,
+        2400,
+        "progressive, orientation 6",
+    );
+}
+
+#[test]
+fn restart_marker_jpegs_give_the_same_photo_as_their_pixels() {
+    for (name, input) in [
+        (
+            "baseline",
+            &include_bytes!("../fixtures/astronaut-restart.jpg")[..],
+        ),
+        (
+            "progressive",
+            &include_bytes!("../fixtures/astronaut-progressive-restart.jpg")[..],
+        ),
+    ] {
+        assert!(
+            contains(input, &[0xFF, 0xDD]),
+            "{name}: has a restart interval"
+        );
+        // The same pixels, decoded by `image`'s decoder and handed over as PNG.
+        let pixels = decode_jpeg(input);
+        let mut png = Cursor::new(Vec::new());
+        pixels.write_to(&mut png, ImageFormat::Png).expect("png");
+        let from_jpeg = decode_jpeg(&run(input).expect("normalizes").jpeg);
+        let from_png = decode_jpeg(&run(png.get_ref()).expect("normalizes").jpeg);
+        let diff = mean_abs_diff(&from_jpeg, &from_png);
+        assert!(diff < 2.0, "{name}: mean abs diff {diff:.2}");
+    }
+}
+
+#[test]
+fn grayscale_jpeg_decodes_at_a_reduced_scale() {
+    let gray = DynamicImage::ImageRgb8(portrait().clone())
+        .resize_exact(3000, 3000, FilterType::Triangle)
+        .into_luma8();
+    let mut jpeg = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 90)
+        .encode_image(&gray)
+        .expect("encode gray");
+    let photo = run(&jpeg).expect("grayscale normalizes");
+    let out = decode_jpeg(&photo.jpeg);
+    assert!(out.pixels().all(|p| p.0[0].abs_diff(p.0[1]) < 8));
+    // It is the portrait: compare the grey levels with the reference's luma.
+    let reference = DynamicImage::ImageRgb8(reference(3000, 3000)).into_luma8();
+    let out_luma = DynamicImage::ImageRgb8(out).into_luma8();
+    let diff: u64 = out_luma
+        .as_raw()
+        .iter()
+        .zip(reference.as_raw())
+        .map(|(&a, &b)| u64::from(a.abs_diff(b)))
+        .sum();
+    let mean = diff as f64 / out_luma.as_raw().len() as f64;
+    assert!(mean < 4.0, "mean abs diff {mean:.2}");
+}
+
+#[test]
+fn cmyk_jpeg_is_converted_to_rgb() {
+    // Photoshop-style (Adobe APP14, inverted) CMYK: C, M, Y hold the light left in R, G, B,
+    // and K = 255 is no black ink, so it shows the same colours as the RGB file.
+    let rgb = decode_jpeg(&camera_jpeg(portrait(), 1600, 1200, 1, false, 95).expect("jpeg"));
+    let cmyk: Vec<u8> = rgb
+        .pixels()
+        .flat_map(|p| [p.0[0], p.0[1], p.0[2], 255])
+        .collect();
+    let jpeg = libjpeg_encode(
+        &cmyk,
+        (1600, 1200),
+        mozjpeg::ColorSpace::JCS_CMYK,
+        false,
+        None,
+    );
+    assert!(contains(&jpeg, b"Adobe"));
+    let mut png = Cursor::new(Vec::new());
+    rgb.write_to(&mut png, ImageFormat::Png).expect("png");
+    let from_cmyk = decode_jpeg(&run(&jpeg).expect("cmyk normalizes").jpeg);
+    let from_rgb = decode_jpeg(&run(png.get_ref()).expect("png normalizes").jpeg);
+    let diff = mean_abs_diff(&from_cmyk, &from_rgb);
+    assert!(diff < 3.0, "mean abs diff {diff:.2}");
+}
+
+#[test]
+fn damaged_middle_gives_a_photo_or_a_clear_error_never_a_panic() {
+    let baseline = camera_jpeg(portrait(), 1600, 1200, 6, true, 90).expect("jpeg");
+    let progressive = progressive_camera_jpeg(1600, 1200, 6);
+    for (name, jpeg) in [("baseline", &baseline), ("progressive", &progressive)] {
+        let mid = jpeg.len() / 2;
+        // Garbage over 4 kB of image data.
+        let mut garbage = jpeg.clone();
+        garbage[mid..mid + 4096]
+            .iter_mut()
+            .enumerate()
+            .for_each(|(i, b)| *b = (i * 37 % 251) as u8);
+        assert_valid_photo_or_decode_error(&format!("{name} with garbage"), run(&garbage));
+        // 4 kB cut out of the middle (the end-of-image marker is still there).
+        let mut cut = jpeg[..mid].to_vec();
+        cut.extend_from_slice(&jpeg[mid + 4096..]);
+        assert_valid_photo_or_decode_error(&format!("{name} with a hole"), run(&cut));
+        // Everything after the middle replaced by an end-of-image marker.
+        let mut short = jpeg[..mid].to_vec();
+        short.extend_from_slice(&[0xFF, 0xD9]);
+        assert_valid_photo_or_decode_error(&format!("{name} cut short"), run(&short));
+    }
+}
+
+#[test]
+fn damaged_progressive_jpegs_never_panic() {
+    let jpeg = progressive_camera_jpeg(320, 240, 1);
+    let mut state = 0x0BAD_F00Du32;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        state
+    };
+    for _ in 0..200 {
+        let mut damaged = jpeg.clone();
+        for _ in 0..1 + next() % 8 {
+            let at = 2 + next() as usize % (damaged.len() - 2);
+            damaged[at] = next() as u8;
+        }
+        if let Ok(photo) = run(&damaged) {
+            assert_eq!(decode_jpeg(&photo.jpeg).dimensions(), (413, 531));
+        }
+    }
+}
+
+/// The offset of the `n`-th (0-based) occurrence of marker `code`, walking by segment
+/// lengths up to the first scan and by bytes after it.
+fn marker_at(jpeg: &[u8], code: u8, n: usize) -> usize {
+    jpeg.windows(2)
+        .enumerate()
+        .filter(|(_, w)| w[0] == 0xFF && w[1] == code)
+        .nth(n)
+        .map(|(i, _)| i)
+        .unwrap_or_else(|| panic!("no marker {code:02X} #{n}"))
+}
+
+fn decode_error(input: &[u8]) -> String {
+    match run(input) {
+        Err(PhotoError::Decode(msg)) => msg,
+        other => panic!("expected a Decode error, got {other:?}"),
+    }
+}
+
+#[test]
+fn fatal_decoder_errors_are_decode_errors_with_libjpeg_s_reason() {
+    // A later scan header with impossible progression parameters: libjpeg stops with a
+    // fatal error in the middle of decoding, which must come back as an error.
+    let mut jpeg = progressive_camera_jpeg(1600, 1200, 1);
+    let sos = marker_at(&jpeg, 0xDA, 3);
+    let ns = usize::from(jpeg[sos + 4]);
+    let ss = sos + 5 + 2 * ns;
+    jpeg[ss] = 63; // Ss
+    jpeg[ss + 1] = 1; // Se < Ss
+    let msg = decode_error(&jpeg);
+    assert!(msg.contains("progressive"), "{msg}");
+
+    // A quantization table with a slot number libjpeg does not have.
+    let mut jpeg = camera_jpeg(portrait(), 320, 240, 1, false, 90).expect("jpeg");
+    let dqt = marker_at(&jpeg, 0xDB, 0);
+    jpeg[dqt + 4] = 0x05;
+    let msg = decode_error(&jpeg);
+    assert!(msg.contains("DQT"), "{msg}");
+}
+
+#[test]
+fn unsupported_jpeg_variants_are_named() {
+    let jpeg = camera_jpeg(portrait(), 320, 240, 1, false, 90).expect("jpeg");
+    let sof = marker_at(&jpeg, 0xC0, 0);
+    // Arithmetic coding (SOF9), which the decoder is built without.
+    let mut arithmetic = jpeg.clone();
+    arithmetic[sof + 1] = 0xC9;
+    let msg = decode_error(&arithmetic);
+    assert!(msg.contains("unsupported JPEG variant"), "{msg}");
+    assert!(msg.contains("arithmetic"), "{msg}");
+    // 12-bit samples.
+    let mut twelve = jpeg.clone();
+    twelve[sof + 4] = 12;
+    let msg = decode_error(&twelve);
+    assert!(msg.contains("unsupported JPEG variant"), "{msg}");
+    assert!(msg.contains("precision"), "{msg}");
+}
+
+#[test]
+fn a_jpeg_with_too_many_scans_is_refused_before_decoding() {
+    let jpeg = progressive_camera_jpeg(320, 240, 1);
+    let last_scan = marker_at(
+        &jpeg,
+        0xDA,
+        jpeg.windows(2).filter(|w| w == &[0xFF, 0xDA]).count() - 1,
+    );
+    let eoi = jpeg.len() - 2;
+    assert_eq!(&jpeg[eoi..], &[0xFF, 0xD9]);
+    // Repeat the last (refinement) scan until there are far more scans than any camera writes.
+    let mut crafted = jpeg[..eoi].to_vec();
+    for _ in 0..150 {
+        crafted.extend_from_slice(&jpeg[last_scan..eoi]);
+    }
+    crafted.extend_from_slice(&[0xFF, 0xD9]);
+    let start = Instant::now();
+    let msg = decode_error(&crafted);
+    assert!(msg.contains("scans"), "{msg}");
+    assert!(start.elapsed() < Duration::from_millis(50));
+}
+
+#[test]
+fn progressive_coefficients_count_against_the_memory_limit() {
+    // 1600 x 1200 4:2:0 decodes at full size (too small to shrink on load for 413 x 531):
+    // 5.8 MB of RGB output either way, plus 5.8 MB of coefficients when progressive.
+    let limits = Limits {
+        max_alloc: 10_000_000,
+        ..Limits::default()
+    };
+    let spec = PhotoSpec::default();
+    let baseline = camera_jpeg(portrait(), 1600, 1200, 1, false, 90).expect("jpeg");
+    assert!(normalize(&baseline, &spec, &limits).is_ok());
+    let progressive = progressive_camera_jpeg(1600, 1200, 1);
+    match normalize(&progressive, &spec, &limits) {
+        Err(PhotoError::TooManyPixels { width, height, .. }) => {
+            assert_eq!((width, height), (1600, 1200));
+        }
+        other => panic!("expected TooManyPixels, got {other:?}"),
+    }
+    assert!(run(&progressive).is_ok(), "fine with the default limits");
+}

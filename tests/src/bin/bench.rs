@@ -47,8 +47,9 @@ use bus_node::sync::SyncMetrics;
 use bus_node::BusConfig;
 use clap::{Parser, ValueEnum};
 use hq_sync::ingest::IngestMetrics;
-use keliling_e2e::harness::{assert_exactly_once, init_bus_store};
+use keliling_e2e::harness::{assert_exactly_once, init_bus_store, why_ended, InProcessHq};
 use keliling_e2e::mosquitto::Mosquitto;
+use keliling_e2e::procstat;
 use keliling_e2e::proxy::LinkProxy;
 use keliling_e2e::sample;
 use keliling_photo::{fixtures, normalize, Limits, PhotoSpec};
@@ -333,29 +334,12 @@ fn main() -> Result<()> {
 fn header(args: &Args, plan: &Plan, scratch: &Path) -> String {
     let cmd: Vec<String> = std::env::args().collect();
     let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let mem = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("MemTotal:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map_or_else(
-            || "unknown memory".into(),
-            |kb| format!("{:.1} GiB RAM", kb / 1024.0 / 1024.0),
-        );
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map_or_else(|_| "?".into(), |s| s.trim().to_owned());
+    let cpu = procstat::cpu_model().unwrap_or_else(|| "unknown CPU".into());
+    let mem = procstat::mem_total_kib().map_or_else(
+        || "unknown memory".into(),
+        |kib| format!("{:.1} GiB RAM", kib as f64 / 1024.0 / 1024.0),
+    );
+    let kernel = procstat::kernel_release().unwrap_or_else(|| "?".into());
     let date = time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_else(|_| "unknown".into());
@@ -508,18 +492,6 @@ fn kib(bytes: f64) -> String {
     format!("{:.1} KiB", bytes / 1024.0)
 }
 
-/// Polls `check` until it holds; fails with `what` after `timeout`.
-async fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) -> Result<()> {
-    let deadline = Instant::now() + timeout;
-    while !check() {
-        if Instant::now() > deadline {
-            bail!("timed out after {timeout:?} waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    Ok(())
-}
-
 // ---------------------------------------------------------------------------------------
 // Running other programs, with wall time and peak RSS
 
@@ -628,11 +600,7 @@ fn run_measured(
 fn vm_hwm_kb() -> Result<u64> {
     let status =
         std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .context("no VmHWM in /proc/self/status")
+    procstat::status_kib(&status, "VmHWM").context("no VmHWM in /proc/self/status")
 }
 
 /// CPU time of this process's live threads, in seconds (from each thread's schedstat).
@@ -890,7 +858,7 @@ fn bench_photo(plan: &Plan, scratch: &Path, report: &mut Report) -> Result<()> {
         ),
     );
 
-    // Where the time and memory go: the full-size decode alone.
+    // For reference: what a full-size decode alone costs, the step shrink-on-load skips.
     let mut decode_times = Vec::with_capacity(plan.photo_runs);
     let mut decoded_bytes = 0;
     for _ in 0..plan.photo_runs {
@@ -902,10 +870,10 @@ fn bench_photo(plan: &Plan, scratch: &Path, report: &mut Report) -> Result<()> {
     }
     report.add(
         "photo",
-        "of which: decoding all 12 MP (image crate's JPEG decoder, zune-jpeg), median",
+        "for reference: a full 12 MP decode (image crate, zune-jpeg), which the pipeline no longer does, median",
         ms(median(&decode_times)),
         format!(
-            "{} runs; the decoded frame alone is {}; libvips and ImageMagick with a jpeg:size hint decode at a reduced scale inside the DCT (shrink-on-load) instead",
+            "{} runs; the decoded frame alone is {}; ours, libvips and ImageMagick with a jpeg:size hint decode at a reduced scale inside the DCT (shrink-on-load) instead: ours with libjpeg-turbo's decoder (`mozjpeg` crate) at the strongest M/8 that leaves twice the target",
             decode_times.len(),
             mib(decoded_bytes as u64 / 1024)
         ),
@@ -1385,19 +1353,12 @@ async fn drain_once(
     let db = bus_dir.join("bus.sqlite");
     copy_db(&backlog.db, &db)?;
     let hq_dir = dir.join("hq");
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let hq_metrics = Arc::new(IngestMetrics::default());
-    let hq = tokio::spawn(hq_sync::ingest::run(
-        broker.hq_config(&hq_dir),
-        hq_metrics.clone(),
-        stop_rx.clone(),
-    ));
-    wait_until(
-        "HQ ingest to connect to the broker",
-        Duration::from_secs(20),
-        || hq_metrics.connected.load(Ordering::Relaxed),
-    )
-    .await?;
+    let InProcessHq {
+        metrics: hq_metrics,
+        stop: stop_tx,
+        task: hq,
+    } = InProcessHq::spawn(broker.hq_config(&hq_dir)).await?;
+    let stop_rx = stop_tx.subscribe();
     // Its subscriptions go out right after the CONNACK; give the broker a moment to apply them.
     tokio::time::sleep(Duration::from_millis(500)).await;
 
@@ -1427,11 +1388,7 @@ async fn drain_once(
             break;
         }
         if bus.is_finished() {
-            let why = match (&mut bus).await {
-                Ok(Ok(())) => "it returned".to_owned(),
-                Ok(Err(e)) => e.to_string(),
-                Err(e) => e.to_string(),
-            };
+            let why = why_ended(&mut bus).await;
             bail!("the bus sync stopped before the backlog was delivered: {why}");
         }
         if hq.is_finished() {

@@ -7,8 +7,8 @@ use anyhow::{Context, Result};
 use bus_node::BusConfig;
 use hq_sync::pki::{BundleOptions, Pki};
 use hq_sync::HqConfig;
-use keliling_e2e::harness::SHIPPED_ACL;
-use keliling_e2e::mosquitto::{Mosquitto, MosquittoTls};
+use keliling_e2e::harness::mosquitto_tls;
+use keliling_e2e::mosquitto::Mosquitto;
 use keliling_e2e::ports::free_port;
 use keliling_shared::tls::ClientTlsFiles;
 use keliling_shared::BusId;
@@ -97,13 +97,7 @@ impl BenchBroker {
                 (port, None)
             }
             Kind::Mosquitto => {
-                let tls = MosquittoTls {
-                    ca: pki.ca_cert(),
-                    cert: pki.broker_cert(),
-                    key: pki.broker_key(),
-                    crl: pki.crl(),
-                    acl: SHIPPED_ACL.to_owned(),
-                };
+                let tls = mosquitto_tls(&pki);
                 let tls = (security == Security::MutualTls).then_some(&tls);
                 let m = Mosquitto::start_with(&dir.join("mosquitto"), tls).await?;
                 (m.port(), Some(m))
@@ -126,13 +120,7 @@ impl BenchBroker {
     /// runs in this process and is counted with it).
     pub(crate) fn child_cpu_secs(&self) -> Option<f64> {
         let pid = self.mosquitto.as_ref()?.pid()?;
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        // Fields after the command name (which is in parentheses): utime is the 14th
-        // field of the line, stime the 15th, in clock ticks (100 per second on Linux).
-        let rest = stat.rsplit_once(')')?.1;
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
-        Some(ticks as f64 / 100.0)
+        keliling_e2e::procstat::cpu_secs(Some(pid)).ok()
     }
 
     /// "Mosquitto, mTLS".

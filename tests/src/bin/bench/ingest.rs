@@ -6,7 +6,7 @@ use crate::{copy_db, kib, process_cpu_secs, Plan, Report};
 use anyhow::{bail, Context, Result};
 use bus_node::sync::SyncMetrics;
 use hq_sync::ingest::IngestMetrics;
-use keliling_e2e::harness::{assert_exactly_once, init_bus_store};
+use keliling_e2e::harness::{assert_exactly_once, init_bus_store, InProcessHq};
 use keliling_e2e::mosquitto::Mosquitto;
 use keliling_shared::BusId;
 use std::path::{Path, PathBuf};
@@ -124,19 +124,12 @@ async fn ingest_once(
     })?;
 
     let hq_dir = dir.join("hq");
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let hq_metrics = Arc::new(IngestMetrics::default());
-    let hq = tokio::spawn(hq_sync::ingest::run(
-        broker.hq_config(&hq_dir),
-        hq_metrics.clone(),
-        stop_rx.clone(),
-    ));
-    crate::wait_until(
-        "HQ ingest to connect to the broker",
-        Duration::from_secs(20),
-        || hq_metrics.connected.load(Ordering::Relaxed),
-    )
-    .await?;
+    let InProcessHq {
+        metrics: hq_metrics,
+        stop: stop_tx,
+        task: hq,
+    } = InProcessHq::spawn(broker.hq_config(&hq_dir)).await?;
+    let stop_rx = stop_tx.subscribe();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let hq_db = rusqlite::Connection::open_with_flags(
         hq_dir.join("hq.sqlite"),

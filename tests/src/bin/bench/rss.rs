@@ -6,24 +6,16 @@ use crate::bulk::Templates;
 use crate::{mib, Plan, Report};
 use anyhow::{bail, Context, Result};
 use hq_sync::ingest::IngestMetrics;
+use keliling_e2e::harness::InProcessHq;
 use keliling_e2e::ports::free_port;
+use keliling_e2e::procstat::status_kib;
 use keliling_shared::BusId;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How often /proc/<pid>/status is read.
 const SAMPLE_EVERY: Duration = Duration::from_millis(100);
-
-/// One field of /proc/<pid>/status, in KiB.
-fn status_kb(status: &str, key: &str) -> Option<u64> {
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-}
 
 struct RssOutcome {
     /// At the end of the settling period.
@@ -107,11 +99,11 @@ async fn measure(
             }
             last = std::fs::read_to_string(&status_path)
                 .with_context(|| format!("reading {}", status_path.display()))?;
-            max_sampled_kb = max_sampled_kb.max(status_kb(&last, "VmRSS").unwrap_or(0));
+            max_sampled_kb = max_sampled_kb.max(status_kib(&last, "VmRSS").unwrap_or(0));
             tokio::time::sleep(SAMPLE_EVERY).await;
         }
         let field = |k: &str| {
-            status_kb(&last, k).with_context(|| format!("no {k} in {}", status_path.display()))
+            status_kib(&last, k).with_context(|| format!("no {k} in {}", status_path.display()))
         };
         Ok(RssOutcome {
             rss_kb: field("VmRSS")?,
@@ -170,7 +162,7 @@ pub(crate) async fn bench_rss(plan: &Plan, scratch: &Path, report: &mut Report) 
     let idle_dir = dir.join("idle");
     let idle_db = idle_dir.join("bus.sqlite");
     tokio::task::block_in_place(|| keliling_e2e::harness::init_bus_store(&idle_db))?;
-    let hq = Hq::start(&broker, &dir.join("hq")).await?;
+    let hq = InProcessHq::spawn(broker.hq_config(&dir.join("hq"))).await?;
     let env = broker.bus_env(&bus, &idle_dir, broker.port())?;
     match measure(&bin, &env, &idle_dir, true, plan.rss_settle).await {
         Ok(o) => report.add(
@@ -181,7 +173,7 @@ pub(crate) async fn bench_rss(plan: &Plan, scratch: &Path, report: &mut Report) 
         ),
         Err(e) => report.fail("rss", "bus-node run, idle", &e),
     }
-    hq.stop().await;
+    hq.shut_down().await;
 
     // The backlog: built once, then the bus runs against a broker with HQ down, and offline.
     let n = plan.rss_backlog;
@@ -227,11 +219,11 @@ pub(crate) async fn bench_rss(plan: &Plan, scratch: &Path, report: &mut Report) 
         Err(e) => report.fail("rss", "bus-node run with a backlog, offline", &e),
     }
     // Last, as it changes the store: the same backlog draining to a running HQ.
-    let hq = Hq::start(&broker, &dir.join("hq-drain")).await?;
+    let hq = InProcessHq::spawn(broker.hq_config(&dir.join("hq-drain"))).await?;
     let env = broker.bus_env(&bus, &backlog_dir, broker.port())?;
     let result = measure(&bin, &env, &backlog_dir, true, plan.rss_settle).await;
     let delivered = IngestMetrics::get(&hq.metrics.delivered_acks);
-    hq.stop().await;
+    hq.shut_down().await;
     match result {
         Ok(o) => report.add(
             "rss",
@@ -242,37 +234,4 @@ pub(crate) async fn bench_rss(plan: &Plan, scratch: &Path, report: &mut Report) 
         Err(e) => report.fail("rss", "bus-node run with a backlog, draining", &e),
     }
     Ok(())
-}
-
-/// HQ ingest in this process, for as long as a measurement needs it.
-struct Hq {
-    metrics: Arc<IngestMetrics>,
-    stop: tokio::sync::watch::Sender<bool>,
-    task: tokio::task::JoinHandle<Result<(), hq_sync::ingest::IngestError>>,
-}
-
-impl Hq {
-    async fn start(broker: &BenchBroker, data_dir: &Path) -> Result<Hq> {
-        let (stop, stop_rx) = tokio::sync::watch::channel(false);
-        let metrics = Arc::new(IngestMetrics::default());
-        let task = tokio::spawn(hq_sync::ingest::run(
-            broker.hq_config(data_dir),
-            metrics.clone(),
-            stop_rx,
-        ));
-        crate::wait_until("HQ ingest to connect", Duration::from_secs(20), || {
-            metrics.connected.load(Ordering::Relaxed)
-        })
-        .await?;
-        Ok(Hq {
-            metrics,
-            stop,
-            task,
-        })
-    }
-
-    async fn stop(self) {
-        let _ = self.stop.send(true);
-        let _ = tokio::time::timeout(Duration::from_secs(10), self.task).await;
-    }
 }
