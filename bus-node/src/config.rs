@@ -85,7 +85,7 @@ impl Default for SyncConfig {
             topic_prefix: keliling_shared::topics::DEFAULT_PREFIX.into(),
             chunk_bytes: DEFAULT_CHUNK_BYTES,
             record_window: 64,
-            chunk_window: 16,
+            chunk_window: 64,
             chunk_queue_ms: 2_000,
             resend_after_ms: 30_000,
             heartbeat_secs: 60,

@@ -13,8 +13,10 @@
 //! such time seen recently is the link's own cost of one chunk; anything above it is time
 //! spent queued behind other chunks. While that queueing stays under `target`, the window
 //! grows (by up to one chunk per window of confirmations); above `target` it shrinks, the
-//! faster the further above; a lost link halves it. On a fast link it reaches `max` within a few round trips; on 2G
-//! it settles near two chunks, so a cut costs about `target` of link time.
+//! faster the further above; a lost link halves it. On a fast link it reaches `max` within
+//! a few round trips; on 2G it settles near two chunks, so a cut costs about `target` of
+//! link time. That is also what lets the maximum be large (`chunk_window = 64`): on
+//! loopback 64 in flight drain 2000 applications 2.6x faster than 16 (`keliling-bench`).
 
 use std::time::{Duration, Instant};
 
