@@ -338,9 +338,6 @@ impl Pump {
             Net::Disconnected(why) => {
                 if self.connected {
                     info!(%why, "link lost");
-                    if !self.chunks_in_flight.is_empty() {
-                        self.pace.lost();
-                    }
                 }
                 self.connected = false;
                 self.metrics.connected.store(false, Ordering::Relaxed);

@@ -1002,7 +1002,7 @@ pub async fn run_2g(opts: &TwoGOptions) -> Result<Report> {
                 mean * f64::from(chunk_size) / rate
             ),
             format!(
-                "`bus_node::pace` sampled every 20 ms of the drain: p10 {}, p90 {}, max {} (configured at most {}); grows while HQ's confirmations come back without queueing, shrinks when chunks queue over {} ms, halves on a cut",
+                "`bus_node::pace` sampled every 20 ms of the drain: p10 {}, p90 {}, max {} (configured at most {}); grows while HQ's confirmations come back without queueing, shrinks when chunks queue over {} ms, halves when chunks go unanswered",
                 at(0.1),
                 at(0.9),
                 w[w.len() - 1],
