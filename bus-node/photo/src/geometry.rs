@@ -102,11 +102,12 @@ pub(crate) fn upright_rect_to_stored(r: Rect, o: Orientation, sw: u32, sh: u32) 
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use image::{DynamicImage, GenericImageView, RgbImage};
 
-    const ALL: [Orientation; 8] = [
+    /// Every EXIF orientation, for tests here and in `resample`.
+    pub(crate) const ALL: [Orientation; 8] = [
         Orientation::NoTransforms,
         Orientation::FlipHorizontal,
         Orientation::Rotate180,

@@ -128,17 +128,7 @@ pub(crate) fn fit_upright(img: &RgbImage, tw: u32, th: u32) -> Result<RgbImage, 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const ALL: [Orientation; 8] = [
-        Orientation::NoTransforms,
-        Orientation::FlipHorizontal,
-        Orientation::Rotate180,
-        Orientation::FlipVertical,
-        Orientation::Rotate90FlipH,
-        Orientation::Rotate90,
-        Orientation::Rotate270FlipH,
-        Orientation::Rotate270,
-    ];
+    use crate::geometry::tests::ALL;
 
     #[test]
     fn fit_gives_exact_size_for_every_orientation() {
