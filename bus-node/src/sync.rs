@@ -234,6 +234,9 @@ struct Pump {
     chunks_in_flight: HashMap<(Sha256, u32), Instant>,
     /// How many chunks the link carries without queueing (`pace`).
     pace: ChunkPace,
+    /// When the session last resumed: chunks in flight then got their clocks restarted,
+    /// so their confirmation times say nothing about the link and the pace ignores them.
+    resumed_at: Instant,
     /// Blobs whose chunks HQ has all confirmed, waiting for `BlobStored`.
     complete_since: HashMap<Sha256, Instant>,
     last_heartbeat: Option<Instant>,
@@ -271,6 +274,7 @@ impl Pump {
             last_heartbeat: None,
             last_recheck: Instant::now(),
             last_heard: Instant::now(),
+            resumed_at: Instant::now(),
         }
     }
 
@@ -320,6 +324,7 @@ impl Pump {
                     let now = Instant::now();
                     self.records_in_flight.values_mut().for_each(|t| *t = now);
                     self.chunks_in_flight.values_mut().for_each(|t| *t = now);
+                    self.resumed_at = now;
                 } else {
                     // rumqttc dropped everything it had queued: send it again from the store.
                     self.records_in_flight.clear();
@@ -426,9 +431,15 @@ impl Pump {
     fn chunks_confirmed(&mut self, held: impl Fn(&Sha256, u32) -> bool) {
         let now = Instant::now();
         let pace = &mut self.pace;
+        let resumed_at = self.resumed_at;
         self.chunks_in_flight.retain(|(sha, i), sent| {
             if held(sha, *i) {
-                pace.confirmed(now.duration_since(*sent), now);
+                // A chunk from before the last resume may have reached HQ before the cut:
+                // its answer comes right after the reconnect, and timing it would make
+                // the link look faster than it is (measured on 2G: the window sat at one).
+                if *sent > resumed_at {
+                    pace.confirmed(now.duration_since(*sent), now);
+                }
                 false
             } else {
                 true
