@@ -446,32 +446,6 @@ impl HqStore {
         Ok(())
     }
 
-    pub fn record_heartbeat(
-        &mut self,
-        bus: &BusId,
-        hb: &Heartbeat,
-        hq_now: UnixMillis,
-    ) -> Result<(), HqStoreError> {
-        self.apply_fleet_updates(&[FleetUpdate::Heartbeat {
-            bus: bus.clone(),
-            hb: hb.clone(),
-            hq_now,
-        }])
-    }
-
-    pub fn set_online(
-        &mut self,
-        bus: &BusId,
-        online: bool,
-        hq_now: UnixMillis,
-    ) -> Result<(), HqStoreError> {
-        self.apply_fleet_updates(&[FleetUpdate::Online {
-            bus: bus.clone(),
-            online,
-            hq_now,
-        }])
-    }
-
     /// Marks `bus` revoked: from now on ingest quarantines whatever it sends.
     pub fn revoke_bus(
         &mut self,
