@@ -47,6 +47,7 @@ use bus_node::sync::SyncMetrics;
 use bus_node::BusConfig;
 use clap::{Parser, ValueEnum};
 use hq_sync::ingest::IngestMetrics;
+use keliling_e2e::field::copy_db;
 use keliling_e2e::harness::{assert_exactly_once, init_bus_store, why_ended, InProcessHq};
 use keliling_e2e::mosquitto::Mosquitto;
 use keliling_e2e::procstat;
@@ -1308,21 +1309,6 @@ fn build_backlog(n: usize, dir: &Path) -> Result<Backlog> {
         chunks,
         full_chunk_len,
     })
-}
-
-/// A consistent copy of a SQLite file (whatever its WAL holds).
-fn copy_db(from: &Path, to: &Path) -> Result<()> {
-    if let Some(dir) = to.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    let conn =
-        rusqlite::Connection::open(from).with_context(|| format!("opening {}", from.display()))?;
-    let target = to
-        .to_str()
-        .with_context(|| format!("{} is not UTF-8", to.display()))?;
-    conn.execute("VACUUM INTO ?1", [target])
-        .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
-    Ok(())
 }
 
 struct DrainOutcome {
