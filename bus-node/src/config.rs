@@ -2,6 +2,7 @@
 //! environment variables (see `keliling_shared::config_env`).
 
 use keliling_shared::config_env::{self, ConfigError};
+use keliling_shared::sign::VerifyingKeys;
 use keliling_shared::tls::ClientTlsFiles;
 use keliling_shared::wire::{DEFAULT_CHUNK_BYTES, MAX_CHUNK_BYTES, MIN_CHUNK_BYTES};
 use keliling_shared::{BusId, Catalogue};
@@ -26,6 +27,18 @@ pub struct BusConfig {
     pub photo: PhotoConfig,
     #[serde(default)]
     pub retention: RetentionConfig,
+    #[serde(default)]
+    pub trust: TrustConfig,
+}
+
+/// Whom the bus believes: HQ's verifying keys, pinned in the bus's bundle.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrustConfig {
+    /// `hq-keys.pub` from `hq-sync pki provision-bus`: HQ's current and next Ed25519
+    /// verifying keys. `bus-node run` refuses to sync without it: a down message is
+    /// believed only with HQ's signature.
+    pub hq_keys: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -159,7 +172,24 @@ impl BusConfig {
             sync: SyncConfig::default(),
             photo: PhotoConfig::default(),
             retention: RetentionConfig::default(),
+            trust: TrustConfig::default(),
         }
+    }
+
+    /// HQ's verifying keys from `trust.hq_keys`.
+    pub fn hq_keys(&self) -> Result<VerifyingKeys, ConfigError> {
+        let path = self.trust.hq_keys.as_deref().ok_or_else(|| {
+            ConfigError::Invalid(
+                "trust.hq_keys belum diisi: pakai bus.toml dari `hq-sync pki provision-bus` \
+                 (trust.hq_keys is not set: use the bus.toml made by `hq-sync pki provision-bus`; \
+                 the bus believes only messages signed by HQ)"
+                    .into(),
+            )
+        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::Invalid(format!("trust.hq_keys {}: {e}", path.display())))?;
+        VerifyingKeys::parse(&text)
+            .map_err(|e| ConfigError::Invalid(format!("trust.hq_keys {}: {e}", path.display())))
     }
 
     pub fn check(&self) -> Result<(), ConfigError> {

@@ -4,6 +4,7 @@ use crate::config::BusConfig;
 use crate::store::Store;
 use crate::sync::{self, SyncError, SyncMetrics};
 use crate::vault::UnlockedVault;
+use keliling_shared::blocking::Pool;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -29,10 +30,11 @@ pub async fn run(
 async fn purge_loop(cfg: BusConfig, mut shutdown: watch::Receiver<bool>) {
     let retention = Duration::from_secs(cfg.retention.purge_after_days.saturating_mul(86_400));
     let every = Duration::from_secs(cfg.retention.check_every_secs.max(1));
+    // One connection, opened on first use, used off the async threads.
+    let path = cfg.db_path();
+    let pool = Pool::new(1, move || Store::open_for_sync(&path));
     loop {
-        match Store::open_for_sync(&cfg.db_path())
-            .and_then(|mut s| s.purge_delivered_blobs(retention))
-        {
+        match pool.run(move |s| s.purge_delivered_blobs(retention)).await {
             Ok(0) => {}
             Ok(n) => info!(n, "purged photo bytes past retention"),
             Err(e) => warn!(error = %e, "retention purge failed"),

@@ -160,6 +160,11 @@ struct CachedBlobKey {
     key: BlobKey,
 }
 
+/// Quarantine rows the bus keeps at most (the newest).
+pub const MAX_QUARANTINE_ROWS: i64 = 1000;
+/// Bytes of a quarantined payload kept: enough to diagnose.
+pub const MAX_QUARANTINE_PAYLOAD: usize = 4096;
+
 const META_PUBLIC_KEY: &str = "vault_public_key";
 const META_WRAPPED_KEY: &str = "vault_wrapped_secret_key";
 /// `PRAGMA user_version` of the encrypted schema (0: an older store, or a new file).
@@ -380,7 +385,7 @@ impl Store {
     /// (`PRAGMA max_page_count`), so a save that needs room fails with `SQLITE_FULL`, as on
     /// a full disk, and rolls back; `false` lifts the cap. Other connections to the same
     /// file (the sync daemon's) are not affected.
-    #[doc(hidden)]
+    #[cfg(feature = "fault-injection")]
     pub fn simulate_full_disk(&self, full: bool) -> Result<(), StoreError> {
         let pages: i64 = if full {
             self.conn.query_row("PRAGMA page_count", [], |r| r.get(0))?
@@ -865,18 +870,52 @@ impl Store {
     }
 
     /// Keeps a message the bus could not accept, with the reason, for a human to read.
+    ///
+    /// Bounded: anyone who can publish on this bus's down topic could otherwise fill its
+    /// disk. The newest [`MAX_QUARANTINE_ROWS`] entries are kept, each with at most
+    /// [`MAX_QUARANTINE_PAYLOAD`] bytes of its payload.
     pub fn quarantine(
         &mut self,
         topic: &str,
         reason: &str,
         payload: &[u8],
     ) -> Result<(), StoreError> {
-        let keep = &payload[..payload.len().min(64 * 1024)];
-        self.conn.execute(
+        let keep = &payload[..payload.len().min(MAX_QUARANTINE_PAYLOAD)];
+        let topic: String = topic.chars().take(256).collect();
+        let reason: String = keliling_shared::text::printable(reason)
+            .chars()
+            .take(1000)
+            .collect();
+        let tx = self.conn.transaction()?;
+        tx.execute(
             "INSERT INTO quarantine (received_at, topic, reason, payload) VALUES (?1, ?2, ?3, ?4)",
             params![UnixMillis::now().0, topic, reason, keep],
         )?;
+        tx.execute(
+            "DELETE FROM quarantine WHERE id <= (SELECT MAX(id) FROM quarantine) - ?1",
+            [MAX_QUARANTINE_ROWS],
+        )?;
+        tx.commit()?;
         Ok(())
+    }
+
+    /// Whether HQ's delivery ack names exactly this bus's record of `id`: its content
+    /// hash and its blobs' hashes (sorted, each once). `None` when the bus has no such
+    /// application. Reads the sealed record, so it needs the unlocked vault.
+    pub fn holds_as_delivered(
+        &self,
+        id: &ApplicationId,
+        content_hash: &Sha256,
+        blobs: &[Sha256],
+        vault: &UnlockedVault,
+    ) -> Result<Option<bool>, StoreError> {
+        let Some(app) = self.application(id, vault)? else {
+            return Ok(None);
+        };
+        let mut own: Vec<Sha256> = app.attachments.iter().map(|a| a.sha256).collect();
+        own.sort();
+        own.dedup();
+        Ok(Some(app.content_hash() == *content_hash && own == blobs))
     }
 
     pub fn quarantine_count(&self) -> Result<u64, StoreError> {

@@ -22,13 +22,14 @@ use crate::pace::ChunkPace;
 use crate::store::{Store, StoreError};
 use crate::vault::UnlockedVault;
 use keliling_shared::backoff::Backoff;
+use keliling_shared::sign::VerifyingKeys;
 use keliling_shared::tls::BrokerTransport;
 use keliling_shared::topics::{Topics, UpKind};
 use keliling_shared::wire::{
     chunk_range, BlobQuery, BusStatus, Down, DownEnvelope, Heartbeat, Up, UpEnvelope,
     MAX_BROKER_PACKET_BYTES, MAX_MESSAGE_BYTES, MAX_QUERY_BLOBS,
 };
-use keliling_shared::{ApplicationId, Sha256, UnixMillis};
+use keliling_shared::{ApplicationId, BusId, Sha256, UnixMillis};
 use rumqttc::{
     AsyncClient, Event, EventLoop, LastWill, MqttOptions, NetworkOptions, Packet, Publish, QoS,
     TlsConfiguration, Transport,
@@ -54,6 +55,8 @@ pub enum SyncError {
     Wire(keliling_shared::wire::WireError),
     #[error("broker connection: {0}")]
     Tls(#[from] keliling_shared::tls::TlsError),
+    #[error("sync stopped: {0}")]
+    Stopped(String),
 }
 
 // Not `#[from]`: that would make the inner error the `source` too, and an error chain
@@ -102,6 +105,9 @@ pub async fn run(
         Topics::new(&cfg.sync.topic_prefix).map_err(|e| SyncError::Config(e.to_string()))?;
     let store = Store::open_for_sync(&cfg.db_path())?;
     store.check_vault(&vault)?;
+    let keys = cfg
+        .hq_keys()
+        .map_err(|e| SyncError::Config(e.to_string()))?;
     let (client, eventloop) = connect_options(&cfg, &topics)?;
     let (tx, rx) = mpsc::unbounded_channel();
     let backoff = Backoff::new(
@@ -109,10 +115,12 @@ pub async fn run(
         Duration::from_millis(cfg.sync.backoff_max_ms),
     );
     let poller = tokio::spawn(poll(eventloop, tx, backoff, shutdown.clone()));
-    let mut pump = Pump::new(cfg, topics, store, vault, client.clone(), metrics);
+    let bus_id = cfg.bus_id.clone();
+    let status_topic = topics.up(&bus_id, UpKind::Status);
+    let pump = Pump::new(cfg, topics, store, vault, keys, client.clone(), metrics);
     let result = pump.run(rx, &mut shutdown).await;
     // A clean goodbye: the broker then does not publish the last will, so say it ourselves.
-    pump.publish_status(BusStatus::Offline);
+    publish_status(&client, &bus_id, status_topic, BusStatus::Offline);
     let _ = tokio::time::timeout(Duration::from_millis(500), client.disconnect()).await;
     let _ = tokio::time::timeout(Duration::from_secs(1), poller).await;
     result
@@ -221,15 +229,28 @@ async fn poll(
     }
 }
 
+/// Online/offline, retained, so HQ's fleet view knows.
+fn publish_status(client: &AsyncClient, bus: &BusId, topic: String, status: BusStatus) {
+    let env = UpEnvelope::new(bus.clone(), Up::Status(status));
+    if let Ok(bytes) = env.encode() {
+        let _ = client.try_publish(topic, QoS::AtLeastOnce, true, bytes);
+    }
+}
+
 struct Pump {
     cfg: BusConfig,
     topics: Topics,
     store: Store,
     /// Decrypts records and chunks just before they are published.
     vault: Arc<UnlockedVault>,
+    /// HQ's verifying keys: nothing on the down topic is believed without their signature.
+    keys: VerifyingKeys,
     client: AsyncClient,
     metrics: Arc<SyncMetrics>,
     connected: bool,
+    /// Whether the subscription to our down topic was handed to rumqttc on this
+    /// connection; a failed one is tried again on the next tick, not on the next connect.
+    subscribed: bool,
     records_in_flight: HashMap<ApplicationId, Instant>,
     chunks_in_flight: HashMap<(Sha256, u32), Instant>,
     /// How many chunks the link carries without queueing (`pace`).
@@ -252,6 +273,7 @@ impl Pump {
         topics: Topics,
         store: Store,
         vault: Arc<UnlockedVault>,
+        keys: VerifyingKeys,
         client: AsyncClient,
         metrics: Arc<SyncMetrics>,
     ) -> Self {
@@ -265,9 +287,11 @@ impl Pump {
             topics,
             store,
             vault,
+            keys,
             client,
             metrics,
             connected: false,
+            subscribed: false,
             records_in_flight: HashMap::new(),
             chunks_in_flight: HashMap::new(),
             complete_since: HashMap::new(),
@@ -278,35 +302,55 @@ impl Pump {
         }
     }
 
+    /// Drives the pump until shutdown. The loop only waits; applying HQ's answers and
+    /// deciding what to send touch SQLite, so each wake-up runs on a blocking thread with
+    /// the pump moved in and handed back (`keliling_shared::blocking::run_owned`).
     async fn run(
-        &mut self,
+        mut self,
         mut rx: mpsc::UnboundedReceiver<Net>,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<(), SyncError> {
         let mut tick = tokio::time::interval(Duration::from_millis(self.cfg.sync.tick_ms.max(10)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            let mut nets = Vec::new();
             tokio::select! {
                 _ = shutdown.changed() => return Ok(()),
                 msg = rx.recv() => match msg {
                     None => return Ok(()),
                     Some(net) => {
-                        self.on_net(net);
                         // Apply everything already waiting before deciding what to send.
+                        nets.push(net);
                         while let Ok(net) = rx.try_recv() {
-                            self.on_net(net);
+                            nets.push(net);
                         }
                     }
                 },
                 _ = tick.tick() => {}
             }
-            if self.connected {
-                if let Err(e) = self.pump() {
-                    // A store error (disk full, locked) must not kill the daemon: what is
-                    // saved stays saved, and the next tick tries again.
-                    warn!(error = %e, "sync pump failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
+            let (pump, result) = match keliling_shared::blocking::run_owned(self, move |p| {
+                for net in nets {
+                    p.on_net(net);
                 }
+                if p.connected {
+                    p.pump()
+                } else {
+                    Ok(())
+                }
+            })
+            .await
+            {
+                Ok(v) => v,
+                // A panic in the pump: its state is gone, so sync stops, loudly (what is
+                // saved stays saved; the daemon's supervisor restarts it).
+                Err(e) => return Err(SyncError::Stopped(e.to_string())),
+            };
+            self = pump;
+            if let Err(e) = result {
+                // A store error (disk full, locked) must not kill the daemon: what is
+                // saved stays saved, and the next tick tries again.
+                warn!(error = %e, "sync pump failed; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
             }
         }
     }
@@ -331,9 +375,8 @@ impl Pump {
                     self.chunks_in_flight.clear();
                 }
                 self.last_heard = Instant::now();
-                let _ = self
-                    .client
-                    .try_subscribe(self.topics.down_filter(&self.cfg.bus_id), QoS::AtLeastOnce);
+                self.subscribed = false;
+                self.subscribe();
                 self.publish_status(BusStatus::Online);
                 self.last_heartbeat = None;
                 if let Err(e) = self.query_needed_blobs() {
@@ -345,6 +388,7 @@ impl Pump {
                     info!(%why, "link lost");
                 }
                 self.connected = false;
+                self.subscribed = false;
                 self.metrics.connected.store(false, Ordering::Relaxed);
             }
             Net::Message(p) => {
@@ -356,23 +400,42 @@ impl Pump {
         }
     }
 
+    /// Subscribes to this bus's down topic; false when rumqttc's queue is full (the
+    /// pump tries again on its next tick: until then the bus would hear nothing).
+    fn subscribe(&mut self) -> bool {
+        if self.subscribed {
+            return true;
+        }
+        match self
+            .client
+            .try_subscribe(self.topics.down_filter(&self.cfg.bus_id), QoS::AtLeastOnce)
+        {
+            Ok(()) => self.subscribed = true,
+            Err(e) => warn!(error = %e, "cannot subscribe to HQ's answers yet; trying again"),
+        }
+        self.subscribed
+    }
+
+    /// Sets a message aside that the bus does not believe or cannot use; it moves nothing.
+    fn quarantine(&mut self, p: &Publish, why: &str) -> Result<(), StoreError> {
+        self.metrics.quarantined.fetch_add(1, Ordering::Relaxed);
+        warn!(topic = %p.topic, %why, "message on the down topic quarantined");
+        self.store.quarantine(&p.topic, why, &p.payload)
+    }
+
     fn on_message(&mut self, p: &Publish) -> Result<(), StoreError> {
-        let env = match DownEnvelope::decode(&p.payload) {
+        // Believed only with HQ's signature, and only when meant for this bus: a broker
+        // or another fleet certificate cannot make this bus move anything.
+        let env = match DownEnvelope::decode_verified(&p.payload, &self.keys) {
             Ok(env) if env.bus_id == self.cfg.bus_id => env,
             Ok(env) => {
-                self.metrics.quarantined.fetch_add(1, Ordering::Relaxed);
                 let why = format!(
                     "message for bus {} arrived at bus {}",
                     env.bus_id, self.cfg.bus_id
                 );
-                warn!(%why, "quarantined");
-                return self.store.quarantine(&p.topic, &why, &p.payload);
+                return self.quarantine(p, &why);
             }
-            Err(e) => {
-                self.metrics.quarantined.fetch_add(1, Ordering::Relaxed);
-                warn!(error = %e, topic = %p.topic, "undecodable message from HQ quarantined");
-                return self.store.quarantine(&p.topic, &e.to_string(), &p.payload);
-            }
+            Err(e) => return self.quarantine(p, &e.to_string()),
         };
         match env.body {
             Down::RecordAck {
@@ -394,7 +457,33 @@ impl Pump {
             Down::Delivered {
                 application,
                 hq_received_at,
+                content_hash,
+                blobs,
             } => {
+                // HQ says what it holds; it must be exactly this bus's record, or the bus
+                // would stop sending (and later purge) what HQ never got.
+                match self.store.holds_as_delivered(
+                    &application,
+                    &content_hash,
+                    &blobs,
+                    &self.vault,
+                ) {
+                    Ok(Some(true)) => {}
+                    Ok(Some(false)) => {
+                        let why = format!(
+                            "delivery ack for {application} names other content than this bus's record"
+                        );
+                        return self.quarantine(p, &why);
+                    }
+                    // Not ours: nothing to move.
+                    Ok(None) => return Ok(()),
+                    // Unreadable here: the record is set aside by the send path.
+                    Err(e @ (StoreError::Vault(_) | StoreError::Corrupt(_))) => {
+                        warn!(error = %e, %application, "cannot check a delivery ack against a damaged record");
+                        return Ok(());
+                    }
+                    Err(e) => return Err(e),
+                }
                 self.records_in_flight.remove(&application);
                 if self.store.on_delivered(&application, hq_received_at)? {
                     self.metrics.delivered.fetch_add(1, Ordering::Relaxed);
@@ -406,6 +495,8 @@ impl Pump {
                 blob,
                 reason,
             } => {
+                // HQ's words reach the operator's screen: no escape codes or direction tricks.
+                let reason = keliling_shared::text::printable(&reason);
                 self.metrics.rejected.fetch_add(1, Ordering::Relaxed);
                 warn!(?application, ?blob, %reason, "HQ rejected");
                 if let Some(id) = application {
@@ -452,6 +543,10 @@ impl Pump {
 
     /// Sends what the windows allow, most useful first.
     fn pump(&mut self) -> Result<(), SyncError> {
+        if !self.subscribe() {
+            // Sending before HQ's answers can reach us would only cost re-sends.
+            return Ok(());
+        }
         let now = Instant::now();
         let resend = self.cfg.resend_after();
         if self.last_heartbeat.is_none_or(|t| {
@@ -518,10 +613,10 @@ impl Pump {
                     let range = chunk_range(plan.size, plan.chunk_size, index);
                     let data = match self.store.read_chunk(&plan.sha256, range, &self.vault) {
                         Ok(data) => data,
-                        Err(StoreError::Vault(e)) => {
+                        Err(e @ (StoreError::Vault(_) | StoreError::Corrupt(_))) => {
                             // Damaged or tampered with on the bus disk: sending it again
                             // would not help, so the operator is told, and the link moves on.
-                            warn!(error = %e, blob = ?plan.sha256, "attachment cannot be decrypted");
+                            warn!(error = %e, blob = ?plan.sha256, "attachment cannot be read");
                             self.store
                                 .reject_apps_with_blob(&plan.sha256, DAMAGED_ATTACHMENT)?;
                             break;
@@ -627,15 +722,8 @@ impl Pump {
     }
 
     fn publish_status(&mut self, status: BusStatus) {
-        let env = UpEnvelope::new(self.cfg.bus_id.clone(), Up::Status(status));
-        if let Ok(bytes) = env.encode() {
-            let _ = self.client.try_publish(
-                self.topics.up(&self.cfg.bus_id, UpKind::Status),
-                QoS::AtLeastOnce,
-                true,
-                bytes,
-            );
-        }
+        let topic = self.topics.up(&self.cfg.bus_id, UpKind::Status);
+        publish_status(&self.client, &self.cfg.bus_id, topic, status);
     }
 
     /// Returns false when the client's queue is full: try again on the next tick.

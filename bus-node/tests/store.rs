@@ -193,3 +193,41 @@ fn a_corrupted_blob_is_detected_and_its_application_flagged() {
     assert_eq!(store.reject_apps_with_blob(&sha, "rusak").unwrap(), 1);
     assert_eq!(store.state(&app.id).unwrap(), Some(OutboxState::Rejected));
 }
+
+/// Whoever can publish on a bus's down topic must not fill its disk: the quarantine keeps
+/// the newest entries only, each with a bounded payload and a printable reason.
+#[test]
+fn the_quarantine_is_bounded() {
+    use bus_node::store::{MAX_QUARANTINE_PAYLOAD, MAX_QUARANTINE_ROWS};
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("bus.sqlite");
+    let (mut store, _) = new_store(&db);
+    let big = vec![7u8; 100 * 1024];
+    for i in 0..(MAX_QUARANTINE_ROWS + 200) {
+        store
+            .quarantine(
+                "keliling/v1/bus/x/down/sync",
+                &format!("junk {i}\u{1b}[2J"),
+                &big,
+            )
+            .unwrap();
+    }
+    assert_eq!(
+        store.quarantine_count().unwrap(),
+        MAX_QUARANTINE_ROWS as u64
+    );
+    let c = rusqlite::Connection::open(&db).unwrap();
+    let (max_len, newest): (i64, String) = c
+        .query_row(
+            "SELECT MAX(length(payload)), (SELECT reason FROM quarantine ORDER BY id DESC LIMIT 1) FROM quarantine",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(max_len as usize, MAX_QUARANTINE_PAYLOAD);
+    assert!(newest.starts_with(&format!("junk {}", MAX_QUARANTINE_ROWS + 199)));
+    assert!(
+        !newest.contains('\u{1b}'),
+        "escape codes defused: {newest:?}"
+    );
+}

@@ -392,6 +392,16 @@ async fn the_daemon_purges_after_delivery_and_retention() {
     cfg.broker.insecure_plaintext = true;
     cfg.retention.purge_after_days = 0;
     cfg.retention.check_every_secs = 1;
+    let keys = dir.path().join("hq-keys.pub");
+    let hq = keliling_shared::sign::SigningKey::generate();
+    std::fs::write(
+        &keys,
+        keliling_shared::sign::VerifyingKeys::new(vec![hq.verifying_key()])
+            .unwrap()
+            .to_text(),
+    )
+    .unwrap();
+    cfg.trust.hq_keys = Some(keys);
     let db = cfg.db_path();
     let (mut store, vault) = new_store(&db);
     let delivered = save(&mut store, 10, 16 * 1024);

@@ -28,6 +28,58 @@ pub struct HqConfig {
     pub ingest: IngestConfig,
     #[serde(default)]
     pub fault: FaultConfig,
+    #[serde(default)]
+    pub signing: SigningConfig,
+    #[serde(default)]
+    pub staging: StagingConfig,
+}
+
+/// Bounds on uploads in progress (`staging.rs`), and the disk's free-space floor.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StagingConfig {
+    /// What one bus may have staged at once, in MiB.
+    pub per_bus_mib: u64,
+    /// What all buses together may have staged, in MiB.
+    pub total_mib: u64,
+    /// An upload nobody touched for this many hours is forgotten (the bus re-sends).
+    pub max_idle_hours: u64,
+    /// Below this much free space on the data or staging disk, HQ refuses new records
+    /// and chunks (unanswered: the buses keep them and send again) instead of failing
+    /// half-way on a full disk. Resumes by itself when space returns.
+    pub min_free_mib: u64,
+}
+
+impl Default for StagingConfig {
+    fn default() -> Self {
+        StagingConfig {
+            per_bus_mib: 64,
+            total_mib: 4096,
+            max_idle_hours: 72,
+            min_free_mib: 256,
+        }
+    }
+}
+
+impl StagingConfig {
+    pub fn limits(&self) -> crate::staging::Limits {
+        crate::staging::Limits {
+            per_bus_bytes: self.per_bus_mib.saturating_mul(1024 * 1024),
+            total_bytes: self.total_mib.saturating_mul(1024 * 1024),
+            max_idle: std::time::Duration::from_secs(self.max_idle_hours.saturating_mul(3600)),
+        }
+    }
+    pub fn min_free_bytes(&self) -> u64 {
+        self.min_free_mib.saturating_mul(1024 * 1024)
+    }
+}
+
+/// The key ingest signs every down message with (`hq-sync pki init` makes it).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SigningConfig {
+    /// Default: `{pki.dir}/signing/current.key`. Only ingest reads it.
+    pub key: Option<PathBuf>,
 }
 
 /// The broker HQ's ingest connects to.
@@ -108,6 +160,10 @@ pub struct IngestConfig {
     pub shared_group: Option<String>,
     /// Messages applied per batch (one staging flush and one round of acks per batch).
     pub batch: usize,
+    /// A batch that takes longer than this means storage is stuck: ingest exits, loudly,
+    /// for its supervisor to restart it (config/hq-sync.service), rather than stay up
+    /// doing nothing.
+    pub stuck_after_secs: u64,
 }
 
 impl Default for IngestConfig {
@@ -117,6 +173,7 @@ impl Default for IngestConfig {
             worker_id: "hq-1".into(),
             shared_group: None,
             batch: 256,
+            stuck_after_secs: 120,
         }
     }
 }
@@ -142,6 +199,13 @@ impl HqConfig {
         let c: HqConfig = config_env::load(path, ENV_PREFIX)?;
         keliling_shared::topics::Topics::new(&c.ingest.topic_prefix)
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        if !cfg!(feature = "fault-injection") && c.fault.crash_before_commit_after_records.is_some()
+        {
+            return Err(ConfigError::Invalid(
+                "[fault] settings are for tests: this hq-sync was built without fault injection"
+                    .into(),
+            ));
+        }
         if c.ingest.batch == 0 {
             return Err(ConfigError::Invalid(
                 "ingest.batch must be at least 1".into(),
@@ -164,6 +228,8 @@ impl HqConfig {
             pki: PkiConfig::default(),
             ingest: IngestConfig::default(),
             fault: FaultConfig::default(),
+            signing: SigningConfig::default(),
+            staging: StagingConfig::default(),
         }
     }
 
@@ -197,6 +263,18 @@ impl HqConfig {
             key: Some(t.key.clone().unwrap_or_else(|| pki.hq_key())),
         };
         BrokerTransport::resolve(&files, false)
+    }
+
+    /// The key ingest signs down messages with.
+    pub fn signing_key(
+        &self,
+    ) -> Result<keliling_shared::sign::SigningKey, crate::signing::SigningError> {
+        let path = self
+            .signing
+            .key
+            .clone()
+            .unwrap_or_else(|| self.pki().signing().current());
+        crate::signing::load(&path)
     }
 
     /// What the embedded broker asks of clients.

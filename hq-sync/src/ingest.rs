@@ -33,13 +33,14 @@ use crate::config::HqConfig;
 use crate::photos::{PhotoStore, PhotoStoreError};
 use crate::replies::{self, Replies, Window, REPLY_WINDOW};
 use crate::staging::{Staging, StagingError, Stored};
-use crate::store::{FleetUpdate, HqStore, HqStoreError, RecordOutcome};
+use crate::store::{FleetUpdate, HqStore, HqStoreError, RecordOutcome, WorkerRow};
 use keliling_shared::tls::BrokerTransport;
 use keliling_shared::topics::{Topics, UpKind};
 use keliling_shared::wire::{
-    BusStatus, Chunk, Down, Up, UpEnvelope, MAX_BROKER_PACKET_BYTES, MAX_MESSAGE_BYTES,
+    BlobProgress, BusStatus, Chunk, Down, Up, UpEnvelope, MAX_BROKER_PACKET_BYTES,
+    MAX_MESSAGE_BYTES,
 };
-use keliling_shared::{Application, BusId, Catalogue, Sha256, UnixMillis};
+use keliling_shared::{Application, ApplicationId, BusId, Catalogue, Sha256, UnixMillis};
 use rumqttc::{
     AsyncClient, Event, EventLoop, MqttOptions, NetworkOptions, Packet, Publish, QoS,
     TlsConfiguration, Transport,
@@ -47,7 +48,7 @@ use rumqttc::{
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, error, info, warn};
 
@@ -63,6 +64,16 @@ pub enum IngestError {
     Config(String),
     #[error("broker connection: {0}")]
     Tls(#[from] keliling_shared::tls::TlsError),
+    #[error(transparent)]
+    Signing(#[from] crate::signing::SigningError),
+    #[error("HQ disk below its free-space floor")]
+    DiskLow,
+    #[error("staging store unavailable (reopening)")]
+    StagingDown,
+    #[error("ingest worker stopped: {0}")]
+    Worker(String),
+    #[error("HQ ingest cannot go on and exits for its supervisor to restart it: {0}")]
+    Stuck(String),
 }
 
 /// QoS 0 messages (heartbeats) allowed to wait for the ingest loop; more are dropped, as
@@ -94,6 +105,8 @@ pub struct IngestMetrics {
     pub queued: AtomicU64,
     /// Replies dropped because too many waited for the broker (the buses ask again).
     pub replies_dropped: AtomicU64,
+    /// Chunks not staged because a bus's or everyone's staging quota was full.
+    pub over_quota: AtomicU64,
 }
 
 /// New quarantine rows one claimed bus may add per minute. A broken or hostile device
@@ -107,36 +120,37 @@ impl IngestMetrics {
     }
 }
 
+/// How often ingest reports its staging and disk to the store, and sweeps staging.
+const REPORT_EVERY: Duration = Duration::from_secs(10);
+const SWEEP_EVERY: Duration = Duration::from_secs(3600);
+
 /// Runs ingest until `shutdown` turns true.
+///
+/// The loop itself only waits: each batch is applied on a blocking thread
+/// (`spawn_blocking`, the state moved in and back), because applying means SQLite
+/// transactions, sled writes and fsyncs. Acks and replies are sent from here afterwards.
 pub async fn run(
     cfg: HqConfig,
     metrics: Arc<IngestMetrics>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), IngestError> {
+    // Read before connecting: without it no answer could be believed by a bus.
+    let key = Arc::new(cfg.signing_key()?);
     let topics =
         Topics::new(&cfg.ingest.topic_prefix).map_err(|e| IngestError::Config(e.to_string()))?;
-    let catalogue = cfg
-        .catalogue()
-        .map_err(|e| IngestError::Config(e.to_string()))?;
-    let mut ingest = Ingest {
-        store: HqStore::open(&cfg.db_path())?,
-        staging: Staging::open(&cfg.staging_dir())?,
-        photos: PhotoStore::open(&cfg.photos_dir())?,
-        catalogue,
-        topics,
-        metrics: metrics.clone(),
-        records_seen: 0,
-        quarantine_budget: QuarantineBudget::default(),
-        crash_after: cfg.fault.crash_before_commit_after_records,
-        worker: cfg.ingest.worker_id.clone(),
-    };
+    let mut ingest = tokio::task::spawn_blocking({
+        let (cfg, metrics) = (cfg.clone(), metrics.clone());
+        move || Ingest::open(&cfg, metrics)
+    })
+    .await
+    .map_err(|e| IngestError::Worker(e.to_string()))??;
     let (client, eventloop) = mqtt(&cfg)?;
     let (tx, mut rx) = mpsc::unbounded_channel::<Publish>();
     let window = Arc::new(Window::default());
     let poller = tokio::spawn(poll(
         eventloop,
         client.clone(),
-        subscriptions(&cfg, &ingest.topics),
+        subscriptions(&cfg, &topics),
         tx,
         window.clone(),
         metrics,
@@ -146,31 +160,72 @@ pub async fn run(
     let sender = tokio::spawn(replies::send(
         lane,
         client.clone(),
-        ingest.topics.clone(),
+        key,
+        topics,
         window,
         shutdown.clone(),
     ));
     info!(worker = %cfg.ingest.worker_id, broker = %format!("{}:{}", cfg.broker.host, cfg.broker.port), data = %cfg.data_dir.display(), "HQ ingest running");
-    loop {
-        let first = tokio::select! {
-            _ = shutdown.changed() => break,
-            p = rx.recv() => match p { Some(p) => p, None => break },
+    let stuck_after = Duration::from_secs(cfg.ingest.stuck_after_secs.max(1));
+    let mut tick = tokio::time::interval(REPORT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let result = loop {
+        let batch = tokio::select! {
+            _ = shutdown.changed() => break Ok(()),
+            _ = tick.tick() => Vec::new(),
+            p = rx.recv() => match p {
+                Some(first) => {
+                    let mut batch = vec![first];
+                    while batch.len() < cfg.ingest.batch {
+                        match rx.try_recv() {
+                            Ok(p) => batch.push(p),
+                            Err(_) => break,
+                        }
+                    }
+                    batch
+                }
+                None => break Ok(()),
+            },
         };
-        let mut batch = vec![first];
-        while batch.len() < cfg.ingest.batch {
-            match rx.try_recv() {
-                Ok(p) => batch.push(p),
-                Err(_) => break,
+        ingest.taken(&batch);
+        // A panic on the blocking thread loses the state: ingest stops with an error and
+        // the process exits, loudly, for its supervisor to restart; never a zombie.
+        let work = keliling_shared::blocking::run_owned(ingest, move |i| {
+            let out = i.apply_batch(&batch);
+            (batch, out)
+        });
+        let (back, (batch, out)) = match tokio::time::timeout(stuck_after, work).await {
+            Ok(Ok(v)) => v,
+            Ok(Err(e)) => break Err(IngestError::Worker(e.to_string())),
+            // A storage call that never returns: a zombie HQ that looks alive is the worst
+            // outcome, so stop, loudly, for the supervisor to restart this process.
+            Err(_) => {
+                let why = format!("a batch has not finished in {stuck_after:?}: storage is stuck");
+                error!(%why, "HQ ingest stops; its supervisor restarts it (nothing is lost: buses re-send)");
+                break Err(IngestError::Stuck(why));
+            }
+        };
+        ingest = back;
+        if let Some(why) = ingest.fatal.clone() {
+            error!(%why, "HQ ingest stops; its supervisor restarts it (nothing is lost: buses re-send)");
+            // Closing sled after an I/O error can hang (see `note_error`): leave it open.
+            std::mem::forget(ingest);
+            break Err(IngestError::Stuck(why));
+        }
+        // Acks first, then the replies go to their own lane (`replies`): HQ's acks must
+        // never wait behind its replies. Everything the batch changed is committed by now.
+        for p in &batch {
+            if let Err(e) = client.ack(p).await {
+                warn!(error = %e, "cannot ack to broker");
             }
         }
-        ingest.taken(&batch);
-        ingest.apply_batch(&client, &replies, batch).await;
-    }
+        ingest.hand_over(out, &replies);
+    };
     drop(replies);
     let _ = tokio::time::timeout(Duration::from_millis(500), sender).await;
     let _ = tokio::time::timeout(Duration::from_millis(500), client.disconnect()).await;
     let _ = tokio::time::timeout(Duration::from_secs(1), poller).await;
-    Ok(())
+    result
 }
 
 fn mqtt(cfg: &HqConfig) -> Result<(AsyncClient, EventLoop), IngestError> {
@@ -284,27 +339,37 @@ async fn poll(
 
 struct Ingest {
     store: HqStore,
-    staging: Staging,
+    /// `None` after sled failed (it refuses everything after an I/O error, e.g. a full
+    /// disk, until reopened): reopened on the next use, so HQ resumes by itself.
+    staging: Option<Staging>,
+    staging_dir: std::path::PathBuf,
+    staging_limits: crate::staging::Limits,
+    last_reopen: Option<Instant>,
     photos: PhotoStore,
     catalogue: Catalogue,
     topics: Topics,
     metrics: Arc<IngestMetrics>,
+    floor: crate::disk::Floor,
     records_seen: u64,
     crash_after: Option<u64>,
     quarantine_budget: QuarantineBudget,
     worker: String,
+    last_report: Option<Instant>,
+    last_sweep: Option<Instant>,
+    /// Set when this process cannot go on (see `note_error`): ingest stops and exits.
+    fatal: Option<String>,
 }
 
 /// Per claimed bus, how many quarantine rows it added in the current minute.
 #[derive(Default)]
 struct QuarantineBudget {
-    window_start: Option<std::time::Instant>,
+    window_start: Option<Instant>,
     used: HashMap<Option<BusId>, u32>,
 }
 
 impl QuarantineBudget {
     fn roll(&mut self) {
-        let now = std::time::Instant::now();
+        let now = Instant::now();
         match self.window_start {
             Some(t) if now.duration_since(t) < Duration::from_secs(60) => {}
             _ => {
@@ -332,11 +397,131 @@ struct Effects {
     replies: Vec<(BusId, Down)>,
     /// Heartbeats and online/offline, committed together after the batch.
     fleet: Vec<FleetUpdate>,
-    /// Blobs whose chunks arrived: a progress snapshot goes out after the flush.
-    touched: BTreeMap<Sha256, BusId>,
+    /// Uploads whose chunks arrived: a progress snapshot goes out after the flush.
+    touched: BTreeMap<(BusId, Sha256), ()>,
+}
+
+/// The delivery ack for an application HQ holds whole.
+fn delivered(
+    application: ApplicationId,
+    hq_received_at: UnixMillis,
+    content_hash: Sha256,
+    mut blobs: Vec<Sha256>,
+) -> Down {
+    blobs.sort();
+    blobs.dedup();
+    Down::Delivered {
+        application,
+        hq_received_at,
+        content_hash,
+        blobs,
+    }
 }
 
 impl Ingest {
+    fn open(cfg: &HqConfig, metrics: Arc<IngestMetrics>) -> Result<Ingest, IngestError> {
+        let catalogue = cfg
+            .catalogue()
+            .map_err(|e| IngestError::Config(e.to_string()))?;
+        let topics = Topics::new(&cfg.ingest.topic_prefix)
+            .map_err(|e| IngestError::Config(e.to_string()))?;
+        let limits = cfg.staging.limits();
+        let staging_dir = cfg.staging_dir();
+        let mut ingest = Ingest {
+            store: HqStore::open(&cfg.db_path())?,
+            staging: Some(Staging::open_or_reset(&staging_dir, limits)?),
+            staging_dir: staging_dir.clone(),
+            staging_limits: limits,
+            last_reopen: None,
+            photos: PhotoStore::open(&cfg.photos_dir())?,
+            catalogue,
+            topics,
+            metrics,
+            floor: crate::disk::Floor::new(
+                vec![cfg.data_dir.clone(), staging_dir],
+                cfg.staging.min_free_bytes(),
+            ),
+            records_seen: 0,
+            quarantine_budget: QuarantineBudget::default(),
+            crash_after: cfg.fault.crash_before_commit_after_records,
+            worker: cfg.ingest.worker_id.clone(),
+            last_report: None,
+            last_sweep: None,
+            fatal: None,
+        };
+        ingest.maintain();
+        Ok(ingest)
+    }
+
+    /// The staging store, reopened if sled failed before (at most once a second).
+    fn staging(&mut self) -> Result<&mut Staging, IngestError> {
+        if self.staging.is_none() {
+            if self
+                .last_reopen
+                .is_some_and(|t| t.elapsed() < Duration::from_secs(1))
+            {
+                return Err(IngestError::StagingDown);
+            }
+            self.last_reopen = Some(Instant::now());
+            let s = Staging::open_or_reset(&self.staging_dir, self.staging_limits)?;
+            info!(dir = %self.staging_dir.display(), "staging store reopened");
+            self.staging = Some(s);
+        }
+        self.staging.as_mut().ok_or(IngestError::StagingDown)
+    }
+
+    /// After an I/O error sled refuses every operation until it is opened again, and
+    /// closing it (its `Drop` flushes) can then wait forever: measured on a full disk, the
+    /// ingest thread hung in sled's flush, HQ stayed up and moved nothing until restarted
+    /// by hand. So an I/O error in staging is fatal to this process: ingest stops, says
+    /// why, and exits for its supervisor to restart it (the free-space floor makes this
+    /// rare: HQ refuses new data before the disk is full). Nothing is lost: what was
+    /// committed stays committed, the rest is re-sent.
+    fn note_error(&mut self, e: &IngestError) {
+        if let IngestError::Staging(StagingError::Sled(sled::Error::Io(io))) = e {
+            if self.fatal.is_none() {
+                self.fatal = Some(format!("staging store I/O error: {io}"));
+            }
+        }
+    }
+
+    /// Periodic work: report staging and disk to the store, sweep staging.
+    fn maintain(&mut self) {
+        let now = UnixMillis::now();
+        if self.last_sweep.is_none_or(|t| t.elapsed() >= SWEEP_EVERY) {
+            self.last_sweep = Some(Instant::now());
+            match self.staging().and_then(|s| Ok(s.sweep(now)?)) {
+                Ok(0) => {}
+                Ok(n) => info!(expired = n, "staging: forgot uploads nobody touched"),
+                Err(e) => {
+                    warn!(error = %e, "staging sweep failed");
+                    self.note_error(&e);
+                }
+            }
+        }
+        if self.last_report.is_some_and(|t| t.elapsed() < REPORT_EVERY) {
+            return;
+        }
+        self.last_report = Some(Instant::now());
+        let disk_low = self.floor.is_low();
+        let usage = self
+            .staging
+            .as_ref()
+            .map(Staging::usage)
+            .unwrap_or_default();
+        let row = WorkerRow {
+            worker_id: self.worker.clone(),
+            updated_at: now,
+            staging_uploads: usage.uploads,
+            staging_bytes: usage.bytes,
+            disk_free_bytes: self.floor.free(),
+            disk_low,
+        };
+        if let Err(e) = self.store.report_worker(&row) {
+            debug!(error = %e, "cannot record worker status");
+        }
+    }
+
     /// The ingest loop took `batch` off the poller's queue.
     fn taken(&self, batch: &[Publish]) {
         self.metrics
@@ -344,16 +529,30 @@ impl Ingest {
             .fetch_sub(batch.len() as u64, Ordering::Relaxed);
     }
 
-    async fn apply_batch(&mut self, client: &AsyncClient, replies: &Replies, batch: Vec<Publish>) {
+    /// Applies a batch (blocking work: run it off the async threads). Returns the replies,
+    /// to be handed over only after the batch is acked to the broker.
+    fn apply_batch(&mut self, batch: &[Publish]) -> Vec<(BusId, Down)> {
         let mut fx = Effects::default();
-        for p in &batch {
+        for p in batch {
+            if self.fatal.is_some() {
+                // Not applied, so not answered: the buses send these again.
+                break;
+            }
             self.metrics.messages.fetch_add(1, Ordering::Relaxed);
             if let Err(e) = self.apply(p, &mut fx) {
                 // Transient: not answered, so its bus sends it again.
                 self.metrics
                     .transient_errors
                     .fetch_add(1, Ordering::Relaxed);
-                error!(error = %e, topic = %p.topic, "cannot apply message now; its bus will send it again");
+                self.note_error(&e);
+                match e {
+                    IngestError::DiskLow | IngestError::StagingDown => {
+                        debug!(topic = %p.topic, "not taken now; its bus will send it again")
+                    }
+                    e => {
+                        error!(error = %e, topic = %p.topic, "cannot apply message now; its bus will send it again")
+                    }
+                }
             }
         }
         if let Err(e) = self.store.apply_fleet_updates(&fx.fleet) {
@@ -363,27 +562,33 @@ impl Ingest {
                 .fetch_add(1, Ordering::Relaxed);
             error!(error = %e, updates = fx.fleet.len(), "cannot record heartbeats and statuses now");
         }
-        if !fx.touched.is_empty() {
-            if let Err(e) = self.staging.flush().await {
+        if !fx.touched.is_empty() && self.fatal.is_none() {
+            let flushed = self.staging().and_then(|s| Ok(s.flush()?));
+            if let Err(e) = flushed {
+                // Not durable, so not confirmed: no snapshot of staging from this batch
+                // goes out (a record ack carries one too). The bus sends again what HQ
+                // did not confirm; the records themselves are committed in SQLite.
                 error!(error = %e, "staging flush failed; not confirming chunks");
+                self.note_error(&e);
                 fx.touched.clear();
+                fx.replies
+                    .retain(|(_, d)| !matches!(d, Down::Progress(_) | Down::RecordAck { .. }));
             }
         }
-        for (blob, bus) in std::mem::take(&mut fx.touched) {
-            match self.staging.progress(&blob) {
+        for ((bus, blob), ()) in std::mem::take(&mut fx.touched) {
+            match self.staging().and_then(|s| Ok(s.progress(&bus, &blob)?)) {
                 Ok(p) if p.chunk_count > 0 => fx.replies.push((bus, Down::Progress(p))),
                 Ok(_) => {}
                 Err(e) => warn!(error = %e, "cannot read staging progress"),
             }
         }
-        // Acks first, then the replies go to their own lane (`replies`): HQ's acks must
-        // never wait behind its replies. Everything the batch changed is committed by now.
-        for p in &batch {
-            if let Err(e) = client.ack(p).await {
-                warn!(error = %e, "cannot ack to broker");
-            }
-        }
-        for (bus, body) in fx.replies {
+        self.maintain();
+        fx.replies
+    }
+
+    /// Queues the replies of an acked batch for the reply lane.
+    fn hand_over(&self, out: Vec<(BusId, Down)>, replies: &Replies) {
+        for (bus, body) in out {
             if matches!(body, Down::Delivered { .. }) {
                 self.metrics.delivered_acks.fetch_add(1, Ordering::Relaxed);
             }
@@ -430,6 +635,10 @@ impl Ingest {
             let why = format!("bus {topic_bus} is revoked ({reason})");
             return self.quarantine(p, Some(&topic_bus), &why);
         }
+        // What grows the disk waits while the disk is nearly full (unanswered: resent).
+        if matches!(kind, UpKind::Record | UpKind::Chunk) && self.floor.is_low() {
+            return Err(IngestError::DiskLow);
+        }
         let env = match UpEnvelope::decode(&p.payload) {
             Ok(env) => env,
             Err(e) => return self.quarantine(p, Some(&topic_bus), &e.to_string()),
@@ -455,20 +664,7 @@ impl Ingest {
         match env.body {
             Up::Record(app) => self.apply_record(p, *app, now, fx),
             Up::Chunk(c) => self.apply_chunk(p, &topic_bus, c, now, fx),
-            Up::Query(q) => {
-                for blob in q.blobs {
-                    if self.store.has_blob(&blob)? {
-                        fx.replies
-                            .push((topic_bus.clone(), Down::BlobStored { blob }));
-                    } else {
-                        fx.replies.push((
-                            topic_bus.clone(),
-                            Down::Progress(self.staging.progress(&blob)?),
-                        ));
-                    }
-                }
-                Ok(())
-            }
+            Up::Query(q) => self.apply_query(&topic_bus, q.blobs, fx),
             Up::Heartbeat(hb) => {
                 fx.fleet.push(FleetUpdate::Heartbeat {
                     bus: topic_bus,
@@ -488,6 +684,42 @@ impl Ingest {
         }
     }
 
+    /// "What do you hold of these blobs?": stored, or what this bus's upload holds.
+    fn apply_query(
+        &mut self,
+        bus: &BusId,
+        blobs: Vec<Sha256>,
+        fx: &mut Effects,
+    ) -> Result<(), IngestError> {
+        for blob in blobs {
+            if self.store.has_blob(&blob)? {
+                fx.replies.push((bus.clone(), Down::BlobStored { blob }));
+            } else {
+                let progress = self.progress_or_reset(bus, &blob)?;
+                fx.replies.push((bus.clone(), Down::Progress(progress)));
+            }
+        }
+        Ok(())
+    }
+
+    /// What `bus`'s upload holds; a corrupt entry is reset and answered as empty.
+    fn progress_or_reset(
+        &mut self,
+        bus: &BusId,
+        blob: &Sha256,
+    ) -> Result<BlobProgress, IngestError> {
+        let staging = self.staging()?;
+        match staging.progress(bus, blob) {
+            Ok(p) => Ok(p),
+            Err(StagingError::Corrupt(why)) => {
+                warn!(%why, ?blob, %bus, "corrupt upload in staging: reset");
+                staging.discard(bus, blob)?;
+                Ok(staging.progress(bus, blob)?)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
     fn apply_record(
         &mut self,
         p: &Publish,
@@ -496,17 +728,18 @@ impl Ingest {
         fx: &mut Effects,
     ) -> Result<(), IngestError> {
         self.records_seen += 1;
-        if self.crash_after.is_some_and(|n| self.records_seen > n) {
-            error!("fault injection: aborting before commit");
-            std::process::abort();
-        }
+        self.fault_crash_before_commit();
         let bus = app.bus_id.clone();
         if let Err(e) = self.catalogue.check(&app) {
             let reason = format!("record refused by the catalogue: {e}");
             return self.reject_record(p, bus, &app, reason, fx);
         }
-        let (outcome, first) = self.store.ingest_record(&app, now, &self.worker)?;
-        let counter = match (&outcome, first) {
+        let ingested = self.store.ingest_record(&app, now, &self.worker)?;
+        if let Some(first) = &ingested.collides_with {
+            // Both kept: staff decide which is genuine (`hq-sync status`, the console).
+            warn!(application = %app.id, %bus, first_bus = %first, "the same tracking number from two buses: recorded for staff, neither refused");
+        }
+        let counter = match (&ingested.outcome, ingested.new) {
             (RecordOutcome::Conflict { .. }, _) => None,
             (_, true) => Some(&self.metrics.records_new),
             (_, false) => Some(&self.metrics.records_duplicate),
@@ -514,20 +747,18 @@ impl Ingest {
         if let Some(c) = counter {
             c.fetch_add(1, Ordering::Relaxed);
         }
-        match outcome {
+        match ingested.outcome {
             RecordOutcome::Complete { hq_received_at } => {
+                let blobs = app.attachments.iter().map(|a| a.sha256).collect();
                 fx.replies.push((
                     bus,
-                    Down::Delivered {
-                        application: app.id,
-                        hq_received_at,
-                    },
+                    delivered(app.id, hq_received_at, app.content_hash(), blobs),
                 ));
             }
             RecordOutcome::AwaitingBlobs { missing } => {
                 let missing = missing
                     .iter()
-                    .map(|b| self.staging.progress(b))
+                    .map(|b| self.progress_or_reset(&bus, b))
                     .collect::<Result<Vec<_>, _>>()?;
                 fx.replies.push((
                     bus,
@@ -548,6 +779,20 @@ impl Ingest {
             }
         }
         Ok(())
+    }
+
+    /// Fault injection for the e2e tests (HQ crash between PUBACK and commit): only in
+    /// builds with the `fault-injection` feature, which only the test crate enables.
+    #[cfg(feature = "fault-injection")]
+    fn fault_crash_before_commit(&self) {
+        if self.crash_after.is_some_and(|n| self.records_seen > n) {
+            error!("fault injection: aborting before commit");
+            std::process::abort();
+        }
+    }
+    #[cfg(not(feature = "fault-injection"))]
+    fn fault_crash_before_commit(&self) {
+        let _ = (self.crash_after, self.records_seen);
     }
 
     /// Quarantines a record and tells its bus why, so the operator sees the reason.
@@ -571,6 +816,8 @@ impl Ingest {
         Ok(())
     }
 
+    /// One chunk: check that this bus may send it, stage it, and when the upload is
+    /// whole, assemble, verify and commit the blob.
     fn apply_chunk(
         &mut self,
         p: &Publish,
@@ -581,42 +828,87 @@ impl Ingest {
     ) -> Result<(), IngestError> {
         let blob = c.blob;
         if self.store.has_blob(&blob)? {
+            // Stored already (by another worker, or from another bus's upload): whatever
+            // this bus staged of it is of no use any more.
+            self.staging()?.discard(bus, &blob)?;
             self.metrics
                 .chunks_duplicate
                 .fetch_add(1, Ordering::Relaxed);
             fx.replies.push((bus.clone(), Down::BlobStored { blob }));
             return Ok(());
         }
-        match self.store.blob_expected(&blob)? {
-            None => {
-                return self.quarantine(
-                    p,
-                    Some(bus),
-                    "chunk of a blob that no committed record references",
-                )
-            }
-            Some(size) if size != c.total_size => {
-                let why = format!(
-                    "chunk says the blob has {} bytes, its record says {size}",
-                    c.total_size
-                );
-                return self.quarantine(p, Some(bus), &why);
-            }
-            Some(_) => {}
+        if let Some(why) = self.chunk_refusal(bus, &c)? {
+            return self.quarantine(p, Some(bus), &why);
         }
-        match self.staging.put(&c)? {
-            Stored::New => self.metrics.chunks_new.fetch_add(1, Ordering::Relaxed),
-            Stored::Duplicate => self
-                .metrics
-                .chunks_duplicate
-                .fetch_add(1, Ordering::Relaxed),
-        };
-        let Some(size) = self.staging.complete_size(&blob)? else {
-            fx.touched.insert(blob, bus.clone());
+        match self.staging()?.put(bus, &c, now)? {
+            Stored::New => {
+                self.metrics.chunks_new.fetch_add(1, Ordering::Relaxed);
+            }
+            Stored::Duplicate => {
+                self.metrics
+                    .chunks_duplicate
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            Stored::OverQuota => {
+                self.metrics.over_quota.fetch_add(1, Ordering::Relaxed);
+                debug!(%bus, ?blob, "staging quota full: chunk not taken (the bus sends it again)");
+                return Ok(());
+            }
+        }
+        let Some(size) = self.staging()?.complete_size(bus, &blob)? else {
+            fx.touched.insert((bus.clone(), blob), ());
             return Ok(());
         };
-        // Whole: assemble, verify, make durable, then reference it.
-        let pieces = self.staging.pieces(&blob)?;
+        self.assemble(p, bus, blob, size, now, fx)
+    }
+
+    /// Why `bus` may not send this chunk, if it may not: only a blob its own records
+    /// reference, at the size they declare.
+    fn chunk_refusal(&self, bus: &BusId, c: &Chunk) -> Result<Option<String>, IngestError> {
+        let sizes = self.store.blob_expected(bus, &c.blob)?;
+        Ok(if sizes.is_empty() {
+            Some("chunk of a blob that none of this bus's committed records references".into())
+        } else if !sizes.contains(&c.total_size) {
+            Some(format!(
+                "chunk says the blob has {} bytes, this bus's records say {}",
+                c.total_size,
+                sizes
+                    .iter()
+                    .map(u64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" or ")
+            ))
+        } else {
+            None
+        })
+    }
+
+    /// The upload is whole: assemble, verify, check the content, make it durable and
+    /// reference it; then answer.
+    fn assemble(
+        &mut self,
+        p: &Publish,
+        bus: &BusId,
+        blob: Sha256,
+        size: u64,
+        now: UnixMillis,
+        fx: &mut Effects,
+    ) -> Result<(), IngestError> {
+        let pieces = match self.staging()?.pieces(bus, &blob) {
+            Ok(pieces) => pieces,
+            Err(StagingError::Corrupt(why)) => {
+                // Reset and answer "nothing held": the bus sends the blob again.
+                warn!(%why, ?blob, %bus, "corrupt upload in staging: reset");
+                self.staging()?.discard(bus, &blob)?;
+                fx.touched.remove(&(bus.clone(), blob));
+                fx.replies.push((
+                    bus.clone(),
+                    Down::Progress(self.progress_or_reset(bus, &blob)?),
+                ));
+                return Ok(());
+            }
+            Err(e) => return Err(e.into()),
+        };
         match self
             .photos
             .put(&blob, size, pieces.iter().map(|v| v.as_ref()))
@@ -624,19 +916,19 @@ impl Ingest {
             Ok(path) => {
                 // The hash says these are the bytes the bus meant; now check they are what
                 // its records declared (an image within limits, not a bomb or a lie).
-                let declared = self.store.blob_declarations(&blob)?;
+                let declared = self.store.blob_declarations(bus, &blob)?;
                 let bytes: Vec<u8> = pieces.iter().flat_map(|v| v.iter().copied()).collect();
                 if let Err(why) = crate::content::check(&bytes, &declared) {
                     if let Err(e) = std::fs::remove_file(&path) {
                         warn!(error = %e, path = %path.display(), "cannot remove a refused blob");
                     }
-                    self.staging.discard(&blob)?;
-                    fx.touched.remove(&blob);
+                    self.staging()?.discard(bus, &blob)?;
+                    fx.touched.remove(&(bus.clone(), blob));
                     let reason = format!("blob {blob} refused: {why}");
                     self.quarantine(p, Some(bus), &reason)?;
-                    // Sending the same bytes again cannot help: every application that
-                    // needs them is rejected, so its operator sees why and stops sending.
-                    for (application, owner) in self.store.applications_with_blob(&blob)? {
+                    // Sending the same bytes again cannot help: every application of this
+                    // bus that needs them is rejected, so its operator sees why.
+                    for (application, owner) in self.store.applications_with_blob(bus, &blob)? {
                         fx.replies.push((
                             owner,
                             Down::Rejected {
@@ -650,24 +942,21 @@ impl Ingest {
                 }
                 let completed = self.store.commit_blob(&blob, size, &path, bus, now)?;
                 self.metrics.blobs_stored.fetch_add(1, Ordering::Relaxed);
-                self.staging.discard(&blob)?;
-                fx.touched.remove(&blob);
+                self.staging()?.discard(bus, &blob)?;
+                fx.touched.remove(&(bus.clone(), blob));
                 debug!(?blob, completed = completed.len(), "blob stored");
                 fx.replies.push((bus.clone(), Down::BlobStored { blob }));
                 for done in completed {
                     fx.replies.push((
                         done.bus_id,
-                        Down::Delivered {
-                            application: done.id,
-                            hq_received_at: done.hq_received_at,
-                        },
+                        delivered(done.id, done.hq_received_at, done.content_hash, done.blobs),
                     ));
                 }
             }
             Err(
                 e @ (PhotoStoreError::HashMismatch { .. } | PhotoStoreError::SizeMismatch { .. }),
             ) => {
-                let n = self.staging.reject(&blob)?;
+                let n = self.staging()?.reject(bus, &blob, now)?;
                 let reason = format!("assembled blob failed verification ({e}); attempt {n}");
                 self.quarantine(p, Some(bus), &reason)?;
                 if n >= MAX_BLOB_MISMATCHES {
@@ -681,7 +970,7 @@ impl Ingest {
                     ));
                 } else {
                     // The progress snapshot now says "nothing held": the bus sends it all again.
-                    fx.touched.insert(blob, bus.clone());
+                    fx.touched.insert((bus.clone(), blob), ());
                 }
             }
             Err(e) => return Err(e.into()),

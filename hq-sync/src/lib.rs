@@ -12,11 +12,13 @@
 pub mod broker;
 pub mod config;
 pub mod content;
+pub mod disk;
 pub mod fd_limit;
 pub mod ingest;
 pub mod photos;
 pub mod pki;
 pub mod replies;
+pub mod signing;
 pub mod staging;
 pub mod store;
 pub mod tls_front;

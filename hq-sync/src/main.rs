@@ -296,15 +296,19 @@ fn run(cfg: HqConfig) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(async move {
+    let result = rt.block_on(async move {
         let (tx, rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             let _ = tokio::signal::ctrl_c().await;
             let _ = tx.send(true);
         });
-        hq_sync::ingest::run(cfg, Arc::default(), rx).await?;
-        Ok(())
-    })
+        hq_sync::ingest::run(cfg, Arc::default(), rx).await
+    });
+    // A storage call that never returns (sled after an I/O error) may still hold a
+    // blocking thread: never wait for it on the way out. A failed ingest exits non-zero
+    // for the supervisor (config/hq-sync.service) to restart HQ.
+    rt.shutdown_timeout(std::time::Duration::from_secs(2));
+    Ok(result?)
 }
 
 fn status(cfg: &HqConfig, quarantine: usize) -> Result<()> {
@@ -324,6 +328,28 @@ fn status(cfg: &HqConfig, quarantine: usize) -> Result<()> {
         "Verified blobs: {}   Quarantined messages: {}",
         c.blobs, c.quarantined
     );
+    if c.id_collisions > 0 {
+        println!(
+            "Tracking numbers sent by more than one bus: {} (both kept; check which bus is genuine)",
+            c.id_collisions
+        );
+    }
+    for w in store.workers()? {
+        println!(
+            "Worker {}: staging {} uploads, {} KiB; disk free {}{} (as of {})",
+            w.worker_id,
+            w.staging_uploads,
+            w.staging_bytes / 1024,
+            w.disk_free_bytes
+                .map_or("?".into(), |b| format!("{} MiB", b / (1024 * 1024))),
+            if w.disk_low {
+                ", BELOW THE FLOOR: new records and chunks refused until space returns"
+            } else {
+                ""
+            },
+            w.updated_at,
+        );
+    }
     println!();
     println!(
         "{:<16} {:<8} {:>7} {:>10} {:<25} {:>9}",

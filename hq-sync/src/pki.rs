@@ -60,6 +60,8 @@ pub enum PkiError {
     AlreadyIssued(BusId),
     #[error("bus {0} has no certificate to revoke")]
     Unknown(BusId),
+    #[error(transparent)]
+    Signing(#[from] crate::signing::SigningError),
 }
 
 /// Why a certificate was revoked (RFC 5280 reasons that fit a fleet).
@@ -154,6 +156,8 @@ pub struct Bundle {
     pub ca: PathBuf,
     pub cert: PathBuf,
     pub key: PathBuf,
+    /// HQ's verifying keys (`hq-keys.pub`): the bus believes only what they signed.
+    pub hq_keys: PathBuf,
     pub serial: String,
 }
 
@@ -224,7 +228,13 @@ impl Pki {
         )?;
         pki.write_crl(&mut registry)?;
         pki.save_registry(&registry)?;
+        pki.signing().init()?;
         Ok(pki)
+    }
+
+    /// HQ's keys for signing down messages (`signing.rs`).
+    pub fn signing(&self) -> crate::signing::SigningDir {
+        crate::signing::SigningDir::in_pki(&self.dir)
     }
 
     /// The PKI at `dir`, for its paths only (nothing is read).
@@ -318,6 +328,14 @@ impl Pki {
         let serial = self.issue(&mut registry, bus.as_str(), Kind::Bus, &[], &cert, &key)?;
         let ca_pem = std::fs::read(self.ca_cert()).map_err(io(&self.ca_cert()))?;
         write_atomic(&ca, &ca_pem)?;
+        // HQ's verifying keys, pinned in the bundle. A PKI made before down messages were
+        // signed gets its signing keys now.
+        let signing = self.signing();
+        if !signing.current().exists() {
+            signing.init()?;
+        }
+        let hq_keys = dir.join("hq-keys.pub");
+        write_atomic(&hq_keys, signing.public_text()?.as_bytes())?;
         let config = dir.join("bus.toml");
         write_atomic(&config, bundle_config(bus, opts).as_bytes())?;
         if live > 0 {
@@ -330,6 +348,7 @@ impl Pki {
             ca,
             cert,
             key,
+            hq_keys,
             serial,
         })
     }
@@ -512,7 +531,11 @@ fn bundle_config(bus: &BusId, o: &BundleOptions) -> String {
          [broker.tls]\n\
          ca = {ca:?}\n\
          cert = {cert:?}\n\
-         key = {key:?}\n",
+         key = {key:?}\n\
+         \n\
+         # HQ's signing keys (current, next): the bus believes only down messages they signed.\n\
+         [trust]\n\
+         hq_keys = {hq_keys:?}\n",
         install = o.install_dir.display(),
         data = o.data_dir.display().to_string(),
         host = o.broker_host,
@@ -520,6 +543,7 @@ fn bundle_config(bus: &BusId, o: &BundleOptions) -> String {
         ca = tls.join("ca.pem").display().to_string(),
         cert = tls.join("bus.pem").display().to_string(),
         key = tls.join("bus.key").display().to_string(),
+        hq_keys = o.install_dir.join("hq-keys.pub").display().to_string(),
     )
 }
 

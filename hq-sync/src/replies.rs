@@ -17,6 +17,7 @@
 //! Losing a queued reply (HQ stops, the queue overflows) loses nothing: every reply is an
 //! answer to something the bus sent and will send again until it is answered.
 
+use keliling_shared::sign::SigningKey;
 use keliling_shared::topics::Topics;
 use keliling_shared::wire::{Down, DownEnvelope};
 use keliling_shared::BusId;
@@ -125,11 +126,12 @@ pub struct Lane {
     queued: Arc<AtomicU64>,
 }
 
-/// Publishes queued replies (QoS 1, so they wait at the broker for a bus that is offline)
+/// Signs and publishes queued replies (QoS 1, so they wait at the broker for a bus that is offline)
 /// within the window, until `shutdown` or until the lane closes.
 pub async fn send(
     mut lane: Lane,
     client: AsyncClient,
+    key: Arc<SigningKey>,
     topics: Topics,
     window: Arc<Window>,
     mut shutdown: watch::Receiver<bool>,
@@ -141,7 +143,8 @@ pub async fn send(
         };
         lane.queued.fetch_sub(1, Ordering::Relaxed);
         let topic = topics.down(&bus);
-        let bytes = match DownEnvelope::new(bus, body).encode() {
+        // Signed, so that the bus believes it whichever broker carried it.
+        let bytes = match DownEnvelope::new(bus, body).encode_signed(&key) {
             Ok(b) => b,
             Err(e) => {
                 error!(error = %e, "cannot encode reply");

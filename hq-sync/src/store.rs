@@ -25,6 +25,8 @@ pub enum HqStoreError {
     Corrupt(String),
     #[error("cannot create {0}: {1}")]
     Dir(String, std::io::Error),
+    #[error("HQ database has schema version {found}, newer than this build's {supported}: run a newer hq-sync")]
+    TooNew { found: i64, supported: i64 },
 }
 
 // Not `#[from]`: that would make the inner error the `source` too, and an error chain
@@ -52,6 +54,19 @@ pub struct Completed {
     pub id: ApplicationId,
     pub bus_id: BusId,
     pub hq_received_at: UnixMillis,
+    /// What the delivery ack names: the record's content hash, its blobs (sorted).
+    pub content_hash: Sha256,
+    pub blobs: Vec<Sha256>,
+}
+
+/// What ingesting a record did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ingested {
+    pub outcome: RecordOutcome,
+    /// This call inserted the record (false for a re-send).
+    pub new: bool,
+    /// Another bus sent a record with the same id first (a collision for staff).
+    pub collides_with: Option<BusId>,
 }
 
 /// One line of HQ's fleet view.
@@ -66,6 +81,18 @@ pub struct BusRow {
     pub last_sync: Option<UnixMillis>,
     pub software: Option<String>,
     pub clock_skew_ms: Option<i64>,
+}
+
+/// What an ingest worker reports of itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerRow {
+    pub worker_id: String,
+    pub updated_at: UnixMillis,
+    pub staging_uploads: u64,
+    pub staging_bytes: u64,
+    pub disk_free_bytes: Option<u64>,
+    /// Below the free-space floor: new records and chunks are refused until space returns.
+    pub disk_low: bool,
 }
 
 /// One quarantined message, as HQ staff see it.
@@ -85,6 +112,8 @@ pub struct Counts {
     pub blobs: u64,
     pub quarantined: u64,
     pub buses: u64,
+    /// Tracking numbers sent by more than one bus (`id_collisions`).
+    pub id_collisions: u64,
 }
 
 /// A change to HQ's fleet view, from a bus's heartbeat or its online/offline status.
@@ -106,7 +135,14 @@ pub struct HqStore {
     conn: Connection,
 }
 
-const SCHEMA: &str = r#"
+/// Schema migrations, in order: `PRAGMA user_version` says how many are applied. Each
+/// runs in its own transaction with the version bump, so a crash leaves the store at one
+/// version or the next, never between. A store made before versions existed (version 0
+/// with the tables of migration 1) takes migration 1 as a no-op (`IF NOT EXISTS`).
+/// Append new migrations; never edit one that has shipped.
+const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2];
+
+const SCHEMA_V1: &str = r#"
 CREATE TABLE IF NOT EXISTS applications (
     id              TEXT PRIMARY KEY,
     bus_id          TEXT NOT NULL,
@@ -176,6 +212,78 @@ CREATE TABLE IF NOT EXISTS revoked_buses (
 );
 "#;
 
+/// 2: an application is owned by its bus. The key becomes (bus, id), so a bus that sends
+/// another bus's tracking number first cannot make HQ refuse the genuine record
+/// (squatting); the same id from two buses is recorded in `id_collisions` for staff.
+/// `app_blobs` carries the bus too, so that which blobs a bus may upload, and at which
+/// size, is decided per (bus, blob).
+const SCHEMA_V2: &str = r#"
+CREATE TABLE applications_v2 (
+    id              TEXT NOT NULL,
+    bus_id          TEXT NOT NULL,
+    service         TEXT NOT NULL,
+    content_hash    TEXT NOT NULL,
+    record          BLOB NOT NULL,
+    applicant_name  TEXT NOT NULL,
+    nik             TEXT NOT NULL,
+    village         TEXT NOT NULL,
+    captured_at     INTEGER NOT NULL,
+    hq_received_at  INTEGER NOT NULL,
+    clock_skew_ms   INTEGER,
+    warnings        TEXT NOT NULL,
+    state           TEXT NOT NULL CHECK (state IN ('awaiting_blobs', 'complete')),
+    completed_at    INTEGER,
+    review_state    TEXT NOT NULL DEFAULT 'pending',
+    ingested_by     TEXT NOT NULL,
+    PRIMARY KEY (bus_id, id)
+);
+INSERT INTO applications_v2 (id, bus_id, service, content_hash, record, applicant_name, nik, village,
+    captured_at, hq_received_at, clock_skew_ms, warnings, state, completed_at, review_state, ingested_by)
+SELECT id, bus_id, service, content_hash, record, applicant_name, nik, village,
+    captured_at, hq_received_at, clock_skew_ms, warnings, state, completed_at, review_state, ingested_by
+FROM applications;
+CREATE TABLE app_blobs_v2 (
+    bus_id         TEXT NOT NULL,
+    application_id TEXT NOT NULL,
+    sha256         TEXT NOT NULL,
+    kind           TEXT NOT NULL,
+    size           INTEGER NOT NULL,
+    media_type     TEXT NOT NULL,
+    PRIMARY KEY (bus_id, application_id, sha256, kind)
+);
+INSERT INTO app_blobs_v2 (bus_id, application_id, sha256, kind, size, media_type)
+SELECT a.bus_id, ab.application_id, ab.sha256, ab.kind, ab.size, ab.media_type
+FROM app_blobs ab JOIN applications a ON a.id = ab.application_id;
+DROP TABLE app_blobs;
+DROP TABLE applications;
+ALTER TABLE applications_v2 RENAME TO applications;
+ALTER TABLE app_blobs_v2 RENAME TO app_blobs;
+CREATE INDEX applications_by_state ON applications(state, hq_received_at);
+CREATE INDEX applications_by_bus ON applications(bus_id, hq_received_at);
+CREATE INDEX applications_by_id ON applications(id);
+CREATE INDEX app_blobs_by_sha ON app_blobs(sha256, bus_id);
+-- The same tracking number from more than one bus: neither is refused, staff look.
+CREATE TABLE id_collisions (
+    id          TEXT NOT NULL,
+    bus_id      TEXT NOT NULL,
+    first_bus   TEXT NOT NULL,
+    detected_at INTEGER NOT NULL,
+    PRIMARY KEY (id, bus_id)
+);
+-- What each ingest worker last reported of itself (`hq-sync status`).
+CREATE TABLE workers (
+    worker_id       TEXT PRIMARY KEY,
+    updated_at      INTEGER NOT NULL,
+    staging_uploads INTEGER NOT NULL,
+    staging_bytes   INTEGER NOT NULL,
+    disk_free_bytes INTEGER,
+    disk_low        INTEGER NOT NULL DEFAULT 0
+);
+"#;
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
 /// Quarantined payloads are kept up to this size: enough to diagnose, bounded for floods.
 const MAX_QUARANTINE_PAYLOAD: usize = 64 * 1024;
 
@@ -190,40 +298,82 @@ impl HqStore {
         // HQ acks only what is durable: FULL fsyncs the WAL at every commit.
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.busy_timeout(Duration::from_secs(30))?;
-        conn.execute_batch(SCHEMA)?;
-        Ok(HqStore { conn })
+        let mut store = HqStore { conn };
+        store.migrate()?;
+        Ok(store)
     }
 
-    /// Commits a record (idempotently) and says whether it is complete.
-    /// The second value says whether this call inserted the record (false for a re-send).
-    /// The bus's clock skew, as last seen in its heartbeat, is stored with the record.
+    /// Brings the schema to [`SCHEMA_VERSION`]; refuses a store from a newer build.
+    fn migrate(&mut self) -> Result<(), HqStoreError> {
+        loop {
+            // Several workers may open the store at once: the version is read inside the
+            // write lock, so each migration runs once.
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+            if version > SCHEMA_VERSION {
+                return Err(HqStoreError::TooNew {
+                    found: version,
+                    supported: SCHEMA_VERSION,
+                });
+            }
+            let Some(sql) = usize::try_from(version)
+                .ok()
+                .and_then(|v| MIGRATIONS.get(v))
+            else {
+                return Ok(());
+            };
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", version + 1)?;
+            tx.commit()?;
+            tracing::info!(version = version + 1, "HQ store migrated");
+        }
+    }
+
+    /// The schema version of the open store.
+    pub fn schema_version(&self) -> Result<i64, HqStoreError> {
+        Ok(self
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))?)
+    }
+
+    /// Commits a record (idempotently) and says whether it is complete. The record is
+    /// owned by its bus: the same id from another bus is a collision for staff to look
+    /// at, never a reason to refuse either bus. The bus's clock skew, as last seen in its
+    /// heartbeat, is stored with the record.
     pub fn ingest_record(
         &mut self,
         app: &Application,
         hq_now: UnixMillis,
         worker: &str,
-    ) -> Result<(RecordOutcome, bool), HqStoreError> {
+    ) -> Result<Ingested, HqStoreError> {
         let id = app.id.to_string();
+        let bus = app.bus_id.as_str();
         let hash = app.content_hash();
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let existing: Option<(String, String, i64)> = tx
+        let existing: Option<String> = tx
             .query_row(
-                "SELECT content_hash, state, hq_received_at FROM applications WHERE id = ?1",
-                [&id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                "SELECT content_hash FROM applications WHERE bus_id = ?1 AND id = ?2",
+                params![bus, id],
+                |r| r.get(0),
             )
             .optional()?;
-        if let Some((stored, _, _)) = &existing {
+        let mut collides_with = None;
+        if let Some(stored) = &existing {
             let stored =
                 Sha256::parse_hex(stored).map_err(|e| HqStoreError::Corrupt(e.to_string()))?;
             if stored != hash {
-                let conflict = RecordOutcome::Conflict {
-                    stored,
-                    received: hash,
-                };
-                return Ok((conflict, false));
+                return Ok(Ingested {
+                    outcome: RecordOutcome::Conflict {
+                        stored,
+                        received: hash,
+                    },
+                    new: false,
+                    collides_with: None,
+                });
             }
         } else {
             let record = app
@@ -232,7 +382,7 @@ impl HqStore {
             let skew: Option<i64> = tx
                 .query_row(
                     "SELECT clock_skew_ms FROM buses WHERE bus_id = ?1",
-                    [app.bus_id.as_str()],
+                    [bus],
                     |r| r.get(0),
                 )
                 .optional()?
@@ -244,7 +394,7 @@ impl HqStore {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 'awaiting_blobs', ?13)",
                 params![
                     id,
-                    app.bus_id.as_str(),
+                    bus,
                     app.service.as_str(),
                     hash.to_hex(),
                     record,
@@ -260,20 +410,36 @@ impl HqStore {
             )?;
             for a in &app.attachments {
                 tx.execute(
-                    "INSERT OR IGNORE INTO app_blobs (application_id, sha256, kind, size, media_type) VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![id, a.sha256.to_hex(), a.kind.label(), a.size as i64, a.media_type.as_mime()],
+                    "INSERT OR IGNORE INTO app_blobs (bus_id, application_id, sha256, kind, size, media_type) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![bus, id, a.sha256.to_hex(), a.kind.label(), a.size as i64, a.media_type.as_mime()],
                 )?;
             }
+            let first: Option<String> = tx
+                .query_row(
+                    "SELECT bus_id FROM applications WHERE id = ?1 AND bus_id != ?2 ORDER BY hq_received_at, bus_id LIMIT 1",
+                    params![id, bus],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if let Some(first) = first {
+                tx.execute(
+                    "INSERT INTO id_collisions (id, bus_id, first_bus, detected_at) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT DO NOTHING",
+                    params![id, bus, first, hq_now.0],
+                )?;
+                collides_with =
+                    Some(BusId::parse(&first).map_err(|e| HqStoreError::Corrupt(e.to_string()))?);
+            }
         }
-        let missing = Self::missing_blobs(&tx, &id)?;
+        let missing = Self::missing_blobs(&tx, bus, &id)?;
         let outcome = if missing.is_empty() {
             tx.execute(
-                "UPDATE applications SET state = 'complete', completed_at = ?2 WHERE id = ?1 AND state = 'awaiting_blobs'",
-                params![id, hq_now.0],
+                "UPDATE applications SET state = 'complete', completed_at = ?3 WHERE bus_id = ?1 AND id = ?2 AND state = 'awaiting_blobs'",
+                params![bus, id, hq_now.0],
             )?;
             let received: i64 = tx.query_row(
-                "SELECT hq_received_at FROM applications WHERE id = ?1",
-                [&id],
+                "SELECT hq_received_at FROM applications WHERE bus_id = ?1 AND id = ?2",
+                params![bus, id],
                 |r| r.get(0),
             )?;
             RecordOutcome::Complete {
@@ -283,18 +449,37 @@ impl HqStore {
             RecordOutcome::AwaitingBlobs { missing }
         };
         tx.commit()?;
-        Ok((outcome, existing.is_none()))
+        Ok(Ingested {
+            outcome,
+            new: existing.is_none(),
+            collides_with,
+        })
     }
 
     fn missing_blobs(
         tx: &rusqlite::Transaction<'_>,
+        bus: &str,
         id: &str,
     ) -> Result<Vec<Sha256>, HqStoreError> {
         let mut stmt = tx.prepare_cached(
-            "SELECT DISTINCT ab.sha256 FROM app_blobs ab LEFT JOIN blobs b ON b.sha256 = ab.sha256
-             WHERE ab.application_id = ?1 AND b.sha256 IS NULL ORDER BY ab.sha256",
+            "SELECT DISTINCT ab.sha256 FROM app_blobs ab LEFT JOIN blobs b ON b.sha256 = ab.sha256 AND b.size = ab.size
+             WHERE ab.bus_id = ?1 AND ab.application_id = ?2 AND b.sha256 IS NULL ORDER BY ab.sha256",
         )?;
-        let rows = stmt.query_map([id], |r| r.get::<_, String>(0))?;
+        let rows = stmt.query_map([bus, id], |r| r.get::<_, String>(0))?;
+        rows.map(|r| Sha256::parse_hex(&r?).map_err(|e| HqStoreError::Corrupt(e.to_string())))
+            .collect()
+    }
+
+    /// The hashes of an application's blobs, sorted, each once: what a delivery ack names.
+    fn blob_list(
+        tx: &rusqlite::Transaction<'_>,
+        bus: &str,
+        id: &str,
+    ) -> Result<Vec<Sha256>, HqStoreError> {
+        let mut stmt = tx.prepare_cached(
+            "SELECT DISTINCT sha256 FROM app_blobs WHERE bus_id = ?1 AND application_id = ?2 ORDER BY sha256",
+        )?;
+        let rows = stmt.query_map([bus, id], |r| r.get::<_, String>(0))?;
         rows.map(|r| Sha256::parse_hex(&r?).map_err(|e| HqStoreError::Corrupt(e.to_string())))
             .collect()
     }
@@ -311,18 +496,18 @@ impl HqStore {
             .is_some())
     }
 
-    /// Is this blob one that some committed application references? HQ stages chunks
-    /// only for blobs it was told about, so a bus cannot fill HQ's disk with orphans.
-    pub fn blob_expected(&self, sha: &Sha256) -> Result<Option<u64>, HqStoreError> {
-        Ok(self
-            .conn
-            .query_row(
-                "SELECT size FROM app_blobs WHERE sha256 = ?1 LIMIT 1",
-                [sha.to_hex()],
-                |r| r.get::<_, i64>(0),
-            )
-            .optional()?
-            .map(|s| s as u64))
+    /// The sizes `bus`'s own committed records declare for a blob (empty: none of its
+    /// records references it). HQ stages chunks only for blobs the sending bus declared,
+    /// at the size it declared, so a bus can neither fill HQ's disk with orphans nor
+    /// disturb another bus's upload of the same hash.
+    pub fn blob_expected(&self, bus: &BusId, sha: &Sha256) -> Result<Vec<u64>, HqStoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT DISTINCT size FROM app_blobs WHERE bus_id = ?1 AND sha256 = ?2 ORDER BY size",
+        )?;
+        let rows = stmt.query_map(params![bus.as_str(), sha.to_hex()], |r| r.get::<_, i64>(0))?;
+        Ok(rows
+            .map(|r| r.map(|s| s as u64))
+            .collect::<Result<_, _>>()?)
     }
 
     /// References a verified, durable blob file and completes every application that was
@@ -343,27 +528,30 @@ impl HqStore {
             "INSERT INTO blobs (sha256, size, path, first_bus, stored_at) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(sha256) DO NOTHING",
             params![hex, size as i64, path.display().to_string(), bus.as_str(), hq_now.0],
         )?;
-        let waiting: Vec<(String, String, i64)> = {
+        let waiting: Vec<(String, String, i64, String)> = {
             let mut stmt = tx.prepare_cached(
-                "SELECT a.id, a.bus_id, a.hq_received_at FROM applications a JOIN app_blobs ab ON ab.application_id = a.id
+                "SELECT DISTINCT a.id, a.bus_id, a.hq_received_at, a.content_hash FROM applications a
+                 JOIN app_blobs ab ON ab.bus_id = a.bus_id AND ab.application_id = a.id
                  WHERE ab.sha256 = ?1 AND a.state = 'awaiting_blobs'",
             )?;
-            let rows = stmt.query_map([&hex], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            let rows =
+                stmt.query_map([&hex], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
             rows.collect::<Result<_, _>>()?
         };
+        let corrupt = |e: keliling_shared::IdError| HqStoreError::Corrupt(e.to_string());
         let mut done = Vec::new();
-        for (id, bus_id, received) in waiting {
-            if Self::missing_blobs(&tx, &id)?.is_empty() {
+        for (id, bus_id, received, content_hash) in waiting {
+            if Self::missing_blobs(&tx, &bus_id, &id)?.is_empty() {
                 tx.execute(
-                    "UPDATE applications SET state = 'complete', completed_at = ?2 WHERE id = ?1",
-                    params![id, hq_now.0],
+                    "UPDATE applications SET state = 'complete', completed_at = ?3 WHERE bus_id = ?1 AND id = ?2",
+                    params![bus_id, id, hq_now.0],
                 )?;
                 done.push(Completed {
-                    id: ApplicationId::parse(&id)
-                        .map_err(|e| HqStoreError::Corrupt(e.to_string()))?,
-                    bus_id: BusId::parse(&bus_id)
-                        .map_err(|e| HqStoreError::Corrupt(e.to_string()))?,
+                    blobs: Self::blob_list(&tx, &bus_id, &id)?,
+                    id: ApplicationId::parse(&id).map_err(corrupt)?,
+                    bus_id: BusId::parse(&bus_id).map_err(corrupt)?,
                     hq_received_at: UnixMillis(received),
+                    content_hash: Sha256::parse_hex(&content_hash).map_err(corrupt)?,
                 });
             }
         }
@@ -406,7 +594,7 @@ impl HqStore {
         for u in updates {
             match u {
                 FleetUpdate::Heartbeat { bus, hb, hq_now } => {
-                    let skew = hb.bus_clock.0 - hq_now.0;
+                    let skew = hb.bus_clock.millis_since(*hq_now);
                     tx.execute(
                         "INSERT INTO buses (bus_id, online, last_seen, queue_depth, bytes_waiting, oldest_unsynced, last_sync, lat, lon, software, bus_clock, clock_skew_ms)
                          VALUES (?1, 1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
@@ -418,7 +606,7 @@ impl HqStore {
                             bus.as_str(),
                             hq_now.0,
                             hb.queue_depth,
-                            hb.bytes_waiting as i64,
+                            i64::try_from(hb.bytes_waiting).unwrap_or(i64::MAX),
                             hb.oldest_unsynced.map(|t| t.0),
                             hb.last_sync.map(|t| t.0),
                             hb.position.map(|p| p.lat()),
@@ -446,6 +634,42 @@ impl HqStore {
         Ok(())
     }
 
+    /// Records what an ingest worker reports of itself.
+    pub fn report_worker(&mut self, w: &WorkerRow) -> Result<(), HqStoreError> {
+        self.conn.execute(
+            "INSERT INTO workers (worker_id, updated_at, staging_uploads, staging_bytes, disk_free_bytes, disk_low)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT(worker_id) DO UPDATE SET updated_at = excluded.updated_at, staging_uploads = excluded.staging_uploads,
+                staging_bytes = excluded.staging_bytes, disk_free_bytes = excluded.disk_free_bytes, disk_low = excluded.disk_low",
+            params![
+                w.worker_id,
+                w.updated_at.0,
+                i64::try_from(w.staging_uploads).unwrap_or(i64::MAX),
+                i64::try_from(w.staging_bytes).unwrap_or(i64::MAX),
+                w.disk_free_bytes.map(|b| i64::try_from(b).unwrap_or(i64::MAX)),
+                w.disk_low,
+            ],
+        )?;
+        Ok(())
+    }
+
+    pub fn workers(&self) -> Result<Vec<WorkerRow>, HqStoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT worker_id, updated_at, staging_uploads, staging_bytes, disk_free_bytes, disk_low FROM workers ORDER BY worker_id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(WorkerRow {
+                worker_id: r.get(0)?,
+                updated_at: UnixMillis(r.get(1)?),
+                staging_uploads: r.get::<_, i64>(2)?.max(0) as u64,
+                staging_bytes: r.get::<_, i64>(3)?.max(0) as u64,
+                disk_free_bytes: r.get::<_, Option<i64>>(4)?.map(|b| b.max(0) as u64),
+                disk_low: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Marks `bus` revoked: from now on ingest quarantines whatever it sends.
     pub fn revoke_bus(
         &mut self,
@@ -461,25 +685,31 @@ impl HqStore {
         Ok(())
     }
 
-    /// What records declared a blob to be: (kind label, media type), one per reference.
-    pub fn blob_declarations(&self, sha: &Sha256) -> Result<Vec<(String, String)>, HqStoreError> {
-        let mut st = self
-            .conn
-            .prepare_cached("SELECT DISTINCT kind, media_type FROM app_blobs WHERE sha256 = ?1")?;
-        let rows = st.query_map(params![sha.to_hex()], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    /// What `bus`'s records declared a blob to be: (kind label, media type).
+    pub fn blob_declarations(
+        &self,
+        bus: &BusId,
+        sha: &Sha256,
+    ) -> Result<Vec<(String, String)>, HqStoreError> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT DISTINCT kind, media_type FROM app_blobs WHERE bus_id = ?1 AND sha256 = ?2",
+        )?;
+        let rows = st.query_map(params![bus.as_str(), sha.to_hex()], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Every application (and its bus) that references a blob.
+    /// `bus`'s applications that reference a blob.
     pub fn applications_with_blob(
         &self,
+        bus: &BusId,
         sha: &Sha256,
     ) -> Result<Vec<(ApplicationId, BusId)>, HqStoreError> {
         let mut st = self.conn.prepare_cached(
-            "SELECT DISTINCT a.id, a.bus_id FROM applications a JOIN app_blobs ab ON ab.application_id = a.id
-             WHERE ab.sha256 = ?1",
+            "SELECT DISTINCT application_id, bus_id FROM app_blobs WHERE bus_id = ?1 AND sha256 = ?2",
         )?;
-        let rows = st.query_map(params![sha.to_hex()], |r| {
+        let rows = st.query_map(params![bus.as_str(), sha.to_hex()], |r| {
             Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
         })?;
         let mut out = Vec::new();
@@ -495,12 +725,12 @@ impl HqStore {
         Ok(out)
     }
 
-    /// Which bus HQ recorded `id` from, if HQ has it.
+    /// Which bus HQ first recorded `id` from, if HQ has it.
     pub fn application_bus(&self, id: &ApplicationId) -> Result<Option<String>, HqStoreError> {
         Ok(self
             .conn
             .query_row(
-                "SELECT bus_id FROM applications WHERE id = ?1",
+                "SELECT bus_id FROM applications WHERE id = ?1 ORDER BY hq_received_at, bus_id LIMIT 1",
                 params![id.to_string()],
                 |r| r.get(0),
             )
@@ -532,6 +762,7 @@ impl HqStore {
             blobs: one("SELECT COUNT(*) FROM blobs")?,
             quarantined: one("SELECT COUNT(*) FROM quarantine")?,
             buses: one("SELECT COUNT(*) FROM buses")?,
+            id_collisions: one("SELECT COUNT(*) FROM id_collisions")?,
         })
     }
 
@@ -588,8 +819,9 @@ impl HqStore {
         &self,
     ) -> Result<Vec<(ApplicationId, String, Vec<Sha256>)>, HqStoreError> {
         let mut stmt = self.conn.prepare(
-            "SELECT a.id, a.state, group_concat(ab.sha256) FROM applications a LEFT JOIN app_blobs ab ON ab.application_id = a.id
-             GROUP BY a.id ORDER BY a.id",
+            "SELECT a.id, a.state, group_concat(ab.sha256) FROM applications a
+             LEFT JOIN app_blobs ab ON ab.bus_id = a.bus_id AND ab.application_id = a.id
+             GROUP BY a.bus_id, a.id ORDER BY a.id, a.bus_id",
         )?;
         let rows = stmt.query_map([], |r| {
             Ok((
@@ -613,5 +845,75 @@ impl HqStore {
             Ok((id, state, list))
         })
         .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A store made before schema versions (user_version 0, applications keyed by id)
+    /// is migrated in place: every row kept, now owned by its bus.
+    #[test]
+    fn an_unversioned_store_is_migrated_with_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hq.sqlite");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(SCHEMA_V1).unwrap();
+            c.execute(
+                "INSERT INTO applications (id, bus_id, service, content_hash, record, applicant_name, nik, village,
+                    captured_at, hq_received_at, warnings, state, ingested_by)
+                 VALUES ('app-1', 'bus-a', 'SIM_RENEWAL', ?1, X'00', 'Siti', '5371015203900001', 'Oelnasi', 1, 2, '', 'complete', 'hq-1')",
+                [Sha256::digest(b"r").to_hex()],
+            )
+            .unwrap();
+            c.execute(
+                "INSERT INTO app_blobs (application_id, sha256, kind, size, media_type) VALUES ('app-1', ?1, 'photo', 10, 'image/jpeg')",
+                [Sha256::digest(b"p").to_hex()],
+            )
+            .unwrap();
+        }
+        let store = HqStore::open(&path).unwrap();
+        assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+        let c = &store.conn;
+        let (bus, state): (String, String) = c
+            .query_row(
+                "SELECT bus_id, state FROM applications WHERE id = 'app-1'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((bus.as_str(), state.as_str()), ("bus-a", "complete"));
+        let blob_bus: String = c
+            .query_row(
+                "SELECT bus_id FROM app_blobs WHERE application_id = 'app-1'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(blob_bus, "bus-a");
+        // The same id from another bus is now its own row.
+        c.execute(
+            "INSERT INTO applications (id, bus_id, service, content_hash, record, applicant_name, nik, village,
+                captured_at, hq_received_at, warnings, state, ingested_by)
+             SELECT id, 'bus-b', service, content_hash, record, applicant_name, nik, village,
+                captured_at, hq_received_at, warnings, state, ingested_by FROM applications WHERE id = 'app-1'",
+            [],
+        )
+        .unwrap();
+        drop(store);
+        // Opening again changes nothing; a store from a newer build is refused.
+        let store = HqStore::open(&path).unwrap();
+        assert_eq!(store.counts().unwrap().applications, 2);
+        store
+            .conn
+            .pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+        drop(store);
+        assert!(matches!(
+            HqStore::open(&path),
+            Err(HqStoreError::TooNew { .. })
+        ));
     }
 }

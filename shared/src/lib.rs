@@ -13,11 +13,13 @@
 pub mod application;
 pub mod backoff;
 pub mod bitmap;
+pub mod blocking;
 pub mod catalogue;
 pub mod config_env;
 mod de_error;
 pub mod ids;
 pub mod nik;
+pub mod sign;
 pub mod text;
 pub mod time;
 pub mod tls;

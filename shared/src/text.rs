@@ -69,9 +69,38 @@ impl fmt::Debug for Text {
     }
 }
 
+/// Whether `c` can change how the text around it is shown: direction overrides and
+/// isolates (the "Trojan Source" characters) and invisible format characters.
+pub fn is_deceptive(c: char) -> bool {
+    matches!(c,
+        '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
+}
+
+/// `s` made safe for a terminal or a log line: every control character (escape codes
+/// included) and every [`is_deceptive`] character becomes U+FFFD, so a message from the
+/// network can neither drive the operator's terminal nor hide what it says.
+pub fn printable(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_control() || is_deceptive(c) {
+                '\u{FFFD}'
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn printable_defuses_escape_codes_and_direction_tricks() {
+        assert_eq!(printable("ok \u{1b}[2J\u{7}"), "ok \u{FFFD}[2J\u{FFFD}");
+        assert_eq!(printable("a\u{202E}b\u{9b}c"), "a\u{FFFD}b\u{FFFD}c");
+        assert_eq!(printable("Ditolak: foto buram"), "Ditolak: foto buram");
+    }
     #[test]
     fn rules() {
         assert_eq!(

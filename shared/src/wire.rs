@@ -9,6 +9,7 @@
 use crate::application::{Application, GeoPoint, MAX_ATTACHMENT_BYTES};
 use crate::bitmap::Bitmap;
 use crate::ids::{ApplicationId, BusId, Sha256};
+use crate::sign::{SignError, Signed, SigningKey, VerifyingKeys};
 use crate::time::UnixMillis;
 use crate::topics::UpKind;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
@@ -49,6 +50,8 @@ pub enum WireError {
     Invalid(String),
     #[error("could not encode: {0}")]
     Encode(String),
+    #[error(transparent)]
+    Signature(#[from] SignError),
 }
 
 /// Everything a bus sends. `bus_id` must equal the bus id in the topic (HQ checks).
@@ -202,9 +205,13 @@ pub enum Down {
     /// The blob is verified (SHA-256) and committed to HQ's photo store.
     BlobStored { blob: Sha256 },
     /// HQ has committed the record and every blob it references: the only delivery ack.
+    /// It names what HQ holds (the record's content hash and its blobs' hashes, sorted),
+    /// and the bus moves its outbox only when those are its own record's.
     Delivered {
         application: ApplicationId,
         hq_received_at: UnixMillis,
+        content_hash: Sha256,
+        blobs: Vec<Sha256>,
     },
     /// HQ quarantined what the bus sent, with the reason. The bus keeps its copy and shows
     /// the reason to the operator; it does not re-send.
@@ -246,8 +253,13 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, WireError> 
     if bytes[2] != VERSION {
         return Err(WireError::UnknownVersion(bytes[2]));
     }
+    decode_body(&bytes[3..])
+}
+
+/// Decodes a postcard body (no header): the whole of it, nothing after.
+fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, WireError> {
     let _stale = crate::de_error::take();
-    let (value, rest) = postcard::take_from_bytes(&bytes[3..]).map_err(|e| match e {
+    let (value, rest) = postcard::take_from_bytes(body).map_err(|e| match e {
         // A domain type refused its value: say which rule it broke (see `de_error`).
         postcard::Error::SerdeDeCustom => match crate::de_error::take() {
             Some(why) => WireError::Invalid(why),
@@ -310,17 +322,40 @@ impl DownEnvelope {
             body,
         }
     }
-    pub fn encode(&self) -> Result<Vec<u8>, WireError> {
-        encode(self)
+
+    /// The signed payload HQ publishes (see [`crate::sign`]).
+    pub fn encode_signed(&self, key: &SigningKey) -> Result<Vec<u8>, WireError> {
+        let body = postcard::to_stdvec(self).map_err(|e| WireError::Encode(e.to_string()))?;
+        encode(&key.sign(body))
     }
-    pub fn decode(bytes: &[u8]) -> Result<Self, WireError> {
-        let env: DownEnvelope = decode(bytes)?;
-        if let Down::Rejected { reason, .. } = &env.body {
-            if reason.chars().count() > MAX_REASON_CHARS {
-                return Err(WireError::Invalid("rejection reason too long".into()));
-            }
-        }
+
+    /// Decodes a payload from HQ, believing it only if one of `keys` signed it. The body
+    /// is decoded only after its signature checks, so a forger reaches no decoder but
+    /// the small outer one.
+    pub fn decode_verified(bytes: &[u8], keys: &VerifyingKeys) -> Result<Self, WireError> {
+        let signed: Signed = decode(bytes)?;
+        let body = keys.verify(&signed)?;
+        let env: DownEnvelope = decode_body(body)?;
+        env.check()?;
         Ok(env)
+    }
+
+    /// What the types alone do not bound.
+    fn check(&self) -> Result<(), WireError> {
+        match &self.body {
+            Down::Rejected { reason, .. } if reason.chars().count() > MAX_REASON_CHARS => {
+                Err(WireError::Invalid("rejection reason too long".into()))
+            }
+            Down::Delivered { blobs, .. }
+                if blobs.len() > crate::application::MAX_ATTACHMENTS
+                    || blobs.windows(2).any(|w| w[0] >= w[1]) =>
+            {
+                Err(WireError::Invalid(
+                    "delivery ack: blob hashes not sorted, repeated or too many".into(),
+                ))
+            }
+            _ => Ok(()),
+        }
     }
 }
 
@@ -404,5 +439,70 @@ mod tests {
         assert!(c.check().is_err());
         assert_eq!(chunk_count(40_000, 16_384), 3);
         assert_eq!(chunk_range(40_000, 16_384, 2), 32_768..40_000);
+    }
+
+    fn delivered(bus: &str) -> DownEnvelope {
+        DownEnvelope::new(
+            BusId::parse(bus).unwrap(),
+            Down::Delivered {
+                application: ApplicationId::new_v7(),
+                hq_received_at: UnixMillis::now(),
+                content_hash: Sha256::digest(b"record"),
+                blobs: vec![Sha256::digest(b"a"), Sha256::digest(b"b")]
+                    .into_iter()
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .into_iter()
+                    .collect(),
+            },
+        )
+    }
+
+    #[test]
+    fn down_messages_are_believed_only_with_a_pinned_signature() {
+        let hq = SigningKey::generate();
+        let keys = VerifyingKeys::new(vec![hq.verifying_key()]).unwrap();
+        let env = delivered("bus-01");
+        let bytes = env.encode_signed(&hq).unwrap();
+        assert_eq!(DownEnvelope::decode_verified(&bytes, &keys).unwrap(), env);
+        // A forger's key.
+        let forged = env.encode_signed(&SigningKey::generate()).unwrap();
+        assert!(matches!(
+            DownEnvelope::decode_verified(&forged, &keys),
+            Err(WireError::Signature(_))
+        ));
+        // Any flipped byte: refused, never a panic.
+        for i in 0..bytes.len() {
+            let mut b = bytes.clone();
+            b[i] ^= 0x01;
+            assert!(
+                DownEnvelope::decode_verified(&b, &keys).is_err(),
+                "byte {i}"
+            );
+        }
+        // Unsigned envelopes are not down messages.
+        let unsigned = encode(&env).unwrap();
+        assert!(DownEnvelope::decode_verified(&unsigned, &keys).is_err());
+    }
+
+    #[test]
+    fn a_signed_body_with_unsorted_blobs_or_trailing_bytes_is_refused() {
+        let hq = SigningKey::generate();
+        let keys = VerifyingKeys::new(vec![hq.verifying_key()]).unwrap();
+        let mut env = delivered("bus-01");
+        if let Down::Delivered { blobs, .. } = &mut env.body {
+            blobs.reverse();
+        }
+        let bytes = env.encode_signed(&hq).unwrap();
+        assert!(matches!(
+            DownEnvelope::decode_verified(&bytes, &keys),
+            Err(WireError::Invalid(_))
+        ));
+        let mut body = postcard::to_stdvec(&delivered("bus-01")).unwrap();
+        body.push(0);
+        let bytes = encode(&hq.sign(body)).unwrap();
+        assert_eq!(
+            DownEnvelope::decode_verified(&bytes, &keys),
+            Err(WireError::Trailing(1))
+        );
     }
 }

@@ -313,6 +313,7 @@ fn bus_config(pki: &Pki, bus: &BusId, data_dir: &Path, port: u16) -> BusConfig {
         cert: Some(tls.join("bus.pem")),
         key: Some(tls.join("bus.key")),
     };
+    cfg.trust.hq_keys = Some(pki.bundle_dir(bus).join("hq-keys.pub"));
     cfg
 }
 

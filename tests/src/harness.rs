@@ -188,6 +188,22 @@ impl TestBroker {
         })
     }
 
+    /// HQ's verifying keys (current, next), as every bundle pins them.
+    pub fn hq_verifying_keys(&self) -> Result<keliling_shared::sign::VerifyingKeys> {
+        Ok(keliling_shared::sign::VerifyingKeys::parse(
+            &self.pki.signing().public_text()?,
+        )?)
+    }
+
+    /// The HQ verifying keys pinned in a bus's bundle (provisioning the bus on first use).
+    pub fn bus_hq_keys(&self, bus_id: &str) -> Result<PathBuf> {
+        self.bus_tls(bus_id)?;
+        Ok(self
+            .pki
+            .bundle_dir(&BusId::parse(bus_id)?)
+            .join("hq-keys.pub"))
+    }
+
     /// `hq-sync run`'s environment for this broker.
     pub fn hq_env(&self, dir: &Path) -> Vec<(String, String)> {
         let mut env = hq_env(dir, self.port());
@@ -212,6 +228,10 @@ impl TestBroker {
     ) -> Result<Vec<(String, String)>> {
         let tls = self.bus_tls(bus_id)?;
         let mut env = bus_env(bus_id, dir, port);
+        env.push((
+            "BUS_NODE__TRUST__HQ_KEYS".into(),
+            self.bus_hq_keys(bus_id)?.display().to_string(),
+        ));
         for (k, v) in [("CA", &tls.ca), ("CERT", &tls.cert), ("KEY", &tls.key)] {
             if let Some(v) = v {
                 env.push((
@@ -251,6 +271,7 @@ impl TestBroker {
             self.port(),
         );
         cfg.broker.tls = self.bus_tls(bus_id)?;
+        cfg.trust.hq_keys = Some(self.bus_hq_keys(bus_id)?);
         Ok(cfg)
     }
 

@@ -7,6 +7,7 @@ use bus_node::sync::SyncMetrics;
 use keliling_e2e::harness::*;
 use keliling_e2e::proxy::{LinkProxy, Shape};
 use keliling_e2e::sample;
+use keliling_shared::UnixMillis;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -306,6 +307,73 @@ async fn two_hq_workers(kind: BrokerKind) -> Result<()> {
         2,
         "the shared subscription should split records across both workers: {by_worker:?}"
     );
+    // Both workers stage every chunk; the one that did not store a blob must still
+    // forget it (before, the loser kept n-1 chunks of every blob forever).
+    eventually(
+        "both workers report empty staging",
+        Duration::from_secs(30),
+        || {
+            let w = hq_sync::store::HqStore::open(&hq_dir.join("hq.sqlite"))?.workers()?;
+            Ok(w.len() == 2
+                && w.iter()
+                    .all(|w| w.staging_uploads == 0 && w.staging_bytes == 0)
+                && w.iter()
+                    .all(|w| w.updated_at.0 > UnixMillis::now().0 - 5_000))
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// A blob row damaged on the bus disk (here: its sealed bytes cut short) must not jam the
+/// queue: before, the chunk path handled only decryption errors, so the `Corrupt` error
+/// of the oldest blob made every pump tick fail and no chunk of any blob went out. Now
+/// its application is set aside for the operator and the rest drains.
+async fn a_damaged_blob_row_is_set_aside(kind: BrokerKind) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let Some(broker) = TestBroker::start(kind, dir.path()).await? else {
+        return Ok(());
+    };
+    let hq_dir = dir.path().join("hq");
+    let hq = InProcessHq::start(&broker, &hq_dir).await?;
+    let cfg = broker.bus_config("bus-ntt-07", &dir.path().join("bus"))?;
+    let db = cfg.db_path();
+    let vault = init_bus_store(&db)?;
+    let apps = capture_renewals(&db, &cfg.capture_settings(), 0..5)?;
+    // The oldest application's photo sorts first: damage it.
+    let damaged = apps[0].attachments[0].sha256;
+    rusqlite::Connection::open(&db)?.execute(
+        "UPDATE blobs SET data = substr(data, 1, 100) WHERE sha256 = ?1",
+        [damaged.to_hex()],
+    )?;
+    let bus = tokio::spawn(bus_node::daemon::run(
+        cfg.clone(),
+        vault,
+        Arc::new(SyncMetrics::default()),
+        hq.stop_rx(),
+    ));
+    eventually("the other four delivered", Duration::from_secs(60), || {
+        Ok(bus_delivered(&db)? == 4)
+    })
+    .await?;
+    let store = bus_node::store::Store::open(&db)?;
+    assert_eq!(store.status()?.rejected, 1);
+    let set_aside = store
+        .recent(10, false)?
+        .into_iter()
+        .find(|s| s.id == apps[0].id)
+        .context("the damaged application")?;
+    assert_eq!(set_aside.state, bus_node::store::OutboxState::Rejected);
+    assert!(
+        set_aside
+            .reject_reason
+            .as_deref()
+            .is_some_and(|r| r.contains("rusak")),
+        "{set_aside:?}"
+    );
+    let _ = hq.stop.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(5), bus).await;
+    hq.shut_down().await;
     Ok(())
 }
 
@@ -335,4 +403,5 @@ against_both_brokers!(
     kill_hq_between_puback_and_commit,
     cut_link_mid_large_blob,
     two_hq_workers,
+    a_damaged_blob_row_is_set_aside,
 );

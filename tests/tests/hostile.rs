@@ -267,9 +267,13 @@ async fn mosquitto_hostile_blobs_names_and_floods() -> Result<()> {
     hostile_blobs_names_and_floods(BrokerKind::Mosquitto).await
 }
 
-/// The bus's side: what arrives on its down topic may be garbage (a broken HQ, or on the
-/// embedded broker any client). The bus quarantines what it cannot understand, ignores
-/// answers about things it never sent, and keeps syncing.
+/// The bus's side: what arrives on its down topic may be garbage (a broken HQ) or a
+/// forgery (a stolen certificate that can publish there, a broker that is not HQ). The
+/// bus believes only what HQ's pinned key signed for this bus, and a delivery ack only
+/// when it names this bus's own record; everything else is quarantined and moves nothing.
+/// On today's code before signatures, the unsigned forged `Delivered` below made the bus
+/// mark its application delivered (and purge its photo after retention) while HQ had
+/// nothing.
 async fn a_bus_survives_hostile_downlink(kind: BrokerKind) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let Some(broker) = TestBroker::start(kind, dir.path()).await? else {
@@ -289,43 +293,97 @@ async fn a_bus_survives_hostile_downlink(kind: BrokerKind) -> Result<()> {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let bus_id = BusId::parse("bus-ntt-05")?;
     let topics = Topics::default();
-    // Only HQ may write down/ topics on Mosquitto: the junk comes from HQ's identity.
+    // Only HQ may write down/ topics on Mosquitto: the junk comes from HQ's identity, as
+    // from a broker or an HQ credential in the wrong hands.
     let (client, eventloop) =
         AsyncClient::new(broker.mqtt_options("broken-hq", &Identity::Hq)?, 64);
     let poller = spawn_poller("broken-hq", eventloop, |_| {});
-    let down = |body: Down| DownEnvelope::new(bus_id.clone(), body).encode();
-    let valid = down(Down::Delivered {
+    let hq_key = hq_sync::signing::load(&broker.pki().signing().current())?;
+    let forger = keliling_shared::sign::SigningKey::generate();
+    let signed = |body: Down| DownEnvelope::new(bus_id.clone(), body).encode_signed(&hq_key);
+    let mut own_blobs: Vec<Sha256> = app.attachments.iter().map(|a| a.sha256).collect();
+    own_blobs.sort();
+    own_blobs.dedup();
+    let forged_delivery = Down::Delivered {
+        application: app.id,
+        hq_received_at: keliling_shared::UnixMillis::now(),
+        content_hash: app.content_hash(),
+        blobs: own_blobs.clone(),
+    };
+    let valid = signed(Down::Delivered {
         application: ApplicationId::new_v7(),
         hq_received_at: keliling_shared::UnixMillis::now(),
+        content_hash: Sha256::digest(b"someone else's"),
+        blobs: vec![],
     })?;
     let mut unknown_version = valid.clone();
     unknown_version[2] = 77;
-    let junk: Vec<(Vec<u8>, bool)> = vec![
-        (b"garbage".to_vec(), true),
-        (valid[..valid.len() - 3].to_vec(), true),
-        (unknown_version, true),
-        (vec![b'K'; 200 * 1024], true),
+    // The unsigned form of a true-looking delivery ack: the v1 envelope without signature.
+    let unsigned = {
+        let env = DownEnvelope::new(bus_id.clone(), forged_delivery.clone());
+        let mut b = b"KL\x01".to_vec();
+        b.extend(postcard::to_stdvec(&env)?);
+        b
+    };
+    let junk: Vec<(&str, Vec<u8>, bool)> = vec![
+        ("garbage", b"garbage".to_vec(), true),
+        ("truncated", valid[..valid.len() - 3].to_vec(), true),
+        ("unknown version", unknown_version, true),
+        ("oversized", vec![b'K'; 200 * 1024], true),
         (
+            "HQ-signed, for another bus",
             DownEnvelope::new(
                 BusId::parse("bus-other")?,
                 Down::BlobStored {
                     blob: Sha256::digest(b"x"),
                 },
             )
-            .encode()?,
+            .encode_signed(&hq_key)?,
             true,
         ),
-        // Well-formed answers about things this bus never sent: ignored, not obeyed.
-        (valid, false),
         (
-            down(Down::RecordAck {
+            "unsigned delivery ack for the bus's own record",
+            unsigned,
+            true,
+        ),
+        (
+            "delivery ack signed by a key the bus does not pin",
+            DownEnvelope::new(bus_id.clone(), forged_delivery.clone()).encode_signed(&forger)?,
+            true,
+        ),
+        (
+            "HQ-signed delivery ack naming other content",
+            signed(Down::Delivered {
+                application: app.id,
+                hq_received_at: keliling_shared::UnixMillis::now(),
+                content_hash: Sha256::digest(b"not the bus's record"),
+                blobs: own_blobs.clone(),
+            })?,
+            true,
+        ),
+        (
+            "HQ-signed delivery ack naming other blobs",
+            signed(Down::Delivered {
+                application: app.id,
+                hq_received_at: keliling_shared::UnixMillis::now(),
+                content_hash: app.content_hash(),
+                blobs: vec![],
+            })?,
+            true,
+        ),
+        // Well-formed, signed answers about things this bus never sent: ignored, not obeyed.
+        ("signed ack for an unknown application", valid, false),
+        (
+            "signed record ack for an unknown application",
+            signed(Down::RecordAck {
                 application: ApplicationId::new_v7(),
                 missing: vec![],
             })?,
             false,
         ),
         (
-            down(Down::Progress(BlobProgress {
+            "signed progress for an unknown blob",
+            signed(Down::Progress(BlobProgress {
                 blob: Sha256::digest(b"never sent"),
                 chunk_count: 4,
                 have: Bitmap::new(4),
@@ -333,19 +391,28 @@ async fn a_bus_survives_hostile_downlink(kind: BrokerKind) -> Result<()> {
             false,
         ),
     ];
-    let must_quarantine = junk.iter().filter(|(_, q)| *q).count() as u64;
-    for (payload, _) in junk {
+    let must_quarantine = junk.iter().filter(|(_, _, q)| *q).count() as u64;
+    for (_, payload, _) in junk {
         client
             .publish(topics.down(&bus_id), QoS::AtLeastOnce, false, payload)
             .await?;
     }
     eventually(
-        "the bus quarantined the junk",
+        "the bus quarantined the junk and the forgeries",
         Duration::from_secs(20),
         || Ok(Store::open(&db)?.quarantine_count()? >= must_quarantine),
     )
     .await
     .with_context(|| bus.log())?;
+    // Give anything that slipped through time to act, then: nothing moved.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let status = Store::open(&db)?.status()?;
+    assert_eq!(
+        (status.queued, status.delivered, status.rejected),
+        (1, 0, 0),
+        "a forged message moved the outbox"
+    );
+    assert_eq!(Store::open(&db)?.quarantine_count()?, must_quarantine);
 
     // Valid traffic: HQ starts, the bus delivers its application.
     let mut hq = broker.spawn_hq(&hq_dir, &dir.path().join("hq.log")).await?;

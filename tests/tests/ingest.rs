@@ -137,14 +137,17 @@ async fn bad_input_is_quarantined_and_valid_traffic_flows(kind: BrokerKind) -> R
     })
     .await?;
 
-    // bus-evil's own (well-formed) record for that citizen is accepted as bus-evil's: the
-    // id is the same, the content differs, so it is an integrity conflict, quarantined.
+    // bus-evil's own (well-formed) record under that citizen's tracking number: records
+    // are owned by their bus, so it is bus-evil's application, recorded as a collision for
+    // staff; bus-good's record is neither refused nor touched.
     client
         .publish(record_topic.clone(), QoS::AtLeastOnce, false, valid_evil)
         .await?;
-    eventually("conflict quarantined", Duration::from_secs(30), || {
-        let q = HqStore::open(&hq_dir.join("hq.sqlite"))?.quarantined(100)?;
-        Ok(q.iter().any(|e| e.reason.contains("integrity")))
+    eventually("collision recorded", Duration::from_secs(30), || {
+        Ok(HqStore::open(&hq_dir.join("hq.sqlite"))?
+            .counts()?
+            .id_collisions
+            == 1)
     })
     .await?;
 
@@ -166,19 +169,145 @@ async fn bad_input_is_quarantined_and_valid_traffic_flows(kind: BrokerKind) -> R
         "a replay is kept once"
     );
     let counts = store.counts()?;
-    assert_eq!((counts.applications, counts.complete), (1, 1));
+    assert_eq!((counts.applications, counts.complete), (2, 2));
     let stored = Store::open(&cfg.db_path())?;
     assert_eq!(stored.state(&app.id)?, Some(OutboxState::Delivered));
-    // The conflict names the application; the genuine record was not overwritten.
-    assert!(reasons.iter().any(|r| r.contains(&app.id.to_string())));
-    let fleet_apps = store.application_blobs()?;
-    assert_eq!(fleet_apps.len(), 1);
+    // The genuine record was neither refused nor overwritten, and is still bus-good's.
+    assert!(
+        !reasons.iter().any(|r| r.contains("integrity")),
+        "{reasons:#?}"
+    );
+    assert_eq!(store.application_bus(&app.id)?.as_deref(), Some("bus-good"));
 
     let _ = hq.stop.send(true);
     poller.abort();
     let _ = tokio::time::timeout(Duration::from_secs(5), bus).await;
     hq.shut_down().await;
     Ok(())
+}
+
+/// Tracking-number squatting and upload disturbance: bus-evil (a genuine certificate)
+/// copies bus-good's record before bus-good syncs it, claims its photo's hash at another
+/// size, and sends junk chunks under that hash. On the code before per-bus ownership,
+/// HQ refused bus-good's genuine record as an "integrity" conflict, and chose one of the
+/// two declared sizes at random for bus-good's chunks. Now bus-good's record and photo
+/// are delivered exactly once, bus-evil's junk never touches bus-good's upload, and the
+/// collision is recorded for staff.
+async fn a_bus_cannot_squat_or_disturb_another(kind: BrokerKind) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let Some(broker) = TestBroker::start(kind, dir.path()).await? else {
+        return Ok(());
+    };
+    let hq_dir = dir.path().join("hq");
+    let hq = InProcessHq::start(&broker, &hq_dir).await?;
+    let good = BusId::parse("bus-good")?;
+    let cfg = broker.bus_config(good.as_str(), &dir.path().join("good"))?;
+    let vault = init_bus_store(&cfg.db_path())?;
+    let app = capture_renewal(&cfg.db_path(), &cfg.capture_settings(), 1)?;
+
+    let evil = BusId::parse("bus-evil")?;
+    let topics = Topics::default();
+    let opts = broker.mqtt_options("bus-evil", &Identity::Bus(evil.to_string()))?;
+    let (client, eventloop) = AsyncClient::new(opts, 256);
+    let poller = spawn_poller("bus-evil", eventloop, |_| {});
+    let photo = app.attachments[0].clone();
+    let mut squat = app.clone();
+    squat.bus_id = evil.clone();
+    // The same hash, declared at another size.
+    squat.attachments[0].size = photo.size + 4096;
+    let env = |body: Up| UpEnvelope::new(evil.clone(), body).encode();
+    client
+        .publish(
+            topics.up(&evil, UpKind::Record),
+            QoS::AtLeastOnce,
+            false,
+            env(Up::Record(Box::new(squat.clone())))?,
+        )
+        .await?;
+    eventually(
+        "the squatter's record committed",
+        Duration::from_secs(30),
+        || {
+            Ok(HqStore::open(&hq_dir.join("hq.sqlite"))?
+                .counts()?
+                .applications
+                == 1)
+        },
+    )
+    .await?;
+    // Junk chunks under the photo's hash, at the squatter's size and at the real size.
+    for total in [squat.attachments[0].size, photo.size] {
+        let chunk_size = 16 * 1024;
+        for index in 0..keliling_shared::wire::chunk_count(total, chunk_size) {
+            let r = keliling_shared::wire::chunk_range(total, chunk_size, index);
+            let c = Chunk {
+                blob: photo.sha256,
+                total_size: total,
+                chunk_size,
+                index,
+                data: vec![0xEE; (r.end - r.start) as usize],
+            };
+            client
+                .publish(
+                    topics.up(&evil, UpKind::Chunk),
+                    QoS::AtLeastOnce,
+                    false,
+                    env(Up::Chunk(c))?,
+                )
+                .await?;
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let bus = tokio::spawn(bus_node::daemon::run(
+        cfg.clone(),
+        vault,
+        Arc::new(SyncMetrics::default()),
+        hq.stop_rx(),
+    ));
+    eventually("bus-good delivered", Duration::from_secs(60), || {
+        Ok(bus_delivered(&cfg.db_path())? == 1)
+    })
+    .await?;
+    let store = HqStore::open(&hq_dir.join("hq.sqlite"))?;
+    let counts = store.counts()?;
+    // bus-good's application is complete; the squatter's copy waits forever for a blob
+    // of a size that hash cannot have.
+    assert_eq!((counts.applications, counts.complete), (2, 1));
+    assert_eq!(
+        counts.id_collisions, 1,
+        "the collision is recorded for staff"
+    );
+    assert_eq!(counts.blobs, 1, "bus-good's photo, verified");
+    let reasons: Vec<String> = store
+        .quarantined(100)?
+        .into_iter()
+        .map(|e| e.reason)
+        .collect();
+    assert!(
+        !reasons.iter().any(|r| r.contains("integrity")),
+        "{reasons:#?}"
+    );
+    assert_eq!(
+        Store::open(&cfg.db_path())?.state(&app.id)?,
+        Some(OutboxState::Delivered)
+    );
+
+    let _ = hq.stop.send(true);
+    poller.abort();
+    let _ = tokio::time::timeout(Duration::from_secs(5), bus).await;
+    hq.shut_down().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn embedded_a_bus_cannot_squat_or_disturb_another() -> Result<()> {
+    a_bus_cannot_squat_or_disturb_another(BrokerKind::Embedded).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mosquitto_a_bus_cannot_squat_or_disturb_another() -> Result<()> {
+    a_bus_cannot_squat_or_disturb_another(BrokerKind::Mosquitto).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -308,9 +308,10 @@ async fn mosquitto_bus_a_cannot_act_as_bus_b() -> Result<()> {
     publish_record(&bus_b, &b, &b, &app_b).await?;
 
     let got_b = bus_b.publishes_for(Duration::from_secs(5)).await;
+    let keys = broker.hq_verifying_keys()?;
     let acked: Vec<_> = got_b
         .iter()
-        .filter_map(|p| DownEnvelope::decode(&p.payload).ok())
+        .filter_map(|p| DownEnvelope::decode_verified(&p.payload, &keys).ok())
         .filter_map(|e| match e.body {
             Down::RecordAck { application, .. } => Some(application),
             _ => None,

@@ -128,6 +128,7 @@ async fn main() -> Result<()> {
             cert: Some(bundle.cert),
             key: Some(bundle.key),
         };
+        cfg.trust.hq_keys = Some(bundle.hq_keys);
         cfg.sync.resend_after_ms = 8_000;
         cfg.sync.heartbeat_secs = 5;
         cfg.sync.backoff_min_ms = 200;

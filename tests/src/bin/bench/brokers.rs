@@ -173,7 +173,15 @@ impl BenchBroker {
             Security::MutualTls => cfg.broker.tls = self.bus_tls(bus)?,
             Security::Plaintext => cfg.broker.insecure_plaintext = true,
         }
+        // Down messages are signed on every transport.
+        cfg.trust.hq_keys = Some(self.hq_keys(bus)?);
         Ok(cfg)
+    }
+
+    /// The HQ verifying keys in a bus's bundle (provisioning it on first use).
+    pub(crate) fn hq_keys(&self, bus: &BusId) -> Result<PathBuf> {
+        self.bus_tls(bus)?;
+        Ok(self.pki.bundle_dir(bus).join("hq-keys.pub"))
     }
 
     /// `bus-node run`'s environment for this broker (production sync defaults; the bus is
@@ -195,6 +203,10 @@ impl BenchBroker {
             (
                 "BUS_NODE_PASSPHRASE".to_owned(),
                 keliling_e2e::harness::TEST_PASSPHRASE.to_owned(),
+            ),
+            (
+                "BUS_NODE__TRUST__HQ_KEYS".to_owned(),
+                self.hq_keys(bus)?.display().to_string(),
             ),
         ];
         match self.security {

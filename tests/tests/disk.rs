@@ -1,0 +1,170 @@
+//! HQ on a disk that fills up: a real, small filesystem (tmpfs, so the test needs root,
+//! as CI has), real `hq-sync` and `bus-node` processes, 30 family-card updates with
+//! 700 KB scans.
+//!
+//! Reported: with HQ's data on a small disk, sled refused chunks with ENOSPC, HQ logged a
+//! burst of errors and then moved nothing, even after the disk was grown, until it was
+//! restarted by hand. Why: sled records the first I/O error and refuses every operation
+//! after it until the database is opened again, and HQ went on using it. Now HQ reopens
+//! its staging store after such an error, refuses new data early below a free-space floor,
+//! and resumes by itself when space returns, with every application exactly once.
+
+use anyhow::{bail, Context, Result};
+use hq_sync::store::HqStore;
+use keliling_e2e::harness::*;
+use keliling_e2e::sample;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const APPS: usize = 30;
+
+/// A tmpfs of `mib` MiB at `dir`, unmounted on drop. `None` where mounting is not
+/// allowed (not root): then the test says so and passes, since it cannot run here.
+struct SmallDisk {
+    dir: PathBuf,
+}
+
+impl SmallDisk {
+    fn mount(dir: &Path, mib: u64) -> Result<Option<SmallDisk>> {
+        std::fs::create_dir_all(dir)?;
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+            .arg(dir)
+            .output()?;
+        if !out.status.success() {
+            let why = String::from_utf8_lossy(&out.stderr);
+            if std::env::var_os("CI").is_some() {
+                bail!("cannot mount a small disk for the test: {why}");
+            }
+            eprintln!("SKIPPED: cannot mount a tmpfs here ({why}); CI runs this as root");
+            return Ok(None);
+        }
+        Ok(Some(SmallDisk {
+            dir: dir.to_owned(),
+        }))
+    }
+
+    /// Fills the disk until `leave` bytes are free, with a file `fill()` can remove.
+    fn fill(&self, leave: u64) -> Result<()> {
+        let free = hq_sync::disk::free_bytes(&self.dir)?;
+        let size = free.saturating_sub(leave);
+        let f = std::fs::File::create(self.filler())?;
+        // Written, not sparse: tmpfs counts written pages only.
+        let mut w = std::io::BufWriter::new(f);
+        let block = vec![0x5Au8; 1 << 20];
+        let mut left = size;
+        while left > 0 {
+            let n = left.min(block.len() as u64) as usize;
+            std::io::Write::write_all(&mut w, &block[..n])?;
+            left -= n as u64;
+        }
+        std::io::Write::flush(&mut w)?;
+        Ok(())
+    }
+
+    fn filler(&self) -> PathBuf {
+        self.dir.join("filler")
+    }
+
+    /// Space returns (as when an operator grows the disk or frees it).
+    fn free_up(&self) -> Result<()> {
+        std::fs::remove_file(self.filler()).context("removing the filler")
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.dir)
+            .status();
+    }
+}
+
+/// HQ with its data on a 48 MiB disk; the bus sends 30 applications of about 700 KB
+/// (21 MB) into the 8 MiB left free, so the disk fills part-way. `floor_mib` is HQ's
+/// free-space floor (0: none, so the disk really fills and every layer meets ENOSPC).
+async fn full_disk_at_hq(floor_mib: u64) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let Some(disk) = SmallDisk::mount(&dir.path().join("hq-disk"), 48)? else {
+        return Ok(());
+    };
+    let Some(broker) = TestBroker::start(BrokerKind::Embedded, dir.path()).await? else {
+        return Ok(());
+    };
+    let hq_dir = disk.dir.join("hq");
+    let mut env = broker.hq_env(&hq_dir);
+    env.push((
+        "HQ_SYNC__STAGING__MIN_FREE_MIB".into(),
+        floor_mib.to_string(),
+    ));
+    let hq_log = dir.path().join("hq.log");
+    let mut hq = Daemon::spawn("hq-sync", &["run"], &env, &hq_log).await?;
+    eventually("HQ connected", Duration::from_secs(20), || {
+        Ok(hq.log().contains("HQ connected to broker"))
+    })
+    .await?;
+
+    let bus_dir = dir.path().join("bus");
+    let db = bus_dir.join("bus.sqlite");
+    init_bus_store(&db)?;
+    let settings = test_capture_settings("bus-ntt-30")?;
+    for i in 0..APPS {
+        let scan = sample::document_scan(1000 + i as u64, 700_000)?;
+        capture_into(&db, &settings, sample::kk_update(i, scan))?;
+    }
+    disk.fill(8 << 20)?;
+    let mut bus = broker
+        .spawn_bus("bus-ntt-30", &bus_dir, &dir.path().join("bus.log"))
+        .await?;
+    // The disk fills: some applications get through, the rest wait on the bus.
+    eventually("the disk filled", Duration::from_secs(90), || {
+        let free = hq_sync::disk::free_bytes(&disk.dir)?;
+        Ok(free < (floor_mib.max(1) << 20) + (1 << 20))
+    })
+    .await
+    .with_context(|| hq.log())?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let stuck = bus_delivered(&db)?;
+    assert!(
+        stuck < APPS as u64,
+        "all {APPS} fit: the test did not fill the disk"
+    );
+    if floor_mib > 0 {
+        // Refused early and said so, and `hq-sync status` shows it.
+        eventually("status shows the floor", Duration::from_secs(30), || {
+            let w = HqStore::open(&hq_dir.join("hq.sqlite"))?.workers()?;
+            Ok(w.iter().any(|w| w.disk_low))
+        })
+        .await?;
+        assert!(hq.log().contains("HQ disk almost full"), "{}", hq.log());
+    }
+
+    // Space returns; HQ, never restarted, takes the rest.
+    disk.free_up()?;
+    eventually(
+        "all delivered after space returned",
+        Duration::from_secs(120),
+        || Ok(bus_delivered(&db)? == APPS as u64),
+    )
+    .await
+    .with_context(|| format!("delivered before: {stuck}\nhq:\n{}", hq.log()))?;
+    assert!(
+        hq.exited()?.is_none(),
+        "HQ was not restarted: it must still run"
+    );
+    assert_exactly_once(&[&db], &hq_dir, APPS)?;
+    bus.kill9().await?;
+    hq.kill9().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hq_comes_back_from_a_full_disk_by_itself() -> Result<()> {
+    full_disk_at_hq(0).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hq_refuses_early_below_its_free_space_floor() -> Result<()> {
+    full_disk_at_hq(4).await
+}
