@@ -176,7 +176,7 @@ pub async fn run(
 fn mqtt(cfg: &HqConfig) -> Result<(AsyncClient, EventLoop), IngestError> {
     let transport = cfg.broker_transport()?;
     let mut opts = MqttOptions::new(
-        format!("keliling-hq-{}", cfg.ingest.worker_id),
+        cfg.ingest.worker_id.clone(),
         cfg.broker.host.clone(),
         cfg.broker.port,
     );

@@ -116,7 +116,7 @@ async fn hostile_blobs_names_and_floods(kind: BrokerKind) -> Result<()> {
     let template = capture_one(&dir.path().join("evil/bus.sqlite"), "bus-evil", 2, None)?;
     let topics = Topics::default();
     let (client, eventloop) = AsyncClient::new(
-        broker.mqtt_options("evil", &Identity::Bus(evil.to_string()))?,
+        broker.client_options(&Identity::Bus(evil.to_string()))?,
         256,
     );
     let poller = spawn_poller("evil", eventloop, |_| {});
@@ -267,12 +267,12 @@ async fn mosquitto_hostile_blobs_names_and_floods() -> Result<()> {
     hostile_blobs_names_and_floods(BrokerKind::Mosquitto).await
 }
 
-/// The bus's side: what arrives on its down topic may be garbage (a broken HQ, or on the
-/// embedded broker any client). The bus quarantines what it cannot understand, ignores
-/// answers about things it never sent, and keeps syncing.
+/// The bus's side: what arrives on its down topic may be garbage (a broken HQ). The bus
+/// quarantines what it cannot understand, ignores answers about things it never sent,
+/// and keeps syncing.
 async fn a_bus_survives_hostile_downlink(kind: BrokerKind) -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let Some(broker) = TestBroker::start(kind, dir.path()).await? else {
+    let Some(mut broker) = TestBroker::start(kind, dir.path()).await? else {
         return Ok(());
     };
     let (bus_dir, hq_dir) = (dir.path().join("bus"), dir.path().join("hq"));
@@ -289,9 +289,13 @@ async fn a_bus_survives_hostile_downlink(kind: BrokerKind) -> Result<()> {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let bus_id = BusId::parse("bus-ntt-05")?;
     let topics = Topics::default();
-    // Only HQ may write down/ topics on Mosquitto: the junk comes from HQ's identity.
-    let (client, eventloop) =
-        AsyncClient::new(broker.mqtt_options("broken-hq", &Identity::Hq)?, 64);
+    // Only HQ may write down/ topics: the junk comes from an HQ worker's identity (its
+    // own, so it does not take over the running HQ's session).
+    broker.provision_hq("hq-broken").await?;
+    let (client, eventloop) = AsyncClient::new(
+        broker.client_options(&Identity::HqWorker("hq-broken".into()))?,
+        64,
+    );
     let poller = spawn_poller("broken-hq", eventloop, |_| {});
     let down = |body: Down| DownEnvelope::new(bus_id.clone(), body).encode();
     let valid = down(Down::Delivered {

@@ -35,7 +35,7 @@ async fn bad_input_is_quarantined_and_valid_traffic_flows(kind: BrokerKind) -> R
     let evil = BusId::parse("bus-evil")?;
     let topics = Topics::default();
     // It holds bus-evil's genuine certificate: a stolen bus, or a broken one.
-    let opts = broker.mqtt_options("attacker", &Identity::Bus(evil.to_string()))?;
+    let opts = broker.client_options(&Identity::Bus(evil.to_string()))?;
     let (client, eventloop) = AsyncClient::new(opts, 64);
     let poller = spawn_poller("attacker", eventloop, |_| {});
     let record_topic = topics.up(&evil, UpKind::Record);
@@ -217,7 +217,7 @@ async fn hq_survives_a_reply_and_heartbeat_flood(kind: BrokerKind) -> Result<()>
 
     let flooder = BusId::parse("bus-flood")?;
     let topics = Topics::default();
-    let opts = broker.mqtt_options("bus-flood", &Identity::Bus(flooder.to_string()))?;
+    let opts = broker.client_options(&Identity::Bus(flooder.to_string()))?;
     let (client, eventloop) = AsyncClient::new(opts, 1024);
     // It listens on its down topic as a bus does, and counts HQ's answers.
     client

@@ -125,10 +125,7 @@ fn record(bus: &BusId, app: &Application) -> Result<Vec<u8>> {
 /// Connects as `bus` with its certificate and the client id its daemon uses, and waits for
 /// the CONNACK.
 async fn connect_bus(broker: &TestBroker, bus: &BusId) -> Result<Raw> {
-    let mut raw = Raw::start(broker.mqtt_options(
-        &format!("keliling-bus-{bus}"),
-        &Identity::Bus(bus.to_string()),
-    )?);
+    let mut raw = Raw::start(broker.client_options(&Identity::Bus(bus.to_string()))?);
     raw.connected().await?;
     Ok(raw)
 }
@@ -156,7 +153,7 @@ async fn only_fleet_certificates_connect(kind: BrokerKind) -> Result<()> {
     let Some(broker) = TestBroker::start(kind, dir.path()).await? else {
         return Ok(());
     };
-    let mut good = Raw::start(broker.mqtt_options("good", &Identity::Bus("bus-ntt-01".into()))?);
+    let mut good = Raw::start(broker.client_options(&Identity::Bus("bus-ntt-01".into()))?);
     good.connected().await?;
 
     let strangers = [
@@ -246,14 +243,12 @@ async fn a_revoked_bus_is_shut_out(kind: BrokerKind) -> Result<()> {
         }
     }
     // A new connection with the revoked certificate is refused at the TLS handshake.
-    let mut again = Raw::start(
-        broker.mqtt_options("keliling-bus-bus-lost-2", &Identity::Bus(lost.to_string()))?,
-    );
+    let mut again = Raw::start(broker.client_options(&Identity::Bus(lost.to_string()))?);
     let (refused, errors) = again.refused_for(Duration::from_secs(4)).await;
     assert!(refused, "{kind:?}: a revoked certificate got a CONNACK");
     assert!(!errors.is_empty());
     // Other buses are not affected.
-    let mut other = Raw::start(broker.mqtt_options("other", &Identity::Bus("bus-ntt-02".into()))?);
+    let mut other = Raw::start(broker.client_options(&Identity::Bus("bus-ntt-02".into()))?);
     other.connected().await?;
     assert!(hq.metrics.connected.load(Ordering::Relaxed));
     hq.shut_down().await;
