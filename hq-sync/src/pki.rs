@@ -88,8 +88,8 @@ pub enum PkiError {
     #[error("HQ worker {0} has no certificate to revoke")]
     HqUnknown(String),
     #[error(
-        "private key {path} is readable by group or others (mode {mode:o}); refusing to use it: \
-         chmod 600 it (and check who may have copied it)"
+        "private key {path} is readable by others than it may be (mode {mode:o}); refusing to use \
+         it: chmod 600 it (and check who may have copied it)"
     )]
     KeyMode { path: PathBuf, mode: u32 },
 }
@@ -726,6 +726,16 @@ fn write_with_mode(path: &Path, bytes: &[u8], mode: u32) -> Result<(), PkiError>
 
 /// Refuses a private key file that group or others may read (or write).
 pub fn check_key_mode(path: &Path) -> Result<(), PkiError> {
+    check_mode(path, 0o077)
+}
+
+/// Refuses a private key file that others may read (or write); its group may. For the
+/// broker's key, which README's Mosquitto set-up shares with the `mosquitto` group.
+pub fn check_shared_key_mode(path: &Path) -> Result<(), PkiError> {
+    check_mode(path, 0o007)
+}
+
+fn check_mode(path: &Path, forbidden: u32) -> Result<(), PkiError> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -733,7 +743,7 @@ pub fn check_key_mode(path: &Path) -> Result<(), PkiError> {
             .map_err(io(path))?
             .permissions()
             .mode();
-        if mode & 0o077 != 0 {
+        if mode & forbidden != 0 {
             return Err(PkiError::KeyMode {
                 path: path.to_owned(),
                 mode: mode & 0o777,
@@ -741,7 +751,7 @@ pub fn check_key_mode(path: &Path) -> Result<(), PkiError> {
         }
     }
     #[cfg(not(unix))]
-    let _ = path;
+    let _ = (path, forbidden);
     Ok(())
 }
 

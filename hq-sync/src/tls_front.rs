@@ -87,7 +87,7 @@ pub fn server_config(cfg: &FrontConfig) -> Result<Arc<ServerConfig>, FrontError>
         .build()
         .map_err(|e| FrontError::Config(e.to_string()))?;
     let chain = tls::load_certs(&cfg.cert, "broker certificate")?;
-    pki::check_key_mode(&cfg.key).map_err(|e| FrontError::Config(e.to_string()))?;
+    pki::check_shared_key_mode(&cfg.key).map_err(|e| FrontError::Config(e.to_string()))?;
     let key = tls::load_key(&cfg.key)?;
     let config = ServerConfig::builder_with_provider(tls::provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
