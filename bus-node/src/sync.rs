@@ -134,7 +134,7 @@ fn connect_options(
     // files are read here, so a missing key is a start-up error, not a reconnect loop.
     let transport = BrokerTransport::resolve(&cfg.broker.tls, cfg.broker.insecure_plaintext)?;
     let mut opts = MqttOptions::new(
-        format!("keliling-bus-{}", cfg.bus_id),
+        cfg.bus_id.to_string(),
         cfg.broker.host.clone(),
         cfg.broker.port,
     );

@@ -7,8 +7,11 @@
 //! Security: rumqttd itself speaks plain MQTT on a loopback port no one else is told
 //! about; clients reach it only through [`crate::tls_front`], which terminates TLS 1.3,
 //! requires a client certificate from the fleet CA and checks the fleet's CRL on every
-//! handshake (rumqttd's own TLS cannot check revocation). There are no topic ACLs here:
-//! HQ's ingest checks every message against its topic and the revocation list instead.
+//! handshake (rumqttd's own TLS cannot check revocation). rumqttd has no topic ACLs; the
+//! front enforces the same ones as `config/mosquitto.acl` (client id = certificate name,
+//! each bus confined to its own topics), and HQ's ingest checks every message against its
+//! topic and the revocation list again. In plain-text mode there is no identity and so no
+//! ACL at all.
 //!
 //! Invariants:
 //! - Not on a non-loopback address unless the operator said so ([`Exposure::Public`]).
@@ -16,6 +19,7 @@
 //!   with a warning at start.
 
 use crate::tls_front::{self, FrontConfig};
+use keliling_shared::topics::Topics;
 use keliling_shared::wire::MAX_BROKER_PACKET_BYTES;
 use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
 use std::collections::HashMap;
@@ -35,7 +39,7 @@ pub enum BrokerError {
     #[error("embedded broker thread: {0}")]
     Thread(std::io::Error),
     #[error(
-        "refusing to expose the embedded broker on {0}: it has no topic ACLs and is meant for \
+        "refusing to expose the embedded broker on {0}: it keeps nothing on disk and is meant for \
          development; use Mosquitto in production, or pass --expose (embedded_broker.expose = true) \
          if you really mean it"
     )]
@@ -47,12 +51,14 @@ pub enum BrokerError {
 /// What clients must present.
 #[derive(Debug, Clone)]
 pub enum Security {
-    /// TLS 1.3 with client certificates from the fleet CA, checked against the CRL.
+    /// TLS 1.3 with client certificates from the fleet CA, checked against the CRL, and
+    /// the fleet's topic ACL on `topics`.
     MutualTls {
         ca: PathBuf,
         cert: PathBuf,
         key: PathBuf,
         crl: PathBuf,
+        topics: Topics,
     },
     /// Plain MQTT, no identity: local experiments only.
     InsecurePlaintext,
@@ -115,7 +121,13 @@ pub fn start(
             );
             start_rumqttd(listen)
         }
-        Security::MutualTls { ca, cert, key, crl } => {
+        Security::MutualTls {
+            ca,
+            cert,
+            key,
+            crl,
+            topics,
+        } => {
             // The front binds first, so a taken port is reported before anything starts.
             let front =
                 std::net::TcpListener::bind(listen).map_err(|source| BrokerError::Bind {
@@ -132,9 +144,10 @@ pub fn start(
                     key,
                     crl,
                     upstream: internal,
+                    topics,
                 },
             )?;
-            tracing::info!(%listen, "embedded MQTT broker listening: TLS 1.3, client certificates required");
+            tracing::info!(%listen, "embedded MQTT broker listening: TLS 1.3, client certificates required, fleet topic ACL");
             Ok(())
         }
     }

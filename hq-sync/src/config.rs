@@ -92,7 +92,8 @@ pub struct BrokerConfig {
     /// Plain TCP without certificates: only for a local experiment, and loudly.
     pub insecure_plaintext: bool,
     /// HQ's client certificate; unset files default to the PKI directory's `ca.pem`,
-    /// `hq.pem` and `hq.key`.
+    /// `hq/{worker_id}.pem` and `hq/{worker_id}.key`. Its common name must be
+    /// `[ingest] worker_id`: brokers make it the MQTT client id.
     pub tls: ClientTlsFiles,
 }
 
@@ -152,7 +153,8 @@ impl Default for EmbeddedBrokerConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct IngestConfig {
     pub topic_prefix: String,
-    /// Distinguishes workers; part of the MQTT client id.
+    /// Distinguishes workers: `hq-1`, `hq-2`, ... It is the common name of this worker's
+    /// certificate (`hq-sync pki provision-hq`) and so its MQTT client id.
     pub worker_id: String,
     /// With several workers: the MQTT shared-subscription group they split records in.
     /// Chunks are not shared (each worker stages every chunk) so that any worker can
@@ -249,18 +251,33 @@ impl HqConfig {
         crate::pki::Pki::at(&self.pki.dir)
     }
 
-    /// How ingest reaches the broker: TLS with HQ's certificate (from `[broker.tls]`,
-    /// else the PKI directory), or plain TCP when `insecure_plaintext` is set.
+    /// How ingest reaches the broker: TLS with this worker's certificate (from
+    /// `[broker.tls]`, else the PKI directory's `hq/{worker_id}.pem`), or plain TCP when
+    /// `insecure_plaintext` is set. A certificate whose common name is not the worker id
+    /// is a start-up error: the broker would make the common name the client id.
     pub fn broker_transport(&self) -> Result<BrokerTransport, TlsError> {
         if self.broker.insecure_plaintext {
             return BrokerTransport::resolve(&self.broker.tls, true);
         }
         let pki = self.pki();
         let t = &self.broker.tls;
+        let worker = &self.ingest.worker_id;
+        let cert = t.cert.clone().unwrap_or_else(|| pki.hq_cert(worker));
+        let key = t.key.clone().unwrap_or_else(|| pki.hq_key(worker));
+        if cert.exists() {
+            check_hq_cert(&cert, worker)?;
+        }
+        if key.exists() {
+            crate::pki::check_key_mode(&key).map_err(|e| TlsError::Invalid {
+                what: "HQ private key",
+                path: key.clone(),
+                reason: e.to_string(),
+            })?;
+        }
         let files = ClientTlsFiles {
             ca: Some(t.ca.clone().unwrap_or_else(|| pki.ca_cert())),
-            cert: Some(t.cert.clone().unwrap_or_else(|| pki.hq_cert())),
-            key: Some(t.key.clone().unwrap_or_else(|| pki.hq_key())),
+            cert: Some(cert),
+            key: Some(key),
         };
         BrokerTransport::resolve(&files, false)
     }
@@ -288,10 +305,41 @@ impl HqConfig {
             cert: pki.broker_cert(),
             key: pki.broker_key(),
             crl: pki.crl(),
+            topics: keliling_shared::topics::Topics::new(&self.ingest.topic_prefix)
+                .unwrap_or_default(),
         }
     }
 
     pub fn catalogue(&self) -> Result<Catalogue, ConfigError> {
         config_env::load_catalogue(self.catalogue.as_deref())
     }
+}
+
+/// The certificate at `path` must name `worker` (its common name).
+fn check_hq_cert(path: &Path, worker: &str) -> Result<(), TlsError> {
+    let invalid = |reason: String| TlsError::Invalid {
+        what: "HQ certificate",
+        path: path.to_owned(),
+        reason,
+    };
+    let der = keliling_shared::tls::load_certs(path, "HQ certificate")?;
+    let first = der
+        .first()
+        .ok_or_else(|| invalid("no certificate".into()))?;
+    let (_, x) =
+        x509_parser::parse_x509_certificate(first.as_ref()).map_err(|e| invalid(e.to_string()))?;
+    let cn = x
+        .subject()
+        .iter_common_name()
+        .next()
+        .and_then(|n| n.as_str().ok())
+        .unwrap_or("");
+    if cn != worker {
+        return Err(invalid(format!(
+            "its common name is {cn:?} but [ingest] worker_id is {worker:?}; the broker uses the \
+             common name as the client id, so they must match: set worker_id = {cn:?}, or make \
+             this worker a certificate with `hq-sync pki provision-hq {worker}`"
+        )));
+    }
+    Ok(())
 }

@@ -231,7 +231,7 @@ pub async fn run(
 fn mqtt(cfg: &HqConfig) -> Result<(AsyncClient, EventLoop), IngestError> {
     let transport = cfg.broker_transport()?;
     let mut opts = MqttOptions::new(
-        format!("keliling-hq-{}", cfg.ingest.worker_id),
+        cfg.ingest.worker_id.clone(),
         cfg.broker.host.clone(),
         cfg.broker.port,
     );
@@ -664,7 +664,7 @@ impl Ingest {
         match env.body {
             Up::Record(app) => self.apply_record(p, *app, now, fx),
             Up::Chunk(c) => self.apply_chunk(p, &topic_bus, c, now, fx),
-            Up::Query(q) => self.apply_query(&topic_bus, q.blobs, fx),
+            Up::Query(q) => self.apply_query(p, &topic_bus, q.blobs, now, fx),
             Up::Heartbeat(hb) => {
                 fx.fleet.push(FleetUpdate::Heartbeat {
                     bus: topic_bus,
@@ -684,19 +684,34 @@ impl Ingest {
         }
     }
 
-    /// "What do you hold of these blobs?": stored, or what this bus's upload holds.
+    /// "What do you hold of these blobs?": stored, or what this bus's upload holds. An
+    /// upload that is whole but not stored (its assembly failed for a transient reason,
+    /// e.g. a full disk, after its last chunk was confirmed) is assembled now: the bus
+    /// has nothing left to send, so only its question can finish it.
     fn apply_query(
         &mut self,
+        p: &Publish,
         bus: &BusId,
         blobs: Vec<Sha256>,
+        now: UnixMillis,
         fx: &mut Effects,
     ) -> Result<(), IngestError> {
         for blob in blobs {
             if self.store.has_blob(&blob)? {
                 fx.replies.push((bus.clone(), Down::BlobStored { blob }));
-            } else {
-                let progress = self.progress_or_reset(bus, &blob)?;
-                fx.replies.push((bus.clone(), Down::Progress(progress)));
+                continue;
+            }
+            if self.floor.is_low() {
+                return Err(IngestError::DiskLow);
+            }
+            match self.staging()?.complete_size(bus, &blob)? {
+                Some(size) if self.chunk_refusal_for(bus, &blob, size)?.is_none() => {
+                    self.assemble(p, bus, blob, size, now, fx)?;
+                }
+                _ => {
+                    let progress = self.progress_or_reset(bus, &blob)?;
+                    fx.replies.push((bus.clone(), Down::Progress(progress)));
+                }
             }
         }
         Ok(())
@@ -865,13 +880,22 @@ impl Ingest {
     /// Why `bus` may not send this chunk, if it may not: only a blob its own records
     /// reference, at the size they declare.
     fn chunk_refusal(&self, bus: &BusId, c: &Chunk) -> Result<Option<String>, IngestError> {
-        let sizes = self.store.blob_expected(bus, &c.blob)?;
+        self.chunk_refusal_for(bus, &c.blob, c.total_size)
+    }
+
+    fn chunk_refusal_for(
+        &self,
+        bus: &BusId,
+        blob: &Sha256,
+        total_size: u64,
+    ) -> Result<Option<String>, IngestError> {
+        let sizes = self.store.blob_expected(bus, blob)?;
         Ok(if sizes.is_empty() {
             Some("chunk of a blob that none of this bus's committed records references".into())
-        } else if !sizes.contains(&c.total_size) {
+        } else if !sizes.contains(&total_size) {
             Some(format!(
                 "chunk says the blob has {} bytes, this bus's records say {}",
-                c.total_size,
+                total_size,
                 sizes
                     .iter()
                     .map(u64::to_string)

@@ -81,9 +81,20 @@ enum PkiCommand {
         #[arg(long)]
         renew: bool,
     },
-    /// Revoke a bus (lost, stolen, retired): it can no longer connect or be accepted.
+    /// Make an HQ worker's key and certificate (common name = its [ingest] worker_id,
+    /// e.g. hq-2) in [pki] dir/hq/. For Mosquitto, then re-make the ACL (`pki acl`).
+    ProvisionHq {
+        /// `hq-` then a-z, 0-9, '-': hq-2, hq-3, ...
+        name: String,
+        /// Issue a new certificate for a worker that has one; the old one is revoked.
+        #[arg(long)]
+        renew: bool,
+    },
+    /// Revoke a bus (lost, stolen, retired) or an HQ worker (hq-2): it can no longer
+    /// connect, and a revoked bus's messages are no longer accepted.
     Revoke {
-        bus_id: BusId,
+        /// A bus id, or an HQ worker name (hq-1, hq-2, ...).
+        name: String,
         /// lost, stolen, superseded or retired.
         #[arg(long)]
         reason: pki::Reason,
@@ -92,6 +103,13 @@ enum PkiCommand {
     List,
     /// Re-sign the revocation list (e.g. before it expires).
     Crl,
+    /// Write Mosquitto's ACL from the registry: the per-bus patterns and one block per HQ
+    /// worker with a valid certificate, for [ingest] topic_prefix. Then reload Mosquitto.
+    Acl {
+        /// Write here (atomically) instead of standard output, e.g. /etc/mosquitto/keliling.acl.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 /// Errors are printed as one readable chain (`error: …: …`), not as a debug dump: the
@@ -210,7 +228,11 @@ fn pki_cmd(cfg: &HqConfig, cmd: PkiCommand) -> Result<()> {
                 p.broker_cert().display(),
                 names.join(", ")
             );
-            println!("  HQ:      {}", p.hq_cert().display());
+            println!(
+                "  HQ:      {}  (worker {})",
+                p.hq_cert(pki::FIRST_HQ).display(),
+                pki::FIRST_HQ
+            );
             println!("  CRL:     {}", p.crl().display());
             println!("Next: hq-sync pki provision-bus <bus-id> --broker-host <host>");
         }
@@ -244,7 +266,30 @@ fn pki_cmd(cfg: &HqConfig, cmd: PkiCommand) -> Result<()> {
                 install_dir.display()
             );
         }
-        PkiCommand::Revoke { bus_id, reason } => {
+        PkiCommand::ProvisionHq { name, renew } => {
+            let p = pki::Pki::open(&cfg.pki.dir)?;
+            let issued = p.provision_hq(&name, renew)?;
+            println!("HQ worker {name}: {}", issued.cert.display());
+            println!("  key {}  serial {}", issued.key.display(), issued.serial);
+            println!(
+                "Run it with [ingest] worker_id = \"{name}\" (HQ_SYNC__INGEST__WORKER_ID={name});"
+            );
+            println!(
+                "for Mosquitto, re-make the ACL: hq-sync pki acl --out <acl file>, then reload."
+            );
+        }
+        PkiCommand::Revoke { name, reason } if pki::is_hq_name(&name) => {
+            let p = pki::Pki::open(&cfg.pki.dir)?;
+            let serials = p.revoke_hq(&name, reason)?;
+            println!(
+                "Revoked HQ worker {name} ({} certificate(s)).",
+                serials.len()
+            );
+            println!("  CRL re-signed: {}", p.crl().display());
+            println!("  Re-make Mosquitto's ACL (hq-sync pki acl) and reload Mosquitto.");
+        }
+        PkiCommand::Revoke { name, reason } => {
+            let bus_id = BusId::parse(&name)?;
             let p = pki::Pki::open(&cfg.pki.dir)?;
             let serials = p.revoke(&bus_id, reason)?;
             std::fs::create_dir_all(&cfg.data_dir)
@@ -287,6 +332,18 @@ fn pki_cmd(cfg: &HqConfig, cmd: PkiCommand) -> Result<()> {
             let p = pki::Pki::open(&cfg.pki.dir)?;
             p.refresh_crl()?;
             println!("CRL re-signed: {}", p.crl().display());
+        }
+        PkiCommand::Acl { out } => {
+            let p = pki::Pki::open(&cfg.pki.dir)?;
+            let text = p.mosquitto_acl(&cfg.ingest.topic_prefix)?;
+            match out {
+                Some(path) => {
+                    pki::write_public(&path, text.as_bytes())?;
+                    println!("Mosquitto ACL written: {}", path.display());
+                    println!("  reload Mosquitto: sudo systemctl reload mosquitto");
+                }
+                None => print!("{text}"),
+            }
         }
     }
     Ok(())

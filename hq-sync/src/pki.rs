@@ -6,19 +6,26 @@
 //! ```text
 //! ca.pem  ca.key            the fleet CA (the key signs certificates and the CRL)
 //! broker.pem broker.key     the broker's server certificate (embedded broker or Mosquitto)
-//! hq.pem  hq.key            HQ ingest's client certificate (common name `hq`)
+//! hq/<name>.pem  .key       an HQ worker's client certificate (common name = worker id:
+//!                           `hq-1` from `pki init`, more from `pki provision-hq hq-2`)
 //! crl.pem                   the revocation list, re-signed on every revocation
 //! registry.toml             every certificate issued: serial, name, kind, dates, revocation
+//! registry.lock             held (flock) around every read-modify-write of the registry
 //! buses/<bus-id>/           the bundle for one bus: bus.toml and tls/{ca.pem,bus.pem,bus.key}
 //! ```
 //!
 //! Invariants:
-//! - A bus certificate's common name is its [`BusId`]; HQ's is `hq`, which is not a valid
-//!   bus id, so no bus can be issued HQ's broker permissions by its name.
+//! - A bus certificate's common name is its [`BusId`]; an HQ worker's is `hq-<n>`, a name
+//!   [`BusId::parse`] refuses, so no bus can be issued HQ's broker permissions by its name.
+//!   Brokers use the common name as the MQTT client id too (Mosquitto's
+//!   `use_username_as_clientid`, the embedded broker's front), so a certificate cannot
+//!   take over another client's session.
 //! - Client certificates carry only the clientAuth purpose and the broker's only
 //!   serverAuth: a stolen bus key cannot pose as the broker.
 //! - A revoked bus id is never issued again, and the CRL always lists every revoked
-//!   certificate. Private keys are written with mode 0600, every file atomically.
+//!   certificate. Private keys are written with mode 0600 (set on the file itself, through
+//!   a unique temporary name in the same directory), every file atomically; a private key
+//!   readable by group or others is refused when loaded.
 
 use keliling_shared::BusId;
 use rcgen::{
@@ -30,8 +37,20 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use time::{Duration, OffsetDateTime};
 
-/// HQ's client certificate common name (and its Mosquitto user name).
-pub const HQ_COMMON_NAME: &str = "hq";
+/// The first HQ worker's certificate common name (its broker user name and client id,
+/// and `[ingest] worker_id`'s default), made by `pki init`.
+pub const FIRST_HQ: &str = "hq-1";
+
+/// Whether `name` is a valid HQ worker name: `hq-` then 1 to 29 of a-z, 0-9, '-'. These
+/// are the names [`BusId::parse`] reserves.
+pub fn is_hq_name(name: &str) -> bool {
+    name.strip_prefix("hq-").is_some_and(|rest| {
+        (1..=29).contains(&rest.len())
+            && rest
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    })
+}
 
 const CA_YEARS: i64 = 20;
 const LEAF_YEARS: i64 = 5;
@@ -62,6 +81,19 @@ pub enum PkiError {
     Unknown(BusId),
     #[error(transparent)]
     Signing(#[from] crate::signing::SigningError),
+    #[error("{0:?} is not an HQ worker name: `hq-` then 1 to 29 of a-z, 0-9, '-' (e.g. hq-2)")]
+    HqName(String),
+    #[error("HQ worker {0} was revoked; a revoked name is never issued again (use a new one)")]
+    HqRevoked(String),
+    #[error("HQ worker {0} already has a valid certificate; use --renew to issue a new one (the old one is revoked)")]
+    HqAlreadyIssued(String),
+    #[error("HQ worker {0} has no certificate to revoke")]
+    HqUnknown(String),
+    #[error(
+        "private key {path} is readable by others than it may be (mode {mode:o}); refusing to use \
+         it: chmod 600 it (and check who may have copied it)"
+    )]
+    KeyMode { path: PathBuf, mode: u32 },
 }
 
 /// Why a certificate was revoked (RFC 5280 reasons that fit a fleet).
@@ -161,6 +193,14 @@ pub struct Bundle {
     pub serial: String,
 }
 
+/// An HQ worker's certificate, from [`Pki::provision_hq`].
+#[derive(Debug, Clone)]
+pub struct HqIssued {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub serial: String,
+}
+
 /// The fleet PKI in one directory.
 #[derive(Debug, Clone)]
 pub struct Pki {
@@ -186,6 +226,7 @@ impl Pki {
         }
         std::fs::create_dir_all(dir).map_err(io(dir))?;
         restrict_dir(dir)?;
+        let _lock = pki.lock_registry()?;
         let now = OffsetDateTime::now_utc();
         let mut params = CertificateParams::default();
         params.distinguished_name = rcgen::DistinguishedName::new();
@@ -218,13 +259,14 @@ impl Pki {
             &pki.broker_cert(),
             &pki.broker_key(),
         )?;
+        pki.make_hq_dir()?;
         pki.issue(
             &mut registry,
-            HQ_COMMON_NAME,
+            FIRST_HQ,
             Kind::Hq,
             &[],
-            &pki.hq_cert(),
-            &pki.hq_key(),
+            &pki.hq_cert(FIRST_HQ),
+            &pki.hq_key(FIRST_HQ),
         )?;
         pki.write_crl(&mut registry)?;
         pki.save_registry(&registry)?;
@@ -270,17 +312,46 @@ impl Pki {
     pub fn broker_key(&self) -> PathBuf {
         self.dir.join("broker.key")
     }
-    pub fn hq_cert(&self) -> PathBuf {
-        self.dir.join("hq.pem")
+    /// Where HQ workers' certificates and keys live.
+    pub fn hq_dir(&self) -> PathBuf {
+        self.dir.join("hq")
     }
-    pub fn hq_key(&self) -> PathBuf {
-        self.dir.join("hq.key")
+    /// HQ worker `name`'s certificate (common name = `name` = its `[ingest] worker_id`).
+    pub fn hq_cert(&self, name: &str) -> PathBuf {
+        self.hq_dir().join(format!("{name}.pem"))
+    }
+    pub fn hq_key(&self, name: &str) -> PathBuf {
+        self.hq_dir().join(format!("{name}.key"))
     }
     pub fn crl(&self) -> PathBuf {
         self.dir.join("crl.pem")
     }
     fn registry_path(&self) -> PathBuf {
         self.dir.join("registry.toml")
+    }
+    fn lock_path(&self) -> PathBuf {
+        self.dir.join("registry.lock")
+    }
+
+    /// An exclusive lock (flock) on `registry.lock`, held until the returned file is
+    /// dropped: every read-modify-write of `registry.toml` and the CRL holds it, so two
+    /// `hq-sync pki` commands at once cannot lose each other's certificates.
+    fn lock_registry(&self) -> Result<std::fs::File, PkiError> {
+        let path = self.lock_path();
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io(&path))?;
+        f.lock().map_err(io(&path))?;
+        Ok(f)
+    }
+
+    fn make_hq_dir(&self) -> Result<(), PkiError> {
+        let d = self.hq_dir();
+        std::fs::create_dir_all(&d).map_err(io(&d))?;
+        restrict_dir(&d)
     }
     pub fn bundle_dir(&self, bus: &BusId) -> PathBuf {
         self.dir.join("buses").join(bus.as_str())
@@ -294,6 +365,7 @@ impl Pki {
     /// Makes a bus's key and certificate (common name = bus id) and its ready-to-copy
     /// bundle: `bus.toml` plus `tls/`.
     pub fn provision_bus(&self, bus: &BusId, opts: &BundleOptions) -> Result<Bundle, PkiError> {
+        let _lock = self.lock_registry()?;
         let mut registry = self.load_registry()?;
         let is_mine = |c: &Issued| c.kind == Kind::Bus && c.common_name == bus.as_str();
         if registry
@@ -353,8 +425,88 @@ impl Pki {
         })
     }
 
+    /// Makes HQ worker `name`'s key and certificate (common name = `name`, which must be
+    /// that worker's `[ingest] worker_id`) in `hq/`. For Mosquitto, re-write the ACL
+    /// afterwards (`hq-sync pki acl`) so the new worker gets HQ's topic lines.
+    pub fn provision_hq(&self, name: &str, renew: bool) -> Result<HqIssued, PkiError> {
+        if !is_hq_name(name) {
+            return Err(PkiError::HqName(name.chars().take(40).collect()));
+        }
+        let _lock = self.lock_registry()?;
+        let mut registry = self.load_registry()?;
+        let is_mine = |c: &Issued| c.kind == Kind::Hq && c.common_name == name;
+        if registry
+            .certs
+            .iter()
+            .any(|c| is_mine(c) && c.reason == Some(Reason::KeyCompromise))
+        {
+            return Err(PkiError::HqRevoked(name.to_owned()));
+        }
+        let live = registry
+            .certs
+            .iter()
+            .filter(|c| is_mine(c) && c.revoked_at.is_none())
+            .count();
+        if live > 0 && !renew {
+            return Err(PkiError::HqAlreadyIssued(name.to_owned()));
+        }
+        let now = OffsetDateTime::now_utc();
+        for c in registry.certs.iter_mut() {
+            if is_mine(c) && c.revoked_at.is_none() {
+                c.revoked_at = Some(now);
+                c.reason = Some(Reason::Superseded);
+            }
+        }
+        self.make_hq_dir()?;
+        let (cert, key) = (self.hq_cert(name), self.hq_key(name));
+        let serial = self.issue(&mut registry, name, Kind::Hq, &[], &cert, &key)?;
+        if live > 0 {
+            self.write_crl(&mut registry)?;
+        }
+        self.save_registry(&registry)?;
+        Ok(HqIssued { cert, key, serial })
+    }
+
     /// Revokes every certificate of `bus` and re-signs the CRL. Returns the serials.
     pub fn revoke(&self, bus: &BusId, reason: Reason) -> Result<Vec<String>, PkiError> {
+        self.revoke_name(Kind::Bus, bus.as_str(), reason)?
+            .ok_or_else(|| PkiError::Unknown(bus.clone()))
+    }
+
+    /// Revokes every certificate of HQ worker `name` and re-signs the CRL.
+    pub fn revoke_hq(&self, name: &str, reason: Reason) -> Result<Vec<String>, PkiError> {
+        self.revoke_name(Kind::Hq, name, reason)?
+            .ok_or_else(|| PkiError::HqUnknown(name.to_owned()))
+    }
+
+    /// HQ worker names with a valid (unrevoked) certificate, sorted.
+    pub fn hq_workers(&self) -> Result<Vec<String>, PkiError> {
+        let mut names: Vec<String> = self
+            .load_registry()?
+            .certs
+            .into_iter()
+            .filter(|c| c.kind == Kind::Hq && c.revoked_at.is_none())
+            .map(|c| c.common_name)
+            .collect();
+        names.sort();
+        names.dedup();
+        Ok(names)
+    }
+
+    /// The Mosquitto ACL for this fleet: the per-bus pattern lines and one block per HQ
+    /// worker with a valid certificate (Mosquitto 2.0 ACL files have no wildcard users).
+    pub fn mosquitto_acl(&self, prefix: &str) -> Result<String, PkiError> {
+        Ok(mosquitto_acl_text(prefix, &self.hq_workers()?))
+    }
+
+    /// `None` when `name` has no certificate of `kind`.
+    fn revoke_name(
+        &self,
+        kind: Kind,
+        name: &str,
+        reason: Reason,
+    ) -> Result<Option<Vec<String>>, PkiError> {
+        let _lock = self.lock_registry()?;
         let mut registry = self.load_registry()?;
         let now = OffsetDateTime::now_utc();
         let mut serials = Vec::new();
@@ -362,7 +514,7 @@ impl Pki {
         for c in registry
             .certs
             .iter_mut()
-            .filter(|c| c.kind == Kind::Bus && c.common_name == bus.as_str())
+            .filter(|c| c.kind == kind && c.common_name == name)
         {
             known = true;
             if c.revoked_at.is_none() || reason == Reason::KeyCompromise {
@@ -372,15 +524,16 @@ impl Pki {
             }
         }
         if !known {
-            return Err(PkiError::Unknown(bus.clone()));
+            return Ok(None);
         }
         self.write_crl(&mut registry)?;
         self.save_registry(&registry)?;
-        Ok(serials)
+        Ok(Some(serials))
     }
 
     /// Re-signs the CRL (e.g. before its nextUpdate).
     pub fn refresh_crl(&self) -> Result<(), PkiError> {
+        let _lock = self.lock_registry()?;
         let mut registry = self.load_registry()?;
         self.write_crl(&mut registry)?;
         self.save_registry(&registry)
@@ -388,6 +541,7 @@ impl Pki {
 
     fn load_ca(&self) -> Result<(rcgen::Certificate, KeyPair), PkiError> {
         let pem = std::fs::read_to_string(self.ca_cert()).map_err(io(&self.ca_cert()))?;
+        check_key_mode(&self.ca_key())?;
         let key_pem = std::fs::read_to_string(self.ca_key()).map_err(io(&self.ca_key()))?;
         let key = KeyPair::from_pem(&key_pem)?;
         // rcgen signs with an issuer `Certificate`; re-creating it from the CA's own
@@ -552,34 +706,120 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PkiError> {
     write_with_mode(path, bytes, 0o644)
 }
 
+/// Writes a public file (certificate, ACL) atomically, mode 0644.
+pub fn write_public(path: &Path, bytes: &[u8]) -> Result<(), PkiError> {
+    write_atomic(path, bytes)
+}
+
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), PkiError> {
     write_with_mode(path, bytes, 0o600)
 }
 
 fn write_with_mode(path: &Path, bytes: &[u8], mode: u32) -> Result<(), PkiError> {
     use std::io::Write;
-    let dir = path.parent().unwrap_or_else(|| Path::new("."));
-    let tmp = path.with_extension("tmp");
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    // A unique name in the same directory (created 0600, never shared between files), so
+    // a left-over temporary file can neither be reused nor widen a key's permissions.
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempfile_in(dir)
+        .map_err(io(dir))?;
     #[cfg(unix)]
     {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(mode);
+        use std::os::unix::fs::PermissionsExt;
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(mode))
+            .map_err(io(tmp.path()))?;
     }
     #[cfg(not(unix))]
     let _ = mode;
-    let mut f = opts.open(&tmp).map_err(io(&tmp))?;
-    f.write_all(bytes).map_err(io(&tmp))?;
-    f.sync_all().map_err(io(&tmp))?;
-    drop(f);
-    std::fs::rename(&tmp, path).map_err(io(path))?;
+    tmp.write_all(bytes).map_err(io(path))?;
+    tmp.as_file().sync_all().map_err(io(path))?;
+    tmp.persist(path).map_err(|e| PkiError::Io {
+        path: path.to_owned(),
+        source: e.error,
+    })?;
     if let Ok(d) = std::fs::File::open(dir) {
         let _ = d.sync_all();
     }
     Ok(())
 }
 
+/// Refuses a private key file that group or others may read (or write).
+pub fn check_key_mode(path: &Path) -> Result<(), PkiError> {
+    check_mode(path, 0o077)
+}
+
+/// Refuses a private key file that others may read (or write); its group may. For the
+/// broker's key, which README's Mosquitto set-up shares with the `mosquitto` group.
+pub fn check_shared_key_mode(path: &Path) -> Result<(), PkiError> {
+    check_mode(path, 0o007)
+}
+
+fn check_mode(path: &Path, forbidden: u32) -> Result<(), PkiError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)
+            .map_err(io(path))?
+            .permissions()
+            .mode();
+        if mode & forbidden != 0 {
+            return Err(PkiError::KeyMode {
+                path: path.to_owned(),
+                mode: mode & 0o777,
+            });
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (path, forbidden);
+    Ok(())
+}
+
+/// The text of `config/mosquitto.acl` for topic prefix `prefix` and HQ workers `hq`.
+pub fn mosquitto_acl_text(prefix: &str, hq: &[String]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::from(ACL_HEADER);
+    out.push_str("\n# Every bus (pattern lines apply to every client): its own up/ topics, one line per\n# kind; its own down/ topics and the fleet topics.\n");
+    for kind in keliling_shared::topics::UpKind::ALL {
+        let _ = writeln!(out, "pattern write {prefix}/bus/%u/up/{}", kind.as_str());
+    }
+    let _ = writeln!(out, "pattern read {prefix}/bus/%u/down/#");
+    let _ = writeln!(out, "pattern read {prefix}/fleet/#");
+    for name in hq {
+        let _ = write!(
+            out,
+            "\n# HQ worker {name}: reads every bus's up/ topics (also through $share), answers on\n# their down/ topics, publishes the fleet topics.\nuser {name}\n"
+        );
+        for kind in keliling_shared::topics::UpKind::ALL {
+            let _ = writeln!(out, "topic read {prefix}/bus/+/up/{}", kind.as_str());
+        }
+        let _ = writeln!(out, "topic write {prefix}/bus/+/down/#");
+        let _ = writeln!(out, "topic write {prefix}/fleet/#");
+    }
+    out
+}
+
+const ACL_HEADER: &str = "\
+# Keliling topic ACL for Mosquitto 2.0 (acl_file in config/mosquitto.conf).
+# Made by `hq-sync pki acl` from the PKI registry; re-make it after `pki provision-hq`
+# or a revocation (then: systemctl reload mosquitto). Edit the generator, not this file.
+#
+# With `use_identity_as_username true` a client's user name is its certificate's common
+# name: a bus id (bus-ntt-01) for buses, `hq-1`, `hq-2`, ... for HQ workers; with
+# `use_username_as_clientid true` it is its client id too, so no certificate can take
+# over another client's session. `%u` below is that name. Mosquitto 2.0 ACL files have
+# no wildcard users, so every HQ worker has its own block.
+#
+# Mosquitto 2.0's ACL file does not check SUBSCRIBE at all (only what is delivered): a
+# bus may join HQ's shared-subscription group and take its turn in the round-robin, and
+# the messages it is dealt are dropped (it may not read them). HQ's `shared_group` must
+# therefore be a secret (SECURITY.md). With MQTT 3.1.1 Mosquitto PUBACKs a denied
+# publish and drops it silently: that is why only HQ's own ack counts as delivered.
+";
 fn restrict_dir(dir: &Path) -> Result<(), PkiError> {
     #[cfg(unix)]
     {
@@ -664,6 +904,147 @@ mod tests {
             pki.revoke(&unknown, Reason::Retired),
             Err(PkiError::Unknown(_))
         ));
+    }
+
+    #[test]
+    fn hq_workers_have_their_own_certificates() {
+        let d = tempfile::tempdir().unwrap();
+        let pki = Pki::init(d.path(), &["127.0.0.1".into()]).unwrap();
+        assert!(pki.hq_cert(FIRST_HQ).exists());
+        assert_eq!(pki.hq_workers().unwrap(), vec!["hq-1".to_owned()]);
+        let two = pki.provision_hq("hq-2", false).unwrap();
+        let der = keliling_shared::tls::load_certs(&two.cert, "cert").unwrap();
+        let (_, x) = x509_parser::parse_x509_certificate(&der[0]).unwrap();
+        let cn = x.subject().iter_common_name().next().unwrap();
+        assert_eq!(cn.as_str().unwrap(), "hq-2");
+        let eku = x.extended_key_usage().unwrap().unwrap().value;
+        assert!(eku.client_auth && !eku.server_auth);
+        assert!(matches!(
+            pki.provision_hq("hq-2", false),
+            Err(PkiError::HqAlreadyIssued(_))
+        ));
+        for bad in ["hq", "bus-a", "hq-", "hq-A", "hq-x/y"] {
+            assert!(
+                matches!(pki.provision_hq(bad, false), Err(PkiError::HqName(_))),
+                "{bad}"
+            );
+        }
+        assert_eq!(pki.hq_workers().unwrap(), vec!["hq-1", "hq-2"]);
+        let serials = pki.revoke_hq("hq-2", Reason::KeyCompromise).unwrap();
+        assert_eq!(serials, vec![two.serial.clone()]);
+        assert_eq!(pki.hq_workers().unwrap(), vec!["hq-1"]);
+        assert!(matches!(
+            pki.provision_hq("hq-2", true),
+            Err(PkiError::HqRevoked(_))
+        ));
+        assert!(matches!(
+            pki.revoke_hq("hq-9", Reason::Retired),
+            Err(PkiError::HqUnknown(_))
+        ));
+        let crls = keliling_shared::tls::load_crls(&pki.crl()).unwrap();
+        let (_, crl) = x509_parser::parse_x509_crl(&crls[0]).unwrap();
+        assert!(crl
+            .iter_revoked_certificates()
+            .any(|r| hex::encode(r.raw_serial()) == two.serial));
+        // A bus cannot be given an HQ name at all (BusId refuses it).
+        assert!(BusId::parse("hq-3").is_err());
+    }
+
+    /// `config/mosquitto.acl` is what `hq-sync pki acl` makes for a fresh PKI.
+    #[test]
+    fn shipped_acl_is_the_generated_one() {
+        let shipped = include_str!("../../config/mosquitto.acl");
+        let made = mosquitto_acl_text(
+            keliling_shared::topics::DEFAULT_PREFIX,
+            &[FIRST_HQ.to_owned()],
+        );
+        assert_eq!(
+            shipped, made,
+            "re-make config/mosquitto.acl with `hq-sync pki acl`"
+        );
+        assert!(!made.contains("up/#"), "the ACL names each up/ kind");
+        for kind in keliling_shared::topics::UpKind::ALL {
+            let k = kind.as_str();
+            assert!(made.contains(&format!("pattern write keliling/v1/bus/%u/up/{k}\n")));
+            assert!(made.contains(&format!("topic read keliling/v1/bus/+/up/{k}\n")));
+        }
+        let two = mosquitto_acl_text("x/y", &["hq-1".into(), "hq-2".into()]);
+        assert!(two.contains("user hq-1\n") && two.contains("user hq-2\n"));
+        assert!(two.contains("topic write x/y/bus/+/down/#"));
+    }
+
+    /// A left-over temporary file (0644, from a crash) must not make the CA key readable:
+    /// with one shared temporary name per directory, the key was written into it.
+    #[cfg(unix)]
+    #[test]
+    fn a_left_over_temp_file_does_not_widen_the_key_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        for name in ["ca.tmp", "broker.tmp", "registry.tmp"] {
+            let p = d.path().join(name);
+            std::fs::write(&p, b"left over").unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        }
+        let pki = Pki::init(d.path(), &["127.0.0.1".into()]).unwrap();
+        for key in [pki.ca_key(), pki.broker_key(), pki.hq_key(FIRST_HQ)] {
+            let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{} is {mode:o}", key.display());
+        }
+        let mode = std::fs::metadata(pki.ca_cert())
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o644);
+        // No temporary file of ours is left behind.
+        let tmp: Vec<_> = std::fs::read_dir(d.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with(".tmp-"))
+            .collect();
+        assert!(tmp.is_empty(), "{tmp:?}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_readable_ca_key_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let pki = Pki::init(d.path(), &["127.0.0.1".into()]).unwrap();
+        std::fs::set_permissions(pki.ca_key(), std::fs::Permissions::from_mode(0o640)).unwrap();
+        let bus: BusId = "bus-a".parse().unwrap();
+        let e = pki.provision_bus(&bus, &opts()).unwrap_err();
+        assert!(matches!(e, PkiError::KeyMode { mode: 0o640, .. }), "{e}");
+        assert!(e.to_string().contains("chmod 600"), "{e}");
+        std::fs::set_permissions(pki.ca_key(), std::fs::Permissions::from_mode(0o600)).unwrap();
+        pki.provision_bus(&bus, &opts()).unwrap();
+    }
+
+    /// Provisioning from several processes (here threads, each with its own lock file
+    /// handle) at once loses no certificate from the registry.
+    #[test]
+    fn concurrent_provisioning_keeps_every_certificate() {
+        let d = tempfile::tempdir().unwrap();
+        let pki = Pki::init(d.path(), &["127.0.0.1".into()]).unwrap();
+        let n = 8;
+        let threads: Vec<_> = (0..n)
+            .map(|i| {
+                let pki = pki.clone();
+                std::thread::spawn(move || {
+                    let bus: BusId = format!("bus-c{i}").parse().unwrap();
+                    pki.provision_bus(&bus, &opts()).unwrap();
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let buses = pki
+            .issued()
+            .unwrap()
+            .into_iter()
+            .filter(|c| c.kind == Kind::Bus)
+            .count();
+        assert_eq!(buses, n, "the registry lost certificates");
     }
 
     #[test]

@@ -6,14 +6,34 @@
 //! handshakes of revoked certificates fail, and live connections of a certificate that
 //! was just revoked are closed within about a second.
 //!
+//! rumqttd has no topic ACLs either, so the front also enforces what `config/mosquitto.acl`
+//! enforces on Mosquitto. It frames the client-to-broker stream with rumqttc's MQTT 3.1.1
+//! codec, decides on each packet ([`Session::check`]) and forwards the original bytes
+//! unchanged; the broker-to-client direction is a plain copy.
+//!
 //! Invariants:
 //! - Nothing reaches rumqttd before a handshake with a valid, unrevoked fleet client
 //!   certificate has completed.
+//! - The first packet is an MQTT 3.1.1 CONNECT whose client id is the certificate's common
+//!   name: no certificate can take over another client's session (HQ's included).
+//! - A bus publishes only on its own `up/{kind}` topics (its last will included) and
+//!   subscribes only within its own `down/` and `fleet/`; an HQ worker (`hq-<n>`) reads
+//!   every bus's `up/{kind}` (also inside `$share/<group>/`) and writes `down/` and
+//!   `fleet/`. Any other name is refused. Anything else (a publish or subscribe outside
+//!   that, a second CONNECT, a packet only a server sends, a malformed or oversized
+//!   packet) closes the connection, logged with the identity and the topic; the broker
+//!   never sees the offending packet.
 //! - A CRL that cannot be read or parsed never loosens anything: the last good one stays.
 //! - Handshakes are bounded in time and number, so a flood of half-open connections
 //!   cannot starve real buses of the broker.
 
+use crate::pki;
+use bytes::BytesMut;
 use keliling_shared::tls;
+use keliling_shared::topics::{Topics, UpKind};
+use keliling_shared::wire::MAX_BROKER_PACKET_BYTES;
+use keliling_shared::BusId;
+use rumqttc::mqttbytes::{self, v4::Packet, Protocol};
 use rustls::server::WebPkiClientVerifier;
 use rustls::ServerConfig;
 use std::collections::{HashMap, HashSet};
@@ -22,6 +42,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, Semaphore};
 use tokio_rustls::TlsAcceptor;
@@ -53,6 +74,8 @@ pub struct FrontConfig {
     pub crl: PathBuf,
     /// rumqttd's private plain listener.
     pub upstream: SocketAddr,
+    /// The topic tree the ACL is about (`[ingest] topic_prefix`).
+    pub topics: Topics,
 }
 
 /// A TLS 1.3 server config that requires a fleet client certificate not on the CRL.
@@ -64,6 +87,7 @@ pub fn server_config(cfg: &FrontConfig) -> Result<Arc<ServerConfig>, FrontError>
         .build()
         .map_err(|e| FrontError::Config(e.to_string()))?;
     let chain = tls::load_certs(&cfg.cert, "broker certificate")?;
+    pki::check_shared_key_mode(&cfg.key).map_err(|e| FrontError::Config(e.to_string()))?;
     let key = tls::load_key(&cfg.key)?;
     let config = ServerConfig::builder_with_provider(tls::provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
@@ -202,7 +226,11 @@ async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>) -> std::io
         warn!(%peer, "no readable client certificate after handshake");
         return Ok(());
     };
-    let mut upstream = TcpStream::connect(shared.cfg.upstream).await?;
+    let Some(identity) = Identity::from_common_name(&common_name) else {
+        warn!(%peer, client = %common_name, "certificate names neither a bus nor an HQ worker: refused");
+        return Ok(());
+    };
+    let upstream = TcpStream::connect(shared.cfg.upstream).await?;
     let _ = upstream.set_nodelay(true);
     let (kill, killed) = oneshot::channel();
     let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
@@ -217,9 +245,19 @@ async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>) -> std::io
         );
     }
     debug!(%peer, client = %common_name, "client connected");
-    let mut tls = tls;
+    let (tls_read, mut tls_write) = tokio::io::split(tls);
+    let (mut up_read, up_write) = upstream.into_split();
+    let session = Session::new(identity, shared.cfg.topics.clone());
     let result = tokio::select! {
-        r = tokio::io::copy_bidirectional(&mut tls, &mut upstream) => r.map(|_| ()),
+        r = client_to_broker(tls_read, up_write, session) => match r {
+            Ok(()) => Ok(()),
+            Err(Closed::Io(e)) => Err(e),
+            Err(Closed::Violation(v)) => {
+                warn!(%peer, client = %common_name, violation = %v, "ACL violation: connection closed");
+                Ok(())
+            }
+        },
+        r = tokio::io::copy(&mut up_read, &mut tls_write) => r.map(|_| ()),
         _ = killed => {
             info!(%peer, client = %common_name, "closed the connection of a revoked certificate");
             Ok(())
@@ -229,6 +267,240 @@ async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>) -> std::io
         live.remove(&id);
     }
     result
+}
+
+/// Who a client is: its certificate's common name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Identity {
+    Bus(BusId),
+    /// An HQ worker (`hq-1`, `hq-2`, ...).
+    Hq(String),
+}
+
+impl Identity {
+    /// `None` for a name that is neither an HQ worker name nor a bus id.
+    pub fn from_common_name(cn: &str) -> Option<Identity> {
+        if pki::is_hq_name(cn) {
+            Some(Identity::Hq(cn.to_owned()))
+        } else {
+            BusId::parse(cn).ok().map(Identity::Bus)
+        }
+    }
+    /// The name: the only client id this identity may use.
+    pub fn name(&self) -> &str {
+        match self {
+            Identity::Bus(b) => b.as_str(),
+            Identity::Hq(n) => n,
+        }
+    }
+}
+
+/// Why the front closed a connection.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Violation {
+    #[error("first packet is not CONNECT")]
+    NotConnect,
+    #[error("a second CONNECT")]
+    SecondConnect,
+    #[error("not MQTT 3.1.1 (only protocol level 4 is spoken here)")]
+    Protocol,
+    #[error("client id {0:?} is not the certificate's name")]
+    ClientId(String),
+    #[error("publish on {0:?} is not allowed")]
+    Publish(String),
+    #[error("last will on {0:?} is not allowed")]
+    Will(String),
+    #[error("subscribe to {0:?} is not allowed")]
+    Subscribe(String),
+    #[error("a packet only a server sends: {0}")]
+    ServerPacket(&'static str),
+    #[error("malformed packet: {0}")]
+    Malformed(String),
+}
+
+#[derive(Debug)]
+enum Closed {
+    Violation(Violation),
+    Io(std::io::Error),
+}
+
+/// One client's ACL state: who it is and whether it has sent its CONNECT.
+#[derive(Debug, Clone)]
+pub struct Session {
+    identity: Identity,
+    topics: Topics,
+    connected: bool,
+}
+
+impl Session {
+    pub fn new(identity: Identity, topics: Topics) -> Session {
+        Session {
+            identity,
+            topics,
+            connected: false,
+        }
+    }
+
+    /// Whether `packet`, the next one from the client, may go to the broker.
+    pub fn check(&mut self, packet: &Packet) -> Result<(), Violation> {
+        if !self.connected {
+            let Packet::Connect(c) = packet else {
+                return Err(Violation::NotConnect);
+            };
+            if c.protocol != Protocol::V4 {
+                return Err(Violation::Protocol);
+            }
+            if c.client_id != self.identity.name() {
+                return Err(Violation::ClientId(truncated(&c.client_id)));
+            }
+            if let Some(w) = &c.last_will {
+                if !self.may_publish(&w.topic) {
+                    return Err(Violation::Will(truncated(&w.topic)));
+                }
+            }
+            self.connected = true;
+            return Ok(());
+        }
+        match packet {
+            Packet::Connect(_) => Err(Violation::SecondConnect),
+            Packet::Publish(p) => {
+                if self.may_publish(&p.topic) {
+                    Ok(())
+                } else {
+                    Err(Violation::Publish(truncated(&p.topic)))
+                }
+            }
+            Packet::Subscribe(s) => {
+                for f in &s.filters {
+                    if !self.may_subscribe(&f.path) {
+                        return Err(Violation::Subscribe(truncated(&f.path)));
+                    }
+                }
+                Ok(())
+            }
+            Packet::PubAck(_)
+            | Packet::PubRec(_)
+            | Packet::PubRel(_)
+            | Packet::PubComp(_)
+            | Packet::Unsubscribe(_)
+            | Packet::PingReq
+            | Packet::Disconnect => Ok(()),
+            Packet::ConnAck(_) => Err(Violation::ServerPacket("CONNACK")),
+            Packet::SubAck(_) => Err(Violation::ServerPacket("SUBACK")),
+            Packet::UnsubAck(_) => Err(Violation::ServerPacket("UNSUBACK")),
+            Packet::PingResp => Err(Violation::ServerPacket("PINGRESP")),
+        }
+    }
+
+    /// A bus: exactly its own `up/{kind}` topics. HQ: any bus's `down/` and `fleet/`.
+    pub fn may_publish(&self, topic: &str) -> bool {
+        if topic.contains(['+', '#', '\0']) {
+            return false;
+        }
+        let t = &self.topics;
+        match &self.identity {
+            Identity::Bus(bus) => UpKind::ALL.into_iter().any(|k| t.up(bus, k) == topic),
+            Identity::Hq(_) => {
+                let down = format!("{}/bus/+/down/#", t.prefix());
+                filter_within(topic, &down) || filter_within(topic, &t.fleet_filter())
+            }
+        }
+    }
+
+    /// A bus: filters that match only its own `down/` topics or `fleet/` topics. HQ:
+    /// filters within `{prefix}/bus/+/up/#`, also as `$share/<group>/...` (only the
+    /// `up/{kind}` topics exist there: nobody may publish anything else under `up/`).
+    pub fn may_subscribe(&self, filter: &str) -> bool {
+        let t = &self.topics;
+        match &self.identity {
+            Identity::Bus(bus) => {
+                filter_within(filter, &t.down_filter(bus))
+                    || filter_within(filter, &t.fleet_filter())
+            }
+            Identity::Hq(_) => {
+                let inner = match filter.strip_prefix("$share/") {
+                    Some(rest) => match rest.split_once('/') {
+                        Some((group, f)) if !group.is_empty() && !group.contains(['+', '#']) => f,
+                        _ => return false,
+                    },
+                    None => filter,
+                };
+                filter_within(inner, &format!("{}/bus/+/up/#", t.prefix()))
+            }
+        }
+    }
+}
+
+/// Whether every topic the MQTT filter `filter` can match is matched by `pattern` (a
+/// filter of ours, with `+` and a trailing `#`). A topic name is a filter without
+/// wildcards, so this is also "pattern matches topic". An invalid filter (`a#`, `#/b`,
+/// `a+`) or one starting with `$` is within nothing.
+pub fn filter_within(filter: &str, pattern: &str) -> bool {
+    if filter.is_empty() || filter.starts_with('$') || filter.contains('\0') {
+        return false;
+    }
+    let f: Vec<&str> = filter.split('/').collect();
+    for (i, level) in f.iter().enumerate() {
+        let bad_hash = level.contains('#') && (*level != "#" || i + 1 != f.len());
+        let bad_plus = level.contains('+') && *level != "+";
+        if bad_hash || bad_plus {
+            return false;
+        }
+    }
+    let p: Vec<&str> = pattern.split('/').collect();
+    for (i, pl) in p.iter().enumerate() {
+        if *pl == "#" {
+            return true;
+        }
+        let Some(fl) = f.get(i) else {
+            return false;
+        };
+        if *fl == "#" {
+            return false;
+        }
+        if *pl != "+" && fl != pl {
+            return false;
+        }
+    }
+    f.len() == p.len()
+}
+
+fn truncated(s: &str) -> String {
+    s.chars().take(200).collect()
+}
+
+/// Frames the client's stream with rumqttc's MQTT 3.1.1 codec, checks each packet and
+/// forwards its original bytes. Returns at the client's end of stream.
+async fn client_to_broker<R, W>(mut from: R, mut to: W, mut session: Session) -> Result<(), Closed>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    const READ_CHUNK: usize = 16 * 1024;
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    loop {
+        loop {
+            // `check` refuses a packet longer than the limit before it is buffered, so the
+            // buffer never holds more than one packet and one read.
+            let header = match mqttbytes::check(buf.iter(), MAX_BROKER_PACKET_BYTES) {
+                Ok(h) => h,
+                Err(mqttbytes::Error::InsufficientBytes(_)) => break,
+                Err(e) => return Err(Closed::Violation(Violation::Malformed(e.to_string()))),
+            };
+            let frame = buf.split_to(header.frame_length());
+            let mut parse = frame.clone();
+            let packet = Packet::read(&mut parse, MAX_BROKER_PACKET_BYTES)
+                .map_err(|e| Closed::Violation(Violation::Malformed(e.to_string())))?;
+            session.check(&packet).map_err(Closed::Violation)?;
+            to.write_all(&frame).await.map_err(Closed::Io)?;
+        }
+        buf.reserve(READ_CHUNK);
+        let n = from.read_buf(&mut buf).await.map_err(Closed::Io)?;
+        if n == 0 {
+            let _ = to.shutdown().await;
+            return Ok(());
+        }
+    }
 }
 
 /// Re-reads the CRL when its file changes: new handshakes use it at once, and live
@@ -272,6 +544,248 @@ async fn watch_crl(shared: Arc<Shared>) {
                     let _ = l.kill.send(());
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rumqttc::mqttbytes::v4::{Connect, LastWill, Publish, Subscribe, SubscribeFilter};
+    use rumqttc::mqttbytes::QoS;
+
+    fn session(cn: &str) -> Session {
+        let id = Identity::from_common_name(cn).expect("a fleet name");
+        let mut s = Session::new(id, Topics::default());
+        s.check(&Packet::Connect(Connect::new(cn)))
+            .expect("own CONNECT");
+        s
+    }
+
+    fn publish(topic: &str) -> Packet {
+        let mut p = Publish::new(topic, QoS::AtLeastOnce, vec![1u8]);
+        p.pkid = 1;
+        Packet::Publish(p)
+    }
+
+    fn subscribe(filter: &str) -> Packet {
+        let mut s =
+            Subscribe::new_many([SubscribeFilter::new(filter.to_owned(), QoS::AtLeastOnce)]);
+        s.pkid = 2;
+        Packet::Subscribe(s)
+    }
+
+    #[test]
+    fn filters_within_patterns() {
+        let down = "k/v1/bus/bus-a/down/#";
+        for ok in [
+            "k/v1/bus/bus-a/down/#",
+            "k/v1/bus/bus-a/down/sync",
+            "k/v1/bus/bus-a/down/+",
+            "k/v1/bus/bus-a/down",
+        ] {
+            assert!(filter_within(ok, down), "{ok}");
+        }
+        for bad in [
+            "k/v1/bus/+/down/#",
+            "k/v1/bus/bus-b/down/#",
+            "k/v1/bus/bus-a/#",
+            "#",
+            "k/#",
+            "+/v1/bus/bus-a/down/sync",
+            "k/v1/bus/bus-a/down/sy#",
+            "k/v1/bus/bus-a/down/#/x",
+            "k/v1/bus/bus-a/down/a+",
+            "$share/hq/k/v1/bus/bus-a/down/#",
+            "",
+        ] {
+            assert!(!filter_within(bad, down), "{bad}");
+        }
+        let up = "k/v1/bus/+/up/record";
+        assert!(filter_within("k/v1/bus/+/up/record", up));
+        assert!(filter_within("k/v1/bus/bus-b/up/record", up));
+        assert!(!filter_within("k/v1/bus/+/up/+", up));
+        assert!(!filter_within("k/v1/bus/+/up/#", up));
+        assert!(!filter_within("k/v1/bus/+/up/record/x", up));
+    }
+
+    #[test]
+    fn a_bus_is_confined_to_its_own_topics() {
+        let t = Topics::default();
+        let (a, b) = (
+            BusId::parse("bus-a").unwrap(),
+            BusId::parse("bus-b").unwrap(),
+        );
+        let mut s = session("bus-a");
+        for kind in UpKind::ALL {
+            assert_eq!(s.check(&publish(&t.up(&a, kind))), Ok(()));
+            assert!(matches!(
+                s.check(&publish(&t.up(&b, kind))),
+                Err(Violation::Publish(_))
+            ));
+        }
+        for bad in [
+            t.down(&a),
+            t.down(&b),
+            t.fleet("catalogue"),
+            format!("{}/bus/bus-a/up/other", t.prefix()),
+            format!("{}/bus/bus-a/up/record/x", t.prefix()),
+        ] {
+            assert!(s.check(&publish(&bad)).is_err(), "{bad}");
+        }
+        assert_eq!(s.check(&subscribe(&t.down_filter(&a))), Ok(()));
+        assert_eq!(s.check(&subscribe(&t.fleet_filter())), Ok(()));
+        for bad in [
+            t.down_filter(&b),
+            format!("{}/bus/+/down/#", t.prefix()),
+            format!("{}/bus/+/up/#", t.prefix()),
+            format!("{}/bus/bus-b/up/record", t.prefix()),
+            format!("$share/hq/{}", t.up_filter(UpKind::Record)),
+            "#".to_owned(),
+            "$SYS/#".to_owned(),
+        ] {
+            assert!(
+                matches!(s.check(&subscribe(&bad)), Err(Violation::Subscribe(_))),
+                "{bad}"
+            );
+        }
+        assert_eq!(s.check(&Packet::PingReq), Ok(()));
+        assert_eq!(
+            s.check(&Packet::Connect(Connect::new("bus-a"))),
+            Err(Violation::SecondConnect)
+        );
+    }
+
+    #[test]
+    fn hq_reads_every_up_topic_and_writes_down_and_fleet() {
+        let t = Topics::default();
+        let b = BusId::parse("bus-b").unwrap();
+        let mut s = session("hq-2");
+        for kind in UpKind::ALL {
+            assert_eq!(s.check(&subscribe(&t.up_filter(kind))), Ok(()));
+            let shared = format!("$share/hq/{}", t.up_filter(kind));
+            assert_eq!(s.check(&subscribe(&shared)), Ok(()));
+            assert!(s.check(&publish(&t.up(&b, kind))).is_err());
+        }
+        assert_eq!(s.check(&publish(&t.down(&b))), Ok(()));
+        assert_eq!(s.check(&publish(&t.fleet("catalogue"))), Ok(()));
+        assert_eq!(
+            s.check(&subscribe(&format!("{}/bus/+/up/+", t.prefix()))),
+            Ok(())
+        );
+        for bad in [
+            "#".to_owned(),
+            format!("{}/bus/#", t.prefix()),
+            t.down_filter(&b),
+            format!("$share//{}", t.up_filter(UpKind::Record)),
+            format!("$share/h+/{}", t.up_filter(UpKind::Record)),
+        ] {
+            assert!(s.check(&subscribe(&bad)).is_err(), "{bad}");
+        }
+        assert!(s.check(&publish("other/topic")).is_err());
+    }
+
+    #[test]
+    fn connect_must_come_first_and_name_the_certificate() {
+        let fresh =
+            |cn: &str| Session::new(Identity::from_common_name(cn).unwrap(), Topics::default());
+        assert_eq!(
+            fresh("bus-a").check(&Packet::PingReq),
+            Err(Violation::NotConnect)
+        );
+        for id in ["bus-b", "hq-1", "keliling-bus-bus-a", ""] {
+            assert!(matches!(
+                fresh("bus-a").check(&Packet::Connect(Connect::new(id))),
+                Err(Violation::ClientId(_))
+            ));
+        }
+        let mut v5 = Connect::new("bus-a");
+        v5.protocol = Protocol::V5;
+        assert_eq!(
+            fresh("bus-a").check(&Packet::Connect(v5)),
+            Err(Violation::Protocol)
+        );
+        // The last will is a publish too.
+        let t = Topics::default();
+        let b = BusId::parse("bus-b").unwrap();
+        let mut c = Connect::new("bus-a");
+        c.last_will = Some(LastWill::new(
+            t.up(&b, UpKind::Status),
+            vec![0u8],
+            QoS::AtLeastOnce,
+            true,
+        ));
+        assert!(matches!(
+            fresh("bus-a").check(&Packet::Connect(c)),
+            Err(Violation::Will(_))
+        ));
+        assert!(Identity::from_common_name("keliling-broker").is_some()); // a valid bus id shape
+        assert!(Identity::from_common_name("Bad Name").is_none());
+        assert_eq!(
+            Identity::from_common_name("hq-3"),
+            Some(Identity::Hq("hq-3".into()))
+        );
+    }
+
+    /// The framing loop: packets split across reads are forwarded byte for byte; a
+    /// violation stops before the offending packet reaches the broker.
+    #[tokio::test]
+    async fn frames_forward_unchanged_and_stop_at_a_violation() {
+        let t = Topics::default();
+        let a = BusId::parse("bus-a").unwrap();
+        let mut wire = BytesMut::new();
+        for p in [
+            Packet::Connect(Connect::new("bus-a")),
+            publish(&t.up(&a, UpKind::Record)),
+            subscribe(&t.down_filter(&a)),
+        ] {
+            p.write(&mut wire, MAX_BROKER_PACKET_BYTES).unwrap();
+        }
+        let good = wire.clone();
+        publish(&t.up(&BusId::parse("bus-b").unwrap(), UpKind::Record))
+            .write(&mut wire, MAX_BROKER_PACKET_BYTES)
+            .unwrap();
+        let (mut client, front_in) = tokio::io::duplex(7); // tiny: every packet is split
+        let (front_out, mut broker) = tokio::io::duplex(1 << 20);
+        let session = Session::new(Identity::Bus(a), t);
+        let task = tokio::spawn(client_to_broker(front_in, front_out, session));
+        let bytes = wire.to_vec();
+        let writer = tokio::spawn(async move {
+            let _ = client.write_all(&bytes).await;
+        });
+        let r = task.await.unwrap();
+        assert!(
+            matches!(r, Err(Closed::Violation(Violation::Publish(_)))),
+            "{r:?}"
+        );
+        drop(writer);
+        let mut got = Vec::new();
+        broker.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, good.to_vec());
+    }
+
+    #[tokio::test]
+    async fn oversized_or_garbage_input_is_refused() {
+        for input in [
+            // PUBLISH claiming 1 MiB.
+            vec![0x30, 0x80, 0x80, 0x40],
+            // Packet type 0 (reserved).
+            vec![0x00, 0x00],
+            // Remaining length of five bytes.
+            vec![0x30, 0xff, 0xff, 0xff, 0xff, 0x7f],
+        ] {
+            let (mut client, front_in) = tokio::io::duplex(64);
+            let (front_out, _broker) = tokio::io::duplex(64);
+            let session = Session::new(
+                Identity::Bus(BusId::parse("bus-a").unwrap()),
+                Topics::default(),
+            );
+            client.write_all(&input).await.unwrap();
+            let r = client_to_broker(front_in, front_out, session).await;
+            assert!(
+                matches!(r, Err(Closed::Violation(Violation::Malformed(_)))),
+                "{input:?}: {r:?}"
+            );
         }
     }
 }

@@ -162,3 +162,70 @@ fn provisioning_and_revoking_a_bus() {
     );
     assert!(err.contains("never issued again"), "{err}");
 }
+
+#[test]
+fn hq_workers_get_their_own_certificates_and_acl_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_ok(dir.path(), &["pki", "init"]);
+    assert!(out.contains("hq/hq-1.pem"), "{out}");
+    let out = run_ok(dir.path(), &["pki", "provision-hq", "hq-2"]);
+    assert!(out.contains("hq/hq-2.pem"), "{out}");
+    assert!(dir.path().join("pki/hq/hq-2.key").exists());
+    let err = run_err(dir.path(), &["pki", "provision-hq", "bus-ntt-01"]);
+    assert!(err.contains("not an HQ worker name"), "{err}");
+    // No bus may be given an HQ name.
+    let err = run_err(
+        dir.path(),
+        &["pki", "provision-bus", "hq-3", "--broker-host", "x"],
+    );
+    assert!(err.contains("reserved"), "{err}");
+
+    let acl = run_ok(dir.path(), &["pki", "acl"]);
+    assert!(
+        acl.contains("user hq-1\n") && acl.contains("user hq-2\n"),
+        "{acl}"
+    );
+    let out_file = dir.path().join("keliling.acl");
+    run_ok(
+        dir.path(),
+        &["pki", "acl", "--out", out_file.to_str().unwrap()],
+    );
+    assert_eq!(std::fs::read_to_string(&out_file).unwrap(), acl);
+
+    let out = run_ok(
+        dir.path(),
+        &["pki", "revoke", "hq-2", "--reason", "retired"],
+    );
+    assert!(out.contains("Revoked HQ worker hq-2"), "{out}");
+    let list = run_ok(dir.path(), &["pki", "list"]);
+    let line = list.lines().find(|l| l.contains("hq-2")).unwrap();
+    assert!(line.starts_with("hq") && line.contains("revoked"), "{list}");
+    let acl = run_ok(dir.path(), &["pki", "acl"]);
+    assert!(
+        !acl.contains("user hq-2"),
+        "a revoked worker keeps its ACL lines: {acl}"
+    );
+}
+
+/// `hq-sync run` with a worker id that is not its certificate's name stops at start.
+#[test]
+fn run_refuses_a_worker_id_that_is_not_the_certificate_name() {
+    let dir = tempfile::tempdir().unwrap();
+    run_ok(dir.path(), &["pki", "init"]);
+    let pki = dir.path().join("pki");
+    let out = hq_sync()
+        .args(["run"])
+        .env("HQ_SYNC__PKI__DIR", &pki)
+        .env("HQ_SYNC__DATA_DIR", dir.path().join("hq"))
+        .env("HQ_SYNC__INGEST__WORKER_ID", "hq-2")
+        .env("HQ_SYNC__BROKER__TLS__CERT", pki.join("hq/hq-1.pem"))
+        .env("HQ_SYNC__BROKER__TLS__KEY", pki.join("hq/hq-1.key"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("common name is \"hq-1\"") && err.contains("provision-hq hq-2"),
+        "{err}"
+    );
+}

@@ -9,6 +9,8 @@ use std::str::FromStr;
 pub enum IdError {
     #[error("ID bus tidak sah {0:?}: 3-32 huruf kecil, angka atau '-', diawali huruf (bus id must be 3-32 of a-z, 0-9, '-', starting with a letter)")]
     BusId(String),
+    #[error("ID bus {0:?} dicadangkan untuk HQ: `hq` dan `hq-*` bukan ID bus (bus id is reserved for HQ: `hq` and `hq-*` are never bus ids)")]
+    ReservedBusId(String),
     #[error("kode layanan tidak sah {0:?}: 2-16 huruf besar, angka atau '_' (service code must be 2-16 of A-Z, 0-9, '_')")]
     ServiceCode(String),
     #[error(
@@ -21,6 +23,8 @@ pub enum IdError {
 
 /// A bus's identity. It appears in MQTT topics and as the common name of the bus's TLS
 /// certificate, so it may hold nothing that means something in a topic (`/`, `+`, `#`).
+/// `hq` and `hq-*` are HQ's certificate names (and its broker user names and client ids),
+/// so no bus can ever be given one: [`BusId::parse`] refuses them.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct BusId(String);
@@ -31,15 +35,22 @@ impl BusId {
             && s.starts_with(|c: char| c.is_ascii_lowercase())
             && s.bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-        if ok {
-            Ok(BusId(s.to_owned()))
-        } else {
-            Err(IdError::BusId(s.chars().take(40).collect()))
+        if !ok {
+            return Err(IdError::BusId(s.chars().take(40).collect()));
         }
+        if is_reserved_for_hq(s) {
+            return Err(IdError::ReservedBusId(s.to_owned()));
+        }
+        Ok(BusId(s.to_owned()))
     }
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// Whether `name` is one of HQ's names (`hq`, `hq-1`, `hq-anything`), which no bus may have.
+pub fn is_reserved_for_hq(name: &str) -> bool {
+    name == "hq" || name.starts_with("hq-")
 }
 
 /// A service in the catalogue, e.g. `KIA` or `SIM_RENEWAL`.
@@ -253,6 +264,23 @@ mod tests {
             &"b".repeat(33),
         ] {
             assert!(BusId::parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn hq_names_are_never_bus_ids() {
+        // `hq` is also too short; every longer HQ name is refused as reserved.
+        assert!(BusId::parse("hq").is_err());
+        for reserved in ["hq-1", "hq-2", "hq-ingest", "hq-"] {
+            assert!(
+                matches!(BusId::parse(reserved), Err(IdError::ReservedBusId(_))),
+                "{reserved:?} accepted as a bus id"
+            );
+            // Nor through deserialization (a payload naming HQ as its bus).
+            assert!(BusId::try_from(reserved.to_owned()).is_err());
+        }
+        for fine in ["hqx-1", "bus-hq-1", "hqbus"] {
+            assert!(BusId::parse(fine).is_ok(), "{fine:?} refused");
         }
     }
 

@@ -574,7 +574,7 @@ struct Outcome {
 
 impl World {
     async fn start(opts: &Options, dir: &Path) -> Result<World> {
-        let Some(broker) = TestBroker::start(opts.broker, dir).await? else {
+        let Some(mut broker) = TestBroker::start(opts.broker, dir).await? else {
             bail!("mosquitto is not installed (apt-get install -y mosquitto)");
         };
         let topics = Topics::default();
@@ -585,6 +585,7 @@ impl World {
         let replayed = Arc::new(AtomicU64::new(0));
         let replay_acked = Arc::new(AtomicU64::new(0));
         let tap = Arc::new(Mutex::new(TapSeen::default()));
+        broker.provision_hq("hq-tap").await?;
         let mut background = vec![start_tap(&broker, &topics, tap.clone())?];
         let stop_captures = Arc::new(AtomicBool::new(false));
         let mut buses = Vec::with_capacity(opts.buses);
@@ -1476,7 +1477,8 @@ fn start_tap(
     topics: &Topics,
     seen: Arc<Mutex<TapSeen>>,
 ) -> Result<tokio::task::JoinHandle<()>> {
-    let mut opts = broker.mqtt_options("campaign-tap", &Identity::Hq)?;
+    // Its own HQ identity (and client id): HQ's hq-1 session is the real HQ's.
+    let mut opts = broker.client_options(&Identity::HqWorker("hq-tap".into()))?;
     opts.set_keep_alive(Duration::from_secs(5));
     let (client, mut eventloop) = AsyncClient::new(opts, 64);
     let filters = [

@@ -1493,7 +1493,7 @@ async fn fleet_run(
                 FleetBroker::Mosquitto(m) => m
                     .log()
                     .lines()
-                    .filter(|l| l.contains("keliling-hq"))
+                    .filter(|l| l.contains(hq_sync::pki::FIRST_HQ))
                     .collect::<Vec<_>>()
                     .join("\n"),
                 FleetBroker::Embedded(p, _) => tail(&p.log, 5),

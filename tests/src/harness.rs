@@ -76,14 +76,31 @@ enum Server {
 pub enum Identity {
     /// A provisioned bus's certificate.
     Bus(String),
-    /// HQ's certificate.
+    /// The first HQ worker's certificate (`hq-1`, made by `pki init`).
     Hq,
+    /// Another HQ worker's certificate (`hq-2`, ...), provisioned on first use with
+    /// [`TestBroker::provision_hq`] (which also gives it its Mosquitto ACL lines).
+    HqWorker(String),
     /// TLS with the fleet CA trusted but no client certificate.
     NoCertificate,
     /// A client certificate from another CA (made in `dir`).
     ForeignCa(PathBuf),
     /// Plain TCP, no TLS at all.
     Plaintext,
+}
+
+impl Identity {
+    /// The client id the brokers let this identity use: its certificate's name.
+    pub fn client_id(&self) -> String {
+        match self {
+            Identity::Bus(b) => b.clone(),
+            Identity::Hq => hq_sync::pki::FIRST_HQ.to_owned(),
+            Identity::HqWorker(n) => n.clone(),
+            Identity::NoCertificate => "no-certificate".into(),
+            Identity::ForeignCa(_) => "bus-ntt-01".into(),
+            Identity::Plaintext => "plaintext".into(),
+        }
+    }
 }
 
 impl TestBroker {
@@ -204,6 +221,29 @@ impl TestBroker {
             .join("hq-keys.pub"))
     }
 
+    /// Makes HQ worker `name`'s certificate (if it has none) as `hq-sync pki provision-hq`
+    /// does, and for Mosquitto re-writes the ACL from the registry (as `hq-sync pki acl`)
+    /// and reloads it, as an operator adding a worker would.
+    pub async fn provision_hq(&mut self, name: &str) -> Result<()> {
+        if !self.pki.hq_cert(name).exists() {
+            self.pki.provision_hq(name, false)?;
+        }
+        let acl = self
+            .pki
+            .mosquitto_acl(keliling_shared::topics::DEFAULT_PREFIX)?;
+        if let Some(m) = self.mosquitto() {
+            m.set_acl(&acl)?;
+            // SIGHUP is handled asynchronously; give it a moment.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        Ok(())
+    }
+
+    /// [`TestBroker::mqtt_options`] with the client id the identity is allowed.
+    pub fn client_options(&self, who: &Identity) -> Result<rumqttc::MqttOptions> {
+        self.mqtt_options(&who.client_id(), who)
+    }
+
     /// `hq-sync run`'s environment for this broker.
     pub fn hq_env(&self, dir: &Path) -> Vec<(String, String)> {
         let mut env = hq_env(dir, self.port());
@@ -291,7 +331,22 @@ impl TestBroker {
                 keliling_shared::tls::client_config(&ca, &c, &k)?
             }
             Identity::Hq => {
-                keliling_shared::tls::client_config(&ca, &self.pki.hq_cert(), &self.pki.hq_key())?
+                let name = hq_sync::pki::FIRST_HQ;
+                keliling_shared::tls::client_config(
+                    &ca,
+                    &self.pki.hq_cert(name),
+                    &self.pki.hq_key(name),
+                )?
+            }
+            Identity::HqWorker(name) => {
+                if !self.pki.hq_cert(name).exists() {
+                    bail!("HQ worker {name} has no certificate: TestBroker::provision_hq first");
+                }
+                keliling_shared::tls::client_config(
+                    &ca,
+                    &self.pki.hq_cert(name),
+                    &self.pki.hq_key(name),
+                )?
             }
             Identity::NoCertificate => std::sync::Arc::new(
                 rustls::ClientConfig::builder_with_provider(keliling_shared::tls::provider())

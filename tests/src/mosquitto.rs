@@ -219,6 +219,13 @@ impl Mosquitto {
         Ok(())
     }
 
+    /// Replaces the ACL file (of a broker started with TLS) and reloads it (SIGHUP).
+    pub fn set_acl(&self, text: &str) -> anyhow::Result<()> {
+        let acl = self.dir.join("mosquitto.acl");
+        std::fs::write(&acl, text).with_context(|| format!("writing {}", acl.display()))?;
+        self.reload()
+    }
+
     /// The broker's log so far (all runs in this directory), or an empty
     /// string if there is none yet.
     pub fn log(&self) -> String {
@@ -353,8 +360,8 @@ pub struct MosquittoTls {
 }
 
 /// Turns the plain test config into the production shape: TLS 1.3 only, a client
-/// certificate from the fleet CA required, its common name as the user name, the CRL
-/// and the per-bus ACL.
+/// certificate from the fleet CA required, its common name as the user name and the
+/// client id (no session takeover), the CRL and the per-bus ACL.
 fn tls_config_text(plain: &str, tls: &MosquittoTls, acl: &Path) -> String {
     let mut out = plain.replace("allow_anonymous true\n", "");
     out.push_str(&format!(
@@ -364,6 +371,7 @@ fn tls_config_text(plain: &str, tls: &MosquittoTls, acl: &Path) -> String {
          crlfile {}\n\
          require_certificate true\n\
          use_identity_as_username true\n\
+         use_username_as_clientid true\n\
          tls_version tlsv1.3\n\
          acl_file {}\n",
         tls.ca.display(),

@@ -244,12 +244,14 @@ async fn cut_link_mid_large_blob(kind: BrokerKind) -> Result<()> {
 /// subscription; each stages every chunk. Nothing is lost or duplicated.
 async fn two_hq_workers(kind: BrokerKind) -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let Some(broker) = TestBroker::start(kind, dir.path()).await? else {
+    let Some(mut broker) = TestBroker::start(kind, dir.path()).await? else {
         return Ok(());
     };
     let hq_dir = dir.path().join("hq");
     let mut workers = Vec::new();
-    for w in ["hq-a", "hq-b"] {
+    // Each worker has its own certificate, named as its worker id (the client id).
+    broker.provision_hq("hq-2").await?;
+    for w in ["hq-1", "hq-2"] {
         let mut env = broker.hq_env(&hq_dir);
         env.push(("HQ_SYNC__INGEST__WORKER_ID".into(), w.into()));
         env.push(("HQ_SYNC__INGEST__SHARED_GROUP".into(), "hq".into()));
@@ -294,7 +296,7 @@ async fn two_hq_workers(kind: BrokerKind) -> Result<()> {
     .await
     .with_context(|| {
         format!(
-            "hq-a:\n{}\nhq-b:\n{}",
+            "hq-1:\n{}\nhq-2:\n{}",
             tail(&workers[0].log()),
             tail(&workers[1].log())
         )

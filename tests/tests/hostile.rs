@@ -116,7 +116,7 @@ async fn hostile_blobs_names_and_floods(kind: BrokerKind) -> Result<()> {
     let template = capture_one(&dir.path().join("evil/bus.sqlite"), "bus-evil", 2, None)?;
     let topics = Topics::default();
     let (client, eventloop) = AsyncClient::new(
-        broker.mqtt_options("evil", &Identity::Bus(evil.to_string()))?,
+        broker.client_options(&Identity::Bus(evil.to_string()))?,
         256,
     );
     let poller = spawn_poller("evil", eventloop, |_| {});
@@ -276,7 +276,7 @@ async fn mosquitto_hostile_blobs_names_and_floods() -> Result<()> {
 /// nothing.
 async fn a_bus_survives_hostile_downlink(kind: BrokerKind) -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let Some(broker) = TestBroker::start(kind, dir.path()).await? else {
+    let Some(mut broker) = TestBroker::start(kind, dir.path()).await? else {
         return Ok(());
     };
     let (bus_dir, hq_dir) = (dir.path().join("bus"), dir.path().join("hq"));
@@ -293,10 +293,13 @@ async fn a_bus_survives_hostile_downlink(kind: BrokerKind) -> Result<()> {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let bus_id = BusId::parse("bus-ntt-05")?;
     let topics = Topics::default();
-    // Only HQ may write down/ topics on Mosquitto: the junk comes from HQ's identity, as
-    // from a broker or an HQ credential in the wrong hands.
-    let (client, eventloop) =
-        AsyncClient::new(broker.mqtt_options("broken-hq", &Identity::Hq)?, 64);
+    // Only HQ may write down/ topics: the junk comes from an HQ worker's identity (its
+    // own, so it does not take over the running HQ's session).
+    broker.provision_hq("hq-broken").await?;
+    let (client, eventloop) = AsyncClient::new(
+        broker.client_options(&Identity::HqWorker("hq-broken".into()))?,
+        64,
+    );
     let poller = spawn_poller("broken-hq", eventloop, |_| {});
     let hq_key = hq_sync::signing::load(&broker.pki().signing().current())?;
     let forger = keliling_shared::sign::SigningKey::generate();

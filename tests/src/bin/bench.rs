@@ -1750,7 +1750,7 @@ impl Subscriber {
     fn start(bin: &Path, connect: &[String], filter: &str) -> Result<Subscriber> {
         let mut child = Command::new(bin)
             .args(connect)
-            .args(["-q", "1", "-i", "keliling-bench-sub", "-t", filter])
+            .args(["-q", "1", "-i", hq_sync::pki::FIRST_HQ, "-t", filter])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

@@ -82,6 +82,7 @@ impl BenchBroker {
                         cert: pki.broker_cert(),
                         key: pki.broker_key(),
                         crl: pki.crl(),
+                        topics: keliling_shared::topics::Topics::default(),
                     },
                     Security::Plaintext => hq_sync::broker::Security::InsecurePlaintext,
                 };
@@ -248,7 +249,10 @@ impl BenchBroker {
                         t.key.context("no bus key")?,
                     )
                 }
-                Who::Hq => (self.pki.hq_cert(), self.pki.hq_key()),
+                Who::Hq => (
+                    self.pki.hq_cert(hq_sync::pki::FIRST_HQ),
+                    self.pki.hq_key(hq_sync::pki::FIRST_HQ),
+                ),
             };
             args.extend([
                 "--cafile".to_owned(),
