@@ -37,7 +37,7 @@ enum Command {
         /// Default: embedded_broker.listen from the config (127.0.0.1:8883).
         #[arg(long)]
         listen: Option<SocketAddr>,
-        /// Allow a non-loopback address (the embedded broker has no topic ACLs).
+        /// Allow a non-loopback address (the embedded broker keeps nothing on disk: not for production).
         #[arg(long)]
         expose: bool,
         /// Plain MQTT without certificates, for a local experiment only.
@@ -103,6 +103,10 @@ enum PkiCommand {
     List,
     /// Re-sign the revocation list (e.g. before it expires).
     Crl,
+    /// Rotate HQ's signing key for down messages: the pinned "next" key becomes current,
+    /// a new "next" is made. Restart ingest after; refresh bus bundles before the next
+    /// rotation (SECURITY.md, "Rotation").
+    RotateSigning,
     /// Write Mosquitto's ACL from the registry: the per-bus patterns and one block per HQ
     /// worker with a valid certificate, for [ingest] topic_prefix. Then reload Mosquitto.
     Acl {
@@ -332,6 +336,18 @@ fn pki_cmd(cfg: &HqConfig, cmd: PkiCommand) -> Result<()> {
             let p = pki::Pki::open(&cfg.pki.dir)?;
             p.refresh_crl()?;
             println!("CRL re-signed: {}", p.crl().display());
+        }
+        PkiCommand::RotateSigning => {
+            let p = pki::Pki::open(&cfg.pki.dir)?;
+            let keys = p.signing().rotate()?;
+            let ids: Vec<String> = keys.keys().iter().map(|k| k.id().to_string()).collect();
+            println!(
+                "Signing key rotated: current {}, next {}.\n\
+                 Restart `hq-sync run`. Buses whose bundle pins the old pair keep working now;\n\
+                 refresh their bundles (pki provision-bus <bus> --renew) before the next rotation.",
+                ids.first().map_or("?", String::as_str),
+                ids.get(1).map_or("?", String::as_str),
+            );
         }
         PkiCommand::Acl { out } => {
             let p = pki::Pki::open(&cfg.pki.dir)?;

@@ -123,6 +123,21 @@ fn provisioning_and_revoking_a_bus() {
     }
     let toml = std::fs::read_to_string(bundle.join("bus.toml")).unwrap();
     assert!(toml.contains("host = \"hq.example.go.id\""), "{toml}");
+    // The bundle pins HQ's two signing keys; a rotation promotes the second.
+    assert!(
+        toml.contains("hq_keys = \"/etc/keliling/hq-keys.pub\""),
+        "{toml}"
+    );
+    let pinned = std::fs::read_to_string(bundle.join("hq-keys.pub")).unwrap();
+    let pinned = keliling_shared::sign::VerifyingKeys::parse(&pinned).unwrap();
+    assert_eq!(pinned.keys().len(), 2);
+    let out = run_ok(dir.path(), &["pki", "rotate-signing"]);
+    assert!(out.contains("Signing key rotated"), "{out}");
+    let current = hq_sync::signing::load(&dir.path().join("pki/signing/current.key")).unwrap();
+    assert!(
+        pinned.verify(&current.sign(b"x".to_vec())).is_ok(),
+        "a bus provisioned before the rotation believes the new current key"
+    );
 
     let err = run_err(
         dir.path(),

@@ -483,7 +483,10 @@ struct Bus {
     disk_full: Arc<AtomicBool>,
     ledger: Arc<Mutex<Ledger>>,
     vault: Arc<UnlockedVault>,
-    replay: AsyncClient,
+    /// How the replay fault connects: as this bus (the broker ties the client id to the
+    /// certificate), with a clean session, so each replay also takes over the bus's
+    /// session and throws its broker-side state away.
+    replay: rumqttc::MqttOptions,
     capture: Option<std::thread::JoinHandle<Result<()>>>,
 }
 
@@ -586,7 +589,7 @@ impl World {
         let replay_acked = Arc::new(AtomicU64::new(0));
         let tap = Arc::new(Mutex::new(TapSeen::default()));
         broker.provision_hq("hq-tap").await?;
-        let mut background = vec![start_tap(&broker, &topics, tap.clone())?];
+        let background = vec![start_tap(&broker, &topics, tap.clone())?];
         let stop_captures = Arc::new(AtomicBool::new(false));
         let mut buses = Vec::with_capacity(opts.buses);
         for b in 0..opts.buses {
@@ -599,14 +602,8 @@ impl World {
             let env = broker.bus_env_via(id.as_str(), &bus_dir, proxy.port())?;
             let log = dir.join(format!("{id}.log"));
             let daemon = Daemon::spawn("bus-node", &["run"], &env, &log).await?;
-            let (replay, eventloop) = AsyncClient::new(
-                broker.mqtt_options(
-                    &format!("campaign-replay-{id}"),
-                    &Identity::Bus(id.to_string()),
-                )?,
-                1024,
-            );
-            background.push(tokio::spawn(poll_replay(eventloop, replay_acked.clone())));
+            let mut replay = broker.mqtt_options(id.as_str(), &Identity::Bus(id.to_string()))?;
+            replay.set_clean_session(true);
             let disk_full = Arc::new(AtomicBool::new(false));
             let ledger = Arc::new(Mutex::new(Ledger::default()));
             let capture = {
@@ -1035,24 +1032,36 @@ impl World {
             }
         }
         msgs.shuffle(rng);
-        let mut queued = 0;
-        for (kind, payload) in msgs {
-            if bus
-                .replay
-                .try_publish(
-                    self.topics.up(&bus.id, kind),
-                    QoS::AtLeastOnce,
-                    false,
-                    payload,
-                )
-                .is_ok()
-            {
-                queued += 1;
-            }
-        }
+        let queued = msgs.len() as u64;
         self.replayed.fetch_add(queued, Ordering::Relaxed);
+        // Sent on a connection of the bus's own identity, which takes the bus's session
+        // over for a moment (the broker ties the client id to the certificate): the bus
+        // is dropped, reconnects to a lost session and sends again from its store.
+        let (opts, topics, bus_id, acked) = (
+            bus.replay.clone(),
+            self.topics.clone(),
+            bus.id.clone(),
+            self.replay_acked.clone(),
+        );
+        self.background.push(tokio::spawn(async move {
+            let (client, eventloop) = AsyncClient::new(opts, msgs.len() + 16);
+            let poller = tokio::spawn(poll_replay(eventloop, acked));
+            for (kind, payload) in msgs {
+                if client
+                    .publish(topics.up(&bus_id, kind), QoS::AtLeastOnce, false, payload)
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            let _ = client.disconnect().await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            poller.abort();
+        }));
         Ok(format!(
-            "{records} record and {chunks} chunk copies, shuffled ({queued} queued)"
+            "{records} record and {chunks} chunk copies, shuffled, over a takeover of the bus's session ({queued} sent)"
         ))
     }
 
@@ -1522,7 +1531,8 @@ async fn poll_replay(mut eventloop: rumqttc::EventLoop, acked: Arc<AtomicU64>) {
                 acked.fetch_add(1, Ordering::Relaxed);
             }
             Ok(_) => {}
-            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            // Taken over in turn by the bus reconnecting: the replay is over.
+            Err(_) => return,
         }
     }
 }

@@ -79,7 +79,7 @@ async fn bad_input_is_quarantined_and_valid_traffic_flows(kind: BrokerKind) -> R
         (
             topics.up(&evil, UpKind::Chunk),
             env(Up::Chunk(orphan))?,
-            "no committed record references",
+            "none of this bus's committed records references",
         ),
         (
             topics.up(&evil, UpKind::Query),
