@@ -166,6 +166,12 @@ pub struct IngestConfig {
     /// for its supervisor to restart it (config/hq-sync.service), rather than stay up
     /// doing nothing.
     pub stuck_after_secs: u64,
+    /// New records one bus may add in 24 hours; past that its new records wait on the bus
+    /// (unanswered) until the window moves on. A bus serves a few hundred citizens a day.
+    pub max_records_per_bus_per_day: u32,
+    /// Blobs one bus may ask about per minute; more are left unanswered (it asks again),
+    /// so one bus's questions cannot crowd out everyone's answers.
+    pub max_query_blobs_per_bus_per_minute: u32,
 }
 
 impl Default for IngestConfig {
@@ -176,6 +182,8 @@ impl Default for IngestConfig {
             shared_group: None,
             batch: 256,
             stuck_after_secs: 120,
+            max_records_per_bus_per_day: 5000,
+            max_query_blobs_per_bus_per_minute: 1024,
         }
     }
 }

@@ -107,6 +107,10 @@ pub struct IngestMetrics {
     pub replies_dropped: AtomicU64,
     /// Chunks not staged because a bus's or everyone's staging quota was full.
     pub over_quota: AtomicU64,
+    /// Queries left unanswered because their bus asked about too many blobs this minute.
+    pub queries_over_budget: AtomicU64,
+    /// New records left unanswered because their bus reached its daily quota.
+    pub records_over_quota: AtomicU64,
 }
 
 /// New quarantine rows one claimed bus may add per minute. A broken or hostile device
@@ -358,6 +362,96 @@ struct Ingest {
     last_sweep: Option<Instant>,
     /// Set when this process cannot go on (see `note_error`): ingest stops and exits.
     fatal: Option<String>,
+    known: KnownBuses,
+    /// Blobs each bus asked about in the current minute, and how many it may.
+    query_budget: PerBusMinute,
+    max_query_blobs: u32,
+    /// New records a bus may add in 24 hours (`[ingest] max_records_per_bus_per_day`).
+    daily_quota: u32,
+}
+
+/// Bus ids the fleet PKI has issued (`registry.toml`), re-read when the file changes. A
+/// topic can name any id; what was never issued is refused before anything is stored
+/// under its name. Revoked buses are refused separately (`revoked_buses`).
+struct KnownBuses {
+    pki: crate::pki::Pki,
+    ids: std::collections::HashSet<BusId>,
+    stamp: Option<(std::time::SystemTime, u64)>,
+}
+
+impl KnownBuses {
+    fn load(pki: crate::pki::Pki) -> Result<KnownBuses, IngestError> {
+        let mut k = KnownBuses {
+            pki,
+            ids: Default::default(),
+            stamp: None,
+        };
+        k.read().map_err(|e| {
+            IngestError::Config(format!(
+                "HQ accepts only buses the fleet PKI issued, and cannot read its registry: {e}"
+            ))
+        })?;
+        Ok(k)
+    }
+
+    fn read(&mut self) -> Result<(), crate::pki::PkiError> {
+        let path = self.pki.dir().join("registry.toml");
+        let stamp = std::fs::metadata(&path)
+            .ok()
+            .and_then(|m| Some((m.modified().ok()?, m.len())));
+        if stamp.is_some() && stamp == self.stamp {
+            return Ok(());
+        }
+        self.ids = self
+            .pki
+            .issued()?
+            .into_iter()
+            .filter(|c| c.kind == crate::pki::Kind::Bus)
+            .filter_map(|c| BusId::parse(&c.common_name).ok())
+            .collect();
+        self.stamp = stamp;
+        Ok(())
+    }
+
+    /// Whether `bus` was ever issued. An id not in the list makes the registry be looked
+    /// at again first (a bus provisioned a moment ago), which costs a `stat` unless the
+    /// file changed.
+    fn contains(&mut self, bus: &BusId) -> bool {
+        if self.ids.contains(bus) {
+            return true;
+        }
+        if let Err(e) = self.read() {
+            // The last good list stays in force.
+            warn!(error = %e, "cannot re-read the PKI registry");
+        }
+        self.ids.contains(bus)
+    }
+}
+
+/// A per-bus counter that starts afresh every minute.
+#[derive(Default)]
+struct PerBusMinute {
+    window_start: Option<Instant>,
+    used: HashMap<BusId, u32>,
+}
+
+impl PerBusMinute {
+    /// Takes `n` from `bus`'s allowance of `limit`; false when it does not fit.
+    fn take(&mut self, bus: &BusId, n: u32, limit: u32) -> bool {
+        if self
+            .window_start
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(60))
+        {
+            self.window_start = Some(Instant::now());
+            self.used.clear();
+        }
+        let used = self.used.entry(bus.clone()).or_insert(0);
+        if used.saturating_add(n) > limit {
+            return false;
+        }
+        *used += n;
+        true
+    }
 }
 
 /// Per claimed bus, how many quarantine rows it added in the current minute.
@@ -448,6 +542,10 @@ impl Ingest {
             last_report: None,
             last_sweep: None,
             fatal: None,
+            known: KnownBuses::load(cfg.pki())?,
+            query_budget: PerBusMinute::default(),
+            max_query_blobs: cfg.ingest.max_query_blobs_per_bus_per_minute,
+            daily_quota: cfg.ingest.max_records_per_bus_per_day,
         };
         ingest.maintain();
         Ok(ingest)
@@ -635,6 +733,12 @@ impl Ingest {
             let why = format!("bus {topic_bus} is revoked ({reason})");
             return self.quarantine(p, Some(&topic_bus), &why);
         }
+        if !self.known.contains(&topic_bus) {
+            // One quarantine budget for all unknown ids (`None`), or a sender could make
+            // up ids to get a budget each.
+            let why = format!("bus {topic_bus} was never issued by the fleet PKI");
+            return self.quarantine(p, None, &why);
+        }
         // What grows the disk waits while the disk is nearly full (unanswered: resent).
         if matches!(kind, UpKind::Record | UpKind::Chunk) && self.floor.is_low() {
             return Err(IngestError::DiskLow);
@@ -696,6 +800,14 @@ impl Ingest {
         now: UnixMillis,
         fx: &mut Effects,
     ) -> Result<(), IngestError> {
+        let n = u32::try_from(blobs.len()).unwrap_or(u32::MAX);
+        if !self.query_budget.take(bus, n, self.max_query_blobs) {
+            self.metrics
+                .queries_over_budget
+                .fetch_add(1, Ordering::Relaxed);
+            debug!(%bus, blobs = n, "query budget spent for this minute: not answered (the bus asks again)");
+            return Ok(());
+        }
         for blob in blobs {
             if self.store.has_blob(&blob)? {
                 fx.replies.push((bus.clone(), Down::BlobStored { blob }));
@@ -749,13 +861,15 @@ impl Ingest {
             let reason = format!("record refused by the catalogue: {e}");
             return self.reject_record(p, bus, &app, reason, fx);
         }
-        let ingested = self.store.ingest_record(&app, now, &self.worker)?;
+        let ingested = self
+            .store
+            .ingest_record(&app, now, &self.worker, self.daily_quota)?;
         if let Some(first) = &ingested.collides_with {
             // Both kept: staff decide which is genuine (`hq-sync status`, the console).
             warn!(application = %app.id, %bus, first_bus = %first, "the same tracking number from two buses: recorded for staff, neither refused");
         }
         let counter = match (&ingested.outcome, ingested.new) {
-            (RecordOutcome::Conflict { .. }, _) => None,
+            (RecordOutcome::Conflict { .. } | RecordOutcome::OverQuota { .. }, _) => None,
             (_, true) => Some(&self.metrics.records_new),
             (_, false) => Some(&self.metrics.records_duplicate),
         };
@@ -782,6 +896,15 @@ impl Ingest {
                         missing,
                     },
                 ));
+            }
+            RecordOutcome::OverQuota { in_last_day } => {
+                // Not stored and not answered: the bus keeps it and sends it again later.
+                // A bus's day is a few hundred citizens; this bounds a broken or hostile
+                // one without ever refusing an application for good.
+                self.metrics
+                    .records_over_quota
+                    .fetch_add(1, Ordering::Relaxed);
+                debug!(%bus, in_last_day, quota = self.daily_quota, "daily record quota reached: not taken now");
             }
             RecordOutcome::Conflict { stored, received } => {
                 let reason = format!(
@@ -1000,5 +1123,49 @@ impl Ingest {
             Err(e) => return Err(e.into()),
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bus_spends_its_own_minute_of_queries() {
+        let mut b = PerBusMinute::default();
+        let (a, c) = (
+            BusId::parse("bus-a").unwrap(),
+            BusId::parse("bus-c").unwrap(),
+        );
+        assert!(b.take(&a, 64, 100));
+        assert!(!b.take(&a, 64, 100), "past its allowance");
+        assert!(b.take(&a, 36, 100));
+        assert!(b.take(&c, 64, 100), "another bus has its own");
+        b.window_start = Some(Instant::now() - Duration::from_secs(61));
+        assert!(b.take(&a, 64, 100), "a new minute");
+    }
+
+    #[test]
+    fn only_buses_the_pki_issued_are_known_and_new_ones_are_seen() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = crate::pki::Pki::init(dir.path(), &[]).unwrap();
+        let opts = |id: &BusId| crate::pki::BundleOptions {
+            broker_host: "127.0.0.1".into(),
+            broker_port: 8883,
+            install_dir: pki.bundle_dir(id),
+            data_dir: dir.path().join("data"),
+            renew: false,
+        };
+        let (one, two) = (
+            BusId::parse("bus-one").unwrap(),
+            BusId::parse("bus-two").unwrap(),
+        );
+        pki.provision_bus(&one, &opts(&one)).unwrap();
+        let mut known = KnownBuses::load(pki.clone()).unwrap();
+        assert!(known.contains(&one));
+        assert!(!known.contains(&two), "never issued");
+        pki.provision_bus(&two, &opts(&two)).unwrap();
+        assert!(known.contains(&two), "seen as soon as the registry changed");
+        assert!(KnownBuses::load(crate::pki::Pki::at(&dir.path().join("none"))).is_err());
     }
 }

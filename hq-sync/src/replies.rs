@@ -14,6 +14,10 @@
 //! broker's PUBACKs, which the poller reports), always fewer than rumqttc's own limit, so
 //! rumqttc keeps reading its queue and HQ's acks always get through.
 //!
+//! Buses take turns: replies wait in one queue per bus and go out one bus at a time, so a
+//! bus asking about 64 blobs does not put everyone else's acks behind its answers; each
+//! bus's queue is bounded ([`MAX_QUEUED_PER_BUS`]).
+//!
 //! Losing a queued reply (HQ stops, the queue overflows) loses nothing: every reply is an
 //! answer to something the bus sent and will send again until it is answered.
 
@@ -22,9 +26,10 @@ use keliling_shared::topics::Topics;
 use keliling_shared::wire::{Down, DownEnvelope};
 use keliling_shared::BusId;
 use rumqttc::{AsyncClient, QoS};
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
-use tokio::sync::{mpsc, watch, Notify};
+use std::sync::{Arc, Mutex};
+use tokio::sync::{watch, Notify};
 use tracing::{error, warn};
 
 /// HQ's publishes handed to rumqttc and not yet acked by the broker, at most.
@@ -79,57 +84,140 @@ impl Window {
     }
 }
 
+/// Replies waiting for one bus, at most; past this a bus's new replies are dropped (and
+/// counted): it asks again. A bound on what one bus's questions can hold in memory.
+pub const MAX_QUEUED_PER_BUS: usize = 4096;
+
+/// Replies waiting, per bus, and the order in which buses take turns.
+#[derive(Default)]
+struct Queues {
+    per_bus: HashMap<BusId, VecDeque<Down>>,
+    /// Buses with replies waiting, each once: the next turn goes to the front.
+    turns: VecDeque<BusId>,
+    total: u64,
+}
+
+impl Queues {
+    /// The next reply, one bus at a time in turn: a bus with 64 answers waiting gets one,
+    /// then every other waiting bus gets one, so nobody's acks queue behind a big query.
+    fn pop(&mut self) -> Option<(BusId, Down)> {
+        let bus = self.turns.pop_front()?;
+        let q = self.per_bus.get_mut(&bus)?;
+        let body = q.pop_front()?;
+        if q.is_empty() {
+            self.per_bus.remove(&bus);
+        } else {
+            self.turns.push_back(bus.clone());
+        }
+        self.total -= 1;
+        Some((bus, body))
+    }
+}
+
+struct Shared {
+    queues: Mutex<Queues>,
+    ready: Notify,
+    dropped: AtomicU64,
+    closed: std::sync::atomic::AtomicBool,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queues> {
+        match self.queues.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+}
+
 /// The ingest loop's end of the lane.
-#[derive(Clone)]
 pub struct Replies {
-    tx: mpsc::UnboundedSender<(BusId, Down)>,
-    queued: Arc<AtomicU64>,
-    dropped: Arc<AtomicU64>,
+    shared: Arc<Shared>,
+}
+
+impl Drop for Replies {
+    fn drop(&mut self) {
+        self.shared.closed.store(true, Ordering::Release);
+        self.shared.ready.notify_one();
+    }
 }
 
 impl Replies {
     /// Queues `body` for `bus`; never waits.
     pub fn push(&self, bus: BusId, body: Down) {
-        if self.queued.load(Ordering::Relaxed) >= MAX_QUEUED_REPLIES {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
+        let mut q = self.shared.lock();
+        let full = q.total >= MAX_QUEUED_REPLIES
+            || q.per_bus
+                .get(&bus)
+                .is_some_and(|b| b.len() >= MAX_QUEUED_PER_BUS);
+        if full {
+            drop(q);
+            self.shared.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        self.queued.fetch_add(1, Ordering::Relaxed);
-        if self.tx.send((bus, body)).is_err() {
-            self.queued.fetch_sub(1, Ordering::Relaxed);
+        let Queues {
+            per_bus,
+            turns,
+            total,
+        } = &mut *q;
+        let waiting = per_bus.entry(bus.clone()).or_default();
+        if waiting.is_empty() {
+            turns.push_back(bus);
         }
+        waiting.push_back(body);
+        *total += 1;
+        drop(q);
+        self.shared.ready.notify_one();
     }
 
-    /// Replies dropped because the queue was full.
+    /// Replies dropped because a queue was full.
     pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
+        self.shared.dropped.load(Ordering::Relaxed)
     }
 }
 
 /// Makes the lane: the ingest loop's [`Replies`] and the receiving end for [`send`].
 pub fn lane() -> (Replies, Lane) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let queued = Arc::new(AtomicU64::new(0));
+    let shared = Arc::new(Shared {
+        queues: Mutex::new(Queues::default()),
+        ready: Notify::new(),
+        dropped: AtomicU64::new(0),
+        closed: std::sync::atomic::AtomicBool::new(false),
+    });
     (
         Replies {
-            tx,
-            queued: queued.clone(),
-            dropped: Arc::new(AtomicU64::new(0)),
+            shared: shared.clone(),
         },
-        Lane { rx, queued },
+        Lane { shared },
     )
 }
 
 /// The sending end, consumed by [`send`].
 pub struct Lane {
-    rx: mpsc::UnboundedReceiver<(BusId, Down)>,
-    queued: Arc<AtomicU64>,
+    shared: Arc<Shared>,
+}
+
+impl Lane {
+    /// The next reply in turn, waiting for one; `None` once the ingest loop's end is gone
+    /// and nothing is left.
+    async fn next(&self) -> Option<(BusId, Down)> {
+        loop {
+            let notified = self.shared.ready.notified();
+            if let Some(r) = self.shared.lock().pop() {
+                return Some(r);
+            }
+            if self.shared.closed.load(Ordering::Acquire) {
+                return None;
+            }
+            notified.await;
+        }
+    }
 }
 
 /// Signs and publishes queued replies (QoS 1, so they wait at the broker for a bus that is offline)
 /// within the window, until `shutdown` or until the lane closes.
 pub async fn send(
-    mut lane: Lane,
+    lane: Lane,
     client: AsyncClient,
     key: Arc<SigningKey>,
     topics: Topics,
@@ -139,9 +227,8 @@ pub async fn send(
     loop {
         let (bus, body) = tokio::select! {
             _ = shutdown.changed() => return,
-            r = lane.rx.recv() => match r { Some(r) => r, None => return },
+            r = lane.next() => match r { Some(r) => r, None => return },
         };
-        lane.queued.fetch_sub(1, Ordering::Relaxed);
         let topic = topics.down(&bus);
         // Signed, so that the bus believes it whichever broker carried it.
         let bytes = match DownEnvelope::new(bus, body).encode_signed(&key) {
@@ -167,6 +254,49 @@ pub async fn send(
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[tokio::test]
+    async fn buses_take_turns_and_one_bus_cannot_fill_the_queue() {
+        use keliling_shared::Sha256;
+        let (replies, lane) = lane();
+        let (big, small) = (
+            BusId::parse("bus-big").unwrap(),
+            BusId::parse("bus-small").unwrap(),
+        );
+        let stored = |i: u32| Down::BlobStored {
+            blob: Sha256::digest(&i.to_be_bytes()),
+        };
+        for i in 0..64 {
+            replies.push(big.clone(), stored(i));
+        }
+        replies.push(small.clone(), stored(1000));
+        // The small bus's one answer goes second, not 65th.
+        let order: Vec<BusId> = [lane.next().await, lane.next().await]
+            .into_iter()
+            .map(|r| r.unwrap().0)
+            .collect();
+        assert_eq!(order, vec![big.clone(), small.clone()]);
+        for i in 0..(MAX_QUEUED_PER_BUS as u32 + 10) {
+            replies.push(big.clone(), stored(i));
+        }
+        assert!(replies.dropped() >= 10, "one bus is bounded");
+        replies.push(small.clone(), stored(1));
+        assert_eq!(
+            lane.shared.lock().per_bus.get(&small).map(VecDeque::len),
+            Some(1),
+            "and others still get through"
+        );
+        drop(replies);
+        let mut n = 0;
+        while lane.next().await.is_some() {
+            n += 1;
+        }
+        assert_eq!(
+            n,
+            MAX_QUEUED_PER_BUS + 1,
+            "the big bus capped, the small one kept"
+        );
+    }
 
     #[tokio::test]
     async fn window_blocks_at_the_limit_and_reopens_on_ack_or_reset() {

@@ -46,6 +46,8 @@ pub enum RecordOutcome {
     AwaitingBlobs { missing: Vec<Sha256> },
     /// The same id was committed earlier with other content. Nothing was written.
     Conflict { stored: Sha256, received: Sha256 },
+    /// A new record from a bus that reached its daily quota. Nothing was written.
+    OverQuota { in_last_day: u32 },
 }
 
 /// An application that became complete when a blob arrived.
@@ -347,6 +349,7 @@ impl HqStore {
         app: &Application,
         hq_now: UnixMillis,
         worker: &str,
+        daily_quota: u32,
     ) -> Result<Ingested, HqStoreError> {
         let id = app.id.to_string();
         let bus = app.bus_id.as_str();
@@ -376,6 +379,18 @@ impl HqStore {
                 });
             }
         } else {
+            let in_last_day: u32 = tx.query_row(
+                "SELECT COUNT(*) FROM applications WHERE bus_id = ?1 AND hq_received_at > ?2",
+                params![bus, hq_now.0.saturating_sub(86_400_000)],
+                |r| r.get(0),
+            )?;
+            if in_last_day >= daily_quota {
+                return Ok(Ingested {
+                    outcome: RecordOutcome::OverQuota { in_last_day },
+                    new: false,
+                    collides_with: None,
+                });
+            }
             let record = app
                 .to_stored_bytes()
                 .map_err(|e| HqStoreError::Corrupt(e.to_string()))?;
@@ -851,6 +866,50 @@ impl HqStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bus_past_its_daily_quota_waits_and_re_sends_are_still_answered() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = HqStore::open(&dir.path().join("hq.sqlite")).unwrap();
+        let bus = BusId::parse("bus-q").unwrap();
+        let app = |i: usize| -> Application {
+            use keliling_shared::{Applicant, Nik, ServiceCode, Sex, Stop, Text};
+            Application {
+                id: ApplicationId::new_v7(),
+                bus_id: bus.clone(),
+                operator: Text::parse("Petugas").unwrap(),
+                stop: Stop {
+                    village: Text::parse("Desa").unwrap(),
+                    gps: None,
+                },
+                service: ServiceCode::parse("KK_UPDATE").unwrap(),
+                applicant: Applicant {
+                    full_name: Text::parse(&format!("Warga {i}")).unwrap(),
+                    nik: Nik::parse("5371015203900001").unwrap(),
+                    date_of_birth: time::macros::date!(1990 - 03 - 12),
+                    sex: Sex::Female,
+                    address: Text::parse("Jl. Timor Raya").unwrap(),
+                    phone: None,
+                },
+                fields: Default::default(),
+                attachments: vec![],
+                captured_at: UnixMillis::now(),
+            }
+        };
+        let apps: Vec<Application> = (0..4).map(app).collect();
+        let app = |i: usize| apps[i].clone();
+        let now = UnixMillis::now();
+        for i in 0..3 {
+            let r = store.ingest_record(&app(i), now, "hq-1", 3).unwrap();
+            assert!(matches!(r.outcome, RecordOutcome::Complete { .. }), "{r:?}");
+        }
+        let r = store.ingest_record(&app(3), now, "hq-1", 3).unwrap();
+        assert_eq!(r.outcome, RecordOutcome::OverQuota { in_last_day: 3 });
+        // A re-send of one it holds is still answered.
+        let r = store.ingest_record(&app(1), now, "hq-1", 3).unwrap();
+        assert!(matches!(r.outcome, RecordOutcome::Complete { .. }));
+        assert_eq!(store.counts().unwrap().applications, 3);
+    }
 
     /// A store made before schema versions (user_version 0, applications keyed by id)
     /// is migrated in place: every row kept, now owned by its bus.

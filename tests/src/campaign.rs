@@ -16,13 +16,18 @@
 //! - a bus's link cut (connections reset; one cut in four is a dead zone of 10 to 30 s, so
 //!   a backlog builds), stalled (open, no byte moves) or slow (1.5 to 64 KB/s, with delay),
 //!   through its proxy, and restored later;
-//! - duplicate and reordered deliveries: a client holding the bus's own certificate
+//! - duplicate and reordered deliveries: a client holding the bus's own certificate (and,
+//!   since brokers tie the client id to it, taking the bus's session over for a moment)
 //!   publishes copies of the bus's real record and chunk envelopes (built from its store
 //!   with the unlocked vault), shuffled. Chunks only of applications whose record HQ has
 //!   acknowledged: before that, HQ rightly quarantines a chunk nobody announced;
 //! - a full disk on the bus: the capturing connection may not grow the database
 //!   ([`Store::simulate_full_disk`]), so a capture fails with `SQLITE_FULL` and must leave
-//!   nothing behind; captures after the disk is freed succeed.
+//!   nothing behind; captures after the disk is freed succeed;
+//! - a full disk at HQ: HQ's data lives on a small tmpfs of its own (where the campaign
+//!   may mount one: root, as in CI), filled to just under HQ's free-space floor (HQ
+//!   refuses new data and resumes by itself) or to the brim (sled meets ENOSPC and HQ
+//!   exits loudly; the campaign restarts it as its supervisor would), then freed.
 //!
 //! After the storm everything heals, the buses drain (bounded), and the audit checks what
 //! was promised: every receipted application is at HQ exactly once, complete, with the
@@ -120,10 +125,11 @@ pub enum FaultKind {
     LinkSlow,
     Replay,
     FullDisk,
+    HqFullDisk,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 8] = [
+    pub const ALL: [FaultKind; 9] = [
         FaultKind::KillBus,
         FaultKind::KillHq,
         FaultKind::KillBroker,
@@ -132,6 +138,7 @@ impl FaultKind {
         FaultKind::LinkSlow,
         FaultKind::Replay,
         FaultKind::FullDisk,
+        FaultKind::HqFullDisk,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -144,6 +151,7 @@ impl FaultKind {
             FaultKind::LinkSlow => "slow link",
             FaultKind::Replay => "duplicate + reordered deliveries",
             FaultKind::FullDisk => "full disk on a bus",
+            FaultKind::HqFullDisk => "full disk at HQ",
         }
     }
 
@@ -158,6 +166,7 @@ impl FaultKind {
             FaultKind::LinkSlow => 2,
             FaultKind::Replay => 3,
             FaultKind::FullDisk => 2,
+            FaultKind::HqFullDisk => 1,
         }
     }
 }
@@ -199,6 +208,9 @@ pub struct Counts {
     pub tap_distinct_records: u64,
     pub tap_chunks: u64,
     pub tap_distinct_chunks: u64,
+    /// HQ's loud exits during full-disk faults at HQ, each restarted (as a supervisor
+    /// would): its designed answer when its staging store meets ENOSPC.
+    pub hq_supervisor_restarts: u64,
     /// Copies published by the replay fault, and how many the broker acknowledged.
     pub replayed: u64,
     pub replay_acked: u64,
@@ -308,6 +320,11 @@ impl Report {
             c.resends(),
             c.replay_acked,
             c.replayed
+        );
+        let _ = writeln!(
+            s,
+            "  HQ exits for its supervisor during full disks at HQ (restarted): {}",
+            c.hq_supervisor_restarts
         );
         let _ = writeln!(
             s,
@@ -498,6 +515,7 @@ enum Heal {
     RestartBroker,
     RestoreLink(usize),
     FreeDisk(usize),
+    FreeHqDisk,
 }
 
 struct World {
@@ -508,6 +526,15 @@ struct World {
     hq: Option<Daemon>,
     hq_env: Vec<(String, String)>,
     hq_dir: PathBuf,
+    /// HQ's data on a small disk of its own (where the campaign may mount one), for the
+    /// full-disk fault at HQ.
+    hq_disk: Option<crate::disk::SmallDisk>,
+    hq_disk_full: bool,
+    /// Until then an exit of HQ is its answer to a full disk (loud, for its supervisor,
+    /// which the campaign plays), not a violation.
+    hq_may_exit_until: Option<Instant>,
+    /// How often HQ exited for its supervisor during full-disk faults.
+    hq_supervisor_restarts: u64,
     hq_log: PathBuf,
     buses: Vec<Bus>,
     topics: Topics,
@@ -582,7 +609,11 @@ impl World {
         };
         let topics = Topics::default();
         let hq_dir = dir.join("hq");
-        let hq_env = broker.hq_env(&hq_dir);
+        // HQ's data on its own 512 MiB disk, so the campaign can fill it; below 8 MiB free
+        // HQ refuses new data, so the fault hits the floor or, filled to the brim, ENOSPC.
+        let hq_disk = crate::disk::SmallDisk::mount(&hq_dir, 512)?;
+        let mut hq_env = broker.hq_env(&hq_dir);
+        hq_env.push(("HQ_SYNC__STAGING__MIN_FREE_MIB".into(), "8".into()));
         let hq_log = dir.join("hq.log");
         let hq = Daemon::spawn("hq-sync", &["run"], &hq_env, &hq_log).await?;
         let replayed = Arc::new(AtomicU64::new(0));
@@ -658,6 +689,10 @@ impl World {
             hq: Some(hq),
             hq_env,
             hq_dir,
+            hq_disk,
+            hq_disk_full: false,
+            hq_may_exit_until: None,
+            hq_supervisor_restarts: 0,
             hq_log,
             buses,
             topics,
@@ -817,6 +852,11 @@ impl World {
                     .filter(|(_, b)| !b.disk_full.load(Ordering::SeqCst))
                     .map(|(i, _)| i),
             ),
+            FaultKind::HqFullDisk => Box::new(
+                (self.hq_disk.is_some() && !self.hq_disk_full)
+                    .then_some(0)
+                    .into_iter(),
+            ),
         }
     }
 
@@ -915,6 +955,25 @@ impl World {
                 let detail = self.replay(rng, target)?;
                 (self.buses[target].id.to_string(), detail, None)
             }
+            FaultKind::HqFullDisk => {
+                let d = secs(rng, 2.0, 8.0);
+                // Half the time just under HQ's floor (refused early), half to the brim.
+                let leave = if rng.gen_bool(0.5) {
+                    rng.gen_range(1u64..6) << 20
+                } else {
+                    0
+                };
+                if let Some(disk) = &self.hq_disk {
+                    disk.fill(leave)?;
+                }
+                self.hq_disk_full = true;
+                self.hq_may_exit_until = None;
+                (
+                    "HQ data disk".into(),
+                    format!("filled to {} MiB free for {}", leave >> 20, human(d)),
+                    Some((d, Heal::FreeHqDisk)),
+                )
+            }
             FaultKind::FullDisk => {
                 let d = secs(rng, 1.0, 6.0);
                 let bus = &self.buses[target];
@@ -970,6 +1029,14 @@ impl World {
                 bus.link = Link::Healthy;
             }
             Heal::FreeDisk(i) => self.buses[i].disk_full.store(false, Ordering::SeqCst),
+            Heal::FreeHqDisk => {
+                if let Some(disk) = &self.hq_disk {
+                    disk.free_up()?;
+                }
+                self.hq_disk_full = false;
+                // An exit already under way (a batch that met ENOSPC) may land just after.
+                self.hq_may_exit_until = Some(Instant::now() + Duration::from_secs(10));
+            }
         }
         Ok(())
     }
@@ -1079,9 +1146,18 @@ impl World {
                 }
             }
         }
+        let hq_may_exit =
+            self.hq_disk_full || self.hq_may_exit_until.is_some_and(|t| Instant::now() < t);
         if let Some(hq) = self.hq.as_mut() {
             if let Some(status) = hq.exited()? {
-                died.push((None, format!("hq-sync run exited by itself ({status})")));
+                if hq_may_exit && hq.log().contains("exits for its supervisor to restart it") {
+                    // HQ's designed answer to a full disk: exit loudly, be restarted.
+                    self.hq_supervisor_restarts += 1;
+                    self.hq = None;
+                    self.heal(Heal::RestartHq).await?;
+                } else {
+                    died.push((None, format!("hq-sync run exited by itself ({status})")));
+                }
             }
         }
         if self.broker_up && !self.broker.is_running() {
@@ -1346,6 +1422,7 @@ impl World {
         c.tap_distinct_chunks = tap.chunks.len() as u64;
         c.replayed = self.replayed.load(Ordering::Relaxed);
         c.replay_acked = self.replay_acked.load(Ordering::Relaxed);
+        c.hq_supervisor_restarts = self.hq_supervisor_restarts;
         for bus in &self.buses {
             c.connections += bus.proxy.connections_accepted();
             c.connections_refused += bus.proxy.connections_refused();

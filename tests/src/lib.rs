@@ -4,6 +4,7 @@
 //! (`keliling-field`: rural 2G, a fleet of 1000 buses).
 
 pub mod campaign;
+pub mod disk;
 pub mod field;
 pub mod harness;
 pub mod mosquitto;

@@ -15,88 +15,25 @@
 
 use anyhow::{bail, Context, Result};
 use hq_sync::store::HqStore;
+use keliling_e2e::disk::SmallDisk;
 use keliling_e2e::harness::*;
 use keliling_e2e::sample;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 const APPS: usize = 30;
 
-/// A tmpfs of `mib` MiB at `dir`, unmounted on drop. `None` where mounting is not
-/// allowed (not root): then the test says so and passes, since it cannot run here.
-struct SmallDisk {
-    dir: PathBuf,
-}
-
-impl SmallDisk {
-    fn mount(dir: &Path, mib: u64) -> Result<Option<SmallDisk>> {
-        std::fs::create_dir_all(dir)?;
-        let out = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
-            .arg(dir)
-            .output()?;
-        if !out.status.success() {
-            let why = String::from_utf8_lossy(&out.stderr);
-            if std::env::var_os("CI").is_some() {
-                bail!("cannot mount a small disk for the test: {why}");
-            }
-            eprintln!("SKIPPED: cannot mount a tmpfs here ({why}); CI runs this as root");
-            return Ok(None);
-        }
-        Ok(Some(SmallDisk {
-            dir: dir.to_owned(),
-        }))
-    }
-
-    /// Fills the disk until `leave` bytes are free, with a file `fill()` can remove.
-    fn fill(&self, leave: u64) -> Result<()> {
-        let free = hq_sync::disk::free_bytes(&self.dir)?;
-        let size = free.saturating_sub(leave);
-        let f = std::fs::File::create(self.filler())?;
-        // Written, not sparse: tmpfs counts written pages only.
-        let mut w = std::io::BufWriter::new(f);
-        let block = vec![0x5Au8; 1 << 20];
-        let mut left = size;
-        while left > 0 {
-            let n = left.min(block.len() as u64) as usize;
-            std::io::Write::write_all(&mut w, &block[..n])?;
-            left -= n as u64;
-        }
-        std::io::Write::flush(&mut w)?;
-        Ok(())
-    }
-
-    fn filler(&self) -> PathBuf {
-        self.dir.join("filler")
-    }
-
-    /// Space returns (as when an operator grows the disk or frees it).
-    fn free_up(&self) -> Result<()> {
-        std::fs::remove_file(self.filler()).context("removing the filler")
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(&self.dir)
-            .status();
-    }
-}
-
-/// HQ with its data on a 48 MiB disk; the bus sends 30 applications of about 700 KB
-/// (21 MB) into the 8 MiB left free, so the disk fills part-way. `floor_mib` is HQ's
+/// HQ with its data on a 64 MiB disk; the bus sends 30 applications of about 700 KB
+/// (21 MB) into the 8 MiB left free above the floor, so the disk fills part-way. `floor_mib` is HQ's
 /// free-space floor (0: none, so the disk really fills and every layer meets ENOSPC).
 async fn full_disk_at_hq(floor_mib: u64) -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let Some(disk) = SmallDisk::mount(&dir.path().join("hq-disk"), 48)? else {
+    let Some(disk) = SmallDisk::mount(&dir.path().join("hq-disk"), 64)? else {
         return Ok(());
     };
     let Some(broker) = TestBroker::start(BrokerKind::Embedded, dir.path()).await? else {
         return Ok(());
     };
-    let hq_dir = disk.dir.join("hq");
+    let hq_dir = disk.dir().join("hq");
     let mut env = broker.hq_env(&hq_dir);
     env.push((
         "HQ_SYNC__STAGING__MIN_FREE_MIB".into(),
@@ -117,13 +54,14 @@ async fn full_disk_at_hq(floor_mib: u64) -> Result<()> {
         let scan = sample::document_scan(1000 + i as u64, 700_000)?;
         capture_into(&db, &settings, sample::kk_update(i, scan))?;
     }
-    disk.fill(8 << 20)?;
+    // 8 MiB left: less than the 21 MB on their way, so the disk (or the floor) is met.
+    disk.fill((floor_mib << 20) + (8 << 20))?;
     let mut bus = broker
         .spawn_bus("bus-ntt-30", &bus_dir, &dir.path().join("bus.log"))
         .await?;
     // The disk fills: some applications get through, the rest wait on the bus.
     eventually("the disk filled", Duration::from_secs(90), || {
-        let free = hq_sync::disk::free_bytes(&disk.dir)?;
+        let free = disk.free()?;
         Ok(free < (floor_mib.max(1) << 20) + (1 << 20))
     })
     .await
@@ -213,5 +151,5 @@ async fn hq_without_a_floor_exits_loudly_on_a_full_disk() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn hq_refuses_early_below_its_floor_and_resumes_by_itself() -> Result<()> {
-    full_disk_at_hq(4).await
+    full_disk_at_hq(16).await
 }

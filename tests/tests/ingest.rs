@@ -317,7 +317,7 @@ async fn mosquitto_bad_input_is_quarantined() -> Result<()> {
 /// to wait for room in a bounded queue to the ingest loop while the ingest loop waited for
 /// room in rumqttc's request channel, which only the poller drains; 1000 buses reconnecting
 /// at once against Mosquitto filled both, HQ stopped answering and stopped its keep-alive,
-/// and the broker dropped it (`keliling-field fleet`). Here one bus identity asks about
+/// and the broker dropped it (`keliling-field fleet`). Here four bus identities ask about
 /// 12 800 blobs (one reply each) while sending 10 000 QoS 0 heartbeats. rumqttd also holds
 /// back its PUBACKs for HQ's publishes while it has 100 messages in flight to HQ, so HQ's
 /// acks must never queue behind its replies (`hq_sync::replies`). HQ must answer every
@@ -334,60 +334,76 @@ async fn hq_survives_a_reply_and_heartbeat_flood(kind: BrokerKind) -> Result<()>
         return Ok(());
     };
     let hq_dir = dir.path().join("hq");
-    let hq = InProcessHq::start(&broker, &hq_dir).await?;
+    // 3200 blobs from each identity: lift the per-bus query budget (its own
+    // unit test covers it) so the flood reaches HQ's reply lane whole.
+    let mut cfg = broker.hq_config(&hq_dir);
+    cfg.ingest.max_query_blobs_per_bus_per_minute = u32::MAX;
+    let hq = InProcessHq::spawn(cfg).await?;
     let hq_metrics = hq.metrics.clone();
 
-    let flooder = BusId::parse("bus-flood")?;
+    // Four flooding identities (HQ answers buses in turn and bounds each bus's queue of
+    // replies, so the flood comes from several), each listening on its down topic as a
+    // bus does; HQ's answers are counted together.
+    const FLOODERS: usize = 4;
     let topics = Topics::default();
-    let opts = broker.client_options(&Identity::Bus(flooder.to_string()))?;
-    let (client, eventloop) = AsyncClient::new(opts, 1024);
-    // It listens on its down topic as a bus does, and counts HQ's answers.
-    client
-        .subscribe(topics.down_filter(&flooder), QoS::AtLeastOnce)
-        .await?;
     let answers = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let counted = answers.clone();
-    let poller = spawn_poller("flooder", eventloop, move |event| {
-        if let rumqttc::Event::Incoming(rumqttc::Packet::Publish(_)) = event {
-            counted.fetch_add(1, Ordering::Relaxed);
-        }
-    });
-    let query = |q: usize| {
+    let mut pollers = Vec::new();
+    let mut flooders = Vec::new();
+    for f in 0..FLOODERS {
+        let flooder = BusId::parse(&format!("bus-flood-{f}"))?;
+        let opts = broker.client_options(&Identity::Bus(flooder.to_string()))?;
+        let (client, eventloop) = AsyncClient::new(opts, 1024);
+        client
+            .subscribe(topics.down_filter(&flooder), QoS::AtLeastOnce)
+            .await?;
+        let counted = answers.clone();
+        pollers.push(spawn_poller("flooder", eventloop, move |event| {
+            if let rumqttc::Event::Incoming(rumqttc::Packet::Publish(_)) = event {
+                counted.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+        flooders.push((flooder, client));
+    }
+    let query = |bus: &BusId, q: usize| {
         let blobs = (0..keliling_shared::wire::MAX_QUERY_BLOBS)
-            .map(|b| Sha256::digest(format!("blob {q} {b}").as_bytes()))
+            .map(|b| Sha256::digest(format!("blob {bus} {q} {b}").as_bytes()))
             .collect();
-        UpEnvelope::new(flooder.clone(), Up::Query(BlobQuery { blobs })).encode()
+        UpEnvelope::new(bus.clone(), Up::Query(BlobQuery { blobs })).encode()
     };
-    let heartbeat = UpEnvelope::new(
-        flooder.clone(),
-        Up::Heartbeat(Heartbeat {
-            queue_depth: 0,
-            bytes_waiting: 0,
-            oldest_unsynced: None,
-            last_sync: None,
-            position: None,
-            software: "flood".into(),
-            bus_clock: UnixMillis::now(),
-        }),
-    )
-    .encode()?;
+    let heartbeat = |bus: &BusId| {
+        UpEnvelope::new(
+            bus.clone(),
+            Up::Heartbeat(Heartbeat {
+                queue_depth: 0,
+                bytes_waiting: 0,
+                oldest_unsynced: None,
+                last_sync: None,
+                position: None,
+                software: "flood".into(),
+                bus_clock: UnixMillis::now(),
+            }),
+        )
+        .encode()
+    };
     let per_query = HEARTBEATS / QUERIES.max(1);
     for q in 0..QUERIES {
+        let (flooder, client) = &flooders[q % FLOODERS];
         client
             .publish(
-                topics.up(&flooder, UpKind::Query),
+                topics.up(flooder, UpKind::Query),
                 QoS::AtLeastOnce,
                 false,
-                query(q)?,
+                query(flooder, q)?,
             )
             .await?;
+        let hb = heartbeat(flooder)?;
         for _ in 0..per_query {
             client
                 .publish(
-                    topics.up(&flooder, UpKind::Heartbeat),
+                    topics.up(flooder, UpKind::Heartbeat),
                     QoS::AtMostOnce,
                     false,
-                    heartbeat.clone(),
+                    hb.clone(),
                 )
                 .await?;
         }
@@ -428,7 +444,7 @@ async fn hq_survives_a_reply_and_heartbeat_flood(kind: BrokerKind) -> Result<()>
     );
 
     let _ = hq.stop.send(true);
-    poller.abort();
+    pollers.iter().for_each(|p| p.abort());
     let _ = tokio::time::timeout(Duration::from_secs(5), bus).await;
     hq.shut_down().await;
     Ok(())
