@@ -512,6 +512,31 @@ fn delivered(
     }
 }
 
+/// Ingest without a broker: applies messages as if they came off the broker, in batches
+/// of one, and returns HQ's answers. For tests and fuzzing of the apply path with decoded
+/// values (everything after the decoder: store, staging, photos, budgets).
+pub struct Offline {
+    ingest: Ingest,
+}
+
+impl Offline {
+    pub fn open(cfg: &HqConfig) -> Result<Offline, IngestError> {
+        Ok(Offline {
+            ingest: Ingest::open(cfg, Arc::default())?,
+        })
+    }
+
+    /// Applies one message published on `topic`; the answers HQ would send.
+    pub fn apply(&mut self, topic: &str, payload: &[u8]) -> Vec<(BusId, Down)> {
+        let p = Publish::new(topic, QoS::AtLeastOnce, payload.to_vec());
+        self.ingest.apply_batch(std::slice::from_ref(&p))
+    }
+
+    pub fn store(&self) -> &HqStore {
+        &self.ingest.store
+    }
+}
+
 impl Ingest {
     fn open(cfg: &HqConfig, metrics: Arc<IngestMetrics>) -> Result<Ingest, IngestError> {
         let catalogue = cfg
