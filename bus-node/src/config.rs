@@ -3,7 +3,6 @@
 
 use keliling_shared::config_env::{self, ConfigError};
 use keliling_shared::sign::VerifyingKeys;
-use keliling_shared::tls::ClientTlsFiles;
 use keliling_shared::wire::{DEFAULT_CHUNK_BYTES, MAX_CHUNK_BYTES, MIN_CHUNK_BYTES};
 use keliling_shared::{BusId, Catalogue};
 use serde::Deserialize;
@@ -41,33 +40,14 @@ pub struct TrustConfig {
     pub hq_keys: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct BrokerConfig {
-    pub host: String,
-    pub port: u16,
-    pub keep_alive_secs: u64,
-    /// Bounds connecting and each socket flush. rumqttc's default of 5 s loops on
-    /// `FlushTimeout` on a slow link with a large publish (docs/DESIGN.md), so it is long.
-    pub connection_timeout_secs: u64,
-    /// Plain TCP without a certificate: only for a local experiment, and loudly.
-    pub insecure_plaintext: bool,
-    /// This bus's TLS identity (from `hq-sync pki provision-bus`).
-    pub tls: ClientTlsFiles,
-}
+/// `[broker]`, the same as HQ's; the bus's network timeout defaults to
+/// [`BROKER_CONNECTION_TIMEOUT_SECS`].
+pub use keliling_shared::mqtt::BrokerConfig;
 
-impl Default for BrokerConfig {
-    fn default() -> Self {
-        BrokerConfig {
-            host: "127.0.0.1".into(),
-            port: 8883,
-            keep_alive_secs: 30,
-            connection_timeout_secs: 60,
-            insecure_plaintext: false,
-            tls: ClientTlsFiles::default(),
-        }
-    }
-}
+/// The network timeout (connecting, each socket flush) when `[broker]
+/// connection_timeout_secs` is unset: long, because a 64 KiB chunk over 2G takes seconds
+/// and rumqttc's 5 s default loops on `FlushTimeout` there (docs/DESIGN.md).
+pub const BROKER_CONNECTION_TIMEOUT_SECS: u64 = 60;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]

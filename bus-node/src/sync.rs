@@ -17,23 +17,21 @@
 //!   rumqttc drops what it had queued, so the pump forgets its in-flight sets and sends
 //!   again from the store.
 
-use crate::config::BusConfig;
+use crate::config::{BusConfig, BROKER_CONNECTION_TIMEOUT_SECS};
 use crate::pace::ChunkPace;
 use crate::store::{Store, StoreError};
 use crate::vault::UnlockedVault;
 use keliling_shared::backoff::Backoff;
+use keliling_shared::mqtt::{self, ClientOptions};
 use keliling_shared::sign::VerifyingKeys;
 use keliling_shared::tls::BrokerTransport;
 use keliling_shared::topics::{Topics, UpKind};
 use keliling_shared::wire::{
     chunk_range, BlobQuery, BusStatus, Down, DownEnvelope, Heartbeat, Up, UpEnvelope,
-    MAX_BROKER_PACKET_BYTES, MAX_MESSAGE_BYTES, MAX_QUERY_BLOBS,
+    MAX_QUERY_BLOBS,
 };
 use keliling_shared::{ApplicationId, BusId, Sha256, UnixMillis};
-use rumqttc::{
-    AsyncClient, Event, EventLoop, LastWill, MqttOptions, NetworkOptions, Packet, Publish, QoS,
-    TlsConfiguration, Transport,
-};
+use rumqttc::{AsyncClient, Event, EventLoop, LastWill, Packet, Publish, QoS};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -133,47 +131,34 @@ fn connect_options(
     // TLS with the bus's certificate unless the config explicitly says otherwise; the
     // files are read here, so a missing key is a start-up error, not a reconnect loop.
     let transport = BrokerTransport::resolve(&cfg.broker.tls, cfg.broker.insecure_plaintext)?;
-    let mut opts = MqttOptions::new(
-        cfg.bus_id.to_string(),
-        cfg.broker.host.clone(),
-        cfg.broker.port,
-    );
-    opts.set_clean_session(false)
-        .set_keep_alive(Duration::from_secs(cfg.broker.keep_alive_secs.max(5)))
-        // rumqttc's 10 KiB default would jam the link on the first photo chunk; incoming
-        // up to what the broker allows, so an oversized message is quarantined, not a jam.
-        .set_max_packet_size(MAX_BROKER_PACKET_BYTES, MAX_MESSAGE_BYTES + 1024)
-        .set_inflight(
-            u16::try_from(cfg.sync.record_window + cfg.sync.chunk_window + 16).unwrap_or(u16::MAX),
-        )
-        .set_request_channel_capacity(cfg.sync.record_window + cfg.sync.chunk_window + 64);
-    match transport {
-        BrokerTransport::Tls(config) => {
-            opts.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(config)));
-        }
-        BrokerTransport::InsecurePlaintext => tracing::warn!(
+    if !transport.is_tls() {
+        tracing::warn!(
             "INSECURE: this bus talks to the broker over plain TCP without a certificate \
              (broker.insecure_plaintext = true): citizens' data crosses the network readable. \
              For local experiments only."
-        ),
+        );
     }
     let will = UpEnvelope::new(cfg.bus_id.clone(), Up::Status(BusStatus::Offline)).encode()?;
-    opts.set_last_will(LastWill::new(
-        topics.up(&cfg.bus_id, UpKind::Status),
-        will,
-        QoS::AtLeastOnce,
-        true,
-    ));
-    let cap = cfg.sync.record_window + cfg.sync.chunk_window + 64;
-    let (client, mut eventloop) = AsyncClient::new(opts, cap);
-    let mut net = NetworkOptions::new();
-    net.set_connection_timeout(cfg.broker.connection_timeout_secs.max(1));
-    // rumqttc writes each MQTT packet whole, so Nagle only adds delay: a chunk larger than
-    // one TLS record leaves a small tail that waits for the peer's delayed ACK (~40 ms per
-    // message, measured by the drain bench). Off, as for any request/response protocol.
-    net.set_tcp_nodelay(true);
-    eventloop.set_network_options(net);
-    Ok((client, eventloop))
+    let window = cfg.sync.record_window + cfg.sync.chunk_window;
+    Ok(mqtt::client(
+        &cfg.broker,
+        transport,
+        ClientOptions {
+            // The broker keeps the session (and what it queued) while the bus is away.
+            client_id: cfg.bus_id.to_string(),
+            clean_session: false,
+            manual_acks: false,
+            inflight: u16::try_from(window + 16).unwrap_or(u16::MAX),
+            request_channel_capacity: window + 64,
+            default_connection_timeout_secs: BROKER_CONNECTION_TIMEOUT_SECS,
+            last_will: Some(LastWill::new(
+                topics.up(&cfg.bus_id, UpKind::Status),
+                will,
+                QoS::AtLeastOnce,
+                true,
+            )),
+        },
+    ))
 }
 
 /// Polls the event loop forever; never blocks on the pump (the channel is unbounded, and

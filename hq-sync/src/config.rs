@@ -82,32 +82,9 @@ pub struct SigningConfig {
     pub key: Option<PathBuf>,
 }
 
-/// The broker HQ's ingest connects to.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct BrokerConfig {
-    pub host: String,
-    pub port: u16,
-    pub keep_alive_secs: u64,
-    /// Plain TCP without certificates: only for a local experiment, and loudly.
-    pub insecure_plaintext: bool,
-    /// HQ's client certificate; unset files default to the PKI directory's `ca.pem`,
-    /// `hq/{worker_id}.pem` and `hq/{worker_id}.key`. Its common name must be
-    /// `[ingest] worker_id`: brokers make it the MQTT client id.
-    pub tls: ClientTlsFiles,
-}
-
-impl Default for BrokerConfig {
-    fn default() -> Self {
-        BrokerConfig {
-            host: "127.0.0.1".into(),
-            port: 8883,
-            keep_alive_secs: 30,
-            insecure_plaintext: false,
-            tls: ClientTlsFiles::default(),
-        }
-    }
-}
+/// The broker HQ's ingest connects to: `[broker]`, the same as the bus's. Unset
+/// `[broker.tls]` files default to the PKI directory's (see [`HqConfig::broker_transport`]).
+pub use keliling_shared::mqtt::BrokerConfig;
 
 /// `[pki]`: the fleet PKI (`hq-sync pki ...`). Keep the directory on HQ, readable by
 /// HQ's operators only: `ca.key` signs every bus's identity.

@@ -34,17 +34,11 @@ use crate::photos::{PhotoStore, PhotoStoreError};
 use crate::replies::{self, Replies, Window, REPLY_WINDOW};
 use crate::staging::{Staging, StagingError, Stored};
 use crate::store::{FleetUpdate, HqStore, HqStoreError, RecordOutcome, WorkerRow};
-use keliling_shared::tls::BrokerTransport;
+use keliling_shared::mqtt::ClientOptions;
 use keliling_shared::topics::{Topics, UpKind};
-use keliling_shared::wire::{
-    BlobProgress, BusStatus, Chunk, Down, Up, UpEnvelope, MAX_BROKER_PACKET_BYTES,
-    MAX_MESSAGE_BYTES,
-};
+use keliling_shared::wire::{BlobProgress, BusStatus, Chunk, Down, Up, UpEnvelope};
 use keliling_shared::{Application, ApplicationId, BusId, Catalogue, Sha256, UnixMillis};
-use rumqttc::{
-    AsyncClient, Event, EventLoop, MqttOptions, NetworkOptions, Packet, Publish, QoS,
-    TlsConfiguration, Transport,
-};
+use rumqttc::{AsyncClient, Event, EventLoop, Packet, Publish, QoS};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -234,39 +228,27 @@ pub async fn run(
 
 fn mqtt(cfg: &HqConfig) -> Result<(AsyncClient, EventLoop), IngestError> {
     let transport = cfg.broker_transport()?;
-    let mut opts = MqttOptions::new(
-        cfg.ingest.worker_id.clone(),
-        cfg.broker.host.clone(),
-        cfg.broker.port,
-    );
-    // One worker keeps a persistent session so the broker holds buses' messages while HQ
-    // restarts. Workers in a shared group use clean sessions (docs/DESIGN.md: an offline
-    // worker's share would otherwise wait for it).
-    opts.set_clean_session(cfg.ingest.shared_group.is_some())
-        .set_manual_acks(true)
-        .set_keep_alive(Duration::from_secs(cfg.broker.keep_alive_secs.max(5)))
-        .set_max_packet_size(MAX_BROKER_PACKET_BYTES, MAX_MESSAGE_BYTES + 1024)
-        // Twice the reply window: rumqttc must always have room, so that it keeps reading
-        // its request queue, where HQ's acks to the broker wait (see `replies`).
-        .set_inflight((REPLY_WINDOW * 2) as u16);
-    match transport {
-        BrokerTransport::Tls(config) => {
-            opts.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(config)));
-        }
-        BrokerTransport::InsecurePlaintext => warn!(
+    if !transport.is_tls() {
+        warn!(
             "INSECURE: HQ connects to the broker over plain TCP without a certificate \
              (broker.insecure_plaintext = true); for local experiments only"
-        ),
+        );
     }
-    let (client, mut eventloop) = AsyncClient::new(opts, 4096);
-    let mut net = NetworkOptions::new();
-    net.set_connection_timeout(30);
-    // rumqttc writes each MQTT packet whole, so Nagle only adds delay: a chunk larger than
-    // one TLS record leaves a small tail that waits for the peer's delayed ACK (~40 ms per
-    // message, measured by the drain bench). Off, as for any request/response protocol.
-    net.set_tcp_nodelay(true);
-    eventloop.set_network_options(net);
-    Ok((client, eventloop))
+    let side = ClientOptions {
+        client_id: cfg.ingest.worker_id.clone(),
+        // One worker keeps a persistent session so the broker holds buses' messages while
+        // HQ restarts. Workers in a shared group use clean sessions (docs/DESIGN.md: an
+        // offline worker's share would otherwise wait for it).
+        clean_session: cfg.ingest.shared_group.is_some(),
+        manual_acks: true,
+        // Twice the reply window: rumqttc must always have room, so that it keeps reading
+        // its request queue, where HQ's acks to the broker wait (see `replies`).
+        inflight: (REPLY_WINDOW * 2) as u16,
+        request_channel_capacity: 4096,
+        default_connection_timeout_secs: 30,
+        last_will: None,
+    };
+    Ok(keliling_shared::mqtt::client(&cfg.broker, transport, side))
 }
 
 /// The topic filters HQ subscribes to on every new session.

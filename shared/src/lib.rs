@@ -18,6 +18,7 @@ pub mod catalogue;
 pub mod config_env;
 mod de_error;
 pub mod ids;
+pub mod mqtt;
 pub mod nik;
 pub mod sign;
 pub mod text;

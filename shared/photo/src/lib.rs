@@ -32,27 +32,49 @@
 //!
 //! Most of the remaining run time is the reduced-scale decode and the JPEG encodes of the
 //! quality search (see `examples/normalize_bench.rs`).
+//!
+//! # Cargo features
+//!
+//! * `decode` (default): [`normalize`] and everything it needs: the decoders (libjpeg-turbo's
+//!   via `mozjpeg`, `image` for PNG), the resizer (`fast_image_resize`), the encoder and the
+//!   retake advice ([`assess`]). Without it the crate is only the header checks
+//!   ([`probe`], [`Limits`], [`PhotoError`]) and depends on no image library: what HQ needs
+//!   (`default-features = false`).
+//! * `fixtures` (implies `decode`): the `fixtures` module, camera-like JPEGs made from the
+//!   bundled portrait, for tests, the demo and the benchmarks only: enable it in
+//!   `[dev-dependencies]` (or in the test crate), never in a production dependency.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "decode")]
 mod assess;
+#[cfg(feature = "decode")]
 mod encode;
 mod error;
+#[cfg(feature = "fixtures")]
 pub mod fixtures;
+#[cfg(feature = "decode")]
 mod geometry;
 mod header;
+#[cfg(feature = "decode")]
 mod jpeg;
+#[cfg(feature = "decode")]
 mod resample;
 
+#[cfg(feature = "decode")]
 use std::io::Cursor;
 
+#[cfg(feature = "decode")]
 use image::metadata::Orientation;
+#[cfg(feature = "decode")]
 use image::{DynamicImage, ImageDecoder, ImageError, ImageReader, RgbImage};
 
+#[cfg(feature = "decode")]
 pub use assess::{assess, Advice, BRIGHT_ABOVE, DARK_BELOW, SHARPNESS_MIN};
 pub use error::PhotoError;
 
+#[cfg(feature = "decode")]
 /// What the service wants the ID photo to look like.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PhotoSpec {
@@ -66,6 +88,7 @@ pub struct PhotoSpec {
     pub background: Option<Background>,
 }
 
+#[cfg(feature = "decode")]
 impl Default for PhotoSpec {
     /// 413 x 531 pixels, i.e. 35 x 45 mm at 300 dpi (the usual Indonesian pas foto), at most
     /// 60 000 bytes, any background.
@@ -79,6 +102,7 @@ impl Default for PhotoSpec {
     }
 }
 
+#[cfg(feature = "decode")]
 /// Background colours Indonesian services ask for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Background {
@@ -117,6 +141,7 @@ impl Default for Limits {
     }
 }
 
+#[cfg(feature = "decode")]
 /// A finished ID photo.
 #[derive(Clone, PartialEq)]
 pub struct IdPhoto {
@@ -136,6 +161,7 @@ pub struct IdPhoto {
     pub source_height: u32,
 }
 
+#[cfg(feature = "decode")]
 impl std::fmt::Debug for IdPhoto {
     /// Shows the JPEG's length instead of tens of thousands of bytes.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -151,6 +177,7 @@ impl std::fmt::Debug for IdPhoto {
     }
 }
 
+#[cfg(feature = "decode")]
 impl IdPhoto {
     /// Whether any advice forbids submitting this photo.
     pub fn is_blocked(&self) -> bool {
@@ -243,6 +270,7 @@ fn preflight(
     Ok((format, head, max_pixels))
 }
 
+#[cfg(feature = "decode")]
 /// Turns a camera file (JPEG or PNG) into an ID photo per `spec`, within `limits`.
 ///
 /// See the crate documentation for the steps and why they are in this order.
@@ -299,6 +327,7 @@ pub fn normalize(input: &[u8], spec: &PhotoSpec, limits: &Limits) -> Result<IdPh
     })
 }
 
+#[cfg(feature = "decode")]
 /// Decodes a PNG to RGB under `image`'s limits and reads its EXIF orientation, if any.
 ///
 /// The decoder is told the exact size the header announced as its maximum, so if it ever sees
@@ -352,6 +381,7 @@ fn decode_png(
     Ok((to_rgb(img), orientation))
 }
 
+#[cfg(feature = "decode")]
 /// Converts to 8-bit RGB, putting transparent areas on white.
 ///
 /// Why white: a PNG with transparency is usually a cut-out portrait; a plain `into_rgb8`

@@ -15,6 +15,7 @@ pub(crate) enum Format {
     Png,
 }
 
+#[cfg(feature = "decode")]
 impl Format {
     pub(crate) fn to_image(self) -> image::ImageFormat {
         match self {
@@ -270,6 +271,7 @@ pub(crate) fn jpeg_is_complete(data: &[u8], sos: usize) -> bool {
 /// limit for this reason. Markers are found the way a decoder finds them: segments are skipped
 /// by their length, and in entropy-coded data an `FF` is a marker only when the next byte is
 /// neither `00` (a stuffed data byte) nor a restart marker.
+#[cfg(feature = "decode")] // the decoder's scan limit (jpeg.rs)
 pub(crate) fn jpeg_scan_count(data: &[u8], sos: usize, limit: usize) -> usize {
     let mut scans = 0;
     let mut pos = sos;
