@@ -608,6 +608,12 @@ impl Ingest {
             return;
         }
         self.last_report = Some(Instant::now());
+        // Uploads of blobs stored meanwhile (by another worker, or from another bus's
+        // upload) will get no more chunks: forget them now, not at expiry.
+        if let Err(e) = self.forget_stored_uploads() {
+            debug!(error = %e, "cannot look for uploads of stored blobs");
+            self.note_error(&e);
+        }
         let disk_low = self.floor.is_low();
         let usage = self
             .staging
@@ -625,6 +631,16 @@ impl Ingest {
         if let Err(e) = self.store.report_worker(&row) {
             debug!(error = %e, "cannot record worker status");
         }
+    }
+
+    fn forget_stored_uploads(&mut self) -> Result<(), IngestError> {
+        let uploads = self.staging()?.uploads()?;
+        for (bus, blob) in uploads {
+            if self.store.has_blob(&blob)? {
+                self.staging()?.discard(&bus, &blob)?;
+            }
+        }
+        Ok(())
     }
 
     /// The ingest loop took `batch` off the poller's queue.

@@ -427,6 +427,24 @@ impl Staging {
         Ok(stale.len())
     }
 
+    /// Every upload in progress: (bus, blob).
+    pub fn uploads(&self) -> Result<Vec<(BusId, Sha256)>, StagingError> {
+        let mut out = Vec::new();
+        for k in self.uploads.iter().keys() {
+            let k = k?;
+            let (Some(bus), Some(sha)) = (
+                bus_of(&k),
+                k.get(k.len().saturating_sub(32)..)
+                    .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                    .map(Sha256::from_bytes),
+            ) else {
+                continue;
+            };
+            out.push((bus, sha));
+        }
+        Ok(out)
+    }
+
     pub fn usage(&self) -> Usage {
         Usage {
             uploads: self.uploads.len() as u64,

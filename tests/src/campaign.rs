@@ -1150,8 +1150,12 @@ impl World {
             self.hq_disk_full || self.hq_may_exit_until.is_some_and(|t| Instant::now() < t);
         if let Some(hq) = self.hq.as_mut() {
             if let Some(status) = hq.exited()? {
-                if hq_may_exit && hq.log().contains("exits for its supervisor to restart it") {
-                    // HQ's designed answer to a full disk: exit loudly, be restarted.
+                let log = hq.log();
+                let said_why = log.contains("exits for its supervisor to restart it")
+                    || log.contains("No space left on device");
+                if hq_may_exit && said_why {
+                    // HQ's designed answer to a full disk: exit loudly (at once, or at
+                    // start while the disk is still full), be restarted.
                     self.hq_supervisor_restarts += 1;
                     self.hq = None;
                     self.heal(Heal::RestartHq).await?;
