@@ -133,118 +133,36 @@ pub fn capture(
     let service =
         ServiceCode::parse(input.service.trim()).map_err(|e| field("layanan")(e.to_string()))?;
     let svc = catalogue.service(&service)?;
-    let text = |name: &'static str, v: &str| Text::parse(v).map_err(|e| field(name)(e.to_string()));
-    let fmt = time::macros::format_description!("[year]-[month]-[day]");
-    let date_of_birth = time::Date::parse(input.date_of_birth.trim(), &fmt).map_err(|_| {
-        field("tanggal lahir")("tulis TTTT-BB-HH, mis. 1990-03-12 (write YYYY-MM-DD)".into())
-    })?;
-    let sex = Sex::parse(&input.sex)
-        .ok_or_else(|| field("jenis kelamin")("tulis L atau P (write L or P)".into()))?;
-    let gps = match input.gps {
-        Some((lat, lon)) => Some(
-            GeoPoint::new(lat, lon)
-                .ok_or_else(|| field("GPS")("koordinat di luar jangkauan (out of range)".into()))?,
-        ),
-        None => None,
-    };
-    let phone = match input
-        .phone
-        .as_deref()
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-    {
-        Some(p) => Some(Phone::parse(p).map_err(field("telepon"))?),
-        None => None,
-    };
-    let mut fields = BTreeMap::new();
-    for (k, v) in &input.fields {
-        let name = FieldName::parse(k.trim()).map_err(field("isian"))?;
-        let value = Text::parse(v).map_err(|e| CaptureError::Field {
-            field: "isian",
-            why: format!("{name}: {e}"),
-        })?;
-        fields.insert(name, value);
-    }
-
-    let mut blobs: Vec<(Attachment, Vec<u8>)> = Vec::new();
+    let details = Details::parse(&input)?;
+    let mut blobs: Vec<Blob> = Vec::new();
     let mut photo_advice = Vec::new();
-    if let Some(raw) = input.photo {
-        let rules = svc.photo.clone().unwrap_or_default();
-        let spec = PhotoSpec {
-            width: rules.width,
-            height: rules.height,
-            max_bytes: rules.max_bytes,
-            background: rules
-                .background
-                .resolve(date_of_birth.year())
-                .map(|c| match c {
-                    BackgroundColour::Red => keliling_photo::Background::Red,
-                    BackgroundColour::Blue => keliling_photo::Background::Blue,
-                    BackgroundColour::White => keliling_photo::Background::White,
-                }),
-        };
-        let photo = keliling_photo::normalize(&raw, &spec, &settings.photo_limits)?;
-        if let Some(blocking) = photo.advice.iter().find(|a| a.is_blocking()) {
-            return Err(CaptureError::Retake(blocking.message_id()));
-        }
-        photo_advice = photo.advice.clone();
-        blobs.push((
-            Attachment {
-                kind: AttachmentKind::IdPhoto,
-                sha256: Sha256::digest(&photo.jpeg),
-                size: photo.jpeg.len() as u64,
-                media_type: MediaType::Jpeg,
-            },
-            photo.jpeg,
-        ));
+    if let Some(raw) = &input.photo {
+        let (photo, advice) = id_photo(raw, svc, details.date_of_birth, settings)?;
+        blobs.push(photo);
+        photo_advice = advice;
     }
     for (name, bytes) in input.documents {
-        let doc = FieldName::parse(name.trim()).map_err(|why| CaptureError::Document {
-            name: name.clone(),
-            why,
-        })?;
-        let media_type = MediaType::sniff(&bytes).ok_or_else(|| CaptureError::Document {
-            name: name.clone(),
-            why: "bukan JPEG, PNG atau PDF (not a JPEG, PNG or PDF)".into(),
-        })?;
-        if bytes.len() as u64 > MAX_ATTACHMENT_BYTES {
-            return Err(CaptureError::Document {
-                name,
-                why: format!(
-                    "{} byte, paling besar {MAX_ATTACHMENT_BYTES} (too large)",
-                    bytes.len()
-                ),
-            });
-        }
-        blobs.push((
-            Attachment {
-                kind: AttachmentKind::Document(doc),
-                sha256: Sha256::digest(&bytes),
-                size: bytes.len() as u64,
-                media_type,
-            },
-            bytes,
-        ));
+        blobs.push(document(name, bytes)?);
     }
-
+    let text = |name: &'static str, v: &str| Text::parse(v).map_err(|e| field(name)(e.to_string()));
     let app = Application {
         id: ApplicationId::new_v7(),
         bus_id: settings.bus_id.clone(),
         operator: text("petugas", &input.operator)?,
         stop: Stop {
             village: text("desa", &input.village)?,
-            gps,
+            gps: details.gps,
         },
         service,
         applicant: Applicant {
             full_name: text("nama", &input.full_name)?,
             nik: Nik::parse(&input.nik)?,
-            date_of_birth,
-            sex,
+            date_of_birth: details.date_of_birth,
+            sex: details.sex,
             address: text("alamat", &input.address)?,
-            phone,
+            phone: details.phone,
         },
-        fields,
+        fields: details.fields,
         attachments: blobs.iter().map(|(a, _)| a.clone()).collect(),
         captured_at: UnixMillis::now(),
     };
@@ -256,4 +174,121 @@ pub fn capture(
         application: app,
         photo_advice,
     })
+}
+
+/// The typed-in details that need parsing beyond free text.
+struct Details {
+    date_of_birth: time::Date,
+    sex: Sex,
+    gps: Option<GeoPoint>,
+    phone: Option<Phone>,
+    fields: BTreeMap<FieldName, Text>,
+}
+
+impl Details {
+    fn parse(input: &CaptureInput) -> Result<Details, CaptureError> {
+        let fmt = time::macros::format_description!("[year]-[month]-[day]");
+        let date_of_birth = time::Date::parse(input.date_of_birth.trim(), &fmt).map_err(|_| {
+            field("tanggal lahir")("tulis TTTT-BB-HH, mis. 1990-03-12 (write YYYY-MM-DD)".into())
+        })?;
+        let sex = Sex::parse(&input.sex)
+            .ok_or_else(|| field("jenis kelamin")("tulis L atau P (write L or P)".into()))?;
+        let gps = match input.gps {
+            Some((lat, lon)) => Some(GeoPoint::new(lat, lon).ok_or_else(|| {
+                field("GPS")("koordinat di luar jangkauan (out of range)".into())
+            })?),
+            None => None,
+        };
+        let phone = match input
+            .phone
+            .as_deref()
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+        {
+            Some(p) => Some(Phone::parse(p).map_err(field("telepon"))?),
+            None => None,
+        };
+        let mut fields = BTreeMap::new();
+        for (k, v) in &input.fields {
+            let name = FieldName::parse(k.trim()).map_err(field("isian"))?;
+            let value = Text::parse(v).map_err(|e| CaptureError::Field {
+                field: "isian",
+                why: format!("{name}: {e}"),
+            })?;
+            fields.insert(name, value);
+        }
+        Ok(Details {
+            date_of_birth,
+            sex,
+            gps,
+            phone,
+            fields,
+        })
+    }
+}
+
+/// An attachment and its bytes, as the store saves them.
+type Blob = (Attachment, Vec<u8>);
+
+/// The camera file made into the service's ID photo, with the advice for the operator;
+/// refused when the advice says to retake it.
+fn id_photo(
+    raw: &[u8],
+    svc: &keliling_shared::Service,
+    date_of_birth: time::Date,
+    settings: &CaptureSettings,
+) -> Result<(Blob, Vec<keliling_photo::Advice>), CaptureError> {
+    let rules = svc.photo.clone().unwrap_or_default();
+    let spec = PhotoSpec {
+        width: rules.width,
+        height: rules.height,
+        max_bytes: rules.max_bytes,
+        background: rules
+            .background
+            .resolve(date_of_birth.year())
+            .map(|c| match c {
+                BackgroundColour::Red => keliling_photo::Background::Red,
+                BackgroundColour::Blue => keliling_photo::Background::Blue,
+                BackgroundColour::White => keliling_photo::Background::White,
+            }),
+    };
+    let photo = keliling_photo::normalize(raw, &spec, &settings.photo_limits)?;
+    if let Some(blocking) = photo.advice.iter().find(|a| a.is_blocking()) {
+        return Err(CaptureError::Retake(blocking.message_id()));
+    }
+    let attachment = Attachment {
+        kind: AttachmentKind::IdPhoto,
+        sha256: Sha256::digest(&photo.jpeg),
+        size: photo.jpeg.len() as u64,
+        media_type: MediaType::Jpeg,
+    };
+    Ok(((attachment, photo.jpeg), photo.advice))
+}
+
+/// A document scan, checked to be a JPEG, PNG or PDF within the size limit.
+fn document(name: String, bytes: Vec<u8>) -> Result<Blob, CaptureError> {
+    let doc = FieldName::parse(name.trim()).map_err(|why| CaptureError::Document {
+        name: name.clone(),
+        why,
+    })?;
+    let media_type = MediaType::sniff(&bytes).ok_or_else(|| CaptureError::Document {
+        name: name.clone(),
+        why: "bukan JPEG, PNG atau PDF (not a JPEG, PNG or PDF)".into(),
+    })?;
+    if bytes.len() as u64 > MAX_ATTACHMENT_BYTES {
+        return Err(CaptureError::Document {
+            name,
+            why: format!(
+                "{} byte, paling besar {MAX_ATTACHMENT_BYTES} (too large)",
+                bytes.len()
+            ),
+        });
+    }
+    let attachment = Attachment {
+        kind: AttachmentKind::Document(doc),
+        sha256: Sha256::digest(&bytes),
+        size: bytes.len() as u64,
+        media_type,
+    };
+    Ok((attachment, bytes))
 }

@@ -214,6 +214,15 @@ async fn poll(
     }
 }
 
+/// What trying to send one chunk came to.
+enum ChunkSent {
+    Sent,
+    /// Unreadable on the bus disk: its applications were set aside for the operator.
+    SetAside,
+    /// rumqttc's queue is full: try again on the next tick.
+    QueueFull,
+}
+
 /// Online/offline, retained, so HQ's fleet view knows.
 fn publish_status(client: &AsyncClient, bus: &BusId, topic: String, status: BusStatus) {
     let env = UpEnvelope::new(bus.clone(), Up::Status(status));
@@ -533,16 +542,36 @@ impl Pump {
             return Ok(());
         }
         let now = Instant::now();
-        let resend = self.cfg.resend_after();
-        if self.last_heartbeat.is_none_or(|t| {
-            now.duration_since(t) >= Duration::from_secs(self.cfg.sync.heartbeat_secs.max(1))
-        }) {
+        self.heartbeat_if_due(now)?;
+        self.expire_unanswered(now);
+        // Most useful first: records, then chunks, then records whose ack went missing.
+        // Each step says whether the link can take more now.
+        if !self.send_records()? {
+            return Ok(());
+        }
+        if !self.send_chunks(now)? {
+            return Ok(());
+        }
+        self.recheck_deliveries(now)
+    }
+
+    fn heartbeat_if_due(&mut self, now: Instant) -> Result<(), SyncError> {
+        let every = Duration::from_secs(self.cfg.sync.heartbeat_secs.max(1));
+        if self
+            .last_heartbeat
+            .is_none_or(|t| now.duration_since(t) >= every)
+        {
             self.send_heartbeat()?;
             self.last_heartbeat = Some(now);
         }
-        // What HQ has not answered in time is eligible again. While HQ's answers still
-        // flow, an unanswered item is most likely queued behind others on a slow link, so
-        // it gets longer before it is sent again.
+        Ok(())
+    }
+
+    /// What HQ has not answered in time is eligible again. While HQ's answers still flow,
+    /// an unanswered item is most likely queued behind others on a slow link, so it gets
+    /// longer before it is sent again.
+    fn expire_unanswered(&mut self, now: Instant) {
+        let resend = self.cfg.resend_after();
         let quiet = now.duration_since(self.last_heard) >= resend / 2;
         let expired = |t: &Instant| {
             let age = now.duration_since(*t);
@@ -554,31 +583,31 @@ impl Pump {
         if self.chunks_in_flight.len() < before {
             self.pace.lost();
         }
+    }
 
-        // 1. Records.
+    /// First: records HQ has not confirmed, within the record window. False while some wait
+    /// (no chunk goes before every record is out).
+    fn send_records(&mut self) -> Result<bool, SyncError> {
         let window = self.cfg.sync.record_window;
         let queued = self
             .store
             .queued_records(window + self.records_in_flight.len())?;
-        let mut waiting_records = false;
         for id in queued {
             if self.records_in_flight.contains_key(&id) {
                 continue;
             }
-            if self.records_in_flight.len() >= window {
-                waiting_records = true;
-                break;
-            }
-            if !self.send_record(&id)? {
-                waiting_records = true;
-                break;
+            if self.records_in_flight.len() >= window || !self.send_record(&id)? {
+                return Ok(false);
             }
         }
-        if waiting_records {
-            return Ok(());
-        }
+        Ok(true)
+    }
 
-        // 2. Chunks of the blobs HQ asked for.
+    /// Then: chunks of the blobs HQ asked for, within the pace's window; a query for blobs
+    /// whose chunks HQ all confirmed without saying it stored them. False when the
+    /// client's queue is full.
+    fn send_chunks(&mut self, now: Instant) -> Result<bool, SyncError> {
+        let resend = self.cfg.resend_after();
         let mut budget = self
             .pace
             .window()
@@ -595,32 +624,11 @@ impl Pump {
                     if self.chunks_in_flight.contains_key(&(plan.sha256, index)) {
                         continue;
                     }
-                    let range = chunk_range(plan.size, plan.chunk_size, index);
-                    let data = match self.store.read_chunk(&plan.sha256, range, &self.vault) {
-                        Ok(data) => data,
-                        Err(e @ (StoreError::Vault(_) | StoreError::Corrupt(_))) => {
-                            // Damaged or tampered with on the bus disk: sending it again
-                            // would not help, so the operator is told, and the link moves on.
-                            warn!(error = %e, blob = ?plan.sha256, "attachment cannot be read");
-                            self.store
-                                .reject_apps_with_blob(&plan.sha256, DAMAGED_ATTACHMENT)?;
-                            break;
-                        }
-                        Err(e) => return Err(e.into()),
-                    };
-                    let chunk = keliling_shared::wire::Chunk {
-                        blob: plan.sha256,
-                        total_size: plan.size,
-                        chunk_size: plan.chunk_size,
-                        index,
-                        data,
-                    };
-                    if !self.publish(UpKind::Chunk, Up::Chunk(chunk), QoS::AtLeastOnce)? {
-                        return Ok(());
+                    match self.send_chunk(&plan, index, now)? {
+                        ChunkSent::Sent => budget -= 1,
+                        ChunkSent::SetAside => break,
+                        ChunkSent::QueueFull => return Ok(false),
                     }
-                    self.metrics.chunks_sent.fetch_add(1, Ordering::Relaxed);
-                    self.chunks_in_flight.insert((plan.sha256, index), now);
-                    budget -= 1;
                 }
                 if !any_missing {
                     // Every chunk confirmed, yet no BlobStored: ask, in case HQ lost them.
@@ -642,14 +650,56 @@ impl Pump {
                 QoS::AtLeastOnce,
             )?;
         }
+        Ok(true)
+    }
 
-        // 3. Records whose delivery ack went missing.
-        if now.duration_since(self.last_recheck) >= resend {
-            self.last_recheck = now;
-            for id in self.store.acked_records_without_delivery(window)? {
-                if !self.records_in_flight.contains_key(&id) && !self.send_record(&id)? {
-                    break;
-                }
+    /// One chunk, read and decrypted just before it goes out.
+    fn send_chunk(
+        &mut self,
+        plan: &crate::store::BlobPlan,
+        index: u32,
+        now: Instant,
+    ) -> Result<ChunkSent, SyncError> {
+        let range = chunk_range(plan.size, plan.chunk_size, index);
+        let data = match self.store.read_chunk(&plan.sha256, range, &self.vault) {
+            Ok(data) => data,
+            Err(e @ (StoreError::Vault(_) | StoreError::Corrupt(_))) => {
+                // Damaged or tampered with on the bus disk: sending it again would not
+                // help, so the operator is told, and the link moves on.
+                warn!(error = %e, blob = ?plan.sha256, "attachment cannot be read");
+                self.store
+                    .reject_apps_with_blob(&plan.sha256, DAMAGED_ATTACHMENT)?;
+                return Ok(ChunkSent::SetAside);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let chunk = keliling_shared::wire::Chunk {
+            blob: plan.sha256,
+            total_size: plan.size,
+            chunk_size: plan.chunk_size,
+            index,
+            data,
+        };
+        if !self.publish(UpKind::Chunk, Up::Chunk(chunk), QoS::AtLeastOnce)? {
+            return Ok(ChunkSent::QueueFull);
+        }
+        self.metrics.chunks_sent.fetch_add(1, Ordering::Relaxed);
+        self.chunks_in_flight.insert((plan.sha256, index), now);
+        Ok(ChunkSent::Sent)
+    }
+
+    /// Last: records whose delivery ack went missing, asked about again once per resend.
+    fn recheck_deliveries(&mut self, now: Instant) -> Result<(), SyncError> {
+        if now.duration_since(self.last_recheck) < self.cfg.resend_after() {
+            return Ok(());
+        }
+        self.last_recheck = now;
+        for id in self
+            .store
+            .acked_records_without_delivery(self.cfg.sync.record_window)?
+        {
+            if !self.records_in_flight.contains_key(&id) && !self.send_record(&id)? {
+                break;
             }
         }
         Ok(())
