@@ -14,6 +14,7 @@ pub mod config;
 pub mod content;
 pub mod disk;
 pub mod fd_limit;
+pub mod files;
 pub mod ingest;
 pub mod photos;
 pub mod pki;

@@ -716,36 +716,7 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), PkiError> {
 }
 
 fn write_with_mode(path: &Path, bytes: &[u8], mode: u32) -> Result<(), PkiError> {
-    use std::io::Write;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    // A unique name in the same directory (created 0600, never shared between files), so
-    // a left-over temporary file can neither be reused nor widen a key's permissions.
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .tempfile_in(dir)
-        .map_err(io(dir))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        tmp.as_file()
-            .set_permissions(std::fs::Permissions::from_mode(mode))
-            .map_err(io(tmp.path()))?;
-    }
-    #[cfg(not(unix))]
-    let _ = mode;
-    tmp.write_all(bytes).map_err(io(path))?;
-    tmp.as_file().sync_all().map_err(io(path))?;
-    tmp.persist(path).map_err(|e| PkiError::Io {
-        path: path.to_owned(),
-        source: e.error,
-    })?;
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+    crate::files::write_with_mode(path, bytes, mode).map_err(io(path))
 }
 
 /// Refuses a private key file that group or others may read (or write).
@@ -760,23 +731,13 @@ pub fn check_shared_key_mode(path: &Path) -> Result<(), PkiError> {
 }
 
 fn check_mode(path: &Path, forbidden: u32) -> Result<(), PkiError> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(path)
-            .map_err(io(path))?
-            .permissions()
-            .mode();
-        if mode & forbidden != 0 {
-            return Err(PkiError::KeyMode {
-                path: path.to_owned(),
-                mode: mode & 0o777,
-            });
-        }
+    match crate::files::mode_exceeding(path, forbidden).map_err(io(path))? {
+        Some(mode) => Err(PkiError::KeyMode {
+            path: path.to_owned(),
+            mode,
+        }),
+        None => Ok(()),
     }
-    #[cfg(not(unix))]
-    let _ = (path, forbidden);
-    Ok(())
 }
 
 /// The text of `config/mosquitto.acl` for topic prefix `prefix` and HQ workers `hq`.
@@ -821,12 +782,7 @@ const ACL_HEADER: &str = "\
 # publish and drops it silently: that is why only HQ's own ack counts as delivered.
 ";
 fn restrict_dir(dir: &Path) -> Result<(), PkiError> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io(dir))?;
-    }
-    Ok(())
+    crate::files::restrict_dir(dir).map_err(io(dir))
 }
 
 #[cfg(test)]

@@ -16,7 +16,6 @@
 //! group or others is refused on load.
 
 use keliling_shared::sign::{SignError, SigningKey, VerifyingKeys};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -118,20 +117,11 @@ impl SigningDir {
 
 /// Loads a signing key, refusing one that others can read.
 pub fn load(path: &Path) -> Result<SigningKey, SigningError> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(path)
-            .map_err(io(path))?
-            .permissions()
-            .mode()
-            & 0o777;
-        if mode & 0o077 != 0 {
-            return Err(SigningError::Exposed {
-                path: path.to_owned(),
-                mode,
-            });
-        }
+    if let Some(mode) = crate::files::mode_exceeding(path, 0o077).map_err(io(path))? {
+        return Err(SigningError::Exposed {
+            path: path.to_owned(),
+            mode,
+        });
     }
     let text = std::fs::read_to_string(path).map_err(io(path))?;
     SigningKey::parse(&text).map_err(|source| SigningError::Key {
@@ -144,39 +134,12 @@ fn write_secret(path: &Path, text: &str) -> Result<(), SigningError> {
     write_file(path, text.as_bytes(), 0o600)
 }
 
-/// Writes `bytes` whole: a fresh temporary file (0600 from the start, a unique name, so a
-/// left-over never leaks and two writers never share one), fsync, mode, rename, dir fsync.
 fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), SigningError> {
-    let dir = path.parent().unwrap_or_else(|| Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io(dir))?;
-    tmp.write_all(bytes).map_err(io(path))?;
-    tmp.as_file().sync_all().map_err(io(path))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        tmp.as_file()
-            .set_permissions(std::fs::Permissions::from_mode(mode))
-            .map_err(io(path))?;
-    }
-    #[cfg(not(unix))]
-    let _ = mode;
-    tmp.persist(path).map_err(|e| SigningError::Io {
-        path: path.to_owned(),
-        source: e.error,
-    })?;
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+    crate::files::write_with_mode(path, bytes, mode).map_err(io(path))
 }
 
 fn restrict_dir(dir: &Path) -> Result<(), SigningError> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io(dir))?;
-    }
-    Ok(())
+    crate::files::restrict_dir(dir).map_err(io(dir))
 }
 
 #[cfg(test)]
