@@ -102,14 +102,16 @@ impl Default for PkiConfig {
     }
 }
 
-/// rumqttd inside `hq-sync`: zero-install, no disk state, no topic ACLs. For the demo,
-/// development and tests; production uses Mosquitto (config/mosquitto.conf).
+/// rumqttd inside `hq-sync`, behind a TLS front that enforces the fleet's topic ACL:
+/// zero-install, no disk state. For the demo, development and tests; production uses
+/// Mosquitto (config/mosquitto.conf).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EmbeddedBrokerConfig {
     pub enabled: bool,
     pub listen: SocketAddr,
-    /// Allow a non-loopback `listen` address. Off: the embedded broker has no topic ACLs.
+    /// Allow a non-loopback `listen` address. Off: the embedded broker keeps nothing on
+    /// disk (a restart loses queued messages), so it is not for a real fleet.
     pub expose: bool,
     /// Accept plain MQTT without client certificates: local experiments only.
     pub insecure_plaintext: bool,
