@@ -21,7 +21,7 @@ secs="${1:-60}"
 shift || true
 photo_secs="${PHOTO_SECONDS:-$secs}"
 sanitizer="${SANITIZER:-address}"
-all=(up_envelope down_envelope stored_application chunk_check bitmap topic_parse photo_header photo_normalize)
+all=(up_envelope down_envelope stored_application chunk_check bitmap topic_parse photo_header photo_normalize ingest_apply)
 targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=("${all[@]}")
 

@@ -25,9 +25,18 @@ fn main() {
     for (i, env) in up_samples().iter().enumerate() {
         let name = format!("{i:02}-{}", env.body.kind().as_str());
         write(&dir, "up_envelope", &name, &env.encode().expect("encode"));
+        // ingest_apply: a bus, the body's topic kind, the postcard body.
+        let kind = keliling_shared::topics::UpKind::ALL
+            .iter()
+            .position(|k| *k == env.body.kind())
+            .expect("a kind") as u8;
+        let mut seed = vec![i as u8, kind];
+        seed.extend(postcard::to_stdvec(&env.body).expect("encode"));
+        write(&dir, "ingest_apply", &name, &seed);
     }
+    let key = keliling_fuzz::fuzz_key();
     for (i, env) in down_samples().iter().enumerate() {
-        let bytes = env.encode().expect("encode");
+        let bytes = env.encode_signed(&key).expect("encode");
         write(&dir, "down_envelope", &format!("{i:02}"), &bytes);
     }
     for n in [1u8, 2] {

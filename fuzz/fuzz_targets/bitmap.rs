@@ -51,8 +51,10 @@ fuzz_target!(|data: &[u8]| {
             have: b.clone(),
         }),
     };
-    if let Ok(wire) = env.encode() {
-        assert_eq!(DownEnvelope::decode(&wire).expect("decodes"), env);
+    let key = keliling_fuzz::fuzz_key();
+    if let Ok(wire) = env.encode_signed(&key) {
+        let keys = keliling_fuzz::fuzz_keys();
+        assert_eq!(DownEnvelope::decode_verified(&wire, &keys).expect("decodes"), env);
     }
 
     // Setting every missing index fills the bitmap; setting past the end grows it.

@@ -1,12 +1,20 @@
-//! `DownEnvelope::decode`: everything HQ sends, as the bus's sync pump decodes it.
+//! `DownEnvelope::decode_verified`: everything HQ sends, as the bus's sync pump decodes
+//! it. Each input is tried twice: as a whole signed payload (the outer decoder and the
+//! signature check, with the fixed fuzz key pinned), and as a body that the fuzz key signs
+//! (so the inner decoder sees every input, not only those with a valid signature).
 //!
 //! Properties: decoding never panics; what decodes re-encodes, decodes to the same value,
 //! and that encoding is a fixed point (canonical). The bitmaps inside answer queries
 //! without panicking whatever chunk count HQ claims.
 #![no_main]
 
+use keliling_fuzz::{fuzz_key, fuzz_keys};
+use keliling_shared::sign::{SigningKey, VerifyingKeys};
 use keliling_shared::wire::{BlobProgress, Down, DownEnvelope, MAX_MESSAGE_BYTES};
 use libfuzzer_sys::fuzz_target;
+use std::sync::OnceLock;
+
+static KEYS: OnceLock<(SigningKey, VerifyingKeys)> = OnceLock::new();
 
 fn exercise(p: &BlobProgress) {
     let _ = p.have.count();
@@ -17,7 +25,12 @@ fn exercise(p: &BlobProgress) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(env) = DownEnvelope::decode(data) else {
+    let (key, keys) = KEYS.get_or_init(|| (fuzz_key(), fuzz_keys()));
+    let _ = DownEnvelope::decode_verified(data, keys);
+    let Ok(signed) = keliling_shared::wire::encode_signed_body(key, data) else {
+        return;
+    };
+    let Ok(env) = DownEnvelope::decode_verified(&signed, keys) else {
         return;
     };
     let _ = format!("{env:?}");
@@ -26,12 +39,12 @@ fuzz_target!(|data: &[u8]| {
         Down::Progress(p) => exercise(p),
         _ => {}
     }
-    let bytes = env.encode().expect("a decoded envelope re-encodes");
+    let bytes = env.encode_signed(key).expect("a decoded envelope re-encodes");
     assert!(bytes.len() <= MAX_MESSAGE_BYTES);
-    let again = DownEnvelope::decode(&bytes).expect("a re-encoded envelope decodes");
+    let again = DownEnvelope::decode_verified(&bytes, keys).expect("a re-encoded envelope decodes");
     assert_eq!(again, env, "decode(encode(x)) != x");
     assert_eq!(
-        again.encode().expect("encodes"),
+        again.encode_signed(key).expect("encodes"),
         bytes,
         "encoding is not canonical"
     );

@@ -13,6 +13,17 @@ use keliling_shared::{
     ServiceCode, Sex, Sha256, Stop, Text, UnixMillis,
 };
 
+/// HQ's signing key for fuzzing: fixed, so seeds signed with it verify in the targets.
+pub fn fuzz_key() -> keliling_shared::sign::SigningKey {
+    keliling_shared::sign::SigningKey::parse(&"4b".repeat(32)).expect("a fixed key")
+}
+
+/// The verifying keys a bus would pin for [`fuzz_key`].
+pub fn fuzz_keys() -> keliling_shared::sign::VerifyingKeys {
+    keliling_shared::sign::VerifyingKeys::new(vec![fuzz_key().verifying_key()])
+        .expect("one key")
+}
+
 /// A fixed UUIDv7 so that seeds are reproducible.
 pub fn app_id(n: u8) -> ApplicationId {
     let mut b = [
@@ -153,6 +164,14 @@ pub fn down_samples() -> Vec<DownEnvelope> {
         env(Down::Delivered {
             application: app_id(1),
             hq_received_at: UnixMillis(1_733_000_001_000),
+            content_hash: application(1).content_hash(),
+            blobs: {
+                let mut b: Vec<Sha256> =
+                    application(1).attachments.iter().map(|a| a.sha256).collect();
+                b.sort();
+                b.dedup();
+                b
+            },
         }),
         env(Down::Rejected {
             application: Some(app_id(2)),

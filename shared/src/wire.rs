@@ -314,6 +314,13 @@ impl UpEnvelope {
     }
 }
 
+/// Signs raw body bytes into a down payload, whatever they hold. For tests and fuzzing:
+/// it lets the body decoder behind the signature see bytes no envelope encodes. HQ
+/// signs with [`DownEnvelope::encode_signed`].
+pub fn encode_signed_body(key: &SigningKey, body: &[u8]) -> Result<Vec<u8>, WireError> {
+    encode(&key.sign(body.to_vec()))
+}
+
 impl DownEnvelope {
     pub fn new(bus_id: BusId, body: Down) -> Self {
         DownEnvelope {
