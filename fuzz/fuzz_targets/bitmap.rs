@@ -54,7 +54,10 @@ fuzz_target!(|data: &[u8]| {
     let key = keliling_fuzz::fuzz_key();
     if let Ok(wire) = env.encode_signed(&key) {
         let keys = keliling_fuzz::fuzz_keys();
-        assert_eq!(DownEnvelope::decode_verified(&wire, &keys).expect("decodes"), env);
+        assert_eq!(
+            DownEnvelope::decode_verified(&wire, &keys).expect("decodes"),
+            env
+        );
     }
 
     // Setting every missing index fills the bitmap; setting past the end grows it.

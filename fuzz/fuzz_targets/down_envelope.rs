@@ -39,7 +39,9 @@ fuzz_target!(|data: &[u8]| {
         Down::Progress(p) => exercise(p),
         _ => {}
     }
-    let bytes = env.encode_signed(key).expect("a decoded envelope re-encodes");
+    let bytes = env
+        .encode_signed(key)
+        .expect("a decoded envelope re-encodes");
     assert!(bytes.len() <= MAX_MESSAGE_BYTES);
     let again = DownEnvelope::decode_verified(&bytes, keys).expect("a re-encoded envelope decodes");
     assert_eq!(again, env, "decode(encode(x)) != x");

@@ -85,7 +85,10 @@ fuzz_target!(|data: &[u8]| {
     let answers = w.hq.apply(&topic, &payload);
     let owners = w.buses.clone();
     for (to, _) in &answers {
-        assert!(owners.contains(to), "an answer to a bus that is not in the fleet: {to}");
+        assert!(
+            owners.contains(to),
+            "an answer to a bus that is not in the fleet: {to}"
+        );
     }
     w.runs += 1;
     if w.runs % 512 == 0 {
@@ -93,7 +96,10 @@ fuzz_target!(|data: &[u8]| {
         for (_, state, shas) in store.application_blobs().expect("applications") {
             if state == "complete" {
                 for sha in shas {
-                    assert!(store.has_blob(&sha).expect("blobs"), "complete without {sha:?}");
+                    assert!(
+                        store.has_blob(&sha).expect("blobs"),
+                        "complete without {sha:?}"
+                    );
                 }
             }
         }

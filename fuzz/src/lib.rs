@@ -20,8 +20,7 @@ pub fn fuzz_key() -> keliling_shared::sign::SigningKey {
 
 /// The verifying keys a bus would pin for [`fuzz_key`].
 pub fn fuzz_keys() -> keliling_shared::sign::VerifyingKeys {
-    keliling_shared::sign::VerifyingKeys::new(vec![fuzz_key().verifying_key()])
-        .expect("one key")
+    keliling_shared::sign::VerifyingKeys::new(vec![fuzz_key().verifying_key()]).expect("one key")
 }
 
 /// A fixed UUIDv7 so that seeds are reproducible.
@@ -166,8 +165,11 @@ pub fn down_samples() -> Vec<DownEnvelope> {
             hq_received_at: UnixMillis(1_733_000_001_000),
             content_hash: application(1).content_hash(),
             blobs: {
-                let mut b: Vec<Sha256> =
-                    application(1).attachments.iter().map(|a| a.sha256).collect();
+                let mut b: Vec<Sha256> = application(1)
+                    .attachments
+                    .iter()
+                    .map(|a| a.sha256)
+                    .collect();
                 b.sort();
                 b.dedup();
                 b
