@@ -165,7 +165,8 @@ pub async fn run(
     ));
     info!(worker = %cfg.ingest.worker_id, broker = %format!("{}:{}", cfg.broker.host, cfg.broker.port), data = %cfg.data_dir.display(), "HQ ingest running");
     let stuck_after = Duration::from_secs(cfg.ingest.stuck_after_secs.max(1));
-    let mut tick = tokio::time::interval(REPORT_EVERY);
+    // Twice per report period, so a report due is never a whole period late.
+    let mut tick = tokio::time::interval(REPORT_EVERY / 2);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let result = loop {
         let batch = tokio::select! {

@@ -310,20 +310,23 @@ async fn two_hq_workers(kind: BrokerKind) -> Result<()> {
         "the shared subscription should split records across both workers: {by_worker:?}"
     );
     // Both workers stage every chunk; the one that did not store a blob must still
-    // forget it (before, the loser kept n-1 chunks of every blob forever).
+    // forget it (before, the loser kept n-1 chunks of every blob forever). Workers report
+    // every 10 s: wait for reports made after everything was delivered.
+    let delivered_at = UnixMillis::now();
+    let workers = || hq_sync::store::HqStore::open(&hq_dir.join("hq.sqlite"))?.workers();
     eventually(
         "both workers report empty staging",
-        Duration::from_secs(30),
+        Duration::from_secs(45),
         || {
-            let w = hq_sync::store::HqStore::open(&hq_dir.join("hq.sqlite"))?.workers()?;
+            let w = workers()?;
             Ok(w.len() == 2
+                && w.iter().all(|w| w.updated_at > delivered_at)
                 && w.iter()
-                    .all(|w| w.staging_uploads == 0 && w.staging_bytes == 0)
-                && w.iter()
-                    .all(|w| w.updated_at.0 > UnixMillis::now().0 - 5_000))
+                    .all(|w| w.staging_uploads == 0 && w.staging_bytes == 0))
         },
     )
-    .await?;
+    .await
+    .with_context(|| format!("{:?}", workers()))?;
     Ok(())
 }
 
