@@ -782,3 +782,72 @@ impl Pump {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vault::KdfParams;
+    use keliling_shared::sign::SigningKey;
+    use rumqttc::Request;
+
+    /// A pump on a client whose request queue the test holds (capacity one, as a full
+    /// rumqttc queue would be), over a fresh bus store.
+    fn pump_on_queue(dir: &std::path::Path) -> (Pump, flume::Receiver<Request>) {
+        let bus = BusId::parse("bus-test-01").unwrap();
+        let cfg = BusConfig::for_bus(bus, dir.to_path_buf(), "localhost", 1883);
+        let mut store = Store::open(&dir.join("bus.sqlite")).unwrap();
+        let vault = store
+            .init_vault(&"kata sandi percobaan".into(), KdfParams::INSECURE_FAST)
+            .unwrap();
+        let keys = VerifyingKeys::new(vec![SigningKey::generate().verifying_key()]).unwrap();
+        let (tx, rx) = flume::bounded(1);
+        let pump = Pump::new(
+            cfg,
+            Topics::default(),
+            store,
+            Arc::new(vault),
+            keys,
+            AsyncClient::from_senders(tx),
+            Arc::default(),
+        );
+        (pump, rx)
+    }
+
+    fn is_down_subscription(r: &Request) -> bool {
+        matches!(r, Request::Subscribe(s)
+            if s.filters.iter().any(|f| f.path == "keliling/v1/bus/bus-test-01/down/#"))
+    }
+
+    #[test]
+    fn a_failed_subscribe_is_tried_again_on_the_next_tick() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut pump, rx) = pump_on_queue(dir.path());
+        // The queue is full when the link comes up: the subscription cannot be handed over.
+        pump.client
+            .try_publish("x", QoS::AtMostOnce, false, Vec::new())
+            .unwrap();
+        pump.on_net(Net::Connected {
+            session_present: false,
+        });
+        assert!(!pump.subscribed);
+        let queued: Vec<Request> = rx.drain().collect();
+        assert!(!queued.iter().any(is_down_subscription));
+
+        // The next tick, with room in the queue, subscribes: no new connect needed.
+        pump.pump().unwrap();
+        assert!(pump.subscribed);
+        let queued: Vec<Request> = rx.drain().collect();
+        assert!(
+            queued.first().is_some_and(is_down_subscription),
+            "the first request after the retry is the subscription: {queued:?}"
+        );
+
+        // A lost link forgets it, so the next connection subscribes again.
+        pump.on_net(Net::Disconnected("cut".into()));
+        assert!(!pump.subscribed);
+        pump.on_net(Net::Connected {
+            session_present: true,
+        });
+        assert!(rx.drain().any(|r| is_down_subscription(&r)));
+    }
+}

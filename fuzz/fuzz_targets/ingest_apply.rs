@@ -12,8 +12,6 @@
 #![no_main]
 
 use hq_sync::ingest::Offline;
-use hq_sync::pki::{BundleOptions, Pki};
-use hq_sync::HqConfig;
 use keliling_shared::topics::{Topics, UpKind};
 use keliling_shared::wire::{Up, UpEnvelope};
 use keliling_shared::BusId;
@@ -31,29 +29,12 @@ struct World {
 impl World {
     fn new() -> World {
         let dir = tempfile::tempdir().expect("a temporary directory");
-        let pki = Pki::init(&dir.path().join("pki"), &[]).expect("a fleet PKI");
         let buses: Vec<BusId> = ["bus-a", "bus-b", "bus-c"]
             .iter()
             .map(|b| BusId::parse(b).expect("a bus id"))
             .collect();
-        for b in &buses {
-            pki.provision_bus(
-                b,
-                &BundleOptions {
-                    broker_host: "127.0.0.1".into(),
-                    broker_port: 8883,
-                    install_dir: pki.bundle_dir(b),
-                    data_dir: dir.path().join("data"),
-                    renew: false,
-                },
-            )
-            .expect("a bus bundle");
-        }
-        let mut cfg = HqConfig::for_dir(dir.path().join("hq"), 0);
-        cfg.pki.dir = pki.dir().to_owned();
-        cfg.staging.min_free_mib = 0;
         World {
-            hq: Offline::open(&cfg).expect("HQ ingest"),
+            hq: Offline::for_fleet(dir.path(), &buses).expect("HQ ingest"),
             buses,
             topics: Topics::default(),
             runs: 0,

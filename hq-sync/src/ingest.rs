@@ -351,6 +351,9 @@ struct Ingest {
     max_query_blobs: u32,
     /// New records a bus may add in 24 hours (`[ingest] max_records_per_bus_per_day`).
     daily_quota: u32,
+    /// Fault injection: every staging flush fails as sled's does on an I/O error.
+    #[cfg(feature = "fault-injection")]
+    fail_staging_flush: bool,
 }
 
 /// Bus ids the fleet PKI has issued (`registry.toml`), re-read when the file changes. A
@@ -509,6 +512,42 @@ impl Offline {
         })
     }
 
+    /// A fresh HQ in `dir` with a fleet PKI that has issued `buses` (bundles and all, as
+    /// `pki init` and `pki provision-bus` make them), and no free-space floor.
+    pub fn for_fleet(dir: &std::path::Path, buses: &[BusId]) -> Result<Offline, IngestError> {
+        use crate::pki::{BundleOptions, Pki};
+        let fleet = |e: crate::pki::PkiError| IngestError::Config(format!("fleet PKI: {e}"));
+        let pki = Pki::init(&dir.join("pki"), &[]).map_err(fleet)?;
+        for b in buses {
+            pki.provision_bus(
+                b,
+                &BundleOptions {
+                    broker_host: "127.0.0.1".into(),
+                    broker_port: 8883,
+                    install_dir: pki.bundle_dir(b),
+                    data_dir: dir.join("data"),
+                    renew: false,
+                },
+            )
+            .map_err(fleet)?;
+        }
+        let mut cfg = HqConfig::for_dir(dir.join("hq"), 0);
+        cfg.pki.dir = pki.dir().to_owned();
+        cfg.staging.min_free_mib = 0;
+        Offline::open(&cfg)
+    }
+
+    /// Fault injection: makes every staging flush fail (as on a disk I/O error) or not.
+    #[cfg(feature = "fault-injection")]
+    pub fn fail_staging_flushes(&mut self, on: bool) {
+        self.ingest.fail_staging_flush = on;
+    }
+
+    /// Why this ingest has stopped taking messages, if it has (its process would exit).
+    pub fn fatal(&self) -> Option<&str> {
+        self.ingest.fatal.as_deref()
+    }
+
     /// Applies one message published on `topic`; the answers HQ would send.
     pub fn apply(&mut self, topic: &str, payload: &[u8]) -> Vec<(BusId, Down)> {
         let p = Publish::new(topic, QoS::AtLeastOnce, payload.to_vec());
@@ -554,9 +593,22 @@ impl Ingest {
             query_budget: PerBusMinute::default(),
             max_query_blobs: cfg.ingest.max_query_blobs_per_bus_per_minute,
             daily_quota: cfg.ingest.max_records_per_bus_per_day,
+            #[cfg(feature = "fault-injection")]
+            fail_staging_flush: false,
         };
         ingest.maintain();
         Ok(ingest)
+    }
+
+    /// Makes the batch's staged chunks durable, before any snapshot of them goes out.
+    fn flush_staging(&mut self) -> Result<(), IngestError> {
+        #[cfg(feature = "fault-injection")]
+        if self.fail_staging_flush {
+            return Err(IngestError::Staging(StagingError::Sled(sled::Error::Io(
+                std::io::Error::other("fault injection: staging flush fails"),
+            ))));
+        }
+        Ok(self.staging()?.flush()?)
     }
 
     /// The staging store, reopened if sled failed before (at most once a second).
@@ -685,8 +737,7 @@ impl Ingest {
             error!(error = %e, updates = fx.fleet.len(), "cannot record heartbeats and statuses now");
         }
         if !fx.touched.is_empty() && self.fatal.is_none() {
-            let flushed = self.staging().and_then(|s| Ok(s.flush()?));
-            if let Err(e) = flushed {
+            if let Err(e) = self.flush_staging() {
                 // Not durable, so not confirmed: no snapshot of staging from this batch
                 // goes out (a record ack carries one too). The bus sends again what HQ
                 // did not confirm; the records themselves are committed in SQLite.

@@ -8,8 +8,6 @@
 //! decoder and quarantined, and the subtraction saturates anyway.
 
 use hq_sync::ingest::Offline;
-use hq_sync::pki::{BundleOptions, Pki};
-use hq_sync::HqConfig;
 use keliling_shared::application::{
     Attachment, AttachmentKind, FieldName, MediaType, MAX_ATTACHMENT_BYTES,
 };
@@ -91,25 +89,8 @@ fn application(rng: &mut StdRng, bus: &BusId, blobs: &[(Sha256, u64)]) -> Applic
 #[test]
 fn random_decoded_messages_never_panic_and_keep_the_store_consistent() {
     let dir = tempfile::tempdir().unwrap();
-    let pki = Pki::init(&dir.path().join("pki"), &[]).unwrap();
     let buses: Vec<BusId> = BUSES.iter().map(|b| BusId::parse(b).unwrap()).collect();
-    for b in &buses {
-        pki.provision_bus(
-            b,
-            &BundleOptions {
-                broker_host: "127.0.0.1".into(),
-                broker_port: 8883,
-                install_dir: pki.bundle_dir(b),
-                data_dir: dir.path().join("data"),
-                renew: false,
-            },
-        )
-        .unwrap();
-    }
-    let mut cfg = HqConfig::for_dir(dir.path().join("hq"), 0);
-    cfg.pki.dir = pki.dir().to_owned();
-    cfg.staging.min_free_mib = 0;
-    let mut hq = Offline::open(&cfg).unwrap();
+    let mut hq = Offline::for_fleet(dir.path(), &buses).unwrap();
     let topics = Topics::default();
     let seed = std::env::var("KELILING_APPLY_SEED")
         .ok()

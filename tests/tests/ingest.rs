@@ -1,14 +1,14 @@
 //! HQ ingest under bad input, through a real broker: every bad message is quarantined
 //! with its reason, and valid traffic keeps flowing.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use bus_node::store::{OutboxState, Store};
 use bus_node::sync::SyncMetrics;
 use hq_sync::ingest::IngestMetrics;
 use hq_sync::store::HqStore;
 use keliling_e2e::harness::*;
 use keliling_shared::topics::{Topics, UpKind};
-use keliling_shared::wire::{BlobQuery, Chunk, Up, UpEnvelope};
+use keliling_shared::wire::{BlobQuery, Chunk, Down, Up, UpEnvelope};
 use keliling_shared::{BusId, Sha256};
 use rumqttc::{AsyncClient, QoS};
 use std::sync::atomic::Ordering;
@@ -458,4 +458,62 @@ async fn embedded_hq_survives_a_reply_and_heartbeat_flood() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn mosquitto_hq_survives_a_reply_and_heartbeat_flood() -> Result<()> {
     hq_survives_a_reply_and_heartbeat_flood(BrokerKind::Mosquitto).await
+}
+
+/// Item 13 of the hardening: HQ tells a bus which chunks it holds only once they are
+/// durable. With every staging flush failing (sled's I/O error, as on a full disk), the
+/// chunk is not confirmed: no `Progress` goes out, and HQ stops taking messages (its
+/// process would exit for its supervisor to restart it). Before, the snapshot went out
+/// anyway and the bus skipped chunks HQ could lose.
+#[test]
+fn chunks_are_not_confirmed_when_the_staging_flush_fails() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let bus = BusId::parse("bus-flush-01")?;
+    let mut hq = hq_sync::ingest::Offline::for_fleet(dir.path(), std::slice::from_ref(&bus))?;
+    let db = dir.path().join("bus.sqlite");
+    let settings = test_capture_settings(bus.as_str())?;
+    let app = capture_renewal(&db, &settings, 1)?;
+    let vault = init_bus_store(&db)?;
+    let store = Store::open(&db)?;
+    let photo = app.attachments.first().context("a photo")?;
+    assert!(photo.size > 2 * 16 * 1024, "the photo makes several chunks");
+    let topics = Topics::default();
+    let send = |hq: &mut hq_sync::ingest::Offline, kind, body| -> Result<_> {
+        let env = UpEnvelope::new(bus.clone(), body).encode()?;
+        Ok(hq.apply(&topics.up(&bus, kind), &env))
+    };
+    let chunk = |index: u32| -> Result<Up> {
+        let start = u64::from(index) * 16 * 1024;
+        let data = store.read_chunk(&photo.sha256, start..start + 16 * 1024, &vault)?;
+        Ok(Up::Chunk(Chunk {
+            blob: photo.sha256,
+            total_size: photo.size,
+            chunk_size: 16 * 1024,
+            index,
+            data,
+        }))
+    };
+    let acks = send(&mut hq, UpKind::Record, Up::Record(Box::new(app.clone())))?;
+    assert!(acks
+        .iter()
+        .any(|(_, d)| matches!(d, Down::RecordAck { .. })));
+
+    // A flush that works: the chunk is confirmed.
+    let replies = send(&mut hq, UpKind::Chunk, chunk(0)?)?;
+    assert!(
+        replies.iter().any(|(_, d)| matches!(d, Down::Progress(_))),
+        "{replies:?}"
+    );
+    assert!(hq.fatal().is_none());
+
+    hq.fail_staging_flushes(true);
+    let replies = send(&mut hq, UpKind::Chunk, chunk(1)?)?;
+    assert!(
+        !replies
+            .iter()
+            .any(|(_, d)| matches!(d, Down::Progress(_) | Down::RecordAck { .. })),
+        "nothing confirmed what may not be durable: {replies:?}"
+    );
+    assert!(hq.fatal().is_some(), "HQ stops on the staging I/O error");
+    Ok(())
 }
