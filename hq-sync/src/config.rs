@@ -32,6 +32,46 @@ pub struct HqConfig {
     pub signing: SigningConfig,
     #[serde(default)]
     pub staging: StagingConfig,
+    #[serde(default)]
+    pub console: ConsoleConfig,
+}
+
+/// `[console]`: the staff's web console (`hq-sync console`, `hq-sync run --console`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsoleConfig {
+    /// Loopback by default. Any other address needs `tls_cert` and `tls_key`, or
+    /// `behind_tls_proxy = true` when a TLS reverse proxy forwards to it.
+    pub listen: SocketAddr,
+    /// A PEM certificate chain for HTTPS (e.g. one from the fleet PKI, or the
+    /// organisation's), and its key.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// A TLS-terminating reverse proxy is in front: cookies get `Secure`.
+    pub behind_tls_proxy: bool,
+    /// A session ends after this long without a request.
+    pub idle_timeout_mins: u64,
+    /// And this long after login, whatever happens.
+    pub session_hours: u64,
+    /// HQ's time zone for the times pages show, in minutes east of UTC (WIB: 420).
+    pub utc_offset_minutes: i32,
+    /// Store connections the console's requests share.
+    pub pool_size: usize,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        ConsoleConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            tls_cert: None,
+            tls_key: None,
+            behind_tls_proxy: false,
+            idle_timeout_mins: 30,
+            session_hours: 12,
+            utc_offset_minutes: 7 * 60,
+            pool_size: 4,
+        }
+    }
 }
 
 /// Bounds on uploads in progress (`staging.rs`), and the disk's free-space floor.
@@ -219,6 +259,7 @@ impl HqConfig {
             fault: FaultConfig::default(),
             signing: SigningConfig::default(),
             staging: StagingConfig::default(),
+            console: ConsoleConfig::default(),
         }
     }
 

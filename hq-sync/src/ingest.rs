@@ -684,6 +684,33 @@ impl Ingest {
         if let Err(e) = self.store.report_worker(&row) {
             debug!(error = %e, "cannot record worker status");
         }
+        // What this worker holds of uploads in progress, for the console ("photo
+        // expected: 3 of 4 chunks received").
+        match self.upload_progress() {
+            Ok(p) => {
+                if let Err(e) = self.store.report_uploads(&self.worker, &p, now) {
+                    debug!(error = %e, "cannot record upload progress");
+                }
+            }
+            Err(e) => debug!(error = %e, "cannot read upload progress"),
+        }
+    }
+
+    fn upload_progress(&mut self) -> Result<Vec<crate::store::UploadProgress>, IngestError> {
+        let staging = self.staging()?;
+        let mut out = Vec::new();
+        for (bus, blob) in staging.uploads()? {
+            let p = staging.progress(&bus, &blob)?;
+            if p.chunk_count > 0 {
+                out.push(crate::store::UploadProgress {
+                    bus,
+                    blob,
+                    have: p.have.count(),
+                    chunk_count: p.chunk_count,
+                });
+            }
+        }
+        Ok(out)
     }
 
     fn forget_stored_uploads(&mut self) -> Result<(), IngestError> {

@@ -7,10 +7,15 @@
 //! - [`staging`]: uploads in progress (sled), disposable.
 //! - [`broker`]: the embedded rumqttd broker.
 //! - [`config`]: TOML config with `HQ_SYNC__…` overrides.
+//! - [`console`]: the staff's web console (review queue, decisions, fleet).
+//! - [`staff`], [`review`], [`audit`]: staff and sessions, the queue and claims, the
+//!   append-only audit log (tables in HQ's store).
 //! - [`fd_limit`]: the open-file limit raised for a fleet's connections.
 
+pub mod audit;
 pub mod broker;
 pub mod config;
+pub mod console;
 pub mod content;
 pub mod disk;
 pub mod fd_limit;
@@ -19,7 +24,9 @@ pub mod ingest;
 pub mod photos;
 pub mod pki;
 pub mod replies;
+pub mod review;
 pub mod signing;
+pub mod staff;
 pub mod staging;
 pub mod store;
 pub mod tls_front;

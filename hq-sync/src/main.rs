@@ -31,7 +31,20 @@ enum Command {
         /// Start the embedded MQTT broker (rumqttd) in this process.
         #[arg(long)]
         embedded_broker: bool,
+        /// Serve the staff's web console from this process too (one machine, the demo).
+        #[arg(long)]
+        console: bool,
     },
+    /// The staff's web console (review queue, decisions, fleet) as its own process. It
+    /// reads HQ's store and writes review data only: no broker credentials, no signing key.
+    Console {
+        /// Default: [console] listen (127.0.0.1:8080).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+    /// Staff accounts of the console.
+    #[command(subcommand)]
+    Staff(StaffCommand),
     /// Run only the embedded MQTT broker (TLS 1.3, fleet client certificates required).
     Broker {
         /// Default: embedded_broker.listen from the config (127.0.0.1:8883).
@@ -52,6 +65,42 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         quarantine: usize,
     },
+}
+
+#[derive(Subcommand)]
+enum StaffCommand {
+    /// Add an account. The password is asked for twice (or read from standard input).
+    Add {
+        username: String,
+        /// The name the console shows, e.g. "Siti Rahmawati".
+        #[arg(long)]
+        name: String,
+        /// reviewer (decides) or supervisor (also overrides, audit, quarantine, export).
+        #[arg(long, default_value = "reviewer")]
+        role: String,
+        /// An agency code from the service catalogue (repeatable): the account sees and
+        /// decides only these agencies' applications.
+        #[arg(long = "agency", required = true)]
+        agencies: Vec<String>,
+        /// The console's language for this account: id or en.
+        #[arg(long, default_value = "id")]
+        lang: String,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Set a new password (ends the account's sessions, lifts a lockout).
+    Passwd {
+        username: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Disable an account (its sessions end at once).
+    Disable { username: String },
+    /// Enable a disabled account again.
+    Enable { username: String },
+    /// Every account.
+    List,
 }
 
 #[derive(Subcommand)]
@@ -159,7 +208,10 @@ fn real_main() -> Result<()> {
                 std::thread::park();
             }
         }
-        Command::Run { embedded_broker } => {
+        Command::Run {
+            embedded_broker,
+            console,
+        } => {
             let mut cfg = load(config)?;
             raise_fd_limit(embedded_broker || cfg.embedded_broker.enabled);
             if embedded_broker || cfg.embedded_broker.enabled {
@@ -169,8 +221,16 @@ fn real_main() -> Result<()> {
                 cfg.broker.port = listen.port();
                 cfg.broker.insecure_plaintext = cfg.embedded_broker.insecure_plaintext;
             }
-            run(cfg)
+            run(cfg, console)
         }
+        Command::Console { listen } => {
+            let mut cfg = load(config)?;
+            if let Some(l) = listen {
+                cfg.console.listen = l;
+            }
+            console(cfg)
+        }
+        Command::Staff(cmd) => staff_cmd(&load(config)?, cmd),
         Command::Pki(cmd) => pki_cmd(&load(config)?, cmd),
         Command::Status { quarantine } => status(&load(config)?, quarantine),
     }
@@ -365,23 +425,166 @@ fn pki_cmd(cfg: &HqConfig, cmd: PkiCommand) -> Result<()> {
     Ok(())
 }
 
-fn run(cfg: HqConfig) -> Result<()> {
+/// A watch that turns true on Ctrl-C or SIGTERM.
+fn stop_signal() -> tokio::sync::watch::Receiver<bool> {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            match signal(SignalKind::terminate()) {
+                Ok(mut term) => {
+                    tokio::select! {
+                        _ = tokio::signal::ctrl_c() => {}
+                        _ = term.recv() => {}
+                    }
+                }
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        let _ = tx.send(true);
+    });
+    rx
+}
+
+fn run(cfg: HqConfig, with_console: bool) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     let result = rt.block_on(async move {
-        let (tx, rx) = tokio::sync::watch::channel(false);
-        tokio::spawn(async move {
-            let _ = tokio::signal::ctrl_c().await;
-            let _ = tx.send(true);
-        });
-        hq_sync::ingest::run(cfg, Arc::default(), rx).await
+        let rx = stop_signal();
+        let console = if with_console {
+            let server = hq_sync::console::Server::bind(&cfg).await?;
+            println!("Console: {}", server.url());
+            Some(tokio::spawn(server.run(rx.clone())))
+        } else {
+            None
+        };
+        let r = hq_sync::ingest::run(cfg, Arc::default(), rx).await;
+        if let Some(c) = console {
+            c.abort();
+        }
+        Ok::<_, anyhow::Error>(r?)
     });
     // A storage call that never returns (sled after an I/O error) may still hold a
     // blocking thread: never wait for it on the way out. A failed ingest exits non-zero
     // for the supervisor (config/hq-sync.service) to restart HQ.
     rt.shutdown_timeout(std::time::Duration::from_secs(2));
-    Ok(result?)
+    result
+}
+
+fn console(cfg: HqConfig) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let server = hq_sync::console::Server::bind(&cfg).await?;
+        println!("Console: {}", server.url());
+        server.run(stop_signal()).await?;
+        Ok(())
+    })
+}
+
+/// A new password: from standard input's first line, or typed twice at the terminal.
+fn read_new_password(from_stdin: bool) -> Result<hq_sync::staff::Password> {
+    if from_stdin {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line)?;
+        let p = line.trim_end_matches(['\n', '\r']).to_owned();
+        return Ok(hq_sync::staff::Password::new(p));
+    }
+    let a = rpassword::prompt_password("Password: ")?;
+    let b = rpassword::prompt_password("Again: ")?;
+    if a != b {
+        bail!("the two passwords differ");
+    }
+    Ok(hq_sync::staff::Password::new(a))
+}
+
+fn staff_cmd(cfg: &HqConfig, cmd: StaffCommand) -> Result<()> {
+    use hq_sync::staff::{Lang, NewStaff, Role, Username};
+    use keliling_shared::UnixMillis;
+    let mut store = HqStore::open(&cfg.db_path())?;
+    match cmd {
+        StaffCommand::Add {
+            username,
+            name,
+            role,
+            agencies,
+            lang,
+            password_stdin,
+        } => {
+            let catalogue = cfg.catalogue()?;
+            let known: Vec<String> = catalogue.agencies.iter().map(|a| a.code.clone()).collect();
+            let new = NewStaff {
+                username: Username::parse(&username)?,
+                display_name: name,
+                role: Role::parse(&role)?,
+                agencies: agencies
+                    .iter()
+                    .map(|a| a.trim().to_ascii_uppercase())
+                    .collect(),
+                language: Lang::parse(&lang)?,
+                password: read_new_password(password_stdin)?,
+            };
+            let s = store.add_staff(&new, &known, UnixMillis::now())?;
+            println!(
+                "Added {} ({}, {}) for {}.",
+                s.username,
+                s.display_name,
+                s.role.as_str(),
+                s.agencies.join(", ")
+            );
+        }
+        StaffCommand::Passwd {
+            username,
+            password_stdin,
+        } => {
+            let user = Username::parse(&username)?;
+            let p = read_new_password(password_stdin)?;
+            store.set_password(&user, &p, UnixMillis::now())?;
+            println!("Password of {user} changed; its sessions have ended.");
+        }
+        StaffCommand::Disable { username } => {
+            let user = Username::parse(&username)?;
+            store.set_staff_disabled(&user, true, UnixMillis::now())?;
+            println!("{user} disabled; its sessions have ended.");
+        }
+        StaffCommand::Enable { username } => {
+            let user = Username::parse(&username)?;
+            store.set_staff_disabled(&user, false, UnixMillis::now())?;
+            println!("{user} enabled.");
+        }
+        StaffCommand::List => {
+            println!(
+                "{:<20} {:<28} {:<11} {:<4} {:<24} STATE",
+                "USERNAME", "NAME", "ROLE", "LANG", "AGENCIES"
+            );
+            let now = UnixMillis::now();
+            for s in store.list_staff()? {
+                let state = if s.disabled {
+                    "disabled".to_owned()
+                } else if s.locked_until.is_some_and(|u| u > now) {
+                    "locked".to_owned()
+                } else {
+                    "active".to_owned()
+                };
+                println!(
+                    "{:<20} {:<28} {:<11} {:<4} {:<24} {state}",
+                    s.username,
+                    s.display_name,
+                    s.role.as_str(),
+                    s.language.as_str(),
+                    s.agencies.join(",")
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 fn status(cfg: &HqConfig, quarantine: usize) -> Result<()> {

@@ -97,6 +97,15 @@ pub struct WorkerRow {
     pub disk_low: bool,
 }
 
+/// How far one upload in progress is, in one worker's staging.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadProgress {
+    pub bus: BusId,
+    pub blob: Sha256,
+    pub have: u32,
+    pub chunk_count: u32,
+}
+
 /// One quarantined message, as HQ staff see it.
 #[derive(Debug, Clone)]
 pub struct QuarantineEntry {
@@ -134,7 +143,7 @@ pub enum FleetUpdate {
 }
 
 pub struct HqStore {
-    conn: Connection,
+    pub(crate) conn: Connection,
 }
 
 /// Schema migrations, in order: `PRAGMA user_version` says how many are applied. Each
@@ -142,7 +151,7 @@ pub struct HqStore {
 /// version or the next, never between. A store made before versions existed (version 0
 /// with the tables of migration 1) takes migration 1 as a no-op (`IF NOT EXISTS`).
 /// Append new migrations; never edit one that has shipped.
-const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2];
+const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3];
 
 const SCHEMA_V1: &str = r#"
 CREATE TABLE IF NOT EXISTS applications (
@@ -281,6 +290,101 @@ CREATE TABLE workers (
     disk_free_bytes INTEGER,
     disk_low        INTEGER NOT NULL DEFAULT 0
 );
+"#;
+
+/// 3: the console. Staff and their agencies, sessions, the append-only audit log, claims
+/// (a reviewer's lease on an application), decisions with their delivery to the bus (the
+/// outbox ingest signs and sends from), and what each worker holds of uploads in progress
+/// (so the console can say "photo expected: 3 of 4 chunks received").
+const SCHEMA_V3: &str = r#"
+CREATE TABLE staff (
+    id                  INTEGER PRIMARY KEY,
+    username            TEXT NOT NULL UNIQUE,
+    display_name        TEXT NOT NULL,
+    password_hash       TEXT NOT NULL,
+    role                TEXT NOT NULL CHECK (role IN ('reviewer', 'supervisor')),
+    language            TEXT NOT NULL DEFAULT 'id' CHECK (language IN ('id', 'en')),
+    disabled            INTEGER NOT NULL DEFAULT 0,
+    failed_logins       INTEGER NOT NULL DEFAULT 0,
+    locked_until        INTEGER,
+    created_at          INTEGER NOT NULL,
+    password_changed_at INTEGER NOT NULL
+);
+CREATE TABLE staff_agencies (
+    staff_id INTEGER NOT NULL REFERENCES staff(id),
+    agency   TEXT NOT NULL,
+    PRIMARY KEY (staff_id, agency)
+);
+CREATE TABLE sessions (
+    token_sha256 TEXT PRIMARY KEY,
+    staff_id     INTEGER NOT NULL REFERENCES staff(id),
+    csrf         TEXT NOT NULL,
+    created_at   INTEGER NOT NULL,
+    last_seen    INTEGER NOT NULL,
+    client       TEXT NOT NULL
+);
+CREATE INDEX sessions_by_staff ON sessions(staff_id);
+CREATE TABLE audit (
+    seq            INTEGER PRIMARY KEY AUTOINCREMENT,
+    at             INTEGER NOT NULL,
+    actor          TEXT NOT NULL,
+    action         TEXT NOT NULL,
+    bus_id         TEXT,
+    application_id TEXT,
+    from_state     TEXT,
+    to_state       TEXT,
+    detail         TEXT NOT NULL DEFAULT '',
+    prev_hash      TEXT NOT NULL,
+    hash           TEXT NOT NULL
+);
+CREATE INDEX audit_by_application ON audit(bus_id, application_id, seq);
+CREATE INDEX audit_by_actor ON audit(actor, seq);
+CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TABLE claims (
+    bus_id         TEXT NOT NULL,
+    application_id TEXT NOT NULL,
+    staff_id       INTEGER NOT NULL REFERENCES staff(id),
+    claimed_at     INTEGER NOT NULL,
+    until          INTEGER NOT NULL,
+    PRIMARY KEY (bus_id, application_id)
+);
+CREATE TABLE decisions (
+    bus_id         TEXT NOT NULL,
+    application_id TEXT NOT NULL,
+    version        INTEGER NOT NULL,
+    kind           TEXT NOT NULL CHECK (kind IN ('approved', 'rejected', 'info_requested')),
+    reason_code    TEXT,
+    message        TEXT NOT NULL DEFAULT '',
+    needs          TEXT NOT NULL DEFAULT '',
+    decided_by     INTEGER NOT NULL REFERENCES staff(id),
+    decided_at     INTEGER NOT NULL,
+    status         TEXT NOT NULL CHECK (status IN ('awaiting_check', 'final', 'declined')),
+    checked_by     INTEGER REFERENCES staff(id),
+    checked_at     INTEGER,
+    delivery       TEXT NOT NULL DEFAULT 'held'
+                   CHECK (delivery IN ('held', 'waiting', 'sent', 'confirmed', 'superseded')),
+    sent_at        INTEGER,
+    send_count     INTEGER NOT NULL DEFAULT 0,
+    confirmed_at   INTEGER,
+    PRIMARY KEY (bus_id, application_id, version)
+);
+CREATE INDEX decisions_outbox ON decisions(delivery, bus_id);
+CREATE TABLE upload_progress (
+    worker_id   TEXT NOT NULL,
+    bus_id      TEXT NOT NULL,
+    sha256      TEXT NOT NULL,
+    chunks_have INTEGER NOT NULL,
+    chunk_count INTEGER NOT NULL,
+    updated_at  INTEGER NOT NULL,
+    PRIMARY KEY (worker_id, bus_id, sha256)
+);
+CREATE INDEX applications_by_received ON applications(hq_received_at, bus_id, id);
+CREATE INDEX applications_by_review ON applications(review_state, hq_received_at);
+CREATE INDEX applications_by_nik ON applications(nik);
+CREATE INDEX applications_by_village ON applications(village);
 "#;
 
 /// The schema version this build writes.
@@ -650,6 +754,37 @@ impl HqStore {
     }
 
     /// Records what an ingest worker reports of itself.
+    /// Replaces what `worker` last reported of its uploads in progress.
+    pub fn report_uploads(
+        &mut self,
+        worker: &str,
+        uploads: &[UploadProgress],
+        now: UnixMillis,
+    ) -> Result<(), HqStoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute("DELETE FROM upload_progress WHERE worker_id = ?1", [worker])?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT OR REPLACE INTO upload_progress (worker_id, bus_id, sha256, chunks_have, chunk_count, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            for u in uploads {
+                stmt.execute(params![
+                    worker,
+                    u.bus.as_str(),
+                    u.blob.to_hex(),
+                    u.have,
+                    u.chunk_count,
+                    now.0
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
     pub fn report_worker(&mut self, w: &WorkerRow) -> Result<(), HqStoreError> {
         self.conn.execute(
             "INSERT INTO workers (worker_id, updated_at, staging_uploads, staging_bytes, disk_free_bytes, disk_low)

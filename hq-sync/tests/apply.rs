@@ -213,3 +213,43 @@ fn random_decoded_messages_never_panic_and_keep_the_store_consistent() {
         assert!(b.bytes_waiting.is_some_and(|w| w <= i64::MAX as u64) || b.bytes_waiting.is_none());
     }
 }
+
+/// The console's "photo expected: 3 of 4 chunks received": what a worker reports of its
+/// staging reaches an application's detail, and a stored blob shows as stored.
+#[test]
+fn the_detail_of_an_application_says_how_far_its_uploads_are() {
+    use hq_sync::store::{HqStore, UploadProgress};
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = HqStore::open(&dir.path().join("hq.sqlite")).unwrap();
+    let mut rng = StdRng::seed_from_u64(7);
+    let bus = BusId::parse("bus-a").unwrap();
+    let blob = Sha256::digest(b"a scan still on its way");
+    let mut app = application(&mut rng, &bus, &[(blob, 4 * 16 * 1024)]);
+    app.captured_at = UnixMillis::now();
+    let now = UnixMillis::now();
+    store.ingest_record(&app, now, "hq-1", 5000).unwrap();
+    let d = store.detail(&bus, &app.id, now).unwrap().unwrap();
+    assert_eq!(d.blobs.len(), 1);
+    assert!(!d.blobs[0].stored);
+    assert_eq!(
+        d.blobs[0].chunks, None,
+        "nothing staged yet: still on the bus"
+    );
+    let progress = UploadProgress {
+        bus: bus.clone(),
+        blob,
+        have: 3,
+        chunk_count: 4,
+    };
+    store.report_uploads("hq-1", &[progress], now).unwrap();
+    let d = store.detail(&bus, &app.id, now).unwrap().unwrap();
+    assert_eq!(d.blobs[0].chunks, Some((3, 4)));
+    // Another bus's upload of the same blob says nothing about this bus's.
+    let other = BusId::parse("bus-b").unwrap();
+    let d = store.detail(&other, &app.id, now).unwrap();
+    assert!(d.is_none(), "the application is bus-a's");
+    // A new report replaces the old one.
+    store.report_uploads("hq-1", &[], now).unwrap();
+    let d = store.detail(&bus, &app.id, now).unwrap().unwrap();
+    assert_eq!(d.blobs[0].chunks, None);
+}

@@ -130,11 +130,36 @@ pub struct DocumentSpec {
     pub required: bool,
 }
 
+/// A government agency whose services a bus carries (a one-stop service hall on wheels).
+/// HQ staff belong to agencies and see only their agencies' applications.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Agency {
+    pub code: String,
+    pub name: String,
+    pub name_en: String,
+}
+
+/// A coded reason for rejecting an application, shown to the citizen on the bus.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RejectReason {
+    pub code: String,
+    pub label: String,
+    pub label_en: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Service {
     pub code: ServiceCode,
     pub name: String,
     pub name_en: String,
+    /// The agency that decides this service's applications (a code from `[[agency]]`).
+    pub agency: String,
+    /// Reasons a reviewer may reject with, besides the catalogue-wide ones.
+    #[serde(default)]
+    pub reject_reasons: Vec<RejectReason>,
+    /// A rejection needs a second person's check (maker-checker) before it is final.
+    #[serde(default)]
+    pub rejection_needs_check: bool,
     /// Taken on the bus only as a booking (e.g. KTP-el recording, which by law needs
     /// biometrics at an office).
     #[serde(default)]
@@ -149,6 +174,11 @@ pub struct Service {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Catalogue {
     pub version: u32,
+    #[serde(rename = "agency", default)]
+    pub agencies: Vec<Agency>,
+    /// Reasons every service may be rejected with.
+    #[serde(rename = "reject_reason", default)]
+    pub reject_reasons: Vec<RejectReason>,
     #[serde(rename = "service")]
     pub services: Vec<Service>,
 }
@@ -168,13 +198,57 @@ impl Catalogue {
         // catalogue makes every capture fail loudly rather than the process panic.
         Catalogue::from_toml(DEFAULT_CATALOGUE_TOML).unwrap_or(Catalogue {
             version: 0,
+            agencies: Vec::new(),
+            reject_reasons: Vec::new(),
             services: Vec::new(),
         })
     }
 
     fn check_consistent(&self) -> Result<(), CatalogueError> {
+        let code_ok = |c: &str| {
+            !c.is_empty()
+                && c.len() <= 32
+                && c.chars()
+                    .all(|ch| ch.is_ascii_uppercase() || ch.is_ascii_digit() || ch == '_')
+        };
+        let mut agencies = std::collections::HashSet::new();
+        for a in &self.agencies {
+            if !code_ok(&a.code) || !agencies.insert(a.code.as_str()) {
+                return Err(CatalogueError::Invalid(format!(
+                    "instansi {:?}: kode A-Z, 0-9, _ dan unik (agency code: A-Z, 0-9, _, unique)",
+                    a.code
+                )));
+            }
+        }
+        let mut reasons = std::collections::HashSet::new();
+        for r in &self.reject_reasons {
+            if !code_ok(&r.code) || !reasons.insert(r.code.as_str()) {
+                return Err(CatalogueError::Invalid(format!(
+                    "alasan penolakan {:?}: kode A-Z, 0-9, _ dan unik (reject reason code)",
+                    r.code
+                )));
+            }
+        }
         let mut codes = std::collections::HashSet::new();
         for s in &self.services {
+            if !agencies.contains(s.agency.as_str()) {
+                return Err(CatalogueError::Invalid(format!(
+                    "{}: instansi {:?} tidak ada di [[agency]] (unknown agency)",
+                    s.code, s.agency
+                )));
+            }
+            let mut own = std::collections::HashSet::new();
+            for r in &s.reject_reasons {
+                if !code_ok(&r.code)
+                    || reasons.contains(r.code.as_str())
+                    || !own.insert(r.code.as_str())
+                {
+                    return Err(CatalogueError::Invalid(format!(
+                        "{}: alasan penolakan {:?}: kode A-Z, 0-9, _ dan unik (reject reason code)",
+                        s.code, r.code
+                    )));
+                }
+            }
             if !codes.insert(s.code.clone()) {
                 return Err(CatalogueError::Invalid(format!(
                     "kode {} dua kali (duplicate code)",
@@ -208,6 +282,20 @@ impl Catalogue {
             }
         }
         Ok(())
+    }
+
+    /// The reasons `service` may be rejected with: the catalogue-wide ones, then its own.
+    pub fn reject_reasons<'a>(
+        &'a self,
+        service: &'a Service,
+    ) -> impl Iterator<Item = &'a RejectReason> {
+        self.reject_reasons
+            .iter()
+            .chain(service.reject_reasons.iter())
+    }
+
+    pub fn agency(&self, code: &str) -> Option<&Agency> {
+        self.agencies.iter().find(|a| a.code == code)
     }
 
     pub fn service(&self, code: &ServiceCode) -> Result<&Service, CatalogueError> {
@@ -318,7 +406,26 @@ mod tests {
 
     #[test]
     fn duplicate_codes_refused() {
-        let t = format!("{DEFAULT_CATALOGUE_TOML}\n[[service]]\ncode = \"KIA\"\nname = \"x\"\nname_en = \"x\"\n");
+        let t = format!("{DEFAULT_CATALOGUE_TOML}\n[[service]]\ncode = \"KIA\"\nname = \"x\"\nname_en = \"x\"\nagency = \"DUKCAPIL\"\n");
+        assert!(matches!(
+            Catalogue::from_toml(&t),
+            Err(CatalogueError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn services_belong_to_declared_agencies() {
+        let c = Catalogue::builtin();
+        assert!(c.agency("DUKCAPIL").is_some() && c.agency("POLRI").is_some());
+        let sim = c
+            .service(&ServiceCode::parse("SIM_RENEWAL").unwrap())
+            .unwrap();
+        assert_eq!(sim.agency, "POLRI");
+        assert!(c.reject_reasons(sim).any(|r| r.code == "PHOTO_UNUSABLE"));
+        assert!(c
+            .reject_reasons(sim)
+            .any(|r| r.code == "HEALTH_CERT_NEEDED"));
+        let t = DEFAULT_CATALOGUE_TOML.replacen("agency = \"POLRI\"", "agency = \"NOPE\"", 1);
         assert!(matches!(
             Catalogue::from_toml(&t),
             Err(CatalogueError::Invalid(_))

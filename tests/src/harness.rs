@@ -498,6 +498,14 @@ impl Daemon {
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// Waits until the daemon's log holds `needle` (e.g. HQ's "subscribed" line).
+    pub async fn wait_for_log(&self, needle: &str, timeout: Duration) -> Result<()> {
+        let what = format!("{} logs {needle:?}", self.name);
+        eventually(&what, timeout, || Ok(self.log().contains(needle)))
+            .await
+            .with_context(|| format!("{} log:\n{}", self.name, self.log()))
+    }
 }
 
 pub fn hq_env(dir: &Path, broker_port: u16) -> Vec<(String, String)> {

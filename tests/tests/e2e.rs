@@ -273,6 +273,14 @@ async fn two_hq_workers(kind: BrokerKind) -> Result<()> {
             .await?,
         );
     }
+    // Both in the share group before anything is sent: a worker that subscribes late
+    // (a loaded CI machine) would see the whole burst go to the other.
+    for w in &workers {
+        w.wait_for_log("HQ connected to broker", Duration::from_secs(30))
+            .await?;
+    }
+    // Its subscriptions follow the ConnAck at once; give them a moment to be in place.
+    tokio::time::sleep(Duration::from_secs(1)).await;
     let mut dbs = Vec::new();
     let mut buses = Vec::new();
     for b in 0..2 {

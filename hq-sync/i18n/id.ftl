@@ -1,0 +1,135 @@
+# Konsol HQ Keliling: teks Bahasa Indonesia (bahasa utama).
+# Setiap kunci di sini harus ada juga di en.ftl (diuji).
+
+app-name = Keliling HQ
+nav-label = Menu utama
+nav-queue = Antrian
+logout = Keluar
+role-reviewer = Peninjau
+role-supervisor = Supervisor
+
+login-title = Masuk
+login-lead = Konsol peninjauan permohonan dari bus layanan keliling.
+login-username = Nama pengguna
+login-password = Kata sandi
+login-submit = Masuk
+login-other-language = English
+login-refused = Nama pengguna atau kata sandi salah.
+login-locked = { $n ->
+    [one] Terlalu banyak percobaan gagal. Akun dikunci selama 1 menit lagi.
+   *[other] Terlalu banyak percobaan gagal. Akun dikunci selama { $n } menit lagi.
+}
+
+error-not-found = Halaman tidak ditemukan
+error-forbidden = Anda tidak berhak membuka halaman ini
+error-csrf = Formulir kedaluwarsa atau tidak sah: muat ulang halaman dan coba lagi
+error-bad-request = Permintaan tidak dapat diproses
+error-internal = Terjadi kesalahan di server; sudah dicatat
+back-to-queue = Kembali ke antrian
+
+queue-title = Antrian permohonan
+queue-total = { $n ->
+    [one] 1 permohonan
+   *[other] { $n } permohonan
+}
+queue-status-tabs = Status
+queue-empty = Tidak ada permohonan yang cocok dengan saringan ini.
+queue-bad-date = Tanggal tidak valid diabaikan: gunakan format TTTT-BB-HH.
+queue-has-warnings = Ada peringatan NIK
+filter-search = Cari
+filter-search-hint = NIK, nomor pelacakan, atau awal nama
+filter-agency = Instansi
+filter-service = Layanan
+filter-bus = Bus
+filter-village = Desa
+filter-from = Diterima sejak
+filter-to = Sampai
+filter-order = Urutan
+order-newest = Terbaru dulu
+order-oldest = Terlama dulu
+filter-warnings = Hanya yang ada peringatan
+filter-apply = Terapkan
+filter-reset = Atur ulang
+filter-any = Semua
+
+status-all = Semua
+status-waiting_photo = Menunggu foto
+status-pending = Belum ditinjau
+status-awaiting_check = Menunggu pemeriksa kedua
+status-info_requested = Perlu info tambahan
+status-approved = Disetujui
+status-rejected = Ditolak
+
+col-received = Diterima
+col-applicant = Pemohon
+col-nik = NIK
+col-service = Layanan
+col-village = Desa
+col-bus = Bus
+col-status = Status
+col-when = Waktu
+col-who = Oleh
+col-what = Tindakan
+col-change = Perubahan
+col-detail = Keterangan
+
+flag-hidden-chars = Teks ini memuat karakter tersembunyi (pembalik arah atau lebar nol), ditampilkan sebagai ⟨U+…⟩. Periksa dengan teliti.
+flag-hidden-chars-short = karakter tersembunyi
+page-first = Halaman pertama
+page-next = Berikutnya
+
+claim-held-by = Sedang ditinjau oleh
+claim-yours = Anda sedang meninjau permohonan ini (sampai { $until }).
+claim-held = Sedang ditinjau oleh { $name } sampai { $until }.
+claim-none = Belum ada yang meninjau.
+claim-take = Tinjau permohonan ini
+claim-release = Lepaskan
+
+detail-tracking = Nomor pelacakan
+detail-collision = Nomor pelacakan yang sama juga dikirim oleh bus { $bus }.
+detail-applicant = Data pemohon
+detail-service-fields = Data layanan
+detail-times = Waktu
+detail-captured = Diambil di bus (jam bus)
+detail-received = Diterima HQ
+detail-completed = Lengkap di HQ
+detail-skew = Selisih jam bus
+detail-skew-flag = jam bus tidak tepat
+detail-history = Riwayat
+skew-in-sync = tepat (selisih kurang dari 1 menit)
+skew-minutes = { $minutes } menit
+
+attachment-photo = Pas foto
+attachment-no-photo = Layanan ini tidak memerlukan foto.
+attachment-documents = Dokumen
+attachment-chunks = Foto sedang dikirim: { $have } dari { $of } bagian diterima
+attachment-on-bus = Masih di bus, belum mulai dikirim
+
+field-full-name = Nama lengkap
+field-nik = NIK
+field-date-of-birth = Tanggal lahir
+field-sex = Jenis kelamin
+field-address = Alamat
+field-phone = Telepon
+field-village = Desa
+field-gps = Lokasi GPS
+field-operator = Petugas bus
+sex-male = Laki-laki
+sex-female = Perempuan
+warn-nik-birth-date = Tanggal lahir pada NIK ({ $date }) berbeda dengan yang dinyatakan. NIK disimpan apa adanya.
+warn-nik-sex = Jenis kelamin pada NIK ({ $sex }) berbeda dengan yang dinyatakan. NIK disimpan apa adanya.
+
+audit-viewed = Membuka permohonan
+audit-blob-viewed = Membuka foto/dokumen
+audit-claimed = Mulai meninjau
+audit-released = Melepaskan tinjauan
+audit-nik-searched = Mencari NIK
+audit-login = Masuk
+audit-logout = Keluar
+audit-login-refused = Gagal masuk
+audit-login-locked = Masuk ditolak (akun terkunci)
+audit-account-locked = Akun dikunci
+audit-staff-added = Akun dibuat
+audit-password-changed = Kata sandi diganti
+audit-staff-disabled = Akun dinonaktifkan
+audit-staff-enabled = Akun diaktifkan

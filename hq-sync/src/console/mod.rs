@@ -1,0 +1,376 @@
+//! The HQ console: staff review what the buses sent, decide, and see the fleet.
+//!
+//! Served by `hq-sync console` as its own process (or inside `hq-sync run --console`):
+//! it reads HQ's store and writes review data only (staff, sessions, claims, decisions,
+//! the audit log). It holds no broker credentials and no signing key: decisions go into
+//! the store's outbox, and ingest signs and sends them.
+//!
+//! One module per page under `views/`; security headers and the cross-origin check are
+//! layers over every route (`security.rs`, `session.rs`); texts come from the Fluent
+//! catalogues (`i18n.rs`); every asset is compiled in (`assets.rs`). Store work runs on
+//! blocking threads through a connection pool (`keliling_shared::blocking::Pool`).
+
+pub mod assets;
+pub mod i18n;
+pub mod security;
+pub mod session;
+mod views;
+
+use crate::config::{ConsoleConfig, HqConfig};
+use crate::photos::PhotoStore;
+use crate::staff::{SessionLimits, Staff};
+use crate::store::HqStore;
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::Router;
+use keliling_shared::blocking::{BlockingError, Pool};
+use keliling_shared::{Catalogue, ServiceCode};
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConsoleError {
+    #[error("console config: {0}")]
+    Config(String),
+    #[error("console texts: {0}")]
+    Texts(#[from] i18n::I18nError),
+    #[error("console cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("console TLS: {0}")]
+    Tls(String),
+    #[error("console stopped: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Whether the request came over TLS (set by the TLS accept loop).
+#[derive(Debug, Clone, Copy)]
+pub struct Transport {
+    pub tls: bool,
+}
+
+static TEXTS: OnceLock<i18n::I18n> = OnceLock::new();
+
+/// The console's text catalogues (loaded and checked once, at [`Console::open`]).
+pub fn texts() -> Option<&'static i18n::I18n> {
+    TEXTS.get()
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct Console {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: Pool<HqStore>,
+    catalogue: Catalogue,
+    photos: PhotoStore,
+    cfg: ConsoleConfig,
+    secure_cookies: bool,
+}
+
+impl Console {
+    /// Opens the store and checks the texts; nothing listens yet.
+    pub fn open(cfg: &HqConfig) -> Result<Console, ConsoleError> {
+        if TEXTS.get().is_none() {
+            let t = i18n::I18n::new()?;
+            let _ = TEXTS.set(t);
+        }
+        let catalogue = cfg
+            .catalogue()
+            .map_err(|e| ConsoleError::Config(e.to_string()))?;
+        let db = cfg.db_path();
+        // Opened once here, so that a bad path or a store from a newer build is an error
+        // at start, not on the first request.
+        HqStore::open(&db).map_err(|e| ConsoleError::Config(e.to_string()))?;
+        let photos =
+            PhotoStore::open(&cfg.photos_dir()).map_err(|e| ConsoleError::Config(e.to_string()))?;
+        let c = &cfg.console;
+        Ok(Console {
+            inner: Arc::new(Inner {
+                pool: Pool::new(c.pool_size, move || HqStore::open(&db)),
+                catalogue,
+                photos,
+                secure_cookies: c.tls_cert.is_some() || c.behind_tls_proxy,
+                cfg: c.clone(),
+            }),
+        })
+    }
+
+    pub fn router(&self) -> Router {
+        views::routes()
+            .layer(axum::middleware::from_fn(session::refuse_cross_origin))
+            .layer(axum::middleware::from_fn(security::headers))
+            .with_state(self.clone())
+    }
+
+    /// Runs `f` on a store connection on a blocking thread.
+    pub async fn db<R, E>(
+        &self,
+        f: impl FnOnce(&mut HqStore) -> Result<R, E> + Send + 'static,
+    ) -> Result<R, PageError>
+    where
+        R: Send + 'static,
+        E: std::fmt::Display + Send + 'static,
+    {
+        self.inner.pool.run(f).await.map_err(|e| match e {
+            BlockingError::Work(e) => PageError::Internal(e.to_string()),
+            other => PageError::Internal(other.to_string()),
+        })
+    }
+
+    pub fn limits(&self) -> SessionLimits {
+        SessionLimits {
+            idle: Duration::from_secs(self.inner.cfg.idle_timeout_mins.max(1) * 60),
+            max_age: Duration::from_secs(self.inner.cfg.session_hours.max(1) * 3600),
+        }
+    }
+
+    pub fn secure_cookies(&self) -> bool {
+        self.inner.secure_cookies
+    }
+
+    pub fn catalogue(&self) -> &Catalogue {
+        &self.inner.catalogue
+    }
+
+    pub fn photos(&self) -> &PhotoStore {
+        &self.inner.photos
+    }
+
+    pub fn config(&self) -> &ConsoleConfig {
+        &self.inner.cfg
+    }
+
+    /// The services whose applications `staff` may see and decide: those of their
+    /// agencies.
+    pub fn visible_services(&self, staff: &Staff) -> Vec<ServiceCode> {
+        self.inner
+            .catalogue
+            .services
+            .iter()
+            .filter(|s| staff.in_agency(&s.agency))
+            .map(|s| s.code.clone())
+            .collect()
+    }
+
+    /// Whether `staff` may see applications of `service`.
+    pub fn may_see(&self, staff: &Staff, service: &str) -> bool {
+        self.inner
+            .catalogue
+            .services
+            .iter()
+            .any(|s| s.code.as_str() == service && staff.in_agency(&s.agency))
+    }
+}
+
+/// Why a page is not served. Rendered as a page in both languages (there may be no
+/// session to say which); details go to the log, never to the browser.
+#[derive(Debug)]
+pub enum PageError {
+    /// No session: to the login page.
+    Login,
+    NotFound,
+    Forbidden,
+    /// A form without the session's CSRF token.
+    Csrf,
+    BadRequest(String),
+    Internal(String),
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        let (status, key) = match &self {
+            PageError::Login => return Redirect::to("/login").into_response(),
+            PageError::NotFound => (StatusCode::NOT_FOUND, "error-not-found"),
+            PageError::Forbidden => (StatusCode::FORBIDDEN, "error-forbidden"),
+            PageError::Csrf => (StatusCode::FORBIDDEN, "error-csrf"),
+            PageError::BadRequest(why) => {
+                tracing::info!(%why, "console: bad request");
+                (StatusCode::BAD_REQUEST, "error-bad-request")
+            }
+            PageError::Internal(why) => {
+                tracing::error!(%why, "console: internal error");
+                (StatusCode::INTERNAL_SERVER_ERROR, "error-internal")
+            }
+        };
+        match views::error_page(key) {
+            Some(html) => (status, Html(html)).into_response(),
+            None => (status, key).into_response(),
+        }
+    }
+}
+
+/// A console bound to its address, ready to serve.
+pub struct Server {
+    console: Console,
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+impl Server {
+    /// Binds `[console] listen`. Anything but loopback needs TLS (`tls_cert`/`tls_key`)
+    /// or `behind_tls_proxy`: staff passwords and citizens' data never cross a network
+    /// in clear.
+    pub async fn bind(cfg: &HqConfig) -> Result<Server, ConsoleError> {
+        let c = &cfg.console;
+        let tls = match (&c.tls_cert, &c.tls_key) {
+            (Some(cert), Some(key)) => Some(tls_acceptor(cert, key)?),
+            (None, None) => None,
+            _ => {
+                return Err(ConsoleError::Config(
+                    "[console] tls_cert and tls_key go together".into(),
+                ))
+            }
+        };
+        if !c.listen.ip().is_loopback() && tls.is_none() && !c.behind_tls_proxy {
+            return Err(ConsoleError::Config(format!(
+                "[console] listen = {} is not loopback: set tls_cert and tls_key, or behind_tls_proxy = true when a TLS reverse proxy is in front",
+                c.listen
+            )));
+        }
+        let console = Console::open(cfg)?;
+        let listener =
+            TcpListener::bind(c.listen)
+                .await
+                .map_err(|source| ConsoleError::Listen {
+                    addr: c.listen,
+                    source,
+                })?;
+        Ok(Server {
+            console,
+            listener,
+            tls,
+        })
+    }
+
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.listener.local_addr().ok()
+    }
+
+    /// The URL staff open.
+    pub fn url(&self) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        match self.local_addr() {
+            Some(a) => format!("{scheme}://{a}/"),
+            None => format!("{scheme}://?/"),
+        }
+    }
+
+    /// Serves until `shutdown` turns true.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> Result<(), ConsoleError> {
+        let app = self.console.router();
+        let sweeper = tokio::spawn(sweep_sessions(self.console.clone(), shutdown.clone()));
+        tracing::info!(url = %self.url(), "console listening");
+        let r = match self.tls {
+            None => axum::serve(
+                self.listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move { stopped(&mut shutdown).await })
+            .await
+            .map_err(ConsoleError::Serve),
+            Some(acceptor) => serve_tls(self.listener, acceptor, app, shutdown).await,
+        };
+        sweeper.abort();
+        r
+    }
+}
+
+/// Returns once `shutdown` is true (or its sender is gone).
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|s| *s).await;
+}
+
+/// Removes expired sessions every ten minutes.
+async fn sweep_sessions(c: Console, mut shutdown: watch::Receiver<bool>) {
+    let mut every = tokio::time::interval(Duration::from_secs(600));
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let limits = c.limits();
+        if let Err(e) = c
+            .db(move |s| s.sweep_sessions(limits, keliling_shared::UnixMillis::now()))
+            .await
+        {
+            tracing::warn!(?e, "cannot sweep expired sessions");
+        }
+    }
+}
+
+fn tls_acceptor(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<tokio_rustls::TlsAcceptor, ConsoleError> {
+    use keliling_shared::tls;
+    let tls_err = |e: &dyn std::fmt::Display| ConsoleError::Tls(e.to_string());
+    let certs = tls::load_certs(cert, "console certificate").map_err(|e| tls_err(&e))?;
+    let key = tls::load_key(key).map_err(|e| tls_err(&e))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(tls::provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| tls_err(&e))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| ConsoleError::Tls(e.to_string()))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+async fn serve_tls(
+    listener: TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    app: Router,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), ConsoleError> {
+    use hyper_util::rt::TokioIo;
+    use tower::ServiceExt;
+    loop {
+        let (tcp, addr) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(v) => v,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait, never spin or die.
+                    tracing::warn!(error = %e, "console accept failed");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+            },
+            _ = stopped(&mut shutdown) => return Ok(()),
+        };
+        let acceptor = acceptor.clone();
+        let app = app.clone();
+        tokio::spawn(async move {
+            let tls =
+                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        tracing::debug!(error = %e, %addr, "console TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => return,
+                };
+            let svc = hyper::service::service_fn(
+                move |mut req: hyper::Request<hyper::body::Incoming>| {
+                    req.extensions_mut()
+                        .insert(axum::extract::ConnectInfo(addr));
+                    req.extensions_mut().insert(Transport { tls: true });
+                    app.clone().oneshot(req)
+                },
+            );
+            if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(tls), svc)
+                .await
+            {
+                tracing::debug!(error = %e, %addr, "console connection ended");
+            }
+        });
+    }
+}

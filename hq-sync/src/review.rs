@@ -1,0 +1,659 @@
+//! The review side of HQ's store: the queue staff work through, an application's whole
+//! picture, and claims (a reviewer's lease while deciding).
+//!
+//! Invariants:
+//! - Every query takes the services the asking staff member may see
+//!   ([`QueueFilter::services`], from their agencies); an application of any other service
+//!   is never returned, counted or served, whatever else the filter says.
+//! - Paging is by keyset on (HQ receive time, bus, id): stable while new applications
+//!   arrive, and as fast on page 500 as on page 1.
+//! - A claim is a lease: it expires by itself, and only its holder (or a supervisor)
+//!   releases it early.
+
+use crate::audit;
+use crate::store::{HqStore, HqStoreError};
+use keliling_shared::{Application, ApplicationId, BusId, Nik, ServiceCode, Sha256, UnixMillis};
+use rusqlite::types::Value;
+use rusqlite::{params, params_from_iter, OptionalExtension, TransactionBehavior};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// How long a claim lasts unless renewed or released.
+pub const CLAIM_LEASE: Duration = Duration::from_secs(15 * 60);
+/// The most rows one queue page holds.
+pub const MAX_PAGE: usize = 200;
+
+/// Where an application stands for its reviewers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum QueueStatus {
+    /// Its record is at HQ, a photo or scan is still on its way from the bus.
+    WaitingPhoto,
+    /// Complete, not decided yet.
+    Pending,
+    /// A rejection waits for a second person (maker-checker).
+    AwaitingCheck,
+    /// More information requested from the citizen.
+    InfoRequested,
+    Approved,
+    Rejected,
+}
+
+impl QueueStatus {
+    pub const ALL: [QueueStatus; 6] = [
+        QueueStatus::WaitingPhoto,
+        QueueStatus::Pending,
+        QueueStatus::AwaitingCheck,
+        QueueStatus::InfoRequested,
+        QueueStatus::Approved,
+        QueueStatus::Rejected,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueueStatus::WaitingPhoto => "waiting_photo",
+            QueueStatus::Pending => "pending",
+            QueueStatus::AwaitingCheck => "awaiting_check",
+            QueueStatus::InfoRequested => "info_requested",
+            QueueStatus::Approved => "approved",
+            QueueStatus::Rejected => "rejected",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<QueueStatus> {
+        QueueStatus::ALL.into_iter().find(|q| q.as_str() == s)
+    }
+}
+
+impl fmt::Display for QueueStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The SQL expression of an application's [`QueueStatus`].
+const STATUS_SQL: &str =
+    "CASE WHEN a.state = 'awaiting_blobs' AND a.review_state = 'pending' THEN 'waiting_photo' ELSE a.review_state END";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Order {
+    #[default]
+    Newest,
+    Oldest,
+}
+
+/// Where the next page starts: the last row of this one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    pub received: i64,
+    pub bus: BusId,
+    pub id: ApplicationId,
+}
+
+impl fmt::Display for Cursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}.{}", self.received, self.bus, self.id)
+    }
+}
+
+impl FromStr for Cursor {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Cursor, String> {
+        let mut it = s.splitn(3, '.');
+        let (Some(t), Some(b), Some(i)) = (it.next(), it.next(), it.next()) else {
+            return Err("cursor: time.bus.id".into());
+        };
+        Ok(Cursor {
+            received: t.parse().map_err(|_| "cursor: time".to_owned())?,
+            bus: BusId::parse(b).map_err(|e| e.to_string())?,
+            id: ApplicationId::parse(i).map_err(|e| e.to_string())?,
+        })
+    }
+}
+
+/// A search box entry, parsed: what it looks like decides where it is looked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Search {
+    /// 16 digits: a NIK (every such search is audit-logged).
+    Nik(Nik),
+    /// A tracking number.
+    Tracking(ApplicationId),
+    /// Anything else: the start of an applicant's name.
+    Name(String),
+}
+
+impl Search {
+    pub fn parse(s: &str) -> Option<Search> {
+        let s = s.trim();
+        if s.is_empty() {
+            return None;
+        }
+        if let Ok(n) = Nik::parse(s) {
+            return Some(Search::Nik(n));
+        }
+        if let Ok(id) = ApplicationId::parse(s) {
+            return Some(Search::Tracking(id));
+        }
+        Some(Search::Name(s.chars().take(64).collect()))
+    }
+
+    pub fn is_nik(&self) -> bool {
+        matches!(self, Search::Nik(_))
+    }
+}
+
+/// What the queue shows. `services` is what the staff member may see, already narrowed
+/// by the agency and service filters; empty means nothing.
+#[derive(Debug, Clone, Default)]
+pub struct QueueFilter {
+    pub services: Vec<ServiceCode>,
+    pub status: Option<QueueStatus>,
+    pub bus: Option<BusId>,
+    pub village: Option<String>,
+    pub received_from: Option<UnixMillis>,
+    pub received_before: Option<UnixMillis>,
+    pub warnings_only: bool,
+    pub search: Option<Search>,
+    pub order: Order,
+    pub after: Option<Cursor>,
+    pub limit: usize,
+}
+
+/// One line of the queue.
+#[derive(Debug, Clone)]
+pub struct QueueRow {
+    pub bus_id: BusId,
+    pub id: ApplicationId,
+    pub service: String,
+    pub applicant_name: String,
+    pub nik: String,
+    pub village: String,
+    pub captured_at: UnixMillis,
+    pub hq_received_at: UnixMillis,
+    pub has_warnings: bool,
+    pub status: QueueStatus,
+    /// Who holds a live claim on it.
+    pub claimed_by: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct QueuePage {
+    pub rows: Vec<QueueRow>,
+    /// Where the next page starts; `None` on the last page.
+    pub next: Option<Cursor>,
+}
+
+/// A claim on an application, as others see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    pub staff_id: i64,
+    pub username: String,
+    pub display_name: String,
+    pub until: UnixMillis,
+}
+
+/// A blob an application references, and how far it is.
+#[derive(Debug, Clone)]
+pub struct BlobState {
+    pub sha256: Sha256,
+    pub kind: String,
+    pub size: u64,
+    pub media_type: String,
+    pub stored: bool,
+    /// Of an upload still in progress: chunks HQ holds, of how many.
+    pub chunks: Option<(u32, u32)>,
+}
+
+/// Everything the detail page shows of one application.
+#[derive(Debug, Clone)]
+pub struct Detail {
+    pub app: Application,
+    pub status: QueueStatus,
+    pub hq_received_at: UnixMillis,
+    pub completed_at: Option<UnixMillis>,
+    pub clock_skew_ms: Option<i64>,
+    pub ingested_by: String,
+    pub blobs: Vec<BlobState>,
+    pub claim: Option<Claim>,
+    /// Other buses that sent the same tracking number.
+    pub collisions: Vec<String>,
+    pub history: Vec<audit::Row>,
+}
+
+/// Claiming came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClaimOutcome {
+    Claimed { until: UnixMillis },
+    HeldBy(Claim),
+    NotFound,
+}
+
+fn bad(e: impl fmt::Display) -> HqStoreError {
+    HqStoreError::Corrupt(e.to_string())
+}
+
+/// The WHERE clause and its values for a filter (without status and cursor when asked).
+fn where_clause(f: &QueueFilter, with_status: bool, with_cursor: bool) -> (String, Vec<Value>) {
+    let mut sql = String::from("WHERE 1=1");
+    let mut v: Vec<Value> = Vec::new();
+    // Only what the staff member may see.
+    sql.push_str(" AND a.service IN (");
+    if f.services.is_empty() {
+        sql.push_str("NULL");
+    }
+    for (i, s) in f.services.iter().enumerate() {
+        if i > 0 {
+            sql.push(',');
+        }
+        sql.push('?');
+        v.push(Value::Text(s.as_str().to_owned()));
+    }
+    sql.push(')');
+    if let (true, Some(st)) = (with_status, f.status) {
+        sql.push_str(&format!(" AND {STATUS_SQL} = ?"));
+        v.push(Value::Text(st.as_str().to_owned()));
+    }
+    if let Some(b) = &f.bus {
+        sql.push_str(" AND a.bus_id = ?");
+        v.push(Value::Text(b.as_str().to_owned()));
+    }
+    if let Some(village) = &f.village {
+        sql.push_str(" AND a.village = ?");
+        v.push(Value::Text(village.clone()));
+    }
+    if let Some(t) = f.received_from {
+        sql.push_str(" AND a.hq_received_at >= ?");
+        v.push(Value::Integer(t.0));
+    }
+    if let Some(t) = f.received_before {
+        sql.push_str(" AND a.hq_received_at < ?");
+        v.push(Value::Integer(t.0));
+    }
+    if f.warnings_only {
+        sql.push_str(" AND a.warnings != ''");
+    }
+    match &f.search {
+        Some(Search::Nik(n)) => {
+            sql.push_str(" AND a.nik = ?");
+            v.push(Value::Text(n.as_str().to_owned()));
+        }
+        Some(Search::Tracking(id)) => {
+            sql.push_str(" AND a.id = ?");
+            v.push(Value::Text(id.to_string()));
+        }
+        Some(Search::Name(n)) => {
+            // A prefix of the name, any case; LIKE's own wildcards are taken literally.
+            let esc = n
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            sql.push_str(" AND a.applicant_name LIKE ? ESCAPE '\\'");
+            v.push(Value::Text(format!("{esc}%")));
+        }
+        None => {}
+    }
+    if let (true, Some(c)) = (with_cursor, &f.after) {
+        let op = match f.order {
+            Order::Newest => "<",
+            Order::Oldest => ">",
+        };
+        sql.push_str(&format!(
+            " AND (a.hq_received_at, a.bus_id, a.id) {op} (?, ?, ?)"
+        ));
+        v.push(Value::Integer(c.received));
+        v.push(Value::Text(c.bus.as_str().to_owned()));
+        v.push(Value::Text(c.id.to_string()));
+    }
+    (sql, v)
+}
+
+impl HqStore {
+    /// One page of the queue.
+    pub fn queue(&self, f: &QueueFilter, now: UnixMillis) -> Result<QueuePage, HqStoreError> {
+        let (clause, where_values) = where_clause(f, true, true);
+        let dir = match f.order {
+            Order::Newest => "DESC",
+            Order::Oldest => "ASC",
+        };
+        let limit = f.limit.clamp(1, MAX_PAGE);
+        // Placeholders are all `?`, numbered by position: the claim's `now` comes first
+        // in the text, then the filter's, then the limit.
+        let mut values = Vec::with_capacity(where_values.len() + 2);
+        values.push(Value::Integer(now.0));
+        values.extend(where_values);
+        values.push(Value::Integer(limit as i64 + 1));
+        let sql = format!(
+            "SELECT a.bus_id, a.id, a.service, a.applicant_name, a.nik, a.village, a.captured_at,
+                    a.hq_received_at, a.warnings != '', {STATUS_SQL},
+                    (SELECT s.display_name FROM claims c JOIN staff s ON s.id = c.staff_id
+                      WHERE c.bus_id = a.bus_id AND c.application_id = a.id AND c.until > ?)
+             FROM applications a {clause}
+             ORDER BY a.hq_received_at {dir}, a.bus_id {dir}, a.id {dir}
+             LIMIT ?"
+        );
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let mut rows = stmt.query(params_from_iter(values.iter()))?;
+        let mut out = Vec::with_capacity(limit + 1);
+        while let Some(r) = rows.next()? {
+            let status: String = r.get(9)?;
+            out.push(QueueRow {
+                bus_id: BusId::parse(&r.get::<_, String>(0)?).map_err(bad)?,
+                id: ApplicationId::parse(&r.get::<_, String>(1)?).map_err(bad)?,
+                service: r.get(2)?,
+                applicant_name: r.get(3)?,
+                nik: r.get(4)?,
+                village: r.get(5)?,
+                captured_at: UnixMillis(r.get(6)?),
+                hq_received_at: UnixMillis(r.get(7)?),
+                has_warnings: r.get(8)?,
+                status: QueueStatus::parse(&status)
+                    .ok_or_else(|| bad(format!("review state {status:?}")))?,
+                claimed_by: r.get(10)?,
+            });
+        }
+        let next = if out.len() > limit {
+            out.truncate(limit);
+            out.last().map(|r| Cursor {
+                received: r.hq_received_at.0,
+                bus: r.bus_id.clone(),
+                id: r.id,
+            })
+        } else {
+            None
+        };
+        Ok(QueuePage { rows: out, next })
+    }
+
+    /// How many applications the filter matches in each status (the status filter and
+    /// the cursor left out).
+    pub fn queue_counts(
+        &self,
+        f: &QueueFilter,
+    ) -> Result<BTreeMap<QueueStatus, u64>, HqStoreError> {
+        let (clause, values) = where_clause(f, false, false);
+        let sql = format!("SELECT {STATUS_SQL}, COUNT(*) FROM applications a {clause} GROUP BY 1");
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let mut rows = stmt.query(params_from_iter(values.iter()))?;
+        let mut out: BTreeMap<QueueStatus, u64> =
+            QueueStatus::ALL.iter().map(|s| (*s, 0)).collect();
+        while let Some(r) = rows.next()? {
+            let s: String = r.get(0)?;
+            if let Some(s) = QueueStatus::parse(&s) {
+                out.insert(s, r.get::<_, i64>(1)?.max(0) as u64);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Villages the buses have visited, for the filter (most applications first).
+    pub fn villages(&self, limit: usize) -> Result<Vec<String>, HqStoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT village FROM applications GROUP BY village ORDER BY COUNT(*) DESC, village LIMIT ?1",
+        )?;
+        let v = stmt
+            .query_map([limit as i64], |r| r.get(0))?
+            .collect::<Result<Vec<String>, _>>()?;
+        Ok(v)
+    }
+
+    /// Bus ids HQ has heard from or holds applications of.
+    pub fn bus_ids(&self) -> Result<Vec<String>, HqStoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT bus_id FROM buses UNION SELECT DISTINCT bus_id FROM applications ORDER BY 1",
+        )?;
+        let v = stmt
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<Vec<String>, _>>()?;
+        Ok(v)
+    }
+
+    /// The service of an application, if HQ holds it (for the access check before
+    /// anything else is read).
+    pub fn application_service(
+        &self,
+        bus: &BusId,
+        id: &ApplicationId,
+    ) -> Result<Option<String>, HqStoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT service FROM applications WHERE bus_id = ?1 AND id = ?2",
+                params![bus.as_str(), id.to_string()],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Everything about one application, or `None` when HQ has no such application.
+    pub fn detail(
+        &self,
+        bus: &BusId,
+        id: &ApplicationId,
+        now: UnixMillis,
+    ) -> Result<Option<Detail>, HqStoreError> {
+        let bus_s = bus.as_str();
+        let id_s = id.to_string();
+        type Row = (Vec<u8>, String, i64, Option<i64>, Option<i64>, String);
+        let row: Option<Row> = self
+            .conn
+            .query_row(
+                &format!(
+                    "SELECT a.record, {STATUS_SQL}, a.hq_received_at, a.completed_at, a.clock_skew_ms, a.ingested_by
+                     FROM applications a WHERE a.bus_id = ?1 AND a.id = ?2"
+                ),
+                params![bus_s, id_s],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
+            )
+            .optional()?;
+        let Some((record, status, received, completed, skew, ingested_by)) = row else {
+            return Ok(None);
+        };
+        let app = Application::from_stored_bytes(&record).map_err(bad)?;
+        let status =
+            QueueStatus::parse(&status).ok_or_else(|| bad(format!("review state {status:?}")))?;
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT ab.sha256, ab.kind, ab.size, ab.media_type, b.sha256 IS NOT NULL,
+                    (SELECT MAX(p.chunks_have) FROM upload_progress p WHERE p.bus_id = ab.bus_id AND p.sha256 = ab.sha256),
+                    (SELECT MAX(p.chunk_count) FROM upload_progress p WHERE p.bus_id = ab.bus_id AND p.sha256 = ab.sha256)
+             FROM app_blobs ab LEFT JOIN blobs b ON b.sha256 = ab.sha256
+             WHERE ab.bus_id = ?1 AND ab.application_id = ?2
+             ORDER BY ab.kind != 'id_photo', ab.kind",
+        )?;
+        let mut rows = stmt.query(params![bus_s, id_s])?;
+        let mut blobs = Vec::new();
+        while let Some(r) = rows.next()? {
+            let have: Option<i64> = r.get(5)?;
+            let count: Option<i64> = r.get(6)?;
+            let stored: bool = r.get(4)?;
+            blobs.push(BlobState {
+                sha256: Sha256::parse_hex(&r.get::<_, String>(0)?).map_err(bad)?,
+                kind: r.get(1)?,
+                size: r.get::<_, i64>(2)?.max(0) as u64,
+                media_type: r.get(3)?,
+                stored,
+                chunks: match (stored, have, count) {
+                    (false, Some(h), Some(c)) => Some((h.max(0) as u32, c.max(0) as u32)),
+                    _ => None,
+                },
+            });
+        }
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT bus_id FROM id_collisions WHERE id = ?1 AND bus_id != ?2 UNION SELECT first_bus FROM id_collisions WHERE id = ?1 AND first_bus != ?2")?;
+        let collisions = stmt
+            .query_map(params![id_s, bus_s], |r| r.get(0))?
+            .collect::<Result<Vec<String>, _>>()?;
+        let history = audit::list(
+            &self.conn,
+            &audit::Filter {
+                bus_id: Some(bus_s.to_owned()),
+                application_id: Some(id_s),
+                limit: 200,
+                ..audit::Filter::default()
+            },
+        )?;
+        Ok(Some(Detail {
+            app,
+            status,
+            hq_received_at: UnixMillis(received),
+            completed_at: completed.map(UnixMillis),
+            clock_skew_ms: skew,
+            ingested_by,
+            blobs,
+            claim: self.claim(bus, id, now)?,
+            collisions,
+            history,
+        }))
+    }
+
+    /// The live claim on an application, if any.
+    pub fn claim(
+        &self,
+        bus: &BusId,
+        id: &ApplicationId,
+        now: UnixMillis,
+    ) -> Result<Option<Claim>, HqStoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT c.staff_id, s.username, s.display_name, c.until FROM claims c JOIN staff s ON s.id = c.staff_id
+                 WHERE c.bus_id = ?1 AND c.application_id = ?2 AND c.until > ?3",
+                params![bus.as_str(), id.to_string(), now.0],
+                |r| {
+                    Ok(Claim {
+                        staff_id: r.get(0)?,
+                        username: r.get(1)?,
+                        display_name: r.get(2)?,
+                        until: UnixMillis(r.get(3)?),
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    /// Claims an application for `staff` (or renews their own claim).
+    pub fn claim_application(
+        &mut self,
+        bus: &BusId,
+        id: &ApplicationId,
+        staff: &crate::staff::Staff,
+        now: UnixMillis,
+    ) -> Result<ClaimOutcome, HqStoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let exists: bool = tx.query_row(
+            "SELECT EXISTS(SELECT 1 FROM applications WHERE bus_id = ?1 AND id = ?2)",
+            params![bus.as_str(), id.to_string()],
+            |r| r.get(0),
+        )?;
+        if !exists {
+            return Ok(ClaimOutcome::NotFound);
+        }
+        let held: Option<Claim> = tx
+            .query_row(
+                "SELECT c.staff_id, s.username, s.display_name, c.until FROM claims c JOIN staff s ON s.id = c.staff_id
+                 WHERE c.bus_id = ?1 AND c.application_id = ?2 AND c.until > ?3",
+                params![bus.as_str(), id.to_string(), now.0],
+                |r| {
+                    Ok(Claim {
+                        staff_id: r.get(0)?,
+                        username: r.get(1)?,
+                        display_name: r.get(2)?,
+                        until: UnixMillis(r.get(3)?),
+                    })
+                },
+            )
+            .optional()?;
+        if let Some(c) = held.filter(|c| c.staff_id != staff.id) {
+            return Ok(ClaimOutcome::HeldBy(c));
+        }
+        let until = UnixMillis(now.0.saturating_add(CLAIM_LEASE.as_millis() as i64));
+        tx.execute(
+            "INSERT INTO claims (bus_id, application_id, staff_id, claimed_at, until) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (bus_id, application_id) DO UPDATE SET staff_id = ?3, claimed_at = ?4, until = ?5",
+            params![bus.as_str(), id.to_string(), staff.id, now.0, until.0],
+        )?;
+        audit::append(
+            &tx,
+            now,
+            staff.username.as_str(),
+            &audit::Entry::application("claimed", bus.as_str(), &id.to_string()),
+        )?;
+        tx.commit()?;
+        Ok(ClaimOutcome::Claimed { until })
+    }
+
+    /// Releases a claim: its holder's, or anyone's for a supervisor. False when there
+    /// was none this staff member may release.
+    pub fn release_claim(
+        &mut self,
+        bus: &BusId,
+        id: &ApplicationId,
+        staff: &crate::staff::Staff,
+        now: UnixMillis,
+    ) -> Result<bool, HqStoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let n = tx.execute(
+            "DELETE FROM claims WHERE bus_id = ?1 AND application_id = ?2 AND (staff_id = ?3 OR ?4)",
+            params![bus.as_str(), id.to_string(), staff.id, staff.is_supervisor()],
+        )?;
+        if n > 0 {
+            audit::append(
+                &tx,
+                now,
+                staff.username.as_str(),
+                &audit::Entry::application("released", bus.as_str(), &id.to_string()),
+            )?;
+        }
+        tx.commit()?;
+        Ok(n > 0)
+    }
+
+    /// Writes one entry to the audit log on its own (a view, a search, a photo served).
+    pub fn audit(
+        &mut self,
+        actor: &str,
+        e: &audit::Entry,
+        now: UnixMillis,
+    ) -> Result<(), HqStoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        audit::append(&tx, now, actor, e)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Checks the audit log's hash chain: the first row that does not follow, if any.
+    pub fn verify_audit(&self) -> Result<Option<i64>, HqStoreError> {
+        audit::verify_chain(&self.conn)
+    }
+
+    /// The audit log, newest first.
+    pub fn audit_log(&self, f: &audit::Filter) -> Result<Vec<audit::Row>, HqStoreError> {
+        audit::list(&self.conn, f)
+    }
+
+    /// The media type and kind of a blob, if `bus`'s application `id` references it and
+    /// HQ holds it verified: the console serves no file without this.
+    pub fn blob_of_application(
+        &self,
+        bus: &BusId,
+        id: &ApplicationId,
+        sha: &Sha256,
+    ) -> Result<Option<(String, String)>, HqStoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT ab.media_type, ab.kind FROM app_blobs ab JOIN blobs b ON b.sha256 = ab.sha256
+                 WHERE ab.bus_id = ?1 AND ab.application_id = ?2 AND ab.sha256 = ?3",
+                params![bus.as_str(), id.to_string(), sha.to_hex()],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?)
+    }
+}

@@ -1,0 +1,328 @@
+//! The HQ console in a real headless Chromium (Debian's, through chromedriver), over a real
+//! broker with a running bus node: applications captured on the bus reach HQ, and staff
+//! log in, filter, open one, see its photo, claim it; forms without the CSRF token, other
+//! agencies' applications and hostile names are handled as a reviewer would want.
+//! Screenshots of every page go to `target/screenshots/` (copies of them are in `docs/`).
+
+use anyhow::{ensure, Context, Result};
+use hq_sync::console::Server;
+use hq_sync::staff::{Lang, NewStaff, Password, Role, Username};
+use hq_sync::store::HqStore;
+use keliling_e2e::browser::{http, Browser};
+use keliling_e2e::harness::*;
+use keliling_e2e::sample;
+use keliling_shared::UnixMillis;
+use std::path::Path;
+use std::time::Duration;
+
+const PASSWORD: &str = "kata-sandi-panjang";
+
+fn add_staff(hq_dir: &Path, user: &str, name: &str, role: Role, agencies: &[&str]) -> Result<()> {
+    let mut store = HqStore::open(&hq_dir.join("hq.sqlite"))?;
+    let known = vec!["DUKCAPIL".to_owned(), "POLRI".to_owned()];
+    store.add_staff(
+        &NewStaff {
+            username: Username::parse(user)?,
+            display_name: name.into(),
+            role,
+            agencies: agencies.iter().map(|a| a.to_string()).collect(),
+            language: Lang::Id,
+            password: Password::new(PASSWORD.into()),
+        },
+        &known,
+        UnixMillis::now(),
+    )?;
+    Ok(())
+}
+
+async fn login(b: &Browser, base: &str, user: &str, password: &str) -> Result<()> {
+    b.goto(&format!("{base}login")).await?;
+    b.fill("#username", user).await?;
+    b.fill("#password", password).await?;
+    b.click("#login").await?;
+    Ok(())
+}
+
+/// The hostile name of the hostile-content check: markup, a right-to-left override and a
+/// zero-width space.
+const HOSTILE_NAME: &str = "<b>Budi</b>\u{202E}gnp.exe\u{200B}";
+
+async fn review_in_the_browser(kind: BrokerKind) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let Some(broker) = TestBroker::start(kind, dir.path()).await? else {
+        return Ok(());
+    };
+    let Some(browser) = Browser::start().await? else {
+        return Ok(());
+    };
+    let (bus_dir, hq_dir) = (dir.path().join("bus"), dir.path().join("hq"));
+    let db = bus_dir.join("bus.sqlite");
+    let settings = test_capture_settings("bus-ntt-01")?;
+    // Three licence renewals (Polri), a family-card update with a scan (Dukcapil), and a
+    // renewal whose name is crafted.
+    capture_renewals(&db, &settings, 0..3)?;
+    capture_into(
+        &db,
+        &settings,
+        sample::kk_update(3, sample::document_scan(3, 40_000)?),
+    )?;
+    let portrait = keliling_photo::fixtures::load_portrait()?;
+    let mut hostile = sample::sim_renewal(4, sample::camera_photo(&portrait, 4)?);
+    hostile.full_name = HOSTILE_NAME.into();
+    capture_into(&db, &settings, hostile)?;
+
+    let mut hq = broker.spawn_hq(&hq_dir, &dir.path().join("hq.log")).await?;
+    let mut bus = broker
+        .spawn_bus("bus-ntt-01", &bus_dir, &dir.path().join("bus.log"))
+        .await?;
+    eventually("all 5 delivered", Duration::from_secs(120), || {
+        Ok(bus_delivered(&db)? == 5)
+    })
+    .await
+    .with_context(|| format!("bus log:\n{}\nhq log:\n{}", bus.log(), hq.log()))?;
+
+    add_staff(
+        &hq_dir,
+        "siti",
+        "Siti Rahmawati",
+        Role::Supervisor,
+        &["DUKCAPIL", "POLRI"],
+    )?;
+    add_staff(
+        &hq_dir,
+        "yohana",
+        "Yohana Bria",
+        Role::Reviewer,
+        &["DUKCAPIL"],
+    )?;
+    let mut cfg = broker.hq_config(&hq_dir);
+    cfg.console.listen = "127.0.0.1:0".parse()?;
+    let server = Server::bind(&cfg).await?;
+    let base = server.url();
+    let addr = server
+        .local_addr()
+        .context("the console's address")?
+        .to_string();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let console = tokio::spawn(server.run(stopped));
+
+    // Login: a wrong password is refused with a message, in Bahasa Indonesia.
+    b_login_page(&browser, &base).await?;
+    login(&browser, &base, "siti", "salah-kata-sandi").await?;
+    browser.wait_for("#login-error").await?;
+    let refused = browser.text("#login-error").await?;
+    ensure!(refused.contains("salah"), "refusal: {refused}");
+    browser.screenshot("console-login-refused").await?;
+
+    login(&browser, &base, "siti", PASSWORD).await?;
+    browser.wait_for("table.queue").await?;
+    browser.screenshot("console-queue").await?;
+    let all = browser.text(".tab[data-status=''] .count").await?;
+    ensure!(
+        all == "5",
+        "the supervisor of both agencies sees all 5: {all}"
+    );
+
+    // The hostile name is text, not markup, and flagged.
+    let src = browser.source().await?;
+    ensure!(
+        src.contains("&lt;b&gt;Budi&lt;/b&gt;⟨U+202E⟩gnp.exe⟨U+200B⟩"),
+        "the name is escaped and its hidden characters shown"
+    );
+    let bold = browser
+        .js("return document.querySelectorAll('table.queue b').length")
+        .await?;
+    ensure!(bold == 0, "no markup from a name reaches the page: {bold}");
+    ensure!(
+        src.contains("class=\"flag\""),
+        "the hostile name is flagged"
+    );
+
+    // Filter: only the family-card update.
+    browser
+        .goto(&format!("{base}applications?service=KK_UPDATE"))
+        .await?;
+    let rows = browser
+        .js("return document.querySelectorAll('table.queue tbody tr').length")
+        .await?;
+    ensure!(rows == 1, "one family-card update: {rows}");
+    // A NIK search finds its citizen and is logged.
+    let (nik0, _, _) = sample::nik(0);
+    browser
+        .goto(&format!("{base}applications?q={nik0}"))
+        .await?;
+    let rows = browser
+        .js("return document.querySelectorAll('table.queue tbody tr').length")
+        .await?;
+    ensure!(rows == 1, "one citizen with NIK {nik0}: {rows}");
+    browser.screenshot("console-queue-search").await?;
+
+    // Open it: every field, the photo (a real image the browser decoded), the history.
+    browser.click("table.queue tbody tr a.app-link").await?;
+    browser.wait_for("#applicant").await?;
+    let width = browser
+        .js("const i = document.getElementById('id-photo'); return i && i.complete ? i.naturalWidth : 0")
+        .await?;
+    ensure!(width == 413, "the ID photo is shown at its size: {width}");
+    let applicant = browser.text("#applicant").await?;
+    ensure!(
+        applicant.contains(&nik0),
+        "the detail page shows the full NIK"
+    );
+    browser.click("#claim").await?;
+    browser.wait_for("#release").await?;
+    browser.screenshot("console-detail").await?;
+    let detail_url = browser.client.current_url().await?.to_string();
+
+    // A form without its CSRF token is refused.
+    browser
+        .js(
+            "document.querySelector('form[action$=\"/release\"] input[name=csrf]').remove(); \
+             document.getElementById('release').click(); return 0",
+        )
+        .await?;
+    browser.wait_for(".error-page").await?;
+    let refusal = browser.text(".error-page h1").await?;
+    ensure!(refusal.contains("Formulir"), "CSRF refusal page: {refusal}");
+    browser.screenshot("console-csrf-refused").await?;
+
+    // Headers, as a plain client sees them.
+    let cookie = browser
+        .client
+        .get_named_cookie("kl_session")
+        .await
+        .context("the session cookie")?;
+    ensure!(cookie.http_only() == Some(true), "HttpOnly session cookie");
+    let session = format!("kl_session={}", cookie.value());
+    let path = detail_url
+        .strip_prefix(base.trim_end_matches('/'))
+        .unwrap_or(&detail_url)
+        .to_owned();
+    let page = http(&addr, "GET", &path, &[("Cookie", &session)], b"").await?;
+    ensure!(
+        page.status == 200,
+        "detail with the cookie: {}",
+        page.status
+    );
+    let csp = page.header("content-security-policy").unwrap_or_default();
+    ensure!(
+        csp.contains("default-src 'none'")
+            && csp.contains("frame-ancestors 'none'")
+            && !csp.contains("unsafe-inline"),
+        "strict CSP: {csp}"
+    );
+    ensure!(page.header("x-content-type-options") == Some("nosniff"));
+    ensure!(page.header("x-frame-options") == Some("DENY"));
+    let html = String::from_utf8_lossy(&page.body).to_string();
+    let photo_path = html
+        .split("id=\"id-photo\"")
+        .next()
+        .and_then(|before| before.rsplit("src=\"").next())
+        .and_then(|s| s.split('"').next())
+        .context("the photo's URL in the page")?
+        .to_owned();
+    let photo = http(&addr, "GET", &photo_path, &[("Cookie", &session)], b"").await?;
+    ensure!(
+        photo.status == 200 && photo.body.starts_with(&[0xFF, 0xD8]),
+        "the photo: {}",
+        photo.status
+    );
+    ensure!(photo
+        .header("content-security-policy")
+        .is_some_and(|c| c.starts_with("sandbox")));
+    ensure!(photo
+        .header("content-disposition")
+        .is_some_and(|c| c.starts_with("inline")));
+    let anonymous = http(&addr, "GET", &photo_path, &[], b"").await?;
+    ensure!(
+        anonymous.status == 303 && anonymous.header("location") == Some("/login"),
+        "no photo without a session: {}",
+        anonymous.status
+    );
+    // A form posted from another site is refused before it reaches a handler.
+    let forged = http(
+        &addr,
+        "POST",
+        &format!("{path}/claim"),
+        &[
+            ("Cookie", &session),
+            ("Origin", "http://evil.example"),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
+        b"csrf=x",
+    )
+    .await?;
+    ensure!(forged.status == 403, "cross-origin POST: {}", forged.status);
+
+    // Logout ends the session: the cookie is worth nothing after.
+    browser.goto(&detail_url).await?;
+    browser.click("#logout").await?;
+    browser.wait_for("#username").await?;
+    let after = http(&addr, "GET", &path, &[("Cookie", &session)], b"").await?;
+    ensure!(
+        after.status == 303,
+        "the old session after logout: {}",
+        after.status
+    );
+
+    // A reviewer of Dukcapil sees only Dukcapil's application, and not the licence
+    // renewal even by its address.
+    login(&browser, &base, "yohana", PASSWORD).await?;
+    browser.wait_for("table.queue").await?;
+    let all = browser.text(".tab[data-status=''] .count").await?;
+    ensure!(all == "1", "Dukcapil's reviewer sees 1: {all}");
+    browser.goto(&detail_url).await?;
+    browser.wait_for(".error-page").await?;
+    let h1 = browser.text(".error-page h1").await?;
+    ensure!(
+        h1.contains("tidak ditemukan"),
+        "another agency's application: {h1}"
+    );
+
+    // The audit log holds the views, the photo, the search, the claim, the failed login.
+    let store = HqStore::open(&hq_dir.join("hq.sqlite"))?;
+    let log = store.audit_log(&hq_sync::audit::Filter {
+        limit: 1000,
+        ..Default::default()
+    })?;
+    for action in [
+        "login_refused",
+        "login",
+        "nik_searched",
+        "viewed",
+        "blob_viewed",
+        "claimed",
+        "logout",
+    ] {
+        ensure!(
+            log.iter().any(|r| r.entry.action == action),
+            "audit log has {action}: {:?}",
+            log.iter().map(|r| &r.entry.action).collect::<Vec<_>>()
+        );
+    }
+    ensure!(store.verify_audit()?.is_none(), "the audit chain holds");
+
+    let _ = stop.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(5), console).await;
+    browser.close().await?;
+    bus.kill9().await?;
+    hq.kill9().await?;
+    Ok(())
+}
+
+async fn b_login_page(b: &Browser, base: &str) -> Result<()> {
+    b.goto(&format!("{base}login")).await?;
+    b.wait_for("#username").await?;
+    b.screenshot("console-login").await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn embedded_review_in_the_browser() -> Result<()> {
+    review_in_the_browser(BrokerKind::Embedded).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mosquitto_review_in_the_browser() -> Result<()> {
+    review_in_the_browser(BrokerKind::Mosquitto).await
+}
