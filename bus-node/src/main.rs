@@ -436,7 +436,70 @@ fn status_cmd(
             }
         }
     }
+    let decisions = store.decisions(list.max(20))?;
+    if !decisions.is_empty() {
+        println!();
+        println!("Keputusan pusat (HQ's decisions), terbaru dulu:");
+        for d in decisions {
+            let label = match d.kind.as_str() {
+                "approved" => "DISETUJUI (approved)",
+                "rejected" => "DITOLAK (rejected)",
+                _ => "PERLU INFO TAMBAHAN (more information requested)",
+            };
+            let changed = if d.versions > 1 {
+                format!(" [versi {} dari {} (changed)]", d.version, d.versions)
+            } else {
+                String::new()
+            };
+            println!(
+                "{}  {label}  diputuskan {}{changed}",
+                d.application, d.decided_at
+            );
+            // The reasons and messages are sealed: shown only with the passphrase.
+            if let Some(v) = &vault {
+                match store.decision(&d.application, d.version, v) {
+                    Ok(Some(full)) => {
+                        for line in decision_lines(&full.outcome) {
+                            println!("    {line}");
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => println!("    ({e})"),
+                }
+            }
+        }
+    }
     Ok(())
+}
+
+/// What to tell the citizen, one line each, safe for a terminal.
+fn decision_lines(o: &keliling_shared::decision::Outcome) -> Vec<String> {
+    use keliling_shared::decision::{Need, Outcome};
+    let p = |t: &keliling_shared::Text| keliling_shared::text::printable(t.as_str());
+    let mut out = Vec::new();
+    match o {
+        Outcome::Approved { note } => {
+            if let Some(n) = note {
+                out.push(format!("catatan (note): {}", p(n)));
+            }
+        }
+        Outcome::Rejected { code, reason, note } => {
+            out.push(format!("alasan (reason): {} [{code}]", p(reason)));
+            if let Some(n) = note {
+                out.push(format!("catatan (note): {}", p(n)));
+            }
+        }
+        Outcome::InfoRequested { message, needs } => {
+            out.push(format!("pesan (message): {}", p(message)));
+            for n in needs {
+                out.push(match n {
+                    Need::NewPhoto => "perlu: foto baru (a new photo)".to_owned(),
+                    Need::Document(d) => format!("perlu dokumen (document): {}", d.as_str()),
+                });
+            }
+        }
+    }
+    out
 }
 
 fn run_cmd(cfg: BusConfig, mut asker: Asker) -> Result<()> {

@@ -18,6 +18,7 @@
 use crate::vault::{
     BlobKey, KdfParams, Layout, Passphrase, SealingKey, UnlockedVault, VaultError, WrappedKey,
 };
+use keliling_shared::decision::Decision;
 use keliling_shared::wire::{chunk_count, BlobProgress};
 use keliling_shared::{Application, ApplicationId, Attachment, Bitmap, Sha256, UnixMillis};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
@@ -168,7 +169,7 @@ pub const MAX_QUARANTINE_PAYLOAD: usize = 4096;
 const META_PUBLIC_KEY: &str = "vault_public_key";
 const META_WRAPPED_KEY: &str = "vault_wrapped_secret_key";
 /// `PRAGMA user_version` of the encrypted schema (0: an older store, or a new file).
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS applications (
@@ -219,11 +220,50 @@ CREATE TABLE IF NOT EXISTS quarantine (
     reason      TEXT NOT NULL,
     payload     BLOB
 );
+-- HQ's decisions (schema 2): every version received; the highest is in force. The decision
+-- itself (reasons, messages) is sealed like a record; kind and times stay in clear for the
+-- operator's counts.
+CREATE TABLE IF NOT EXISTS decisions (
+    application_id TEXT NOT NULL REFERENCES applications(id),
+    version        INTEGER NOT NULL,
+    kind           TEXT NOT NULL CHECK (kind IN ('approved','rejected','info_requested')),
+    decided_at     INTEGER NOT NULL,
+    received_at    INTEGER NOT NULL,
+    sealed         BLOB NOT NULL,
+    PRIMARY KEY (application_id, version)
+);
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
 "#;
+
+/// What keeping a decision came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecisionStored {
+    New,
+    /// This version was already here: nothing changed (HQ re-sent it).
+    Known,
+    /// Not an application of this bus's store: nothing kept.
+    UnknownApplication,
+}
+
+/// A decision in force on the bus, as `bus-node status` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecisionSummary {
+    pub application: ApplicationId,
+    pub version: u32,
+    pub kind: String,
+    pub decided_at: UnixMillis,
+    pub received_at: UnixMillis,
+    /// How many versions the bus has received (more than one: a decision was changed).
+    pub versions: u32,
+}
+
+/// The associated data a decision is sealed under: its application and version.
+fn decision_aad(id: &str, version: u32) -> String {
+    format!("decision:{id}:{version}")
+}
 
 impl Store {
     /// Opens (creating if needed) the store at `path` with the durability settings above.
@@ -465,6 +505,100 @@ impl Store {
         )?;
         tx.commit()?;
         Ok(())
+    }
+
+    /// Keeps HQ's decision (sealed), idempotently: the same version again changes nothing,
+    /// and an older version arriving after a newer one is kept but not in force.
+    pub fn on_decision(&mut self, d: &Decision) -> Result<DecisionStored, StoreError> {
+        let id = d.application.to_string();
+        let known: bool = self.conn.query_row(
+            "SELECT EXISTS(SELECT 1 FROM applications WHERE id = ?1)",
+            [&id],
+            |r| r.get(0),
+        )?;
+        if !known {
+            return Ok(DecisionStored::UnknownApplication);
+        }
+        let have: bool = self.conn.query_row(
+            "SELECT EXISTS(SELECT 1 FROM decisions WHERE application_id = ?1 AND version = ?2)",
+            params![id, d.version],
+            |r| r.get(0),
+        )?;
+        if have {
+            return Ok(DecisionStored::Known);
+        }
+        let bytes = postcard::to_stdvec(d).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let sealed = self
+            .sealing_key()?
+            .seal_record(&decision_aad(&id, d.version), &bytes)?;
+        self.conn.execute(
+            "INSERT OR IGNORE INTO decisions (application_id, version, kind, decided_at, received_at, sealed)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![id, d.version, d.outcome.kind(), d.decided_at.0, UnixMillis::now().0, sealed],
+        )?;
+        Ok(DecisionStored::New)
+    }
+
+    /// The decisions in force (the highest version of each application), newest first.
+    pub fn decisions(&self, limit: usize) -> Result<Vec<DecisionSummary>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT d.application_id, d.version, d.kind, d.decided_at, d.received_at,
+                    (SELECT COUNT(*) FROM decisions o WHERE o.application_id = d.application_id)
+             FROM decisions d
+             WHERE d.version = (SELECT MAX(version) FROM decisions m WHERE m.application_id = d.application_id)
+             ORDER BY d.received_at DESC LIMIT ?1",
+        )?;
+        let rows = stmt.query_map([limit as i64], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, u32>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, i64>(4)?,
+                r.get::<_, u32>(5)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, version, kind, decided, received, versions) = row?;
+            out.push(DecisionSummary {
+                application: ApplicationId::parse(&id)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                version,
+                kind,
+                decided_at: UnixMillis(decided),
+                received_at: UnixMillis(received),
+                versions,
+            });
+        }
+        Ok(out)
+    }
+
+    /// A decision in full, decrypted: needs the unlocked vault.
+    pub fn decision(
+        &self,
+        application: &ApplicationId,
+        version: u32,
+        vault: &UnlockedVault,
+    ) -> Result<Option<Decision>, StoreError> {
+        let id = application.to_string();
+        let sealed: Option<Vec<u8>> = self
+            .conn
+            .query_row(
+                "SELECT sealed FROM decisions WHERE application_id = ?1 AND version = ?2",
+                params![id, version],
+                |r| r.get(0),
+            )
+            .optional()?;
+        sealed
+            .map(|b| {
+                let plain = vault.open_record(&decision_aad(&id, version), &b)?;
+                let d: Decision = postcard::from_bytes(&plain)
+                    .map_err(|e| StoreError::Corrupt(format!("decision {id} v{version}: {e}")))?;
+                d.check().map_err(StoreError::Corrupt)?;
+                Ok(d)
+            })
+            .transpose()
     }
 
     /// The whole application, decrypted: needs the unlocked vault.

@@ -19,7 +19,7 @@
 
 use crate::config::{BusConfig, BROKER_CONNECTION_TIMEOUT_SECS};
 use crate::pace::ChunkPace;
-use crate::store::{Store, StoreError};
+use crate::store::{DecisionStored, Store, StoreError};
 use crate::vault::UnlockedVault;
 use keliling_shared::backoff::Backoff;
 use keliling_shared::mqtt::{self, ClientOptions};
@@ -75,6 +75,8 @@ pub struct SyncMetrics {
     pub bytes_published: AtomicU64,
     pub delivered: AtomicU64,
     pub rejected: AtomicU64,
+    /// HQ decisions received (each version once, re-sends included).
+    pub decisions: AtomicU64,
     pub quarantined: AtomicU64,
     /// Chunks the pace allows in flight now (see `pace`).
     pub chunk_window: AtomicU64,
@@ -252,6 +254,8 @@ struct Pump {
     /// When the session last resumed: chunks in flight then got their clocks restarted,
     /// so their confirmation times say nothing about the link and the pace ignores them.
     resumed_at: Instant,
+    /// Decisions stored here whose acknowledgement has not been handed to rumqttc yet.
+    decision_acks: Vec<(ApplicationId, u32)>,
     /// Blobs whose chunks HQ has all confirmed, waiting for `BlobStored`.
     complete_since: HashMap<Sha256, Instant>,
     last_heartbeat: Option<Instant>,
@@ -289,6 +293,7 @@ impl Pump {
             records_in_flight: HashMap::new(),
             chunks_in_flight: HashMap::new(),
             complete_since: HashMap::new(),
+            decision_acks: Vec::new(),
             last_heartbeat: None,
             last_recheck: Instant::now(),
             last_heard: Instant::now(),
@@ -508,8 +513,42 @@ impl Pump {
                     }
                 }
             }
+            Down::Decision(d) => match self.store.on_decision(&d)? {
+                DecisionStored::New | DecisionStored::Known => {
+                    if !self.decision_acks.contains(&(d.application, d.version)) {
+                        self.decision_acks.push((d.application, d.version));
+                    }
+                    info!(application = %d.application, version = d.version, kind = d.outcome.kind(), "HQ's decision received");
+                    self.metrics.decisions.fetch_add(1, Ordering::Relaxed);
+                }
+                // Signed by HQ for this bus, but about nothing this store holds: kept
+                // aside, not acknowledged (HQ's console keeps showing it as unconfirmed).
+                DecisionStored::UnknownApplication => {
+                    let why = format!(
+                        "decision for {}, which this bus does not hold",
+                        d.application
+                    );
+                    return self.quarantine(p, &why);
+                }
+            },
         }
         Ok(())
+    }
+
+    /// Tells HQ which decisions are stored here, once each (HQ re-sends what it does not
+    /// hear about, and a re-sent one is acknowledged again).
+    fn send_decision_acks(&mut self) -> Result<bool, SyncError> {
+        while let Some(&(application, version)) = self.decision_acks.first() {
+            let body = Up::DecisionAck {
+                application,
+                version,
+            };
+            if !self.publish(UpKind::Ack, body, QoS::AtLeastOnce)? {
+                return Ok(false);
+            }
+            self.decision_acks.remove(0);
+        }
+        Ok(true)
     }
 
     /// Forgets the chunks HQ now holds, timing each for the pace.
@@ -542,6 +581,10 @@ impl Pump {
             return Ok(());
         }
         let now = Instant::now();
+        // Acks of HQ's decisions are tiny and end HQ's re-sends: before anything else.
+        if !self.send_decision_acks()? {
+            return Ok(());
+        }
         self.heartbeat_if_due(now)?;
         self.expire_unanswered(now);
         // Most useful first: records, then chunks, then records whose ack went missing.

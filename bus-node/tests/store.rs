@@ -231,3 +231,62 @@ fn the_quarantine_is_bounded() {
         "escape codes defused: {newest:?}"
     );
 }
+
+/// HQ's decisions on the bus: kept sealed, idempotent, the highest version in force
+/// whatever order versions arrive in, nothing kept for an application the bus lacks.
+#[test]
+fn decisions_are_kept_once_and_the_latest_version_wins() {
+    use bus_node::store::DecisionStored;
+    use keliling_shared::decision::{Decision, Outcome, ReasonCode};
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("bus.sqlite");
+    let (mut store, vault) = new_store(&db);
+    let app = saved(&mut store, 1);
+    let v = |version: u32, outcome: Outcome| Decision {
+        application: app.id,
+        version,
+        decided_at: UnixMillis::now(),
+        outcome,
+    };
+    let approved = v(1, Outcome::Approved { note: None });
+    let rejected = v(
+        2,
+        Outcome::Rejected {
+            code: ReasonCode::parse("PHOTO_UNUSABLE").unwrap(),
+            reason: keliling_shared::Text::parse("Pas foto tidak memenuhi syarat").unwrap(),
+            note: None,
+        },
+    );
+    // Version 2 arrives first, then version 1, then version 2 again.
+    assert_eq!(store.on_decision(&rejected).unwrap(), DecisionStored::New);
+    assert_eq!(store.on_decision(&approved).unwrap(), DecisionStored::New);
+    assert_eq!(store.on_decision(&rejected).unwrap(), DecisionStored::Known);
+    let list = store.decisions(10).unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(
+        (list[0].version, list[0].kind.as_str(), list[0].versions),
+        (2, "rejected", 2)
+    );
+    assert_eq!(store.decision(&app.id, 2, &vault).unwrap(), Some(rejected));
+    // Sealed at rest: the reason is not in the file in clear.
+    drop(store);
+    for f in [db.clone(), dir.path().join("bus.sqlite-wal")] {
+        let raw = std::fs::read(&f).unwrap_or_default();
+        assert!(
+            !raw.windows(b"tidak memenuhi".len())
+                .any(|w| w == b"tidak memenuhi"),
+            "{} holds the reason in clear",
+            f.display()
+        );
+    }
+    let mut store = Store::open(&db).unwrap();
+    let stranger = Decision {
+        application: keliling_shared::ApplicationId::new_v7(),
+        ..approved
+    };
+    assert_eq!(
+        store.on_decision(&stranger).unwrap(),
+        DecisionStored::UnknownApplication
+    );
+    assert_eq!(store.decisions(10).unwrap().len(), 1);
+}

@@ -97,6 +97,7 @@ detail-skew = Bus clock difference
 detail-skew-flag = the bus clock is off
 detail-history = History
 skew-in-sync = in step (less than a minute off)
+skew-ok = in step
 skew-minutes = { $minutes } minutes
 
 attachment-photo = ID photo
@@ -133,3 +134,85 @@ audit-staff-added = Account created
 audit-password-changed = Password changed
 audit-staff-disabled = Account disabled
 audit-staff-enabled = Account enabled
+
+decision-title = Decision and delivery to the bus
+col-version = Version
+col-decision = Decision
+col-delivery = On the bus?
+decision-status-final = in force
+decision-status-awaiting-check = awaiting a second check
+decision-status-declined = declined by the checker
+decision-by-checked = { $maker }, checked by { $checker }
+decision-needs = needs: { $list }
+delivery-held = Held at HQ
+delivery-waiting = Waiting to be sent
+delivery-sent = Sent, not yet confirmed by the bus
+delivery-confirmed = Confirmed by the bus
+delivery-superseded = Replaced by a newer version
+need-photo = A new photo
+decide-approve = Approve
+decide-reject = Reject
+decide-request-info = Request more information
+decide-note = Note (optional)
+decide-reason = Reason for rejection
+decide-choose-reason = Choose a reason…
+decide-message = Message for the applicant
+decide-needs = What to bring or redo
+decide-override-hint = Already decided. As a supervisor you may change it: a new version replaces the old one on the bus.
+decide-not-found = Application not found.
+decide-claimed-by-other = Someone else is reviewing this application.
+decide-claim-first = Click "Review this application" first so others know you are deciding it.
+decide-awaiting-check = This rejection is waiting for a second check.
+decide-supervisor-only = Already decided; only a supervisor may change it.
+decide-photo-missing = Cannot be approved yet: a photo or document is still on its way from the bus.
+decide-invalid = The decision form is incomplete or not valid.
+check-summary = { $name } proposes: { $what }
+check-confirm = Confirm this rejection
+check-decline = Decline the rejection
+check-nothing = Nothing is waiting for a check.
+check-own = The second check must be someone other than the maker.
+done-decided = Decision saved; it goes to the bus when it connects.
+done-awaiting-check = Rejection saved; it waits for a second check.
+done-checked = Rejection confirmed; it goes to the bus when it connects.
+done-declined = Rejection declined.
+audit-decided = Decided
+audit-check-confirmed = Confirmed as second checker
+audit-check-declined = Declined as second checker
+audit-decision-confirmed = The bus confirmed the decision
+
+nav-fleet = Fleet
+fleet-title = Bus fleet
+fleet-online-of = { $have } of { $of } buses connected
+fleet-online = connected
+fleet-offline = not connected
+fleet-seen = Last heard
+fleet-queue = Waiting to sync
+fleet-oldest = Oldest waiting
+fleet-last-sync = Last sync
+fleet-position = Position
+fleet-software = Software version
+fleet-clock = Bus clock
+fleet-decisions-waiting = Decisions not yet there
+fleet-quarantined = Quarantined messages
+fleet-revoked = Certificate revoked: { $reason }
+fleet-see-applications = See this bus's applications
+fleet-empty = HQ has not heard from any bus yet.
+fleet-per-day = Applications per day per bus (14 days, by day taken)
+fleet-per-village = Applications per village (top 10)
+fleet-no-data = No data yet.
+ago-seconds = { $n ->
+    [one] 1 second ago
+   *[other] { $n } seconds ago
+}
+ago-minutes = { $n ->
+    [one] 1 minute ago
+   *[other] { $n } minutes ago
+}
+ago-hours = { $n ->
+    [one] 1 hour ago
+   *[other] { $n } hours ago
+}
+ago-days = { $n ->
+    [one] 1 day ago
+   *[other] { $n } days ago
+}

@@ -34,6 +34,24 @@ pub struct HqConfig {
     pub staging: StagingConfig,
     #[serde(default)]
     pub console: ConsoleConfig,
+    #[serde(default)]
+    pub fleet: FleetConfig,
+}
+
+/// `[fleet]`: what HQ expects of the buses.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FleetConfig {
+    /// The buses' heartbeat period (`[sync] heartbeat_secs` in bus.toml): a bus not heard
+    /// from for three of these (and half a minute) counts as offline, whatever it said
+    /// last (HQ may have been down when its last will came).
+    pub heartbeat_secs: u64,
+}
+
+impl Default for FleetConfig {
+    fn default() -> Self {
+        FleetConfig { heartbeat_secs: 60 }
+    }
 }
 
 /// `[console]`: the staff's web console (`hq-sync console`, `hq-sync run --console`).
@@ -260,6 +278,7 @@ impl HqConfig {
             signing: SigningConfig::default(),
             staging: StagingConfig::default(),
             console: ConsoleConfig::default(),
+            fleet: FleetConfig::default(),
         }
     }
 

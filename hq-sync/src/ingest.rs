@@ -105,6 +105,10 @@ pub struct IngestMetrics {
     pub queries_over_budget: AtomicU64,
     /// New records left unanswered because their bus reached its daily quota.
     pub records_over_quota: AtomicU64,
+    /// Staff decisions signed and handed to the reply lane (re-sends included).
+    pub decisions_sent: AtomicU64,
+    /// Decisions a bus confirmed it stored.
+    pub decisions_confirmed: AtomicU64,
 }
 
 /// New quarantine rows one claimed bus may add per minute. A broken or hostile device
@@ -165,8 +169,9 @@ pub async fn run(
     ));
     info!(worker = %cfg.ingest.worker_id, broker = %format!("{}:{}", cfg.broker.host, cfg.broker.port), data = %cfg.data_dir.display(), "HQ ingest running");
     let stuck_after = Duration::from_secs(cfg.ingest.stuck_after_secs.max(1));
-    // Twice per report period, so a report due is never a whole period late.
-    let mut tick = tokio::time::interval(REPORT_EVERY / 2);
+    // Every second: staff's decisions leave within a second of being made, and a report
+    // due is never a whole period late.
+    let mut tick = tokio::time::interval(Duration::from_secs(1).min(REPORT_EVERY / 2));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let result = loop {
         let batch = tokio::select! {
@@ -479,6 +484,8 @@ struct Effects {
     fleet: Vec<FleetUpdate>,
     /// Uploads whose chunks arrived: a progress snapshot goes out after the flush.
     touched: BTreeMap<(BusId, Sha256), ()>,
+    /// Buses that said they are online: what they have not confirmed goes again.
+    came_online: Vec<BusId>,
 }
 
 /// The delivery ack for an application HQ holds whole.
@@ -763,6 +770,7 @@ impl Ingest {
                 .fetch_add(1, Ordering::Relaxed);
             error!(error = %e, updates = fx.fleet.len(), "cannot record heartbeats and statuses now");
         }
+        self.send_decisions(&mut fx);
         if !fx.touched.is_empty() && self.fatal.is_none() {
             if let Err(e) = self.flush_staging() {
                 // Not durable, so not confirmed: no snapshot of staging from this batch
@@ -784,6 +792,29 @@ impl Ingest {
         }
         self.maintain();
         fx.replies
+    }
+
+    /// Staff's decisions from the outbox, to be signed and sent with this batch's replies
+    /// (the console only commits them; only ingest holds the signing key).
+    fn send_decisions(&mut self, fx: &mut Effects) {
+        for bus in std::mem::take(&mut fx.came_online) {
+            match self.store.resend_decisions_to(&bus) {
+                Ok(0) => {}
+                Ok(n) => {
+                    info!(%bus, decisions = n, "bus back online: sending its unconfirmed decisions again")
+                }
+                Err(e) => warn!(error = %e, %bus, "cannot queue decisions again"),
+            }
+        }
+        match self.store.take_due_decisions(UnixMillis::now()) {
+            Ok(due) => {
+                for (bus, d) in due {
+                    self.metrics.decisions_sent.fetch_add(1, Ordering::Relaxed);
+                    fx.replies.push((bus, Down::Decision(Box::new(d))));
+                }
+            }
+            Err(e) => warn!(error = %e, "cannot read the decision outbox"),
+        }
     }
 
     /// Queues the replies of an acked batch for the reply lane.
@@ -880,11 +911,31 @@ impl Ingest {
                 Ok(())
             }
             Up::Status(s) => {
+                if s == BusStatus::Online {
+                    fx.came_online.push(topic_bus.clone());
+                }
                 fx.fleet.push(FleetUpdate::Online {
                     bus: topic_bus,
                     online: s == BusStatus::Online,
                     hq_now: now,
                 });
+                Ok(())
+            }
+            Up::DecisionAck {
+                application,
+                version,
+            } => {
+                // Only this bus's own decisions move: the topic's bus is the sender.
+                if self
+                    .store
+                    .on_decision_ack(&topic_bus, &application, version, now)?
+                {
+                    self.metrics
+                        .decisions_confirmed
+                        .fetch_add(1, Ordering::Relaxed);
+                } else {
+                    debug!(bus = %topic_bus, %application, version, "ack of no unconfirmed decision of this bus");
+                }
                 Ok(())
             }
         }

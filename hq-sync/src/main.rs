@@ -631,11 +631,18 @@ fn status(cfg: &HqConfig, quarantine: usize) -> Result<()> {
         "{:<16} {:<8} {:>7} {:>10} {:<25} {:>9}",
         "BUS", "LINK", "QUEUE", "WAITING", "LAST SEEN", "SKEW"
     );
+    let now = keliling_shared::UnixMillis::now();
+    let heartbeat = std::time::Duration::from_secs(cfg.fleet.heartbeat_secs.max(1));
     for b in store.fleet()? {
         println!(
             "{:<16} {:<8} {:>7} {:>10} {:<25} {:>9}",
             b.bus_id,
-            if b.online { "online" } else { "offline" },
+            // Online only if heard from lately: HQ may have missed the bus's last will.
+            if b.online_at(now, heartbeat) {
+                "online"
+            } else {
+                "offline"
+            },
             b.queue_depth.map_or("-".into(), |q| q.to_string()),
             b.bytes_waiting
                 .map_or("-".into(), |q| format!("{} KiB", q / 1024)),

@@ -408,6 +408,22 @@ impl HqStore {
         Ok(v)
     }
 
+    /// An application's review state (`pending`, `approved`, `awaiting_check`, ...).
+    pub fn application_review_state(
+        &self,
+        bus: &BusId,
+        id: &ApplicationId,
+    ) -> Result<Option<String>, HqStoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT review_state FROM applications WHERE bus_id = ?1 AND id = ?2",
+                params![bus.as_str(), id.to_string()],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
     /// The service of an application, if HQ holds it (for the access check before
     /// anything else is read).
     pub fn application_service(

@@ -151,7 +151,7 @@ pub struct HqStore {
 /// version or the next, never between. A store made before versions existed (version 0
 /// with the tables of migration 1) takes migration 1 as a no-op (`IF NOT EXISTS`).
 /// Append new migrations; never edit one that has shipped.
-const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3];
+const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4];
 
 const SCHEMA_V1: &str = r#"
 CREATE TABLE IF NOT EXISTS applications (
@@ -385,6 +385,12 @@ CREATE INDEX applications_by_received ON applications(hq_received_at, bus_id, id
 CREATE INDEX applications_by_review ON applications(review_state, hq_received_at);
 CREATE INDEX applications_by_nik ON applications(nik);
 CREATE INDEX applications_by_village ON applications(village);
+"#;
+
+/// 4: a decision keeps its outcome as sent to the bus (postcard of
+/// `keliling_shared::decision::Outcome`: the reason as the citizen reads it, the needs).
+const SCHEMA_V4: &str = r#"
+ALTER TABLE decisions ADD COLUMN outcome BLOB;
 "#;
 
 /// The schema version this build writes.

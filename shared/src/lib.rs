@@ -17,6 +17,7 @@ pub mod blocking;
 pub mod catalogue;
 pub mod config_env;
 mod de_error;
+pub mod decision;
 pub mod ids;
 pub mod mqtt;
 pub mod nik;

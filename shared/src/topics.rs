@@ -23,15 +23,18 @@ pub enum UpKind {
     Query,
     Heartbeat,
     Status,
+    /// The bus's acknowledgements of what HQ told it (decisions).
+    Ack,
 }
 
 impl UpKind {
-    pub const ALL: [UpKind; 5] = [
+    pub const ALL: [UpKind; 6] = [
         UpKind::Record,
         UpKind::Chunk,
         UpKind::Query,
         UpKind::Heartbeat,
         UpKind::Status,
+        UpKind::Ack,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -40,6 +43,7 @@ impl UpKind {
             UpKind::Query => "query",
             UpKind::Heartbeat => "heartbeat",
             UpKind::Status => "status",
+            UpKind::Ack => "ack",
         }
     }
     pub fn parse(s: &str) -> Option<UpKind> {

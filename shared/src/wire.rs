@@ -8,6 +8,7 @@
 
 use crate::application::{Application, GeoPoint, MAX_ATTACHMENT_BYTES};
 use crate::bitmap::Bitmap;
+use crate::decision::Decision;
 use crate::ids::{ApplicationId, BusId, Sha256};
 use crate::sign::{SignError, Signed, SigningKey, VerifyingKeys};
 use crate::time::UnixMillis;
@@ -69,6 +70,12 @@ pub enum Up {
     Query(BlobQuery),
     Heartbeat(Heartbeat),
     Status(BusStatus),
+    /// The bus holds HQ's decision `version` on `application`, durably: HQ stops
+    /// re-sending it. (Appended: earlier variants keep their tags.)
+    DecisionAck {
+        application: ApplicationId,
+        version: u32,
+    },
 }
 
 impl Up {
@@ -80,6 +87,7 @@ impl Up {
             Up::Query(_) => UpKind::Query,
             Up::Heartbeat(_) => UpKind::Heartbeat,
             Up::Status(_) => UpKind::Status,
+            Up::DecisionAck { .. } => UpKind::Ack,
         }
     }
 }
@@ -220,6 +228,9 @@ pub enum Down {
         blob: Option<Sha256>,
         reason: String,
     },
+    /// HQ's decision on one of the bus's applications, to keep and show the citizen.
+    /// The bus acknowledges with [`Up::DecisionAck`] once it is stored.
+    Decision(Box<Decision>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -361,6 +372,7 @@ impl DownEnvelope {
                     "delivery ack: blob hashes not sorted, repeated or too many".into(),
                 ))
             }
+            Down::Decision(d) => d.check().map_err(WireError::Invalid),
             _ => Ok(()),
         }
     }

@@ -175,6 +175,25 @@ impl Browser {
         Ok(path)
     }
 
+    /// Like [`Browser::screenshot`], of the whole page: the window grows to the page's
+    /// height for the shot, then returns to its size.
+    pub async fn screenshot_full(&self, name: &str) -> Result<PathBuf> {
+        let (w, h) = self.client.get_window_size().await?;
+        let height = self
+            .js("return Math.ceil(document.documentElement.scrollHeight)")
+            .await?
+            .as_u64()
+            .unwrap_or(h)
+            .clamp(600, 4000);
+        // The window's outer height includes its frame; a little more than the page.
+        self.client
+            .set_window_size(w as u32, height as u32 + 140)
+            .await?;
+        let shot = self.screenshot(name).await;
+        self.client.set_window_size(w as u32, h as u32).await?;
+        shot
+    }
+
     /// Runs `script` in the page; its return value as JSON.
     pub async fn js(&self, script: &str) -> Result<serde_json::Value> {
         Ok(self.client.execute(script, Vec::new()).await?)

@@ -60,8 +60,8 @@ async fn review_in_the_browser(kind: BrokerKind) -> Result<()> {
     let settings = test_capture_settings("bus-ntt-01")?;
     // Three licence renewals (Polri), a family-card update with a scan (Dukcapil), and a
     // renewal whose name is crafted.
-    capture_renewals(&db, &settings, 0..3)?;
-    capture_into(
+    let renewals = capture_renewals(&db, &settings, 0..3)?;
+    let kk = capture_into(
         &db,
         &settings,
         sample::kk_update(3, sample::document_scan(3, 40_000)?),
@@ -171,7 +171,7 @@ async fn review_in_the_browser(kind: BrokerKind) -> Result<()> {
     );
     browser.click("#claim").await?;
     browser.wait_for("#release").await?;
-    browser.screenshot("console-detail").await?;
+    browser.screenshot_full("console-detail").await?;
     let detail_url = browser.client.current_url().await?.to_string();
 
     // A form without its CSRF token is refused.
@@ -254,6 +254,58 @@ async fn review_in_the_browser(kind: BrokerKind) -> Result<()> {
     .await?;
     ensure!(forged.status == 403, "cross-origin POST: {}", forged.status);
 
+    // Decisions: approve, reject with a reason, request more information; each reaches
+    // the bus, and the console shows it confirmed by the bus.
+    let app_url =
+        |id: &keliling_shared::ApplicationId| format!("{base}applications/bus-ntt-01/{id}");
+    let (a0, a1, a2) = (renewals[0].id, renewals[1].id, renewals[2].id);
+    decide(&browser, &app_url(&a0), Decide::Approve).await?;
+    decide(
+        &browser,
+        &app_url(&a1),
+        Decide::Reject("HEALTH_CERT_NEEDED"),
+    )
+    .await?;
+    browser.screenshot_full("console-decided").await?;
+    decide(
+        &browser,
+        &app_url(&a2),
+        Decide::RequestInfo("Bawa foto baru tanpa kacamata"),
+    )
+    .await?;
+    for id in [a0, a1, a2] {
+        confirmed_by_bus(&browser, &app_url(&id), 1).await?;
+    }
+    browser.goto(&app_url(&a1)).await?;
+    browser
+        .screenshot_full("console-decision-confirmed")
+        .await?;
+    // A supervisor changes a decision: version 2 supersedes version 1 on the bus.
+    decide(
+        &browser,
+        &app_url(&a0),
+        Decide::RequestInfo("Foto kurang jelas, mohon foto ulang"),
+    )
+    .await?;
+    confirmed_by_bus(&browser, &app_url(&a0), 2).await?;
+    let status = bus_status(&broker, &bus_dir).await?;
+    for (id, line) in [
+        (a0, "PERLU INFO TAMBAHAN"),
+        (a1, "DITOLAK"),
+        (a2, "PERLU INFO TAMBAHAN"),
+    ] {
+        ensure!(
+            status
+                .lines()
+                .any(|l| l.starts_with(&id.to_string()) && l.contains(line)),
+            "bus-node status shows {id} as {line}:\n{status}"
+        );
+    }
+    ensure!(
+        status.contains("versi 2 dari 2"),
+        "the changed decision is version 2 on the bus:\n{status}"
+    );
+
     // Logout ends the session: the cookie is worth nothing after.
     browser.goto(&detail_url).await?;
     browser.click("#logout").await?;
@@ -279,6 +331,89 @@ async fn review_in_the_browser(kind: BrokerKind) -> Result<()> {
         "another agency's application: {h1}"
     );
 
+    // Maker-checker, with the bus offline: the family-card update's rejection needs a
+    // second person. Yohana rejects; she cannot check her own; Siti confirms; the bus,
+    // back online, gets it.
+    bus.kill9().await?;
+    decide(
+        &browser,
+        &app_url(&kk.id),
+        Decide::Reject("DOCUMENT_MISSING"),
+    )
+    .await?;
+    let notice = browser.text("#notice").await?;
+    ensure!(
+        notice.contains("pemeriksa kedua"),
+        "waits for a second check: {notice}"
+    );
+    ensure!(
+        browser
+            .js("return document.getElementById('check-confirm') === null")
+            .await?
+            == true,
+        "the maker is not offered her own check"
+    );
+    browser.click("#logout").await?;
+    browser.wait_for("#username").await?;
+    login(&browser, &base, "siti", PASSWORD).await?;
+    browser.wait_for("table.queue").await?;
+    browser.goto(&app_url(&kk.id)).await?;
+    browser.wait_for("#check-confirm").await?;
+    browser.screenshot_full("console-check").await?;
+    browser.click("#check-confirm").await?;
+    browser.wait_for("#notice").await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    browser.goto(&app_url(&kk.id)).await?;
+    let delivery = browser
+        .js("return document.querySelector('tr[data-version=\"1\"] [data-delivery]').dataset.delivery")
+        .await?;
+    ensure!(
+        delivery != "confirmed",
+        "not confirmed while the bus is away: {delivery}"
+    );
+    // The fleet view: the bus is offline (its last will reached HQ) and one decision
+    // waits for it.
+    let fleet = format!("{base}fleet");
+    let card = "[data-bus='bus-ntt-01']";
+    let started = std::time::Instant::now();
+    loop {
+        browser.goto(&fleet).await?;
+        browser.wait_for(card).await?;
+        let online = browser
+            .js(&format!(
+                "return document.querySelector(\"{card}\").dataset.online"
+            ))
+            .await?;
+        if online == "false" {
+            break;
+        }
+        ensure!(
+            started.elapsed() < Duration::from_secs(30),
+            "the killed bus still shows online"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let waiting = browser.text(&format!("{card} .decisions-waiting")).await?;
+    ensure!(
+        waiting == "1",
+        "one decision waits for the offline bus: {waiting}"
+    );
+    browser.screenshot_full("console-fleet").await?;
+    let mut bus = broker
+        .spawn_bus("bus-ntt-01", &bus_dir, &dir.path().join("bus.log"))
+        .await?;
+    confirmed_by_bus(&browser, &app_url(&kk.id), 1).await?;
+    browser.goto(&fleet).await?;
+    let online = browser
+        .js(&format!(
+            "return document.querySelector(\"{card}\").dataset.online"
+        ))
+        .await?;
+    ensure!(
+        online == "true",
+        "the bus is back online in the fleet view: {online}"
+    );
+
     // The audit log holds the views, the photo, the search, the claim, the failed login.
     let store = HqStore::open(&hq_dir.join("hq.sqlite"))?;
     let log = store.audit_log(&hq_sync::audit::Filter {
@@ -293,6 +428,9 @@ async fn review_in_the_browser(kind: BrokerKind) -> Result<()> {
         "blob_viewed",
         "claimed",
         "logout",
+        "decided",
+        "check_confirmed",
+        "decision_confirmed",
     ] {
         ensure!(
             log.iter().any(|r| r.entry.action == action),
@@ -308,6 +446,80 @@ async fn review_in_the_browser(kind: BrokerKind) -> Result<()> {
     bus.kill9().await?;
     hq.kill9().await?;
     Ok(())
+}
+
+enum Decide {
+    Approve,
+    Reject(&'static str),
+    RequestInfo(&'static str),
+}
+
+/// Opens an application, claims it if nobody does, and decides.
+async fn decide(b: &Browser, url: &str, d: Decide) -> Result<()> {
+    b.goto(url).await?;
+    b.wait_for("#decision").await?;
+    if b.js("return document.getElementById('claim') !== null")
+        .await?
+        == true
+    {
+        b.click("#claim").await?;
+        b.wait_for("#release").await?;
+    }
+    match d {
+        Decide::Approve => b.click("#approve").await?,
+        Decide::Reject(code) => {
+            b.client
+                .find(fantoccini::Locator::Css("#reason"))
+                .await?
+                .select_by_value(code)
+                .await?;
+            b.fill("#reject-note", "Mohon dilengkapi").await?;
+            b.click("#reject").await?;
+        }
+        Decide::RequestInfo(msg) => {
+            b.fill("#info-message", msg).await?;
+            b.click("form.decide.info input[value=photo]").await?;
+            b.click("#request-info").await?;
+        }
+    }
+    b.wait_for("#notice").await?;
+    Ok(())
+}
+
+/// Reloads an application's page until decision `version` shows as confirmed by the bus.
+async fn confirmed_by_bus(b: &Browser, url: &str, version: u32) -> Result<()> {
+    let started = std::time::Instant::now();
+    loop {
+        b.goto(url).await?;
+        let state = b
+            .js(&format!(
+                "const e = document.querySelector('tr[data-version=\"{version}\"] [data-delivery]'); return e ? e.dataset.delivery : ''"
+            ))
+            .await?;
+        if state == "confirmed" {
+            return Ok(());
+        }
+        ensure!(
+            started.elapsed() < Duration::from_secs(60),
+            "decision v{version} at {url} not confirmed by the bus in 60 s: {state}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// `bus-node status` as the operator runs it.
+async fn bus_status(broker: &TestBroker, bus_dir: &Path) -> Result<String> {
+    let out = tokio::process::Command::new(binary("bus-node")?)
+        .arg("status")
+        .envs(broker.bus_env("bus-ntt-01", bus_dir)?)
+        .output()
+        .await?;
+    ensure!(
+        out.status.success(),
+        "bus-node status: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 async fn b_login_page(b: &Browser, base: &str) -> Result<()> {

@@ -169,10 +169,10 @@ impl<'a> Tr<'a> {
     }
 
     /// `key` with `$have` and `$of` numbers (progress).
-    pub fn of(&self, key: &str, have: u64, of: u64) -> String {
+    pub fn of(&self, key: &str, have: impl Count, of: impl Count) -> String {
         let mut a = FluentArgs::new();
-        a.set("have", FluentValue::from(have as f64));
-        a.set("of", FluentValue::from(of as f64));
+        a.set("have", FluentValue::from(have.as_f64()));
+        a.set("of", FluentValue::from(of.as_f64()));
         self.format(key, Some(&a))
     }
 }

@@ -72,6 +72,7 @@ struct Inner {
     catalogue: Catalogue,
     photos: PhotoStore,
     cfg: ConsoleConfig,
+    heartbeat_secs: u64,
     secure_cookies: bool,
 }
 
@@ -98,6 +99,7 @@ impl Console {
                 catalogue,
                 photos,
                 secure_cookies: c.tls_cert.is_some() || c.behind_tls_proxy,
+                heartbeat_secs: cfg.fleet.heartbeat_secs,
                 cfg: c.clone(),
             }),
         })
@@ -142,6 +144,11 @@ impl Console {
 
     pub fn photos(&self) -> &PhotoStore {
         &self.inner.photos
+    }
+
+    /// The buses' heartbeat period (`[fleet] heartbeat_secs`): what "online" is measured by.
+    pub fn fleet_heartbeat_secs(&self) -> u64 {
+        self.inner.heartbeat_secs
     }
 
     pub fn config(&self) -> &ConsoleConfig {

@@ -47,6 +47,13 @@ struct Args {
     /// Give up after this many seconds.
     #[arg(long, default_value_t = 600)]
     timeout_secs: u64,
+    /// Where the HQ console listens at the end (a free port when this one is taken).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    console: std::net::SocketAddr,
+    /// End after the exactly-once check instead of leaving HQ, the buses and the console
+    /// running until Ctrl-C.
+    #[arg(long)]
+    exit: bool,
 }
 
 struct Bus {
@@ -88,6 +95,7 @@ async fn main() -> Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let hq_dir = args.data.join("hq");
     let hq_metrics = Arc::new(IngestMetrics::default());
+    let console_cfg = hq_cfg.clone();
     let hq = tokio::spawn(hq_sync::ingest::run(
         hq_cfg,
         hq_metrics.clone(),
@@ -181,12 +189,14 @@ async fn main() -> Result<()> {
                     true,
                     90,
                 )?;
-                let receipt = capture(
-                    &mut store,
-                    &catalogue,
-                    &cfg.capture_settings(),
-                    sample::sim_renewal(n, camera),
-                )?;
+                // Every fourth citizen updates a family card (a scan, Dukcapil's); the
+                // others renew a driving licence (a photo, Polri's).
+                let input = if i % 4 == 3 {
+                    sample::kk_update(n, sample::document_scan(n as u64, 60_000)?)
+                } else {
+                    sample::sim_renewal(n, camera)
+                };
+                let receipt = capture(&mut store, &catalogue, &cfg.capture_settings(), input)?;
                 println!(
                     "{}: saved {} for {} (photo {} bytes{}) ",
                     cfg.bus_id,
@@ -299,7 +309,67 @@ async fn main() -> Result<()> {
         hq_dir.display()
     );
     println!("              cargo run --release -p bus-node -- status  (with BUS_NODE__BUS_ID=bus-ntt-01 BUS_NODE__DATA_DIR={})", args.data.join("bus-ntt-01").display());
+    if !args.exit {
+        serve_console(console_cfg, &args, &hq_dir, stop_rx.clone()).await?;
+    }
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(3), hq).await;
+    Ok(())
+}
+
+/// The end of the demo: HQ's console on the demo's data, with a fresh supervisor login,
+/// while HQ and the buses keep running (decisions made now reach the buses), until Ctrl-C.
+async fn serve_console(
+    mut cfg: HqConfig,
+    args: &Args,
+    hq_dir: &std::path::Path,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<()> {
+    use hq_sync::staff::{Lang, NewStaff, Password, Role, Username};
+    let password: String = {
+        // No look-alike characters: it is read off a terminal and typed.
+        const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyz23456789";
+        let mut rng = rand::thread_rng();
+        (0..14)
+            .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
+            .collect()
+    };
+    let mut store = HqStore::open(&hq_dir.join("hq.sqlite"))?;
+    let agencies: Vec<String> = Catalogue::builtin()
+        .agencies
+        .iter()
+        .map(|a| a.code.clone())
+        .collect();
+    store.add_staff(
+        &NewStaff {
+            username: Username::parse("demo")?,
+            display_name: "Demo Supervisor".into(),
+            role: Role::Supervisor,
+            agencies: agencies.clone(),
+            language: Lang::Id,
+            password: Password::new(password.clone()),
+        },
+        &agencies,
+        keliling_shared::UnixMillis::now(),
+    )?;
+    cfg.console.listen = args.console;
+    let server = match hq_sync::console::Server::bind(&cfg).await {
+        Ok(s) => s,
+        Err(hq_sync::console::ConsoleError::Listen { .. }) => {
+            cfg.console.listen = ([127, 0, 0, 1], 0).into();
+            hq_sync::console::Server::bind(&cfg).await?
+        }
+        Err(e) => return Err(e.into()),
+    };
+    println!();
+    println!("HQ console: {}", server.url());
+    println!("  sign in as  demo  /  {password}   (a supervisor of every agency)");
+    println!("  Decide an application there: the bus gets it within seconds");
+    println!("  (cargo run --release -p bus-node -- status, as above, lists it).");
+    println!("  HQ, the buses and the console keep running; Ctrl-C stops them.");
+    let console = tokio::spawn(server.run(stop));
+    tokio::signal::ctrl_c().await?;
+    println!("Stopping.");
+    console.abort();
     Ok(())
 }

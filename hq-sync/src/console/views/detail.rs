@@ -7,14 +7,16 @@ use crate::audit::Entry;
 use crate::console::i18n::Tr;
 use crate::console::session::{self, Authed};
 use crate::console::{Console, PageError};
-use crate::review::{ClaimOutcome, Detail};
+use crate::decisions::{Action, DecisionError, DecisionRow, Delivery};
+use crate::review::{ClaimOutcome, Detail, QueueStatus};
 use crate::staff::Lang;
 use askama::Template;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
+use keliling_shared::decision::{Need, Outcome, ReasonCode};
 use keliling_shared::nik::NikWarning;
-use keliling_shared::{ApplicationId, BusId, UnixMillis};
+use keliling_shared::{ApplicationId, BusId, Text, UnixMillis};
 use serde::Deserialize;
 
 /// Clock skew beyond which the bus's times are flagged.
@@ -75,6 +77,96 @@ struct DetailPage {
     i_hold_claim: bool,
     collisions: Vec<String>,
     history: Vec<HistoryRow>,
+    decisions: Vec<DecisionView>,
+    can_decide: bool,
+    can_claim: bool,
+    can_approve: bool,
+    decide_hint: Option<String>,
+    reasons: Vec<Choice>,
+    needs: Vec<Choice>,
+    can_check: bool,
+    check_summary: Option<String>,
+    notice: Option<String>,
+    error: Option<String>,
+}
+
+pub struct Choice {
+    pub value: String,
+    pub label: String,
+}
+
+pub struct DecisionView {
+    pub version: u32,
+    pub kind_key: &'static str,
+    pub kind_class: &'static str,
+    pub summary: String,
+    pub by: String,
+    pub at: String,
+    pub status_key: &'static str,
+    pub delivery_key: &'static str,
+    pub delivery_class: &'static str,
+    pub delivery_when: String,
+}
+
+/// The console texts a decision's refusal may show (`?error=` is only ever one of these).
+const ERROR_KEYS: &[&str] = &[
+    "decide-not-found",
+    "decide-claimed-by-other",
+    "decide-claim-first",
+    "decide-awaiting-check",
+    "decide-supervisor-only",
+    "decide-photo-missing",
+    "decide-invalid",
+    "check-nothing",
+    "check-own",
+];
+
+/// And the notices after a successful action (`?done=`).
+const DONE_KEYS: &[&str] = &[
+    "done-decided",
+    "done-awaiting-check",
+    "done-checked",
+    "done-declined",
+];
+
+#[derive(Deserialize, Default)]
+pub struct Flash {
+    #[serde(default)]
+    error: String,
+    #[serde(default)]
+    done: String,
+}
+
+fn outcome_summary(t: &Tr<'_>, o: &Outcome, svc: Option<&keliling_shared::Service>) -> String {
+    match o {
+        Outcome::Approved { note } => note.as_ref().map(|n| shown(n.as_str())).unwrap_or_default(),
+        Outcome::Rejected { code, reason, note } => {
+            let mut s = format!("{} [{code}]", shown(reason.as_str()));
+            if let Some(n) = note {
+                s.push_str(" — ");
+                s.push_str(&shown(n.as_str()));
+            }
+            s
+        }
+        Outcome::InfoRequested { message, needs } => {
+            let mut s = shown(message.as_str());
+            let list: Vec<String> = needs
+                .iter()
+                .map(|n| match n {
+                    Need::NewPhoto => t.get("need-photo"),
+                    Need::Document(d) => svc
+                        .and_then(|x| x.documents.iter().find(|f| f.name == d.as_str()))
+                        .map(|f| f.label.clone())
+                        .unwrap_or_else(|| d.as_str().to_owned()),
+                })
+                .collect();
+            if !list.is_empty() {
+                s.push_str(" — ");
+                s.push_str(&t.arg("decision-needs", "list", &list.join(", ")));
+            }
+            s
+        }
+    }
 }
 
 fn parse_ids(bus: &str, id: &str) -> Result<(BusId, ApplicationId), PageError> {
@@ -88,6 +180,16 @@ fn size(bytes: u64) -> String {
         format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
     } else {
         format!("{:.0} KiB", (bytes as f64 / 1024.0).ceil())
+    }
+}
+
+/// A review or delivery state as staff read it.
+fn state_label(t: &Tr<'_>, s: &str) -> String {
+    match s {
+        "pending" | "approved" | "rejected" | "info_requested" | "awaiting_check"
+        | "waiting_photo" => t.get(&format!("status-{s}")),
+        "held" | "waiting" | "sent" | "confirmed" | "superseded" => t.get(&format!("delivery-{s}")),
+        other => other.to_owned(),
     }
 }
 
@@ -121,6 +223,7 @@ pub async fn page(
     State(c): State<Console>,
     Authed(s): Authed,
     Path((bus, id)): Path<(String, String)>,
+    Query(flash): Query<Flash>,
 ) -> Result<Response, PageError> {
     let (bus, id) = parse_ids(&bus, &id)?;
     let staff = s.staff.clone();
@@ -131,7 +234,7 @@ pub async fn page(
         .collect();
     let actor = staff.username.to_string();
     let (b, i) = (bus.clone(), id);
-    let detail: Option<Detail> = c
+    let detail: Option<(Detail, Vec<DecisionRow>)> = c
         .db(move |db| {
             let now = UnixMillis::now();
             // The access check comes first: another agency's application is "not found".
@@ -144,10 +247,14 @@ pub async fn page(
                 &Entry::application("viewed", b.as_str(), &i.to_string()),
                 now,
             )?;
-            db.detail(&b, &i, now)
+            let Some(d) = db.detail(&b, &i, now)? else {
+                return Ok(None);
+            };
+            let decisions = db.decisions_of(&b, &i)?;
+            Ok::<_, crate::store::HqStoreError>(Some((d, decisions)))
         })
         .await?;
-    let d = detail.ok_or(PageError::NotFound)?;
+    let (d, decision_rows) = detail.ok_or(PageError::NotFound)?;
     let t = tr(staff.language).ok_or_else(|| PageError::Internal("no texts".into()))?;
     let offset = c.config().utc_offset_minutes;
     let cat = c.catalogue();
@@ -265,13 +372,129 @@ pub async fn page(
             actor: r.actor.clone(),
             action: t.get(&format!("audit-{}", r.entry.action.replace('_', "-"))),
             change: match (&r.entry.from_state, &r.entry.to_state) {
-                (Some(f), Some(to)) => format!("{f} → {to}"),
+                (Some(f), Some(to)) => format!("{} → {}", state_label(&t, f), state_label(&t, to)),
                 _ => String::new(),
             },
             detail: shown(&r.entry.detail),
         })
         .collect();
+    let holds = d.claim.as_ref().is_some_and(|c| c.staff_id == staff.id);
+    let claimed_by_other = d.claim.as_ref().is_some_and(|c| c.staff_id != staff.id);
+    let supervisor = staff.is_supervisor();
+    let (can_decide, decide_hint) = match d.status {
+        QueueStatus::AwaitingCheck => (false, Some(t.get("decide-awaiting-check"))),
+        _ if claimed_by_other => (false, Some(t.get("decide-claimed-by-other"))),
+        QueueStatus::Pending | QueueStatus::WaitingPhoto if holds || supervisor => (true, None),
+        QueueStatus::Pending | QueueStatus::WaitingPhoto => {
+            (false, Some(t.get("decide-claim-first")))
+        }
+        _ if supervisor => (true, Some(t.get("decide-override-hint"))),
+        _ => (false, Some(t.get("decide-supervisor-only"))),
+    };
+    let reasons = svc
+        .map(|x| {
+            cat.reject_reasons(x)
+                .map(|r| Choice {
+                    value: r.code.clone(),
+                    label: if en {
+                        r.label_en.clone()
+                    } else {
+                        r.label.clone()
+                    },
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut needs = vec![Choice {
+        value: "photo".into(),
+        label: t.get("need-photo"),
+    }];
+    if let Some(x) = svc {
+        needs.extend(x.documents.iter().map(|doc| Choice {
+            value: format!("doc:{}", doc.name),
+            label: doc.label.clone(),
+        }));
+    }
+    let pending_check = decision_rows
+        .iter()
+        .rev()
+        .find(|r| r.status == "awaiting_check");
+    let can_check = pending_check.is_some_and(|r| r.maker_id != staff.id)
+        && d.status == QueueStatus::AwaitingCheck;
+    let check_summary = pending_check.map(|r| {
+        t.arg2(
+            "check-summary",
+            "name",
+            &r.decided_by,
+            "what",
+            &outcome_summary(&t, &r.outcome, svc),
+        )
+    });
+    let decisions = decision_rows
+        .iter()
+        .rev()
+        .map(|r| {
+            let (delivery_key, delivery_class, delivery_when) = match r.delivery {
+                Delivery::Held => ("delivery-held", "held", String::new()),
+                Delivery::Waiting => ("delivery-waiting", "waiting", String::new()),
+                Delivery::Sent => (
+                    "delivery-sent",
+                    "sent",
+                    r.sent_at.map(|x| when(x, offset)).unwrap_or_default(),
+                ),
+                Delivery::Confirmed => (
+                    "delivery-confirmed",
+                    "confirmed",
+                    r.confirmed_at.map(|x| when(x, offset)).unwrap_or_default(),
+                ),
+                Delivery::Superseded => ("delivery-superseded", "superseded", String::new()),
+            };
+            DecisionView {
+                version: r.version,
+                kind_key: match r.outcome {
+                    Outcome::Approved { .. } => "status-approved",
+                    Outcome::Rejected { .. } => "status-rejected",
+                    Outcome::InfoRequested { .. } => "status-info_requested",
+                },
+                kind_class: r.outcome.kind(),
+                summary: outcome_summary(&t, &r.outcome, svc),
+                by: match &r.checked_by {
+                    Some(c) => t.arg2("decision-by-checked", "maker", &r.decided_by, "checker", c),
+                    None => r.decided_by.clone(),
+                },
+                at: when(r.decided_at, offset),
+                status_key: match r.status.as_str() {
+                    "awaiting_check" => "decision-status-awaiting-check",
+                    "declined" => "decision-status-declined",
+                    _ => "decision-status-final",
+                },
+                delivery_key,
+                delivery_class,
+                delivery_when,
+            }
+        })
+        .collect();
+    let notice = DONE_KEYS
+        .iter()
+        .find(|k| **k == flash.done)
+        .map(|k| t.get(k));
+    let error = ERROR_KEYS
+        .iter()
+        .find(|k| **k == flash.error)
+        .map(|k| t.get(k));
+    let undecided = matches!(d.status, QueueStatus::Pending | QueueStatus::WaitingPhoto);
     let page = DetailPage {
+        decisions,
+        can_decide,
+        can_claim: undecided || supervisor,
+        can_approve: d.status != QueueStatus::WaitingPhoto,
+        decide_hint,
+        reasons,
+        needs,
+        can_check,
+        check_summary,
+        notice,
+        error,
         me: Some(Me::of(&staff)),
         csrf: s.csrf.clone(),
         nav: "queue",
@@ -365,4 +588,153 @@ pub async fn release(
     c.db(move |db| db.release_claim(&b, &i, &staff, UnixMillis::now()))
         .await?;
     Ok(Redirect::to(&format!("/applications/{bus}/{id}")).into_response())
+}
+
+/// The decision form: `action` is approve, reject or request_info; `need` repeats.
+fn parse_action(form: &[(String, String)]) -> Result<Action, &'static str> {
+    let get = |k: &str| {
+        form.iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.trim())
+            .unwrap_or("")
+    };
+    let text = |v: &str| -> Result<Option<Text>, &'static str> {
+        if v.is_empty() {
+            Ok(None)
+        } else {
+            Text::parse(v).map(Some).map_err(|_| "decide-invalid")
+        }
+    };
+    match get("action") {
+        "approve" => Ok(Action::Approve {
+            note: text(get("note"))?,
+        }),
+        "reject" => Ok(Action::Reject {
+            code: ReasonCode::parse(get("reason")).map_err(|_| "decide-invalid")?,
+            note: text(get("note"))?,
+        }),
+        "request_info" => {
+            let message = text(get("message"))?.ok_or("decide-invalid")?;
+            let mut needs = Vec::new();
+            for (_, v) in form.iter().filter(|(n, _)| n == "need") {
+                let need = match v.strip_prefix("doc:") {
+                    Some(d) => Need::Document(
+                        keliling_shared::application::FieldName::parse(d)
+                            .map_err(|_| "decide-invalid")?,
+                    ),
+                    None if v == "photo" => Need::NewPhoto,
+                    None => return Err("decide-invalid"),
+                };
+                if !needs.contains(&need) {
+                    needs.push(need);
+                }
+            }
+            if needs.len() > keliling_shared::decision::MAX_NEEDS {
+                return Err("decide-invalid");
+            }
+            Ok(Action::RequestInfo { message, needs })
+        }
+        _ => Err("decide-invalid"),
+    }
+}
+
+fn back_to(bus: &BusId, id: &ApplicationId, query: &str) -> Response {
+    Redirect::to(&format!("/applications/{bus}/{id}?{query}")).into_response()
+}
+
+pub async fn decide(
+    State(c): State<Console>,
+    Authed(s): Authed,
+    Path((bus, id)): Path<(String, String)>,
+    Form(form): Form<Vec<(String, String)>>,
+) -> Result<Response, PageError> {
+    let csrf = form
+        .iter()
+        .find(|(k, _)| k == "csrf")
+        .map(|(_, v)| v.as_str())
+        .unwrap_or("");
+    session::check_csrf(&s, csrf)?;
+    let (bus, id) = parse_ids(&bus, &id)?;
+    let action = match parse_action(&form) {
+        Ok(a) => a,
+        Err(key) => return Ok(back_to(&bus, &id, &format!("error={key}"))),
+    };
+    let staff = s.staff.clone();
+    let catalogue = c.catalogue().clone();
+    let (b, i) = (bus.clone(), id);
+    let r = c
+        .db(move |db| {
+            Ok::<_, crate::store::HqStoreError>(db.decide(
+                &b,
+                &i,
+                &action,
+                &staff,
+                &catalogue,
+                UnixMillis::now(),
+            ))
+        })
+        .await?;
+    Ok(match r {
+        Ok(_) => {
+            // Where the application stands now says whether it waits for a second person.
+            let (b, i) = (bus.clone(), id);
+            let state = c.db(move |db| db.application_review_state(&b, &i)).await?;
+            let done = if state.as_deref() == Some("awaiting_check") {
+                "done-awaiting-check"
+            } else {
+                "done-decided"
+            };
+            back_to(&bus, &id, &format!("done={done}"))
+        }
+        Err(DecisionError::Refused(key)) => back_to(&bus, &id, &format!("error={key}")),
+        Err(DecisionError::Invalid(why)) => {
+            tracing::info!(%why, "console: decision refused");
+            back_to(&bus, &id, "error=decide-invalid")
+        }
+        Err(DecisionError::Store(e)) => return Err(PageError::Internal(e.to_string())),
+    })
+}
+
+#[derive(Deserialize)]
+pub struct CheckForm {
+    #[serde(default)]
+    csrf: String,
+    verdict: String,
+}
+
+pub async fn check(
+    State(c): State<Console>,
+    Authed(s): Authed,
+    Path((bus, id)): Path<(String, String)>,
+    Form(f): Form<CheckForm>,
+) -> Result<Response, PageError> {
+    session::check_csrf(&s, &f.csrf)?;
+    let (bus, id) = parse_ids(&bus, &id)?;
+    let confirm = match f.verdict.as_str() {
+        "confirm" => true,
+        "decline" => false,
+        _ => return Err(PageError::BadRequest("verdict".into())),
+    };
+    let staff = s.staff.clone();
+    let catalogue = c.catalogue().clone();
+    let (b, i) = (bus.clone(), id);
+    let r = c
+        .db(move |db| {
+            Ok::<_, crate::store::HqStoreError>(db.check_decision(
+                &b,
+                &i,
+                confirm,
+                &staff,
+                &catalogue,
+                UnixMillis::now(),
+            ))
+        })
+        .await?;
+    Ok(match r {
+        Ok(()) if confirm => back_to(&bus, &id, "done=done-checked"),
+        Ok(()) => back_to(&bus, &id, "done=done-declined"),
+        Err(DecisionError::Refused(key)) => back_to(&bus, &id, &format!("error={key}")),
+        Err(DecisionError::Invalid(_)) => back_to(&bus, &id, "error=decide-invalid"),
+        Err(DecisionError::Store(e)) => return Err(PageError::Internal(e.to_string())),
+    })
 }

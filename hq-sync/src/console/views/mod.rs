@@ -3,6 +3,7 @@
 
 mod blob;
 mod detail;
+mod fleet;
 mod login;
 mod queue;
 
@@ -22,9 +23,12 @@ pub fn routes() -> Router<Console> {
         .route("/logout", post(login::logout))
         .route("/language", post(login::language))
         .route("/applications", get(queue::page))
+        .route("/fleet", get(fleet::page))
         .route("/applications/:bus/:id", get(detail::page))
         .route("/applications/:bus/:id/claim", post(detail::claim))
         .route("/applications/:bus/:id/release", post(detail::release))
+        .route("/applications/:bus/:id/decide", post(detail::decide))
+        .route("/applications/:bus/:id/check", post(detail::check))
         .route("/applications/:bus/:id/blobs/:sha", get(blob::serve))
         .route("/assets/:name", get(assets::serve))
 }

@@ -1,0 +1,512 @@
+//! Decisions: made in the console, committed to HQ's outbox, signed and sent by ingest,
+//! confirmed by the bus.
+//!
+//! Invariants:
+//! - A decision is a new row (bus, application, version), never an edit: a change is a
+//!   higher version that supersedes the older on the bus. Versions count from 1.
+//! - The console only writes rows; ingest (which holds the signing key) sends them. A row
+//!   is sent when `final` and `waiting`, and again while unconfirmed: when its bus comes
+//!   back online and every [`RESEND_AFTER`]. Taking rows to send is one write
+//!   transaction, so two ingest workers never both send one in the same round.
+//! - Only the bus's own `DecisionAck` (it stored the decision) makes a row `confirmed`.
+//! - A rejection of a service that needs a second person waits (`awaiting_check`, held at
+//!   HQ) until someone other than its maker confirms it.
+//! - Every decision, check and confirmation is in the audit log, in its transaction.
+
+use crate::audit;
+use crate::staff::Staff;
+use crate::store::{HqStore, HqStoreError};
+use keliling_shared::decision::{Decision, Need, Outcome, ReasonCode};
+use keliling_shared::{ApplicationId, BusId, Catalogue, Text, UnixMillis};
+use rusqlite::{params, OptionalExtension, TransactionBehavior};
+use std::time::Duration;
+
+/// An unconfirmed decision is sent again after this long, even if its bus seemed online.
+pub const RESEND_AFTER: Duration = Duration::from_secs(300);
+/// The most decisions one send round takes.
+const SEND_BATCH: usize = 200;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DecisionError {
+    #[error(transparent)]
+    Store(#[from] HqStoreError),
+    /// The action is not allowed now; the key names the console text that says why.
+    #[error("not allowed: {0}")]
+    Refused(&'static str),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl From<rusqlite::Error> for DecisionError {
+    fn from(e: rusqlite::Error) -> Self {
+        DecisionError::Store(HqStoreError::from(e))
+    }
+}
+
+/// What a reviewer decided, before it becomes a versioned [`Decision`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Approve {
+        note: Option<Text>,
+    },
+    Reject {
+        code: ReasonCode,
+        note: Option<Text>,
+    },
+    RequestInfo {
+        message: Text,
+        needs: Vec<Need>,
+    },
+}
+
+/// Where a decision is on its way to the bus.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// At HQ, not to be sent (waiting for a second check, or declined).
+    Held,
+    /// At HQ, to be sent.
+    Waiting,
+    Sent,
+    Confirmed,
+    /// A newer version replaced it before the bus confirmed it.
+    Superseded,
+}
+
+impl Delivery {
+    fn parse(s: &str) -> Result<Delivery, HqStoreError> {
+        Ok(match s {
+            "held" => Delivery::Held,
+            "waiting" => Delivery::Waiting,
+            "sent" => Delivery::Sent,
+            "confirmed" => Delivery::Confirmed,
+            "superseded" => Delivery::Superseded,
+            other => return Err(HqStoreError::Corrupt(format!("delivery state {other:?}"))),
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Delivery::Held => "held",
+            Delivery::Waiting => "waiting",
+            Delivery::Sent => "sent",
+            Delivery::Confirmed => "confirmed",
+            Delivery::Superseded => "superseded",
+        }
+    }
+}
+
+/// One version of a decision, as the console shows it.
+#[derive(Debug, Clone)]
+pub struct DecisionRow {
+    pub version: u32,
+    pub outcome: Outcome,
+    pub status: String,
+    pub maker_id: i64,
+    pub decided_by: String,
+    pub decided_at: UnixMillis,
+    pub checked_by: Option<String>,
+    pub delivery: Delivery,
+    pub sent_at: Option<UnixMillis>,
+    pub send_count: u32,
+    pub confirmed_at: Option<UnixMillis>,
+}
+
+fn encode_outcome(o: &Outcome) -> Result<Vec<u8>, HqStoreError> {
+    postcard::to_stdvec(o).map_err(|e| HqStoreError::Corrupt(format!("decision: {e}")))
+}
+
+fn decode_outcome(b: &[u8]) -> Result<Outcome, HqStoreError> {
+    postcard::from_bytes(b).map_err(|e| HqStoreError::Corrupt(format!("decision: {e}")))
+}
+
+/// The review state an application has after its decisions: the newest final one's kind,
+/// or `pending` when there is none.
+fn settled_state(tx: &rusqlite::Connection, bus: &str, id: &str) -> Result<String, HqStoreError> {
+    Ok(tx
+        .query_row(
+            "SELECT kind FROM decisions WHERE bus_id = ?1 AND application_id = ?2 AND status = 'final'
+             ORDER BY version DESC LIMIT 1",
+            params![bus, id],
+            |r| r.get(0),
+        )
+        .optional()?
+        .unwrap_or_else(|| "pending".to_owned()))
+}
+
+/// Marks older versions that never reached the bus as superseded: only the newest is sent.
+fn supersede_older(
+    tx: &rusqlite::Connection,
+    bus: &str,
+    id: &str,
+    version: u32,
+) -> Result<(), HqStoreError> {
+    tx.execute(
+        "UPDATE decisions SET delivery = 'superseded'
+         WHERE bus_id = ?1 AND application_id = ?2 AND version < ?3 AND delivery IN ('held', 'waiting', 'sent')",
+        params![bus, id, version],
+    )?;
+    Ok(())
+}
+
+impl HqStore {
+    /// Records `staff`'s decision on `bus`'s application `id` as its next version.
+    /// The reviewer must hold the claim (a supervisor need not); a decided application
+    /// changes only by a supervisor; an approval needs every photo and scan at HQ.
+    pub fn decide(
+        &mut self,
+        bus: &BusId,
+        id: &ApplicationId,
+        action: &Action,
+        staff: &Staff,
+        catalogue: &Catalogue,
+        now: UnixMillis,
+    ) -> Result<u32, DecisionError> {
+        let (b, i) = (bus.as_str(), id.to_string());
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let row: Option<(String, String, String)> = tx
+            .query_row(
+                "SELECT service, state, review_state FROM applications WHERE bus_id = ?1 AND id = ?2",
+                params![b, i],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?;
+        let (service, state, review) = row.ok_or(DecisionError::Refused("decide-not-found"))?;
+        let svc = catalogue
+            .services
+            .iter()
+            .find(|s| s.code.as_str() == service)
+            .ok_or(DecisionError::Refused("decide-not-found"))?;
+        if !staff.in_agency(&svc.agency) {
+            return Err(DecisionError::Refused("decide-not-found"));
+        }
+        let holder: Option<i64> = tx
+            .query_row(
+                "SELECT staff_id FROM claims WHERE bus_id = ?1 AND application_id = ?2 AND until > ?3",
+                params![b, i, now.0],
+                |r| r.get(0),
+            )
+            .optional()?;
+        match holder {
+            Some(h) if h == staff.id => {}
+            Some(_) => return Err(DecisionError::Refused("decide-claimed-by-other")),
+            None if staff.is_supervisor() => {}
+            None => return Err(DecisionError::Refused("decide-claim-first")),
+        }
+        if review == "awaiting_check" {
+            return Err(DecisionError::Refused("decide-awaiting-check"));
+        }
+        if review != "pending" && !staff.is_supervisor() {
+            return Err(DecisionError::Refused("decide-supervisor-only"));
+        }
+        let outcome = match action {
+            Action::Approve { note } => {
+                if state != "complete" {
+                    return Err(DecisionError::Refused("decide-photo-missing"));
+                }
+                Outcome::Approved { note: note.clone() }
+            }
+            Action::Reject { code, note } => {
+                let r = catalogue
+                    .reject_reasons(svc)
+                    .find(|r| r.code == code.as_str())
+                    .ok_or_else(|| {
+                        DecisionError::Invalid(format!("reason {code} is not one of {service}'s"))
+                    })?;
+                Outcome::Rejected {
+                    code: code.clone(),
+                    reason: Text::parse(&r.label)
+                        .map_err(|e| DecisionError::Invalid(e.to_string()))?,
+                    note: note.clone(),
+                }
+            }
+            Action::RequestInfo { message, needs } => Outcome::InfoRequested {
+                message: message.clone(),
+                needs: needs.clone(),
+            },
+        };
+        let version: u32 = tx.query_row(
+            "SELECT COALESCE(MAX(version), 0) + 1 FROM decisions WHERE bus_id = ?1 AND application_id = ?2",
+            params![b, i],
+            |r| r.get(0),
+        )?;
+        let needs_check = matches!(outcome, Outcome::Rejected { .. }) && svc.rejection_needs_check;
+        let (status, delivery, new_review) = if needs_check {
+            ("awaiting_check", "held", "awaiting_check")
+        } else {
+            ("final", "waiting", outcome.kind())
+        };
+        let (reason_code, message) = match &outcome {
+            Outcome::Approved { note } => (None, note.as_ref().map(|n| n.as_str().to_owned())),
+            Outcome::Rejected { code, note, .. } => (
+                Some(code.as_str().to_owned()),
+                note.as_ref().map(|n| n.as_str().to_owned()),
+            ),
+            Outcome::InfoRequested { message, .. } => (None, Some(message.as_str().to_owned())),
+        };
+        tx.execute(
+            "INSERT INTO decisions (bus_id, application_id, version, kind, reason_code, message, decided_by, decided_at,
+                status, delivery, outcome)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            params![
+                b,
+                i,
+                version,
+                outcome.kind(),
+                reason_code,
+                message.unwrap_or_default(),
+                staff.id,
+                now.0,
+                status,
+                delivery,
+                encode_outcome(&outcome)?
+            ],
+        )?;
+        if !needs_check {
+            supersede_older(&tx, b, &i, version)?;
+        }
+        tx.execute(
+            "UPDATE applications SET review_state = ?1 WHERE bus_id = ?2 AND id = ?3",
+            params![new_review, b, i],
+        )?;
+        tx.execute(
+            "DELETE FROM claims WHERE bus_id = ?1 AND application_id = ?2",
+            params![b, i],
+        )?;
+        let detail = match &outcome {
+            Outcome::Rejected { code, .. } => format!("v{version} {code}"),
+            _ => format!("v{version}"),
+        };
+        audit::append(
+            &tx,
+            now,
+            staff.username.as_str(),
+            &audit::Entry::application("decided", b, &i)
+                .states(&review, new_review)
+                .detail(detail),
+        )?;
+        tx.commit()?;
+        Ok(version)
+    }
+
+    /// The second person's check of a rejection that needs one: confirm (it becomes final
+    /// and goes to the bus) or decline (it is dropped; the application goes back to where
+    /// it was). The maker cannot check their own.
+    pub fn check_decision(
+        &mut self,
+        bus: &BusId,
+        id: &ApplicationId,
+        confirm: bool,
+        staff: &Staff,
+        catalogue: &Catalogue,
+        now: UnixMillis,
+    ) -> Result<(), DecisionError> {
+        let (b, i) = (bus.as_str(), id.to_string());
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let service: Option<String> = tx
+            .query_row(
+                "SELECT service FROM applications WHERE bus_id = ?1 AND id = ?2",
+                params![b, i],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let visible = service.is_some_and(|s| {
+            catalogue
+                .services
+                .iter()
+                .any(|x| x.code.as_str() == s && staff.in_agency(&x.agency))
+        });
+        if !visible {
+            return Err(DecisionError::Refused("decide-not-found"));
+        }
+        let pending: Option<(u32, i64, String)> = tx
+            .query_row(
+                "SELECT version, decided_by, kind FROM decisions
+                 WHERE bus_id = ?1 AND application_id = ?2 AND status = 'awaiting_check'
+                 ORDER BY version DESC LIMIT 1",
+                params![b, i],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?;
+        let (version, maker, kind) = pending.ok_or(DecisionError::Refused("check-nothing"))?;
+        if maker == staff.id {
+            return Err(DecisionError::Refused("check-own"));
+        }
+        let (action, to) = if confirm {
+            tx.execute(
+                "UPDATE decisions SET status = 'final', delivery = 'waiting', checked_by = ?1, checked_at = ?2
+                 WHERE bus_id = ?3 AND application_id = ?4 AND version = ?5",
+                params![staff.id, now.0, b, i, version],
+            )?;
+            supersede_older(&tx, b, &i, version)?;
+            ("check_confirmed", kind)
+        } else {
+            tx.execute(
+                "UPDATE decisions SET status = 'declined', delivery = 'superseded', checked_by = ?1, checked_at = ?2
+                 WHERE bus_id = ?3 AND application_id = ?4 AND version = ?5",
+                params![staff.id, now.0, b, i, version],
+            )?;
+            ("check_declined", settled_state(&tx, b, &i)?)
+        };
+        tx.execute(
+            "UPDATE applications SET review_state = ?1 WHERE bus_id = ?2 AND id = ?3",
+            params![to, b, i],
+        )?;
+        audit::append(
+            &tx,
+            now,
+            staff.username.as_str(),
+            &audit::Entry::application(action, b, &i)
+                .states("awaiting_check", &to)
+                .detail(format!("v{version}")),
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Every version of the decisions on an application, oldest first.
+    pub fn decisions_of(
+        &self,
+        bus: &BusId,
+        id: &ApplicationId,
+    ) -> Result<Vec<DecisionRow>, HqStoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT d.version, d.outcome, d.status, m.display_name, d.decided_at, c.display_name,
+                    d.delivery, d.sent_at, d.send_count, d.confirmed_at, d.decided_by
+             FROM decisions d JOIN staff m ON m.id = d.decided_by LEFT JOIN staff c ON c.id = d.checked_by
+             WHERE d.bus_id = ?1 AND d.application_id = ?2 ORDER BY d.version",
+        )?;
+        let mut rows = stmt.query(params![bus.as_str(), id.to_string()])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            let outcome: Vec<u8> = r.get(1)?;
+            let delivery: String = r.get(6)?;
+            out.push(DecisionRow {
+                version: r.get(0)?,
+                outcome: decode_outcome(&outcome)?,
+                status: r.get(2)?,
+                maker_id: r.get(10)?,
+                decided_by: r.get(3)?,
+                decided_at: UnixMillis(r.get(4)?),
+                checked_by: r.get(5)?,
+                delivery: Delivery::parse(&delivery)?,
+                sent_at: r.get::<_, Option<i64>>(7)?.map(UnixMillis),
+                send_count: r.get(8)?,
+                confirmed_at: r.get::<_, Option<i64>>(9)?.map(UnixMillis),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Takes the decisions due to be sent now (waiting, or sent and unconfirmed for
+    /// [`RESEND_AFTER`]) and marks them sent: ingest signs and publishes them.
+    pub fn take_due_decisions(
+        &mut self,
+        now: UnixMillis,
+    ) -> Result<Vec<(BusId, Decision)>, HqStoreError> {
+        let resend_before = now.0.saturating_sub(RESEND_AFTER.as_millis() as i64);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut due = Vec::new();
+        {
+            let mut stmt = tx.prepare_cached(
+                "SELECT bus_id, application_id, version, decided_at, outcome FROM decisions
+                 WHERE status = 'final' AND (delivery = 'waiting' OR (delivery = 'sent' AND sent_at < ?1))
+                 ORDER BY decided_at LIMIT ?2",
+            )?;
+            let mut rows = stmt.query(params![resend_before, SEND_BATCH as i64])?;
+            while let Some(r) = rows.next()? {
+                let bus: String = r.get(0)?;
+                let app: String = r.get(1)?;
+                let outcome: Vec<u8> = r.get(4)?;
+                let bad = |e: String| HqStoreError::Corrupt(format!("decision {bus}/{app}: {e}"));
+                due.push((
+                    BusId::parse(&bus).map_err(|e| bad(e.to_string()))?,
+                    Decision {
+                        application: ApplicationId::parse(&app).map_err(|e| bad(e.to_string()))?,
+                        version: r.get(2)?,
+                        decided_at: UnixMillis(r.get(3)?),
+                        outcome: decode_outcome(&outcome)?,
+                    },
+                ));
+            }
+        }
+        for (bus, d) in &due {
+            tx.execute(
+                "UPDATE decisions SET delivery = 'sent', sent_at = ?1, send_count = send_count + 1
+                 WHERE bus_id = ?2 AND application_id = ?3 AND version = ?4",
+                params![now.0, bus.as_str(), d.application.to_string(), d.version],
+            )?;
+        }
+        tx.commit()?;
+        Ok(due)
+    }
+
+    /// A bus came (back) online: what it has not confirmed is sent again now.
+    pub fn resend_decisions_to(&mut self, bus: &BusId) -> Result<usize, HqStoreError> {
+        Ok(self.conn.execute(
+            "UPDATE decisions SET delivery = 'waiting' WHERE bus_id = ?1 AND delivery = 'sent'",
+            [bus.as_str()],
+        )?)
+    }
+
+    /// The bus stored decision `version` on its application `id`. False when there is no
+    /// such decision of this bus's (nothing changes then).
+    pub fn on_decision_ack(
+        &mut self,
+        bus: &BusId,
+        id: &ApplicationId,
+        version: u32,
+        now: UnixMillis,
+    ) -> Result<bool, HqStoreError> {
+        let (b, i) = (bus.as_str(), id.to_string());
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let before: Option<String> = tx
+            .query_row(
+                "SELECT delivery FROM decisions WHERE bus_id = ?1 AND application_id = ?2 AND version = ?3
+                 AND status = 'final' AND confirmed_at IS NULL",
+                params![b, i, version],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let Some(before) = before else {
+            return Ok(false);
+        };
+        // A superseded version the bus stored anyway stays superseded: the newer one wins
+        // there too, as it has the higher version.
+        tx.execute(
+            "UPDATE decisions SET confirmed_at = ?1,
+                delivery = CASE WHEN delivery = 'superseded' THEN 'superseded' ELSE 'confirmed' END
+             WHERE bus_id = ?2 AND application_id = ?3 AND version = ?4",
+            params![now.0, b, i, version],
+        )?;
+        audit::append(
+            &tx,
+            now,
+            &format!("bus:{b}"),
+            &audit::Entry::application("decision_confirmed", b, &i)
+                .states(&before, "confirmed")
+                .detail(format!("v{version}")),
+        )?;
+        tx.commit()?;
+        Ok(true)
+    }
+
+    /// Decisions not yet confirmed by each bus, for the fleet view.
+    pub fn decisions_waiting_per_bus(&self) -> Result<Vec<(String, u64)>, HqStoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT bus_id, COUNT(*) FROM decisions WHERE status = 'final' AND delivery IN ('waiting', 'sent')
+             GROUP BY bus_id ORDER BY bus_id",
+        )?;
+        let v = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)?.max(0) as u64)))?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(v)
+    }
+}
