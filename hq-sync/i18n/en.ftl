@@ -49,6 +49,7 @@ order-newest = Newest first
 order-oldest = Oldest first
 filter-warnings = Only with warnings
 filter-apply = Apply
+queue-export-csv = Download CSV
 filter-reset = Reset
 filter-any = All
 
@@ -65,6 +66,7 @@ col-applicant = Applicant
 col-nik = NIK
 col-service = Service
 col-village = Village
+col-application = Application
 col-bus = Bus
 col-status = Status
 col-when = When
@@ -216,3 +218,19 @@ ago-days = { $n ->
     [one] 1 day ago
    *[other] { $n } days ago
 }
+
+nav-audit = Audit log
+nav-quarantine = Quarantine
+audit-title = Audit log
+audit-chain-ok = Hash chain intact: no row was changed
+audit-chain-broken = WARNING: the audit hash chain is broken. A row was changed outside Keliling.
+audit-actor = By (username)
+audit-audit-viewed = Opened the audit log
+audit-exported = Exported
+quarantine-title = Quarantine
+quarantine-lead = Messages from buses that HQ set aside, with the reason. Nothing is lost: the bus keeps its copy.
+quarantine-empty = No message is in quarantine.
+quarantine-topic = Topic
+quarantine-reason = Reason
+audit-api-token-added = API token made
+audit-api-token-revoked = API token revoked

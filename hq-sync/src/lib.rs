@@ -12,6 +12,7 @@
 //!   append-only audit log (tables in HQ's store).
 //! - [`fd_limit`]: the open-file limit raised for a fleet's connections.
 
+pub mod api_tokens;
 pub mod audit;
 pub mod broker;
 pub mod config;

@@ -45,6 +45,9 @@ enum Command {
     /// Staff accounts of the console.
     #[command(subcommand)]
     Staff(StaffCommand),
+    /// Tokens for other systems to call the JSON API (docs/API.md).
+    #[command(subcommand)]
+    ApiToken(ApiTokenCommand),
     /// Run only the embedded MQTT broker (TLS 1.3, fleet client certificates required).
     Broker {
         /// Default: embedded_broker.listen from the config (127.0.0.1:8883).
@@ -64,6 +67,29 @@ enum Command {
     Status {
         #[arg(long, default_value_t = 10)]
         quarantine: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum ApiTokenCommand {
+    /// Make a token for a system; it is printed once and never stored.
+    Add {
+        /// The system's name, e.g. siak-kupang (2-40 of a-z, 0-9, '-', '_', '.').
+        name: String,
+        /// An agency code whose applications it may read (repeatable).
+        #[arg(long = "agency", required = true)]
+        agencies: Vec<String>,
+        /// Who makes it, for the audit log (a supervisor's username).
+        #[arg(long)]
+        by: String,
+    },
+    /// Every system with a token.
+    List,
+    /// Revoke a system's token at once.
+    Revoke {
+        name: String,
+        #[arg(long)]
+        by: String,
     },
 }
 
@@ -231,6 +257,7 @@ fn real_main() -> Result<()> {
             console(cfg)
         }
         Command::Staff(cmd) => staff_cmd(&load(config)?, cmd),
+        Command::ApiToken(cmd) => api_token_cmd(&load(config)?, cmd),
         Command::Pki(cmd) => pki_cmd(&load(config)?, cmd),
         Command::Status { quarantine } => status(&load(config)?, quarantine),
     }
@@ -503,6 +530,65 @@ fn read_new_password(from_stdin: bool) -> Result<hq_sync::staff::Password> {
         bail!("the two passwords differ");
     }
     Ok(hq_sync::staff::Password::new(a))
+}
+
+fn api_token_cmd(cfg: &HqConfig, cmd: ApiTokenCommand) -> Result<()> {
+    use keliling_shared::UnixMillis;
+    let mut store = HqStore::open(&cfg.db_path())?;
+    match cmd {
+        ApiTokenCommand::Add { name, agencies, by } => {
+            let supervisor = hq_sync::staff::Username::parse(&by)
+                .ok()
+                .and_then(|u| store.staff(&u).ok().flatten())
+                .filter(|s| s.is_supervisor() && !s.disabled);
+            if supervisor.is_none() {
+                bail!("--by must name an active supervisor's account (hq-sync staff list)");
+            }
+            let known: Vec<String> = cfg
+                .catalogue()?
+                .agencies
+                .iter()
+                .map(|a| a.code.clone())
+                .collect();
+            let agencies: Vec<String> = agencies
+                .iter()
+                .map(|a| a.trim().to_ascii_uppercase())
+                .collect();
+            let token = store.add_api_token(&name, &agencies, &known, &by, UnixMillis::now())?;
+            println!("API token for {name} ({}):", agencies.join(", "));
+            println!("  {token}");
+            println!("Shown once: give it to the system's operators over a safe channel.");
+            println!("  curl -H 'Authorization: Bearer {token}' http://127.0.0.1:8080/api/v1/applications");
+        }
+        ApiTokenCommand::List => {
+            println!(
+                "{:<28} {:<20} {:<26} {:<26} STATE",
+                "SYSTEM", "AGENCIES", "CREATED", "LAST USED"
+            );
+            for c in store.api_clients()? {
+                println!(
+                    "{:<28} {:<20} {:<26} {:<26} {}",
+                    c.name,
+                    c.agencies.join(","),
+                    format!("{} by {}", c.created_at, c.created_by),
+                    c.last_used_at.map_or("-".into(), |t| t.to_string()),
+                    if c.revoked_at.is_some() {
+                        "revoked"
+                    } else {
+                        "active"
+                    }
+                );
+            }
+        }
+        ApiTokenCommand::Revoke { name, by } => {
+            if store.revoke_api_token(&name, &by, UnixMillis::now())? {
+                println!("Token of {name} revoked.");
+            } else {
+                bail!("no active token named {name}");
+            }
+        }
+    }
+    Ok(())
 }
 
 fn staff_cmd(cfg: &HqConfig, cmd: StaffCommand) -> Result<()> {

@@ -654,6 +654,29 @@ impl HqStore {
         audit::list(&self.conn, f)
     }
 
+    /// A stored blob that an application of one of `services` references: that
+    /// application's bus and id, and the blob's media type.
+    pub fn visible_blob(
+        &self,
+        sha: &Sha256,
+        services: &[String],
+    ) -> Result<Option<(String, String, String)>, HqStoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT ab.bus_id, ab.application_id, ab.media_type, a.service FROM app_blobs ab
+             JOIN blobs b ON b.sha256 = ab.sha256
+             JOIN applications a ON a.bus_id = ab.bus_id AND a.id = ab.application_id
+             WHERE ab.sha256 = ?1",
+        )?;
+        let mut rows = stmt.query([sha.to_hex()])?;
+        while let Some(r) = rows.next()? {
+            let service: String = r.get(3)?;
+            if services.contains(&service) {
+                return Ok(Some((r.get(0)?, r.get(1)?, r.get(2)?)));
+            }
+        }
+        Ok(None)
+    }
+
     /// The media type and kind of a blob, if `bus`'s application `id` references it and
     /// HQ holds it verified: the console serves no file without this.
     pub fn blob_of_application(

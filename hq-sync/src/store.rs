@@ -151,7 +151,7 @@ pub struct HqStore {
 /// version or the next, never between. A store made before versions existed (version 0
 /// with the tables of migration 1) takes migration 1 as a no-op (`IF NOT EXISTS`).
 /// Append new migrations; never edit one that has shipped.
-const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4];
+const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5];
 
 const SCHEMA_V1: &str = r#"
 CREATE TABLE IF NOT EXISTS applications (
@@ -393,6 +393,20 @@ const SCHEMA_V4: &str = r#"
 ALTER TABLE decisions ADD COLUMN outcome BLOB;
 "#;
 
+/// 5: API tokens for other systems (`api_tokens.rs`): the token's SHA-256 only.
+const SCHEMA_V5: &str = r#"
+CREATE TABLE api_tokens (
+    id           INTEGER PRIMARY KEY,
+    name         TEXT NOT NULL UNIQUE,
+    token_sha256 TEXT NOT NULL UNIQUE,
+    agencies     TEXT NOT NULL,
+    created_by   TEXT NOT NULL,
+    created_at   INTEGER NOT NULL,
+    revoked_at   INTEGER,
+    last_used_at INTEGER
+);
+"#;
+
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
@@ -441,6 +455,13 @@ impl HqStore {
             tx.commit()?;
             tracing::info!(version = version + 1, "HQ store migrated");
         }
+    }
+
+    /// Turns fsync off on this connection: for filling a store in benchmarks and bulk
+    /// imports only, never for ingest (HQ acks only what is durable).
+    pub fn relax_durability_for_bulk_load(&self) -> Result<(), HqStoreError> {
+        self.conn.pragma_update(None, "synchronous", "OFF")?;
+        Ok(())
     }
 
     /// The schema version of the open store.

@@ -254,6 +254,121 @@ async fn review_in_the_browser(kind: BrokerKind) -> Result<()> {
     .await?;
     ensure!(forged.status == 403, "cross-origin POST: {}", forged.status);
 
+    // The CSV export of the filtered queue: a supervisor's has whole NIKs; formulas in a
+    // name are neutralised; the export is audited.
+    let csv = http(
+        &addr,
+        "GET",
+        "/applications.csv?service=SIM_RENEWAL",
+        &[("Cookie", &session)],
+        b"",
+    )
+    .await?;
+    ensure!(csv.status == 200, "CSV export: {}", csv.status);
+    ensure!(csv
+        .header("content-type")
+        .is_some_and(|c| c.starts_with("text/csv")));
+    let text = String::from_utf8(csv.body)?;
+    ensure!(
+        text.lines().count() == 5,
+        "a header and 4 renewals:\n{text}"
+    );
+    ensure!(
+        text.contains(&format!("\"{nik0}\"")),
+        "the supervisor's export holds whole NIKs"
+    );
+
+    // The JSON API for other systems: a token scoped to Polri sees the 4 renewals and
+    // not Dukcapil's family-card update; without a token, or once revoked, nothing.
+    let token = {
+        let mut store = HqStore::open(&hq_dir.join("hq.sqlite"))?;
+        store.add_api_token(
+            "sim-polri",
+            &["POLRI".to_owned()],
+            &["DUKCAPIL".to_owned(), "POLRI".to_owned()],
+            "siti",
+            UnixMillis::now(),
+        )?
+    };
+    let bearer = format!("Bearer {token}");
+    let list = http(
+        &addr,
+        "GET",
+        "/api/v1/applications?limit=3",
+        &[("Authorization", &bearer)],
+        b"",
+    )
+    .await?;
+    ensure!(list.status == 200, "API list: {}", list.status);
+    let v: serde_json::Value = serde_json::from_slice(&list.body)?;
+    ensure!(
+        v["items"].as_array().map(Vec::len) == Some(3),
+        "a page of 3: {v}"
+    );
+    let cursor = v["next_cursor"]
+        .as_str()
+        .context("a next cursor")?
+        .to_owned();
+    let rest = http(
+        &addr,
+        "GET",
+        &format!("/api/v1/applications?limit=3&cursor={cursor}"),
+        &[("Authorization", &bearer)],
+        b"",
+    )
+    .await?;
+    let rest: serde_json::Value = serde_json::from_slice(&rest.body)?;
+    ensure!(
+        rest["items"].as_array().map(Vec::len) == Some(1),
+        "the fourth renewal: {rest}"
+    );
+    ensure!(rest["next_cursor"].is_null(), "the last page");
+    ensure!(v["counts"]["pending"] == 4, "counts: {}", v["counts"]);
+    let one_url = v["items"][0]["url"]
+        .as_str()
+        .context("an item url")?
+        .to_owned();
+    let one = http(&addr, "GET", &one_url, &[("Authorization", &bearer)], b"").await?;
+    let one: serde_json::Value = serde_json::from_slice(&one.body)?;
+    let photo_url = one["attachments"][0]["url"]
+        .as_str()
+        .context("a photo url")?
+        .to_owned();
+    let photo = http(&addr, "GET", &photo_url, &[("Authorization", &bearer)], b"").await?;
+    ensure!(
+        photo.status == 200 && photo.body.starts_with(&[0xFF, 0xD8]),
+        "the photo by hash"
+    );
+    let kk_api = http(
+        &addr,
+        "GET",
+        &format!("/api/v1/applications/bus-ntt-01/{}", kk.id),
+        &[("Authorization", &bearer)],
+        b"",
+    )
+    .await?;
+    ensure!(
+        kk_api.status == 404,
+        "another agency's application: {}",
+        kk_api.status
+    );
+    let anonymous = http(&addr, "GET", "/api/v1/applications", &[], b"").await?;
+    ensure!(anonymous.status == 401, "no token: {}", anonymous.status);
+    HqStore::open(&hq_dir.join("hq.sqlite"))?.revoke_api_token(
+        "sim-polri",
+        "siti",
+        UnixMillis::now(),
+    )?;
+    let revoked = http(
+        &addr,
+        "GET",
+        "/api/v1/applications",
+        &[("Authorization", &bearer)],
+        b"",
+    )
+    .await?;
+    ensure!(revoked.status == 401, "a revoked token: {}", revoked.status);
+
     // Decisions: approve, reject with a reason, request more information; each reaches
     // the bus, and the console shows it confirmed by the bus.
     let app_url =
@@ -329,6 +444,14 @@ async fn review_in_the_browser(kind: BrokerKind) -> Result<()> {
     ensure!(
         h1.contains("tidak ditemukan"),
         "another agency's application: {h1}"
+    );
+    // The audit log is for supervisors only.
+    browser.goto(&format!("{base}audit")).await?;
+    browser.wait_for(".error-page").await?;
+    let h1 = browser.text(".error-page h1").await?;
+    ensure!(
+        h1.contains("tidak berhak"),
+        "a reviewer and the audit log: {h1}"
     );
 
     // Maker-checker, with the bus offline: the family-card update's rejection needs a
@@ -413,6 +536,10 @@ async fn review_in_the_browser(kind: BrokerKind) -> Result<()> {
         online == "true",
         "the bus is back online in the fleet view: {online}"
     );
+    // A supervisor reads the audit log: the chain holds.
+    browser.goto(&format!("{base}audit")).await?;
+    browser.wait_for("#chain.ok").await?;
+    browser.screenshot("console-audit").await?;
 
     // The audit log holds the views, the photo, the search, the claim, the failed login.
     let store = HqStore::open(&hq_dir.join("hq.sqlite"))?;
@@ -431,6 +558,9 @@ async fn review_in_the_browser(kind: BrokerKind) -> Result<()> {
         "decided",
         "check_confirmed",
         "decision_confirmed",
+        "exported",
+        "api_token_added",
+        "api_token_revoked",
     ] {
         ensure!(
             log.iter().any(|r| r.entry.action == action),

@@ -10,11 +10,12 @@
 //! catalogues (`i18n.rs`); every asset is compiled in (`assets.rs`). Store work runs on
 //! blocking threads through a connection pool (`keliling_shared::blocking::Pool`).
 
+pub mod api;
 pub mod assets;
 pub mod i18n;
 pub mod security;
 pub mod session;
-mod views;
+pub mod views;
 
 use crate::config::{ConsoleConfig, HqConfig};
 use crate::photos::PhotoStore;
@@ -107,6 +108,7 @@ impl Console {
 
     pub fn router(&self) -> Router {
         views::routes()
+            .merge(api::routes())
             .layer(axum::middleware::from_fn(session::refuse_cross_origin))
             .layer(axum::middleware::from_fn(security::headers))
             .with_state(self.clone())

@@ -24,8 +24,15 @@ pub async fn headers(req: Request, next: Next) -> Response {
         .extensions()
         .get::<super::Transport>()
         .is_some_and(|t| t.tls);
+    let started = std::time::Instant::now();
     let mut res = next.run(req).await;
     let h = res.headers_mut();
+    // How long the console took, for operators and the benchmark (`keliling-bench
+    // --only console`): handler start to response, store work included.
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    if let Ok(v) = HeaderValue::from_str(&format!("app;dur={ms:.2}")) {
+        h.insert("server-timing", v);
+    }
     if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
         h.insert(
             header::CONTENT_SECURITY_POLICY,

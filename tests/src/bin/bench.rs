@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo build --release -p bus-node   # the rss phase runs the real bus-node binary
-//! cargo run --release -p keliling-e2e --bin keliling-bench -- [--quick] [--out FILE] [--only photo,capture,drain,ingest,rss]
+//! cargo run --release -p keliling-e2e --bin keliling-bench -- [--quick] [--out FILE] [--only photo,capture,drain,ingest,rss,console]
 //! ```
 //!
 //! Five benchmarks, each printed as rows of one markdown table:
@@ -34,6 +34,8 @@
 mod brokers;
 #[path = "bench/bulk.rs"]
 mod bulk;
+#[path = "bench/console.rs"]
+mod console;
 #[path = "bench/ingest.rs"]
 mod ingest;
 #[path = "bench/rss.rs"]
@@ -112,6 +114,9 @@ struct Args {
     /// Bus memory: applications in the backlog (10000; 1000 with --quick).
     #[arg(long)]
     rss_backlog: Option<usize>,
+    /// Console: applications in HQ's store (50000; 5000 with --quick).
+    #[arg(long)]
+    console_apps: Option<usize>,
     /// Internal: the camera JPEG that `--only photo-child` normalizes.
     #[arg(hide = true)]
     file: Option<PathBuf>,
@@ -124,6 +129,8 @@ enum Only {
     Drain,
     Ingest,
     Rss,
+    /// The HQ console's queue and detail pages with a province's applications.
+    Console,
     /// Internal: one normalization in a fresh process, then print its peak RSS.
     #[value(hide = true)]
     PhotoChild,
@@ -144,6 +151,9 @@ struct Plan {
     rss_backlog: usize,
     /// How long the bus process runs (once connected) before its RSS is read.
     rss_settle: Duration,
+    /// Console: applications in HQ's store, and requests per page kind.
+    console_apps: usize,
+    console_requests: usize,
 }
 
 impl Plan {
@@ -166,6 +176,8 @@ impl Plan {
             ingest_per_bus: args.per_bus.unwrap_or(pick(20, 40)).max(1),
             rss_backlog: args.rss_backlog.unwrap_or(pick(1000, 10_000)).max(1),
             rss_settle: Duration::from_secs(if q { 5 } else { 20 }),
+            console_apps: args.console_apps.unwrap_or(pick(5_000, 50_000)).max(200),
+            console_requests: pick(70, 350),
         }
     }
 }
@@ -276,7 +288,7 @@ fn main() -> Result<()> {
         }
         phase_times.push(("capture", t.elapsed()));
     }
-    if wants(Only::Drain) || wants(Only::Ingest) || wants(Only::Rss) {
+    if wants(Only::Drain) || wants(Only::Ingest) || wants(Only::Rss) || wants(Only::Console) {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
@@ -302,6 +314,14 @@ fn main() -> Result<()> {
                 report.fail("rss", "bus memory benchmark", &e);
             }
             phase_times.push(("rss", t.elapsed()));
+        }
+        if wants(Only::Console) {
+            let t = Instant::now();
+            let r = runtime.block_on(console::bench_console(&plan, scratch.path(), &mut report));
+            if let Err(e) = r {
+                report.fail("console", "console benchmark", &e);
+            }
+            phase_times.push(("console", t.elapsed()));
         }
         // The embedded brokers cannot be stopped; do not wait for their threads.
         runtime.shutdown_timeout(Duration::from_secs(2));

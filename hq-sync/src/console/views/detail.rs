@@ -184,7 +184,7 @@ fn size(bytes: u64) -> String {
 }
 
 /// A review or delivery state as staff read it.
-fn state_label(t: &Tr<'_>, s: &str) -> String {
+pub fn state_label(t: &Tr<'_>, s: &str) -> String {
     match s {
         "pending" | "approved" | "rejected" | "info_requested" | "awaiting_check"
         | "waiting_photo" => t.get(&format!("status-{s}")),

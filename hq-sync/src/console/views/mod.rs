@@ -1,11 +1,12 @@
 //! The console's pages, one module each; what they share (the layout's data, time and
 //! NIK formatting, text that must be shown rather than obeyed) lives here.
 
+mod audit;
 mod blob;
 mod detail;
 mod fleet;
 mod login;
-mod queue;
+pub mod queue;
 
 use super::i18n::Tr;
 use super::{assets, texts, Console};
@@ -23,7 +24,10 @@ pub fn routes() -> Router<Console> {
         .route("/logout", post(login::logout))
         .route("/language", post(login::language))
         .route("/applications", get(queue::page))
+        .route("/applications.csv", get(queue::export_csv))
         .route("/fleet", get(fleet::page))
+        .route("/audit", get(audit::page))
+        .route("/quarantine", get(audit::quarantine))
         .route("/applications/:bus/:id", get(detail::page))
         .route("/applications/:bus/:id/claim", post(detail::claim))
         .route("/applications/:bus/:id/release", post(detail::release))
@@ -36,6 +40,7 @@ pub fn routes() -> Router<Console> {
 /// The logged-in staff member, as the layout shows them.
 pub struct Me {
     pub name: String,
+    pub supervisor: bool,
     pub role_key: &'static str,
     pub lang: &'static str,
 }
@@ -44,6 +49,7 @@ impl Me {
     pub fn of(s: &Staff) -> Me {
         Me {
             name: s.display_name.clone(),
+            supervisor: s.is_supervisor(),
             role_key: match s.role {
                 crate::staff::Role::Reviewer => "role-reviewer",
                 crate::staff::Role::Supervisor => "role-supervisor",

@@ -69,7 +69,7 @@ impl QueueQuery {
     }
 }
 
-fn urlencode(s: &str) -> String {
+pub fn urlencode(s: &str) -> String {
     let mut out = String::new();
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
@@ -137,6 +137,7 @@ struct QueuePage {
     first: Option<String>,
     notice: Option<String>,
     back: String,
+    csv_query: String,
 }
 
 pub async fn page(
@@ -150,40 +151,8 @@ pub async fn page(
     let cat = c.catalogue();
     let mut notice = None;
 
-    // What this staff member may see, narrowed by agency and service.
-    let mut services: Vec<ServiceCode> = c.visible_services(&staff);
-    if !q.agency.is_empty() {
-        services.retain(|code| {
-            cat.services
-                .iter()
-                .any(|s| &s.code == code && s.agency == q.agency)
-        });
-    }
-    if !q.service.is_empty() {
-        services.retain(|code| code.as_str() == q.service);
-    }
-    let search = Search::parse(&q.q);
-    let f = QueueFilter {
-        services,
-        status: QueueStatus::parse(&q.status),
-        bus: BusId::parse(&q.bus).ok(),
-        village: (!q.village.is_empty()).then(|| q.village.clone()),
-        received_from: day_start(&q.from, offset),
-        received_before: day_start(&q.to, offset)
-            .map(|d| UnixMillis(d.0.saturating_add(86_400_000))),
-        warnings_only: q.warnings == "1",
-        search: search.clone(),
-        order: if q.order == "oldest" {
-            Order::Oldest
-        } else {
-            Order::Newest
-        },
-        after: q.after.parse::<Cursor>().ok(),
-        limit: 50,
-    };
-    if (!q.from.is_empty() && f.received_from.is_none())
-        || (!q.to.is_empty() && f.received_before.is_none())
-    {
+    let (f, bad_date) = filter_of(&c, &c.visible_services(&staff), &q, 50);
+    if bad_date {
         notice = Some(t.get("queue-bad-date"));
     }
     let actor = staff.username.to_string();
@@ -284,7 +253,9 @@ pub async fn page(
         .map(|code| choice(code.to_string(), service_name(code.as_str()), &q.service))
         .collect();
     let back = format!("/applications?{}", q.with_status(&q.status));
+    let csv_query = q.with_status(&q.status);
     let page = QueuePage {
+        csv_query,
         me: Some(Me::of(&staff)),
         csrf: s.csrf.clone(),
         nav: "queue",
@@ -309,6 +280,145 @@ pub async fn page(
         t,
     };
     Ok(render(&page)?.into_response())
+}
+
+/// The filter a query string asks for, within `visible` (the services the asker may
+/// see); true when a date was given but is not one. Shared by the queue page, its CSV
+/// export and the JSON API, so all three select alike.
+pub fn filter_of(
+    c: &Console,
+    visible: &[ServiceCode],
+    q: &QueueQuery,
+    limit: usize,
+) -> (QueueFilter, bool) {
+    let cat = c.catalogue();
+    let offset = c.config().utc_offset_minutes;
+    let mut services = visible.to_vec();
+    if !q.agency.is_empty() {
+        services.retain(|code| {
+            cat.services
+                .iter()
+                .any(|s| &s.code == code && s.agency == q.agency)
+        });
+    }
+    if !q.service.is_empty() {
+        services.retain(|code| code.as_str() == q.service);
+    }
+    let f = QueueFilter {
+        services,
+        status: QueueStatus::parse(&q.status),
+        bus: BusId::parse(&q.bus).ok(),
+        village: (!q.village.is_empty()).then(|| q.village.clone()),
+        received_from: day_start(&q.from, offset),
+        received_before: day_start(&q.to, offset)
+            .map(|d| UnixMillis(d.0.saturating_add(86_400_000))),
+        warnings_only: q.warnings == "1",
+        search: Search::parse(&q.q),
+        order: if q.order == "oldest" {
+            Order::Oldest
+        } else {
+            Order::Newest
+        },
+        after: q.after.parse::<Cursor>().ok(),
+        limit,
+    };
+    let bad_date = (!q.from.is_empty() && f.received_from.is_none())
+        || (!q.to.is_empty() && f.received_before.is_none());
+    (f, bad_date)
+}
+
+/// The most rows one CSV export holds.
+pub const MAX_EXPORT_ROWS: usize = 100_000;
+
+/// A CSV cell: quoted, and a leading `= + - @` (a formula to a spreadsheet) neutralised.
+fn csv_cell(s: &str) -> String {
+    let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{s}")
+    } else {
+        s.to_owned()
+    };
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+/// The filtered queue as CSV (no photos). NIKs are masked for reviewers and whole for
+/// supervisors; every export is in the audit log with its filter and size.
+pub async fn export_csv(
+    State(c): State<Console>,
+    Authed(s): Authed,
+    Query(q): Query<QueueQuery>,
+) -> Result<Response, PageError> {
+    let staff = s.staff.clone();
+    let (mut f, _) = filter_of(&c, &c.visible_services(&staff), &q, crate::review::MAX_PAGE);
+    f.after = None;
+    let offset = c.config().utc_offset_minutes;
+    let actor = staff.username.to_string();
+    let detail = format!("csv {}", q.with_status(&q.status));
+    let rows = c
+        .db(move |db| {
+            let now = UnixMillis::now();
+            let mut rows = Vec::new();
+            loop {
+                let page = db.queue(&f, now)?;
+                rows.extend(page.rows);
+                match page.next {
+                    Some(next) if rows.len() < MAX_EXPORT_ROWS => f.after = Some(next),
+                    _ => break,
+                }
+            }
+            rows.truncate(MAX_EXPORT_ROWS);
+            db.audit(
+                &actor,
+                &Entry::new("exported").detail(format!("{detail}: {} rows", rows.len())),
+                now,
+            )?;
+            Ok::<_, crate::store::HqStoreError>(rows)
+        })
+        .await?;
+    let mut out = String::from(
+        "tracking_number,bus,received_at,captured_at,service,village,applicant_name,nik,status,nik_warnings\r\n",
+    );
+    for r in &rows {
+        let nik = if staff.is_supervisor() {
+            r.nik.clone()
+        } else {
+            masked_nik(&r.nik)
+        };
+        let line = [
+            r.id.to_string(),
+            r.bus_id.to_string(),
+            when(r.hq_received_at, offset),
+            when(r.captured_at, offset),
+            r.service.clone(),
+            r.village.clone(),
+            r.applicant_name.clone(),
+            nik,
+            r.status.as_str().to_owned(),
+            if r.has_warnings { "yes" } else { "no" }.to_owned(),
+        ]
+        .iter()
+        .map(|c| csv_cell(c))
+        .collect::<Vec<_>>()
+        .join(",");
+        out.push_str(&line);
+        out.push_str("\r\n");
+    }
+    Ok((
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                "text/csv; charset=utf-8".to_owned(),
+            ),
+            (
+                axum::http::header::CONTENT_DISPOSITION,
+                format!(
+                    "attachment; filename=\"keliling-{}.csv\"",
+                    when(UnixMillis::now(), offset).replace([' ', ':'], "-")
+                ),
+            ),
+        ],
+        out,
+    )
+        .into_response())
 }
 
 /// The text key of a status's name.
