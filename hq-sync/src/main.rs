@@ -174,6 +174,14 @@ enum PkiCommand {
         #[arg(long)]
         reason: pki::Reason,
     },
+    /// Issue the staff console's HTTPS certificate (signed by the fleet CA) for the host
+    /// names staff open it at; then set [console] tls_cert and tls_key. Staff's browsers
+    /// must trust the fleet CA (ca.pem), or use the organisation's certificate instead.
+    ConsoleCert {
+        /// A host name or address of the console (repeatable); never one of the broker's.
+        #[arg(long = "name", value_name = "HOST", required = true)]
+        names: Vec<String>,
+    },
     /// Every certificate issued.
     List,
     /// Re-sign the revocation list (e.g. before it expires).
@@ -398,6 +406,21 @@ fn pki_cmd(cfg: &HqConfig, cmd: PkiCommand) -> Result<()> {
             println!("  CRL re-signed: {}", p.crl().display());
             println!("  The embedded broker reloads it within a second; Mosquitto on SIGHUP:");
             println!("  sudo systemctl reload mosquitto   (or kill -HUP <pid>)");
+        }
+        PkiCommand::ConsoleCert { names } => {
+            let p = pki::Pki::open(&cfg.pki.dir)?;
+            let (cert, key, serial) = p.provision_console(&names)?;
+            println!(
+                "Console certificate for {}: {} (serial {serial})",
+                names.join(", "),
+                cert.display()
+            );
+            println!("  key {}", key.display());
+            println!("In hq.toml:\n  [console]\n  listen = \"0.0.0.0:8443\"\n  tls_cert = \"{}\"\n  tls_key = \"{}\"", cert.display(), key.display());
+            println!(
+                "Staff's browsers trust it once the fleet CA ({}) is installed as a root.",
+                p.ca_cert().display()
+            );
         }
         PkiCommand::List => {
             let p = pki::Pki::open(&cfg.pki.dir)?;

@@ -60,6 +60,10 @@ const CRL_DAYS: i64 = 3 * 365;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PkiError {
+    #[error("the console's certificate may not name {0}: the broker's certificate does (a console key must never be able to pose as the broker to a bus); give the console its own host name")]
+    ConsoleName(String),
+    #[error("the console's certificate needs at least one host name or address")]
+    ConsoleNoName,
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -138,6 +142,8 @@ pub enum Kind {
     Broker,
     Hq,
     Bus,
+    /// The staff console's HTTPS certificate (`pki console-cert`).
+    Console,
 }
 
 /// One issued certificate, as kept in `registry.toml`.
@@ -467,6 +473,98 @@ impl Pki {
         Ok(HqIssued { cert, key, serial })
     }
 
+    pub fn console_cert(&self) -> PathBuf {
+        self.dir.join("console").join("console.pem")
+    }
+    pub fn console_key(&self) -> PathBuf {
+        self.dir.join("console").join("console.key")
+    }
+
+    /// Issues the staff console's HTTPS certificate for `names` (host names or addresses
+    /// staff open it at), replacing an earlier one. Refuses any name the broker's
+    /// certificate holds: buses trust this CA for the broker, so a console key valid for
+    /// the broker's name could pose as the broker.
+    pub fn provision_console(
+        &self,
+        names: &[String],
+    ) -> Result<(PathBuf, PathBuf, String), PkiError> {
+        if names.is_empty() {
+            return Err(PkiError::ConsoleNoName);
+        }
+        let broker = std::fs::read(self.broker_cert()).map_err(io(&self.broker_cert()))?;
+        use rustls_pki_types::pem::PemObject;
+        let der = rustls_pki_types::CertificateDer::pem_slice_iter(&broker)
+            .next()
+            .and_then(Result::ok)
+            .ok_or_else(|| PkiError::Registry {
+                path: self.broker_cert(),
+                reason: "no certificate in it".into(),
+            })?;
+        let (_, x) =
+            x509_parser::parse_x509_certificate(der.as_ref()).map_err(|e| PkiError::Registry {
+                path: self.broker_cert(),
+                reason: e.to_string(),
+            })?;
+        let mut taken: Vec<String> = Vec::new();
+        if let Ok(Some(san)) = x.subject_alternative_name() {
+            for n in &san.value.general_names {
+                match n {
+                    x509_parser::extensions::GeneralName::DNSName(d) => {
+                        taken.push(d.to_ascii_lowercase())
+                    }
+                    x509_parser::extensions::GeneralName::IPAddress(b) => {
+                        let ip = match b.len() {
+                            4 => <[u8; 4]>::try_from(*b).ok().map(std::net::IpAddr::from),
+                            16 => <[u8; 16]>::try_from(*b).ok().map(std::net::IpAddr::from),
+                            _ => None,
+                        };
+                        if let Some(ip) = ip {
+                            taken.push(ip.to_string());
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        for n in names {
+            let norm = n
+                .parse::<std::net::IpAddr>()
+                .map(|ip| ip.to_string())
+                .unwrap_or_else(|_| n.to_ascii_lowercase());
+            if taken.contains(&norm) {
+                return Err(PkiError::ConsoleName(n.clone()));
+            }
+        }
+        let _lock = self.lock_registry()?;
+        let mut registry = self.load_registry()?;
+        let now = OffsetDateTime::now_utc();
+        let mut replaced = false;
+        for c in registry.certs.iter_mut() {
+            if c.kind == Kind::Console && c.revoked_at.is_none() {
+                c.revoked_at = Some(now);
+                c.reason = Some(Reason::Superseded);
+                replaced = true;
+            }
+        }
+        let dir = self.dir.join("console");
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        restrict_dir(&dir)?;
+        let (cert, key) = (self.console_cert(), self.console_key());
+        let serial = self.issue(
+            &mut registry,
+            "keliling-console",
+            Kind::Console,
+            names,
+            &cert,
+            &key,
+        )?;
+        if replaced {
+            self.write_crl(&mut registry)?;
+        }
+        self.save_registry(&registry)?;
+        Ok((cert, key, serial))
+    }
+
     /// Revokes every certificate of `bus` and re-signs the CRL. Returns the serials.
     pub fn revoke(&self, bus: &BusId, reason: Reason) -> Result<Vec<String>, PkiError> {
         self.revoke_name(Kind::Bus, bus.as_str(), reason)?
@@ -574,7 +672,7 @@ impl Pki {
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![match kind {
-            Kind::Broker => ExtendedKeyUsagePurpose::ServerAuth,
+            Kind::Broker | Kind::Console => ExtendedKeyUsagePurpose::ServerAuth,
             Kind::Hq | Kind::Bus => ExtendedKeyUsagePurpose::ClientAuth,
         }];
         for n in names {

@@ -668,3 +668,76 @@ async fn embedded_review_in_the_browser() -> Result<()> {
 async fn mosquitto_review_in_the_browser() -> Result<()> {
     review_in_the_browser(BrokerKind::Mosquitto).await
 }
+
+/// HTTPS with a certificate from the fleet PKI: a client trusting the fleet CA gets the
+/// console over TLS 1.3, with HSTS and a `Secure` cookie; the console certificate may not
+/// take the broker's name (a console key must never pose as the broker to a bus).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_serves_https_with_a_fleet_certificate() -> Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir()?;
+    let pki = hq_sync::pki::Pki::init(
+        &dir.path().join("pki"),
+        &["hq.example".into(), "127.0.0.1".into()],
+    )?;
+    ensure!(
+        pki.provision_console(&["hq.example".into()]).is_err(),
+        "the broker's name is refused"
+    );
+    ensure!(
+        pki.provision_console(&["127.0.0.1".into()]).is_err(),
+        "so is its address"
+    );
+    let (cert, key, _) = pki.provision_console(&["console.hq.example".into()])?;
+    let mut cfg = hq_sync::HqConfig::for_dir(dir.path().join("hq"), 0);
+    cfg.pki.dir = pki.dir().to_owned();
+    cfg.console.listen = "127.0.0.1:0".parse()?;
+    cfg.console.tls_cert = Some(cert);
+    cfg.console.tls_key = Some(key);
+    let server = Server::bind(&cfg).await?;
+    ensure!(server.url().starts_with("https://"), "{}", server.url());
+    let addr = server.local_addr().context("address")?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(server.run(stopped));
+
+    let roots = keliling_shared::tls::root_store(pki.ca_cert().as_path())?;
+    let client = rustls::ClientConfig::builder_with_provider(keliling_shared::tls::provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(client));
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let name = rustls::pki_types::ServerName::try_from("console.hq.example")?;
+    let mut tls = connector.connect(name, tcp).await?;
+    tls.write_all(b"GET /login HTTP/1.1\r\nHost: console.hq.example\r\nConnection: close\r\n\r\n")
+        .await?;
+    let mut raw = Vec::new();
+    tls.read_to_end(&mut raw).await.ok();
+    let text = String::from_utf8_lossy(&raw).to_ascii_lowercase();
+    ensure!(
+        text.starts_with("http/1.1 200"),
+        "HTTPS answer: {}",
+        &text[..text.len().min(200)]
+    );
+    ensure!(
+        text.contains("strict-transport-security: max-age="),
+        "HSTS under TLS"
+    );
+    ensure!(text.contains("; secure"), "Secure cookies under TLS");
+    // A client that does not trust the fleet CA gets nothing.
+    let bare = rustls::ClientConfig::builder_with_provider(keliling_shared::tls::provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let refused = tokio_rustls::TlsConnector::from(std::sync::Arc::new(bare))
+        .connect(
+            rustls::pki_types::ServerName::try_from("console.hq.example")?,
+            tcp,
+        )
+        .await;
+    ensure!(refused.is_err(), "an untrusted certificate is refused");
+    let _ = stop.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    Ok(())
+}
