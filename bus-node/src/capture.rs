@@ -10,6 +10,7 @@ use crate::store::{Store, StoreError};
 use keliling_photo::{Advice, PhotoError, PhotoSpec};
 use keliling_shared::application::{FieldName, MediaType, Phone, ShapeError, MAX_ATTACHMENT_BYTES};
 use keliling_shared::catalogue::{BackgroundColour, CatalogueError};
+use keliling_shared::wire::{BackgroundNote, PhotoAdvice, RecordNotes};
 use keliling_shared::{
     Applicant, Application, ApplicationId, Attachment, AttachmentKind, BusId, Catalogue, GeoPoint,
     Nik, NikWarning, ServiceCode, Sex, Sha256, Stop, Text, UnixMillis,
@@ -168,12 +169,42 @@ pub fn capture(
     };
     app.check_shape()?;
     catalogue.check(&app)?;
-    store.save(&app, &blobs, settings.chunk_size)?;
+    let notes = RecordNotes {
+        photo_advice: photo_advice.iter().map(advice_note).collect(),
+    };
+    store.save_noted(&app, &blobs, settings.chunk_size, &notes)?;
     Ok(Receipt {
         warnings: app.warnings(),
         application: app,
         photo_advice,
     })
+}
+
+/// The photo station's advice as it travels to HQ (shown to its reviewers).
+fn advice_note(a: &Advice) -> PhotoAdvice {
+    match *a {
+        Advice::TooSmall {
+            width,
+            height,
+            min_width,
+            min_height,
+        } => PhotoAdvice::TooSmall {
+            width,
+            height,
+            min_width,
+            min_height,
+        },
+        Advice::TooDark { .. } => PhotoAdvice::TooDark,
+        Advice::TooBright { .. } => PhotoAdvice::TooBright,
+        Advice::Blurred { .. } => PhotoAdvice::Blurred,
+        Advice::WrongBackground { expected } => PhotoAdvice::WrongBackground {
+            expected: match expected {
+                keliling_photo::Background::Red => BackgroundNote::Red,
+                keliling_photo::Background::Blue => BackgroundNote::Blue,
+                keliling_photo::Background::White => BackgroundNote::White,
+            },
+        },
+    }
 }
 
 /// The typed-in details that need parsing beyond free text.

@@ -19,7 +19,7 @@ use crate::vault::{
     BlobKey, KdfParams, Layout, Passphrase, SealingKey, UnlockedVault, VaultError, WrappedKey,
 };
 use keliling_shared::decision::Decision;
-use keliling_shared::wire::{chunk_count, BlobProgress};
+use keliling_shared::wire::{chunk_count, BlobProgress, RecordNotes};
 use keliling_shared::{Application, ApplicationId, Attachment, Bitmap, Sha256, UnixMillis};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::cell::{OnceCell, RefCell};
@@ -291,6 +291,16 @@ impl Store {
         if old {
             return Err(StoreError::OldSchema(path.display().to_string()));
         }
+        // Schema 2 adds what the bus noted at capture (its photo advice, in clear: advice
+        // codes and pixel sizes, no personal data).
+        let has_notes: bool = conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM pragma_table_info('applications') WHERE name = 'notes')",
+            [],
+            |r| r.get(0),
+        )?;
+        if !has_notes {
+            conn.execute_batch("ALTER TABLE applications ADD COLUMN notes BLOB")?;
+        }
         let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         if version != SCHEMA_VERSION {
             conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
@@ -446,6 +456,41 @@ impl Store {
         blobs: &[(Attachment, Vec<u8>)],
         chunk_size: u32,
     ) -> Result<(), StoreError> {
+        self.save_noted(app, blobs, chunk_size, &RecordNotes::default())
+    }
+
+    /// What the bus noted about an application at capture (empty when nothing).
+    pub fn record_notes(&self, id: &ApplicationId) -> Result<RecordNotes, StoreError> {
+        let bytes: Option<Vec<u8>> = self
+            .conn
+            .query_row(
+                "SELECT notes FROM applications WHERE id = ?1",
+                [id.to_string()],
+                |r| r.get(0),
+            )
+            .optional()?
+            .flatten();
+        match bytes {
+            Some(b) => postcard::from_bytes(&b)
+                .map_err(|e| StoreError::Corrupt(format!("notes of {id}: {e}"))),
+            None => Ok(RecordNotes::default()),
+        }
+    }
+
+    /// Like [`Store::save`], with what the bus noted at capture (its photo advice), kept
+    /// in the same transaction.
+    pub fn save_noted(
+        &mut self,
+        app: &Application,
+        blobs: &[(Attachment, Vec<u8>)],
+        chunk_size: u32,
+        notes: &RecordNotes,
+    ) -> Result<(), StoreError> {
+        let notes = if notes.photo_advice.is_empty() {
+            None
+        } else {
+            Some(postcard::to_stdvec(notes).map_err(|e| StoreError::Corrupt(e.to_string()))?)
+        };
         for (att, bytes) in blobs {
             if Sha256::digest(bytes) != att.sha256 || bytes.len() as u64 != att.size {
                 return Err(StoreError::HashMismatch);
@@ -475,8 +520,8 @@ impl Store {
             return Err(StoreError::Duplicate(app.id));
         }
         tx.execute(
-            "INSERT INTO applications (id, captured_at, service, record) VALUES (?1, ?2, ?3, ?4)",
-            params![id, app.captured_at.0, app.service.as_str(), record],
+            "INSERT INTO applications (id, captured_at, service, record, notes) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![id, app.captured_at.0, app.service.as_str(), record, notes],
         )?;
         for ((att, _), sealed) in blobs.iter().zip(&sealed) {
             let sha = att.sha256.to_hex();

@@ -761,7 +761,16 @@ impl Pump {
             }
             Err(e) => return Err(e.into()),
         };
-        if !self.publish(UpKind::Record, Up::Record(Box::new(app)), QoS::AtLeastOnce)? {
+        let notes = self.store.record_notes(id)?;
+        let body = if notes.photo_advice.is_empty() {
+            Up::Record(Box::new(app))
+        } else {
+            Up::RecordNoted {
+                app: Box::new(app),
+                notes,
+            }
+        };
+        if !self.publish(UpKind::Record, body, QoS::AtLeastOnce)? {
             return Ok(false);
         }
         self.metrics.records_sent.fetch_add(1, Ordering::Relaxed);

@@ -234,3 +234,14 @@ quarantine-topic = Topic
 quarantine-reason = Reason
 audit-api-token-added = API token made
 audit-api-token-revoked = API token revoked
+
+photo-advice-title = The bus photo station's advice
+photo-advice-none = The photo station gave no advice for this photo.
+advice-too-small = Photo too small ({ $size } pixels, at least { $min }): enlarged
+advice-too-dark = Photo too dark
+advice-too-bright = Photo too bright
+advice-blurred = Photo blurred
+advice-wrong-background = The background is not { $colour }
+colour-red = red
+colour-blue = blue
+colour-white = white

@@ -222,3 +222,14 @@ quarantine-topic = Topik
 quarantine-reason = Alasan
 audit-api-token-added = Token API dibuat
 audit-api-token-revoked = Token API dicabut
+
+photo-advice-title = Saran stasiun foto di bus
+photo-advice-none = Stasiun foto tidak memberi saran untuk foto ini.
+advice-too-small = Foto terlalu kecil ({ $size } piksel, minimal { $min }): diperbesar
+advice-too-dark = Foto terlalu gelap
+advice-too-bright = Foto terlalu terang
+advice-blurred = Foto buram
+advice-wrong-background = Latar belakang bukan { $colour }
+colour-red = merah
+colour-blue = biru
+colour-white = putih

@@ -36,7 +36,7 @@ use crate::staging::{Staging, StagingError, Stored};
 use crate::store::{FleetUpdate, HqStore, HqStoreError, RecordOutcome, WorkerRow};
 use keliling_shared::mqtt::ClientOptions;
 use keliling_shared::topics::{Topics, UpKind};
-use keliling_shared::wire::{BlobProgress, BusStatus, Chunk, Down, Up, UpEnvelope};
+use keliling_shared::wire::{BlobProgress, BusStatus, Chunk, Down, RecordNotes, Up, UpEnvelope};
 use keliling_shared::{Application, ApplicationId, BusId, Catalogue, Sha256, UnixMillis};
 use rumqttc::{AsyncClient, Event, EventLoop, Packet, Publish, QoS};
 use std::collections::{BTreeMap, HashMap};
@@ -899,7 +899,8 @@ impl Ingest {
         }
         let now = UnixMillis::now();
         match env.body {
-            Up::Record(app) => self.apply_record(p, *app, now, fx),
+            Up::Record(app) => self.apply_record(p, *app, &RecordNotes::default(), now, fx),
+            Up::RecordNoted { app, notes } => self.apply_record(p, *app, &notes, now, fx),
             Up::Chunk(c) => self.apply_chunk(p, &topic_bus, c, now, fx),
             Up::Query(q) => self.apply_query(p, &topic_bus, q.blobs, now, fx),
             Up::Heartbeat(hb) => {
@@ -1004,6 +1005,7 @@ impl Ingest {
         &mut self,
         p: &Publish,
         app: Application,
+        notes: &RecordNotes,
         now: UnixMillis,
         fx: &mut Effects,
     ) -> Result<(), IngestError> {
@@ -1017,6 +1019,15 @@ impl Ingest {
         let ingested = self
             .store
             .ingest_record(&app, now, &self.worker, self.daily_quota)?;
+        if !notes.photo_advice.is_empty()
+            && !matches!(
+                ingested.outcome,
+                RecordOutcome::Conflict { .. } | RecordOutcome::OverQuota { .. }
+            )
+        {
+            // Beside the record, first notes win (a re-send after a crash fills them in).
+            self.store.set_record_notes(&bus, &app.id, notes)?;
+        }
         if let Some(first) = &ingested.collides_with {
             // Both kept: staff decide which is genuine (`hq-sync status`, the console).
             warn!(application = %app.id, %bus, first_bus = %first, "the same tracking number from two buses: recorded for staff, neither refused");

@@ -218,6 +218,8 @@ pub struct Detail {
     pub claim: Option<Claim>,
     /// Other buses that sent the same tracking number.
     pub collisions: Vec<String>,
+    /// What the bus noted at capture (its photo advice).
+    pub notes: keliling_shared::wire::RecordNotes,
     pub history: Vec<audit::Row>,
 }
 
@@ -518,6 +520,7 @@ impl HqStore {
             ingested_by,
             blobs,
             claim: self.claim(bus, id, now)?,
+            notes: self.record_notes(bus, id)?,
             collisions,
             history,
         }))

@@ -151,7 +151,9 @@ pub struct HqStore {
 /// version or the next, never between. A store made before versions existed (version 0
 /// with the tables of migration 1) takes migration 1 as a no-op (`IF NOT EXISTS`).
 /// Append new migrations; never edit one that has shipped.
-const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5];
+const MIGRATIONS: &[&str] = &[
+    SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6,
+];
 
 const SCHEMA_V1: &str = r#"
 CREATE TABLE IF NOT EXISTS applications (
@@ -405,6 +407,12 @@ CREATE TABLE api_tokens (
     revoked_at   INTEGER,
     last_used_at INTEGER
 );
+"#;
+
+/// 6: what the bus noted about a record at capture (its photo advice): postcard of
+/// `keliling_shared::wire::RecordNotes`, beside the record (not in its content hash).
+const SCHEMA_V6: &str = r#"
+ALTER TABLE applications ADD COLUMN notes BLOB;
 "#;
 
 /// The schema version this build writes.
@@ -781,6 +789,44 @@ impl HqStore {
     }
 
     /// Records what an ingest worker reports of itself.
+    /// Keeps what the bus noted about its record, unless notes are there already.
+    pub fn set_record_notes(
+        &mut self,
+        bus: &BusId,
+        id: &ApplicationId,
+        notes: &keliling_shared::wire::RecordNotes,
+    ) -> Result<(), HqStoreError> {
+        let bytes = postcard::to_stdvec(notes).map_err(|e| HqStoreError::Corrupt(e.to_string()))?;
+        self.conn.execute(
+            "UPDATE applications SET notes = ?1 WHERE bus_id = ?2 AND id = ?3 AND notes IS NULL",
+            params![bytes, bus.as_str(), id.to_string()],
+        )?;
+        Ok(())
+    }
+
+    /// What the bus noted about its record (empty when it noted nothing).
+    pub fn record_notes(
+        &self,
+        bus: &BusId,
+        id: &ApplicationId,
+    ) -> Result<keliling_shared::wire::RecordNotes, HqStoreError> {
+        let bytes: Option<Vec<u8>> = self
+            .conn
+            .query_row(
+                "SELECT notes FROM applications WHERE bus_id = ?1 AND id = ?2",
+                params![bus.as_str(), id.to_string()],
+                |r| r.get(0),
+            )
+            .optional()?
+            .flatten();
+        match bytes {
+            Some(b) => {
+                postcard::from_bytes(&b).map_err(|e| HqStoreError::Corrupt(format!("notes: {e}")))
+            }
+            None => Ok(Default::default()),
+        }
+    }
+
     /// Replaces what `worker` last reported of its uploads in progress.
     pub fn report_uploads(
         &mut self,

@@ -76,6 +76,59 @@ pub enum Up {
         application: ApplicationId,
         version: u32,
     },
+    /// A record with what the bus noted at capture (the photo advice it gave), on the
+    /// record topic. The notes are not part of the record's content hash.
+    RecordNoted {
+        app: Box<Application>,
+        notes: RecordNotes,
+    },
+}
+
+/// What the bus noted about a record at capture, beside the record itself.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct RecordNotes {
+    /// The retake advice the photo station gave for the ID photo that was kept.
+    pub photo_advice: Vec<PhotoAdvice>,
+}
+
+/// The most advice one photo can carry (one of each kind).
+pub const MAX_PHOTO_ADVICE: usize = 8;
+
+/// Retake advice as it travels (the photo pipeline's `Advice`, without its decoder).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PhotoAdvice {
+    TooSmall {
+        width: u32,
+        height: u32,
+        min_width: u32,
+        min_height: u32,
+    },
+    TooDark,
+    TooBright,
+    Blurred,
+    WrongBackground {
+        expected: BackgroundNote,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BackgroundNote {
+    Red,
+    Blue,
+    White,
+}
+
+impl PhotoAdvice {
+    /// A stable name: `too_small`, `too_dark`, `too_bright`, `blurred`, `wrong_background`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            PhotoAdvice::TooSmall { .. } => "too_small",
+            PhotoAdvice::TooDark => "too_dark",
+            PhotoAdvice::TooBright => "too_bright",
+            PhotoAdvice::Blurred => "blurred",
+            PhotoAdvice::WrongBackground { .. } => "wrong_background",
+        }
+    }
 }
 
 impl Up {
@@ -88,6 +141,7 @@ impl Up {
             Up::Heartbeat(_) => UpKind::Heartbeat,
             Up::Status(_) => UpKind::Status,
             Up::DecisionAck { .. } => UpKind::Ack,
+            Up::RecordNoted { .. } => UpKind::Record,
         }
     }
 }
@@ -307,6 +361,19 @@ impl UpEnvelope {
                         "record of bus {} inside an envelope of bus {}",
                         app.bus_id, env.bus_id
                     )));
+                }
+            }
+            Up::RecordNoted { app, notes } => {
+                app.check_shape()
+                    .map_err(|e| WireError::Invalid(e.to_string()))?;
+                if app.bus_id != env.bus_id {
+                    return Err(WireError::Invalid(format!(
+                        "record of bus {} inside an envelope of bus {}",
+                        app.bus_id, env.bus_id
+                    )));
+                }
+                if notes.photo_advice.len() > MAX_PHOTO_ADVICE {
+                    return Err(WireError::Invalid("too much photo advice".into()));
                 }
             }
             Up::Chunk(c) => c.check()?,

@@ -67,9 +67,16 @@ async fn review_in_the_browser(kind: BrokerKind) -> Result<()> {
         sample::kk_update(3, sample::document_scan(3, 40_000)?),
     )?;
     let portrait = keliling_photo::fixtures::load_portrait()?;
-    let mut hostile = sample::sim_renewal(4, sample::camera_photo(&portrait, 4)?);
+    // Its photo is too dark: the photo station's advice must reach HQ's reviewers.
+    let mut dark = portrait.clone();
+    for p in dark.pixels_mut() {
+        for c in p.0.iter_mut() {
+            *c /= 6;
+        }
+    }
+    let mut hostile = sample::sim_renewal(4, sample::camera_photo(&dark, 4)?);
     hostile.full_name = HOSTILE_NAME.into();
-    capture_into(&db, &settings, hostile)?;
+    let hostile = capture_into(&db, &settings, hostile)?;
 
     let mut hq = broker.spawn_hq(&hq_dir, &dir.path().join("hq.log")).await?;
     let mut bus = broker
@@ -136,6 +143,14 @@ async fn review_in_the_browser(kind: BrokerKind) -> Result<()> {
     ensure!(
         src.contains("class=\"flag\""),
         "the hostile name is flagged"
+    );
+    browser
+        .goto(&format!("{base}applications/bus-ntt-01/{}", hostile.id))
+        .await?;
+    let advice = browser.text("#photo-advice").await?;
+    ensure!(
+        advice.contains("terlalu gelap"),
+        "the bus's photo advice at HQ: {advice}"
     );
 
     // Filter: only the family-card update.

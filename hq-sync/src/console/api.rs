@@ -264,6 +264,7 @@ async fn one(
         },
         "nik_warnings": a.warnings().iter().map(|w| w.to_string()).collect::<Vec<_>>(),
         "fields": fields,
+        "photo_advice": d.notes.photo_advice.iter().map(|a| a.code()).collect::<Vec<_>>(),
         "attachments": d.blobs.iter().map(|b| json!({
             "kind": b.kind, "media_type": b.media_type, "size": b.size,
             "sha256": b.sha256.to_hex(), "stored": b.stored,

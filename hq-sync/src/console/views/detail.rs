@@ -66,6 +66,7 @@ struct DetailPage {
     fields: Vec<Field>,
     nik_warnings: Vec<String>,
     photo: Option<Attachment>,
+    photo_advice: Vec<String>,
     documents: Vec<Attachment>,
     captured: String,
     received: String,
@@ -180,6 +181,37 @@ fn size(bytes: u64) -> String {
         format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
     } else {
         format!("{:.0} KiB", (bytes as f64 / 1024.0).ceil())
+    }
+}
+
+/// The photo station's retake advice, as HQ's reviewers read it.
+fn advice_text(t: &Tr<'_>, a: &keliling_shared::wire::PhotoAdvice) -> String {
+    use keliling_shared::wire::{BackgroundNote, PhotoAdvice};
+    match a {
+        PhotoAdvice::TooSmall {
+            width,
+            height,
+            min_width,
+            min_height,
+        } => t.arg2(
+            "advice-too-small",
+            "size",
+            &format!("{width} x {height}"),
+            "min",
+            &format!("{min_width} x {min_height}"),
+        ),
+        PhotoAdvice::TooDark => t.get("advice-too-dark"),
+        PhotoAdvice::TooBright => t.get("advice-too-bright"),
+        PhotoAdvice::Blurred => t.get("advice-blurred"),
+        PhotoAdvice::WrongBackground { expected } => t.arg(
+            "advice-wrong-background",
+            "colour",
+            &t.get(match expected {
+                BackgroundNote::Red => "colour-red",
+                BackgroundNote::Blue => "colour-blue",
+                BackgroundNote::White => "colour-white",
+            }),
+        ),
     }
 }
 
@@ -483,7 +515,14 @@ pub async fn page(
         .find(|k| **k == flash.error)
         .map(|k| t.get(k));
     let undecided = matches!(d.status, QueueStatus::Pending | QueueStatus::WaitingPhoto);
+    let photo_advice = d
+        .notes
+        .photo_advice
+        .iter()
+        .map(|a| advice_text(&t, a))
+        .collect();
     let page = DetailPage {
+        photo_advice,
         decisions,
         can_decide,
         can_claim: undecided || supervisor,
