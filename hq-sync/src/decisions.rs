@@ -6,7 +6,7 @@
 //!   higher version that supersedes the older on the bus. Versions count from 1.
 //! - The console only writes rows; ingest (which holds the signing key) sends them. A row
 //!   is sent when `final` and `waiting`, and again while unconfirmed: when its bus comes
-//!   back online and every [`RESEND_AFTER`]. Taking rows to send is one write
+//!   back online, when an ingest process starts, and every [`RESEND_AFTER`]. Taking rows to send is one write
 //!   transaction, so two ingest workers never both send one in the same round.
 //! - Only the bus's own `DecisionAck` (it stored the decision) makes a row `confirmed`.
 //! - A rejection of a service that needs a second person waits (`awaiting_check`, held at
@@ -22,7 +22,7 @@ use rusqlite::{params, OptionalExtension, TransactionBehavior};
 use std::time::Duration;
 
 /// An unconfirmed decision is sent again after this long, even if its bus seemed online.
-pub const RESEND_AFTER: Duration = Duration::from_secs(300);
+pub const RESEND_AFTER: Duration = Duration::from_secs(120);
 /// The most decisions one send round takes.
 const SEND_BATCH: usize = 200;
 
@@ -444,6 +444,16 @@ impl HqStore {
         }
         tx.commit()?;
         Ok(due)
+    }
+
+    /// At the start of an ingest process: what was marked sent may never have left the
+    /// last one (taken from the outbox, then killed before publishing), so everything
+    /// unconfirmed goes again now. The bus keeps a version once, so a copy costs nothing.
+    pub fn resend_all_unconfirmed_decisions(&mut self) -> Result<usize, HqStoreError> {
+        Ok(self.conn.execute(
+            "UPDATE decisions SET delivery = 'waiting' WHERE delivery = 'sent'",
+            [],
+        )?)
     }
 
     /// A bus came (back) online: what it has not confirmed is sent again now.

@@ -603,6 +603,11 @@ impl Ingest {
             #[cfg(feature = "fault-injection")]
             fail_staging_flush: false,
         };
+        match ingest.store.resend_all_unconfirmed_decisions() {
+            Ok(0) => {}
+            Ok(n) => info!(decisions = n, "sending unconfirmed decisions again"),
+            Err(e) => warn!(error = %e, "cannot queue unconfirmed decisions again"),
+        }
         ingest.maintain();
         Ok(ingest)
     }

@@ -29,8 +29,13 @@
 //!   refuses new data and resumes by itself) or to the brim (sled meets ENOSPC and HQ
 //!   exits loudly; the campaign restarts it as its supervisor would), then freed.
 //!
+//! Meanwhile HQ staff decide (through HQ's store, as the console does): approvals,
+//! rejections (confirmed by a second person where the service needs it), requests for
+//! more information, and changes of earlier decisions (new versions).
+//!
 //! After the storm everything heals, the buses drain (bounded), and the audit checks what
-//! was promised: every receipted application is at HQ exactly once, complete, with the
+//! was promised: every decision's newest version is in force on its bus, confirmed at HQ,
+//! and no bus holds a version HQ did not make; every receipted application is at HQ exactly once, complete, with the
 //! attachment hashes of the receipt and photo files that verify; HQ holds nothing that got
 //! no receipt; every bus holds exactly its receipted applications, each confirmed
 //! delivered; no outbox waits; nothing was quarantined; no process died by itself.
@@ -219,6 +224,17 @@ pub struct Counts {
     pub connections_refused: u64,
     pub bytes_up: u64,
     pub bytes_down: u64,
+    /// Decisions HQ staff made during the storm (each a version), of which changes of an
+    /// earlier decision; and how many are in force on their bus as HQ made them.
+    pub decisions: u64,
+    pub decisions_changed: u64,
+    /// Applications with a decision, and how many of them have its newest version in
+    /// force on their bus.
+    pub decided_applications: u64,
+    pub decisions_on_buses: u64,
+    /// Decisions HQ's store refused (decided meanwhile, a photo still missing for an
+    /// approval, its disk full): nothing was written for them.
+    pub decisions_refused: u64,
 }
 
 impl Counts {
@@ -325,6 +341,11 @@ impl Report {
             s,
             "  HQ exits for its supervisor during full disks at HQ (restarted): {}",
             c.hq_supervisor_restarts
+        );
+        let _ = writeln!(
+            s,
+            "  decisions made at HQ during the storm: {} ({} of them changing an earlier one, {} refused by HQ's store); newest version in force on its bus: {} of {}",
+            c.decisions, c.decisions_changed, c.decisions_refused, c.decisions_on_buses, c.decided_applications
         );
         let _ = writeln!(
             s,
@@ -546,6 +567,15 @@ struct World {
     tap: Arc<Mutex<TapSeen>>,
     background: Vec<tokio::task::JoinHandle<()>>,
     stop_captures: Arc<AtomicBool>,
+    /// HQ staff deciding during the storm, as the console would (a supervisor, and a
+    /// second person for checks).
+    reviewer: hq_sync::staff::Staff,
+    checker: hq_sync::staff::Staff,
+    /// Every decision made: (bus, application) → (newest version, its kind).
+    decided: BTreeMap<(String, ApplicationId), (u32, String)>,
+    decisions_made: u64,
+    decisions_changed: u64,
+    decisions_refused: u64,
 }
 
 /// Runs one campaign against one broker. `Err` means the harness itself could not run
@@ -681,7 +711,38 @@ impl World {
                 capture: Some(capture),
             });
         }
+        // HQ's staff, in HQ's store (its process is up and has migrated it, or this does).
+        let (reviewer, checker) = {
+            use hq_sync::staff::{Lang, NewStaff, Password, Role, Username};
+            let mut store = HqStore::open(&hq_dir.join("hq.sqlite"))?;
+            let agencies: Vec<String> = Catalogue::builtin()
+                .agencies
+                .iter()
+                .map(|a| a.code.clone())
+                .collect();
+            let mut add = |user: &str| {
+                store.add_staff(
+                    &NewStaff {
+                        username: Username::parse(user)?,
+                        display_name: user.into(),
+                        role: Role::Supervisor,
+                        agencies: agencies.clone(),
+                        language: Lang::Id,
+                        password: Password::new("kata-sandi-kampanye".into()),
+                    },
+                    &agencies,
+                    keliling_shared::UnixMillis::now(),
+                )
+            };
+            (add("reviewer")?, add("checker")?)
+        };
         Ok(World {
+            reviewer,
+            checker,
+            decided: BTreeMap::new(),
+            decisions_made: 0,
+            decisions_changed: 0,
+            decisions_refused: 0,
             opts: opts.clone(),
             dir: dir.to_owned(),
             broker,
@@ -717,10 +778,15 @@ impl World {
         let storm_end = self.start + self.opts.duration;
         let mut next_fault = self.start + interval(&mut rng, self.opts.fault_every);
         let mut next_progress = self.opts.progress_every.map(|p| self.start + p);
+        let mut next_decision = self.start + Duration::from_millis(500);
         loop {
             let now = Instant::now();
             if now >= storm_end {
                 break;
+            }
+            if now >= next_decision {
+                self.decide_some(&mut rng);
+                next_decision = now + Duration::from_millis(600);
             }
             // Heals that are due, oldest first.
             heals.sort_by_key(|(t, _)| *t);
@@ -1206,6 +1272,9 @@ impl World {
                     break;
                 }
             }
+            if done && !self.decisions_confirmed()? {
+                done = false;
+            }
             if done {
                 return Ok(true);
             }
@@ -1219,6 +1288,114 @@ impl World {
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
+    }
+
+    /// HQ staff decide, as the console would: a supervisor approves, rejects with a
+    /// catalogue reason (a second person confirms where the service needs it) or asks
+    /// for more information, on applications complete at HQ; one decision in four changes
+    /// an earlier one (a new version). A decision HQ's store refuses (its disk full) was
+    /// not made. Faults keep landing meanwhile: only the newest version may win on the bus.
+    fn decide_some(&mut self, rng: &mut StdRng) {
+        use hq_sync::decisions::Action;
+        use hq_sync::review::{QueueFilter, QueueStatus};
+        use keliling_shared::decision::{Need, ReasonCode};
+        let cat = Catalogue::builtin();
+        let Ok(mut store) = HqStore::open(&self.hq_dir.join("hq.sqlite")) else {
+            return;
+        };
+        let now = keliling_shared::UnixMillis::now();
+        let change = !self.decided.is_empty() && rng.gen_bool(0.25);
+        let target = if change {
+            let keys: Vec<_> = self.decided.keys().cloned().collect();
+            keys.choose(rng).cloned()
+        } else {
+            let f = QueueFilter {
+                services: cat.services.iter().map(|s| s.code.clone()).collect(),
+                status: Some(QueueStatus::Pending),
+                limit: 50,
+                ..QueueFilter::default()
+            };
+            store
+                .queue(&f, now)
+                .ok()
+                .and_then(|p| p.rows.choose(rng).map(|r| (r.bus_id.to_string(), r.id)))
+        };
+        let Some((bus, id)) = target else {
+            return;
+        };
+        let Ok(bus_id) = BusId::parse(&bus) else {
+            return;
+        };
+        let text = |s: &str| keliling_shared::Text::parse(s).ok();
+        let action = match rng.gen_range(0..3) {
+            0 => Action::Approve {
+                note: text("Silakan ambil di kantor"),
+            },
+            1 => Action::Reject {
+                code: match ReasonCode::parse("DOCUMENT_MISSING") {
+                    Ok(c) => c,
+                    Err(_) => return,
+                },
+                note: text("Mohon dilengkapi"),
+            },
+            _ => Action::RequestInfo {
+                message: match text("Mohon datang lagi dengan foto baru") {
+                    Some(m) => m,
+                    None => return,
+                },
+                needs: vec![Need::NewPhoto],
+            },
+        };
+        match store.decide(&bus_id, &id, &action, &self.reviewer, &cat, now) {
+            Ok(version) => {
+                // A rejection of a service that needs a second person waits for it.
+                if store
+                    .application_review_state(&bus_id, &id)
+                    .ok()
+                    .flatten()
+                    .as_deref()
+                    == Some("awaiting_check")
+                    && store
+                        .check_decision(&bus_id, &id, true, &self.checker, &cat, now)
+                        .is_err()
+                {
+                    // Left waiting: nothing for the bus (it keeps its earlier version).
+                    self.decisions_refused += 1;
+                    return;
+                }
+                if change {
+                    self.decisions_changed += 1;
+                }
+                self.decisions_made += 1;
+                let kind = match action {
+                    Action::Approve { .. } => "approved",
+                    Action::Reject { .. } => "rejected",
+                    Action::RequestInfo { .. } => "info_requested",
+                };
+                self.decided.insert((bus, id), (version, kind.to_owned()));
+            }
+            // Refused (decided meanwhile, photo missing for an approval, HQ's disk full):
+            // nothing was written.
+            Err(_) => self.decisions_refused += 1,
+        }
+    }
+
+    /// Whether HQ holds the newest version of every decision as confirmed by its bus.
+    fn decisions_confirmed(&self) -> Result<bool> {
+        if self.decided.is_empty() {
+            return Ok(true);
+        }
+        let store = HqStore::open(&self.hq_dir.join("hq.sqlite"))?;
+        for ((bus, id), (version, _)) in &self.decided {
+            let rows = store.decisions_of(&BusId::parse(bus)?, id)?;
+            let confirmed = rows.iter().any(|r| {
+                r.version == *version && r.delivery == hq_sync::decisions::Delivery::Confirmed
+            });
+            if !confirmed {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     fn progress_line(&self, phase: &str) -> String {
@@ -1404,6 +1581,45 @@ impl World {
                 );
             }
         }
+        // Decisions: on each bus, exactly HQ's versions, the newest in force, none twice.
+        c.decisions = self.decisions_made;
+        c.decisions_changed = self.decisions_changed;
+        c.decided_applications = self.decided.len() as u64;
+        c.decisions_refused = self.decisions_refused;
+        for bus in &self.buses {
+            let store = Store::open(&bus.db)?;
+            let on_bus: BTreeMap<ApplicationId, (u32, String)> = store
+                .decisions(100_000)?
+                .into_iter()
+                .map(|d| (d.application, (d.version, d.kind)))
+                .collect();
+            for ((b, id), (version, kind)) in &self.decided {
+                if b != bus.id.as_str() {
+                    continue;
+                }
+                match on_bus.get(id) {
+                    Some((have, k)) if have == version && k == kind => c.decisions_on_buses += 1,
+                    Some((have, k)) => v_add_decision(
+                        &mut v,
+                        format!(
+                            "{b}/{id}: the bus has v{have} {k}, HQ's newest is v{version} {kind}"
+                        ),
+                    ),
+                    None => v_add_decision(
+                        &mut v,
+                        format!("{b}/{id}: HQ's v{version} {kind} never reached the bus"),
+                    ),
+                }
+            }
+            for id in on_bus.keys() {
+                if !self.decided.contains_key(&(bus.id.to_string(), *id)) {
+                    v.add(
+                        "a bus holds a decision HQ never made",
+                        format!("{}/{id}", bus.id),
+                    );
+                }
+            }
+        }
         // Panics leave their mark in the logs even when the process went on.
         let mut logs: Vec<PathBuf> = self.buses.iter().map(|b| b.log.clone()).collect();
         logs.push(self.hq_log.clone());
@@ -1451,6 +1667,13 @@ impl World {
         }
         let _ = self.broker.kill().await;
     }
+}
+
+fn v_add_decision(v: &mut Violations, what: String) {
+    v.add(
+        "LOST or STALE: a decision is not in force on its bus as HQ made it",
+        what,
+    );
 }
 
 /// Violations grouped by what went wrong, each group listing at most [`MAX_LISTED`].
