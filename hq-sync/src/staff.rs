@@ -190,6 +190,12 @@ impl Staff {
         self.role == Role::Supervisor
     }
 
+    /// Whether whole NIKs may leave the console with this staff member (exports): a
+    /// supervisor's. Lists in the console show them masked to everyone.
+    pub fn may_see_full_nik(&self) -> bool {
+        self.is_supervisor()
+    }
+
     /// Whether this staff member belongs to `agency`.
     pub fn in_agency(&self, agency: &str) -> bool {
         self.agencies.iter().any(|a| a == agency)

@@ -460,6 +460,29 @@ async fn review_in_the_browser(kind: BrokerKind) -> Result<()> {
         h1.contains("tidak ditemukan"),
         "another agency's application: {h1}"
     );
+    // Exports are a supervisor's: a reviewer gets no link and no file.
+    ensure!(
+        browser
+            .js("return document.getElementById('export-csv') === null")
+            .await?
+            == true,
+        "no export link for a reviewer"
+    );
+    let cookie = browser
+        .client
+        .get_named_cookie("kl_session")
+        .await
+        .context("the reviewer's session cookie")?;
+    let reviewer = format!("kl_session={}", cookie.value());
+    let csv = http(
+        &addr,
+        "GET",
+        "/applications.csv",
+        &[("Cookie", &reviewer)],
+        b"",
+    )
+    .await?;
+    ensure!(csv.status == 403, "a reviewer's export: {}", csv.status);
     // The audit log is for supervisors only.
     browser.goto(&format!("{base}audit")).await?;
     browser.wait_for(".error-page").await?;
@@ -551,6 +574,10 @@ async fn review_in_the_browser(kind: BrokerKind) -> Result<()> {
         online == "true",
         "the bus is back online in the fleet view: {online}"
     );
+    // And the quarantine: nothing was set aside in this run.
+    browser.goto(&format!("{base}quarantine")).await?;
+    browser.wait_for(".empty").await?;
+    browser.screenshot("console-quarantine").await?;
     // A supervisor reads the audit log: the chain holds.
     browser.goto(&format!("{base}audit")).await?;
     browser.wait_for("#chain.ok").await?;

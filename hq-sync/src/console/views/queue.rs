@@ -137,7 +137,8 @@ struct QueuePage {
     first: Option<String>,
     notice: Option<String>,
     back: String,
-    csv_query: String,
+    /// The export link's query, for supervisors only.
+    csv_query: Option<String>,
 }
 
 pub async fn page(
@@ -253,7 +254,7 @@ pub async fn page(
         .map(|code| choice(code.to_string(), service_name(code.as_str()), &q.service))
         .collect();
     let back = format!("/applications?{}", q.with_status(&q.status));
-    let csv_query = q.with_status(&q.status);
+    let csv_query = staff.is_supervisor().then(|| q.with_status(&q.status));
     let page = QueuePage {
         csv_query,
         me: Some(Me::of(&staff)),
@@ -340,14 +341,19 @@ fn csv_cell(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
 }
 
-/// The filtered queue as CSV (no photos). NIKs are masked for reviewers and whole for
-/// supervisors; every export is in the audit log with its filter and size.
+/// The filtered queue as CSV (no photos), for supervisors. NIKs are whole only for a role
+/// that may see them ([`crate::staff::Staff::may_see_full_nik`]), masked otherwise; every
+/// export is in the audit log with its filter and size.
 pub async fn export_csv(
     State(c): State<Console>,
     Authed(s): Authed,
     Query(q): Query<QueueQuery>,
 ) -> Result<Response, PageError> {
     let staff = s.staff.clone();
+    // Exports are a supervisor's (the role that may take data out of the console).
+    if !staff.is_supervisor() {
+        return Err(PageError::Forbidden);
+    }
     let (mut f, _) = filter_of(&c, &c.visible_services(&staff), &q, crate::review::MAX_PAGE);
     f.after = None;
     let offset = c.config().utc_offset_minutes;
@@ -378,7 +384,7 @@ pub async fn export_csv(
         "tracking_number,bus,received_at,captured_at,service,village,applicant_name,nik,status,nik_warnings\r\n",
     );
     for r in &rows {
-        let nik = if staff.is_supervisor() {
+        let nik = if staff.may_see_full_nik() {
             r.nik.clone()
         } else {
             masked_nik(&r.nik)
