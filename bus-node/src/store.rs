@@ -274,6 +274,9 @@ impl Store {
             })?;
         }
         let conn = Connection::open(path)?;
+        // First, so that opening while another process writes (the daemon, a capture)
+        // waits instead of failing as "locked".
+        conn.busy_timeout(Duration::from_secs(10))?;
         // WAL lets the CLI capture while the daemon syncs; FULL fsyncs the WAL at every
         // commit, which is what makes a receipt a promise.
         conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -281,7 +284,6 @@ impl Store {
         conn.pragma_update(None, "foreign_keys", true)?;
         // What is deleted or purged is overwritten in the file, not just unlinked.
         conn.pragma_update(None, "secure_delete", true)?;
-        conn.busy_timeout(Duration::from_secs(10))?;
         conn.execute_batch(SCHEMA)?;
         let old: bool = conn.query_row(
             "SELECT EXISTS (SELECT 1 FROM pragma_table_info('applications') WHERE name = 'applicant')",
@@ -299,7 +301,12 @@ impl Store {
             |r| r.get(0),
         )?;
         if !has_notes {
-            conn.execute_batch("ALTER TABLE applications ADD COLUMN notes BLOB")?;
+            // Another process opening the store at the same moment may have added it.
+            match conn.execute_batch("ALTER TABLE applications ADD COLUMN notes BLOB") {
+                Ok(()) => {}
+                Err(e) if e.to_string().contains("duplicate column") => {}
+                Err(e) => return Err(e.into()),
+            }
         }
         let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         if version != SCHEMA_VERSION {

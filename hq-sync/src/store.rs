@@ -428,10 +428,25 @@ impl HqStore {
                 .map_err(|e| HqStoreError::Dir(dir.display().to_string(), e))?;
         }
         let conn = Connection::open(path)?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // First: another worker (or the console) may be writing or migrating the file now.
+        conn.busy_timeout(Duration::from_secs(30))?;
+        // Turning a new file to WAL can return "locked" at once, without waiting, when
+        // several processes open it together (SQLite does not run the busy handler where
+        // waiting could deadlock): try again for a few seconds.
+        let mut tries = 0;
+        loop {
+            match conn.pragma_update(None, "journal_mode", "WAL") {
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if e.code == rusqlite::ErrorCode::DatabaseBusy && tries < 100 =>
+                {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                r => break r?,
+            }
+        }
         // HQ acks only what is durable: FULL fsyncs the WAL at every commit.
         conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.busy_timeout(Duration::from_secs(30))?;
         let mut store = HqStore { conn };
         store.migrate()?;
         Ok(store)
@@ -1073,6 +1088,35 @@ impl HqStore {
 
 #[cfg(test)]
 mod tests {
+    /// Several workers (and the console) start at once on a fresh file: every one opens
+    /// it, and the migrations run once. Before the busy timeout was set first, turning the
+    /// new file to WAL failed at once as "database is locked" in all but one (seen with two
+    /// workers starting together).
+    #[test]
+    fn many_processes_open_a_fresh_store_at_once() {
+        for round in 0..10 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("hq.sqlite");
+            let start = std::sync::Arc::new(std::sync::Barrier::new(8));
+            let threads: Vec<_> = (0..8)
+                .map(|_| {
+                    let (p, start) = (path.clone(), start.clone());
+                    std::thread::spawn(move || {
+                        start.wait();
+                        HqStore::open(&p).map(|s| s.schema_version().unwrap_or(-1))
+                    })
+                })
+                .collect();
+            for t in threads {
+                let v = t.join().unwrap();
+                assert!(
+                    matches!(v, Ok(SCHEMA_VERSION)),
+                    "round {round}: an open failed: {v:?}"
+                );
+            }
+        }
+    }
+
     use super::*;
 
     #[test]

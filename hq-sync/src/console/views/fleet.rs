@@ -178,7 +178,9 @@ pub async fn page(State(c): State<Console>, Authed(s): Authed) -> Result<Respons
             .round()
             .max(1.0) as u32;
         let below = stacked.entry(*day).or_default();
-        let y = chart_h - *below - h;
+        // Rounding each bus's share up to a pixel can overfill a day: clip at the top.
+        let h = h.min(chart_h.saturating_sub(*below));
+        let y = chart_h.saturating_sub(*below).saturating_sub(h);
         *below += h;
         day_bars.push(Rect {
             x: left + i * slot + (slot - bar_w) / 2,
