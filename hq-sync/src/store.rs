@@ -1,9 +1,13 @@
 //! HQ's record store (SQLite): applications, which blobs they reference, verified blobs,
-//! quarantine, and the fleet's last heartbeats.
+//! quarantine, and the fleet's last heartbeats; the review side (staff, sessions, claims,
+//! decisions and their outbox, the audit log, API tokens) lives in the same file, with its
+//! queries in `staff.rs`, `review.rs`, `decisions.rs`, `audit.rs`, `fleet.rs` and
+//! `api_tokens.rs`.
 //!
 //! Invariants:
-//! - An application row is written once, keyed by its id; a re-sent record with the same
-//!   content changes nothing, one with different content is a conflict for quarantine.
+//! - An application's record is written once, keyed by (bus, id); a re-sent record with
+//!   the same content changes nothing, one with different content is a conflict for
+//!   quarantine. Only decisions change its `review_state`.
 //! - An application is `complete` only when every blob it references has a row in
 //!   `blobs`, and a blob row exists only after its file is durable and verified.
 //!   Completing is decided inside the same write transaction that adds the record or the

@@ -65,10 +65,14 @@ impl Browser {
             "goog:chromeOptions".into(),
             serde_json::json!({
                 "binary": chromium,
+                // No background traffic: CI's network is closed, and Chromium's own
+                // connections would be refused many at a time.
                 "args": [
                     "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                     "--window-size=1366,900", "--hide-scrollbars", "--lang=id-ID",
-                    "--no-first-run", "--disable-extensions"
+                    "--no-first-run", "--disable-extensions", "--disable-quic",
+                    "--disable-background-networking", "--disable-component-update",
+                    "--disable-sync", "--disable-default-apps"
                 ]
             }),
         );
