@@ -231,6 +231,30 @@ pub enum ClaimOutcome {
     NotFound,
 }
 
+/// The live claim on an application, if any (on any connection or transaction).
+fn live_claim(
+    conn: &rusqlite::Connection,
+    bus: &BusId,
+    id: &ApplicationId,
+    now: UnixMillis,
+) -> Result<Option<Claim>, HqStoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT c.staff_id, s.username, s.display_name, c.until FROM claims c JOIN staff s ON s.id = c.staff_id
+             WHERE c.bus_id = ?1 AND c.application_id = ?2 AND c.until > ?3",
+            params![bus.as_str(), id.to_string(), now.0],
+            |r| {
+                Ok(Claim {
+                    staff_id: r.get(0)?,
+                    username: r.get(1)?,
+                    display_name: r.get(2)?,
+                    until: UnixMillis(r.get(3)?),
+                })
+            },
+        )
+        .optional()?)
+}
+
 fn bad(e: impl fmt::Display) -> HqStoreError {
     HqStoreError::Corrupt(e.to_string())
 }
@@ -533,22 +557,7 @@ impl HqStore {
         id: &ApplicationId,
         now: UnixMillis,
     ) -> Result<Option<Claim>, HqStoreError> {
-        Ok(self
-            .conn
-            .query_row(
-                "SELECT c.staff_id, s.username, s.display_name, c.until FROM claims c JOIN staff s ON s.id = c.staff_id
-                 WHERE c.bus_id = ?1 AND c.application_id = ?2 AND c.until > ?3",
-                params![bus.as_str(), id.to_string(), now.0],
-                |r| {
-                    Ok(Claim {
-                        staff_id: r.get(0)?,
-                        username: r.get(1)?,
-                        display_name: r.get(2)?,
-                        until: UnixMillis(r.get(3)?),
-                    })
-                },
-            )
-            .optional()?)
+        live_claim(&self.conn, bus, id, now)
     }
 
     /// Claims an application for `staff` (or renews their own claim).
@@ -570,21 +579,7 @@ impl HqStore {
         if !exists {
             return Ok(ClaimOutcome::NotFound);
         }
-        let held: Option<Claim> = tx
-            .query_row(
-                "SELECT c.staff_id, s.username, s.display_name, c.until FROM claims c JOIN staff s ON s.id = c.staff_id
-                 WHERE c.bus_id = ?1 AND c.application_id = ?2 AND c.until > ?3",
-                params![bus.as_str(), id.to_string(), now.0],
-                |r| {
-                    Ok(Claim {
-                        staff_id: r.get(0)?,
-                        username: r.get(1)?,
-                        display_name: r.get(2)?,
-                        until: UnixMillis(r.get(3)?),
-                    })
-                },
-            )
-            .optional()?;
+        let held = live_claim(&tx, bus, id, now)?;
         if let Some(c) = held.filter(|c| c.staff_id != staff.id) {
             return Ok(ClaimOutcome::HeldBy(c));
         }

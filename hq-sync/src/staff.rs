@@ -303,6 +303,17 @@ fn check_agencies(agencies: &[String], known: &[String]) -> Result<(), StaffErro
     Ok(())
 }
 
+/// The id of `user`'s account.
+fn staff_id(conn: &rusqlite::Connection, user: &Username) -> Result<i64, StaffError> {
+    conn.query_row(
+        "SELECT id FROM staff WHERE username = ?1",
+        [user.as_str()],
+        |r| r.get(0),
+    )
+    .optional()?
+    .ok_or_else(|| StaffError::NoSuchUser(user.to_string()))
+}
+
 const STAFF_COLUMNS: &str =
     "id, username, display_name, role, language, disabled, locked_until, created_at";
 
@@ -428,14 +439,7 @@ impl HqStore {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let id: i64 = tx
-            .query_row(
-                "SELECT id FROM staff WHERE username = ?1",
-                [user.as_str()],
-                |r| r.get(0),
-            )
-            .optional()?
-            .ok_or_else(|| StaffError::NoSuchUser(user.to_string()))?;
+        let id = staff_id(&tx, user)?;
         tx.execute(
             "UPDATE staff SET password_hash = ?1, password_changed_at = ?2, failed_logins = 0, locked_until = NULL WHERE id = ?3",
             params![hash, now.0, id],
@@ -461,14 +465,7 @@ impl HqStore {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let id: i64 = tx
-            .query_row(
-                "SELECT id FROM staff WHERE username = ?1",
-                [user.as_str()],
-                |r| r.get(0),
-            )
-            .optional()?
-            .ok_or_else(|| StaffError::NoSuchUser(user.to_string()))?;
+        let id = staff_id(&tx, user)?;
         tx.execute(
             "UPDATE staff SET disabled = ?1, failed_logins = 0, locked_until = NULL WHERE id = ?2",
             params![disabled, id],

@@ -293,31 +293,22 @@ async fn blob(
         .map(|s| s.to_string())
         .collect();
     let actor = format!("api:{}", client.name);
-    let path = c.photos().path_of(&sha);
+    let photos = c.photos().clone();
     let found = c
         .db(move |db| {
             // Served only when an application of the client's agencies references it.
             let Some((bus, id, media)) = db.visible_blob(&sha, &visible)? else {
                 return Ok(None);
             };
-            let bytes = std::fs::read(&path).map_err(|e| {
-                crate::store::HqStoreError::Corrupt(format!(
-                    "blob {} unreadable: {e}",
-                    sha.to_hex()
-                ))
-            })?;
-            if Sha256::digest(&bytes) != sha {
-                return Err(crate::store::HqStoreError::Corrupt(format!(
-                    "blob {} does not match its hash",
-                    sha.to_hex()
-                )));
-            }
+            let bytes = photos
+                .read_verified(&sha)
+                .map_err(|e| crate::store::HqStoreError::Corrupt(e.to_string()))?;
             db.audit(
                 &actor,
                 &Entry::application("blob_viewed", &bus, &id).detail(sha.to_hex()),
                 UnixMillis::now(),
             )?;
-            Ok(Some((media, bytes)))
+            Ok::<_, crate::store::HqStoreError>(Some((media, bytes)))
         })
         .await?;
     let (media, bytes) = found.ok_or(PageError::NotFound)?;

@@ -25,7 +25,7 @@ pub async fn serve(
         .map(|s| s.to_string())
         .collect();
     let actor = s.staff.username.to_string();
-    let path = c.photos().path_of(&sha);
+    let photos = c.photos().clone();
     let found = c
         .db(move |db| {
             match db.application_service(&bus, &id)? {
@@ -35,28 +35,16 @@ pub async fn serve(
             let Some((media, kind)) = db.blob_of_application(&bus, &id, &sha)? else {
                 return Ok(None);
             };
-            let bytes = match std::fs::read(&path) {
-                Ok(b) => b,
-                Err(e) => {
-                    return Err(crate::store::HqStoreError::Corrupt(format!(
-                        "blob {} listed but unreadable: {e}",
-                        sha.to_hex()
-                    )))
-                }
-            };
-            // The file is addressed by its hash: check it, never serve another's bytes.
-            if Sha256::digest(&bytes) != sha {
-                return Err(crate::store::HqStoreError::Corrupt(format!(
-                    "blob {} does not match its hash",
-                    sha.to_hex()
-                )));
-            }
+            // Addressed by its hash, and checked against it: never another's bytes.
+            let bytes = photos
+                .read_verified(&sha)
+                .map_err(|e| crate::store::HqStoreError::Corrupt(e.to_string()))?;
             db.audit(
                 &actor,
                 &Entry::application("blob_viewed", bus.as_str(), &id.to_string()).detail(&kind),
                 UnixMillis::now(),
             )?;
-            Ok(Some((media, kind, bytes)))
+            Ok::<_, crate::store::HqStoreError>(Some((media, kind, bytes)))
         })
         .await?;
     let (media, kind, bytes) = found.ok_or(PageError::NotFound)?;
