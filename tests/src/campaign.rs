@@ -571,6 +571,10 @@ struct World {
     /// second person for checks).
     reviewer: hq_sync::staff::Staff,
     checker: hq_sync::staff::Staff,
+    /// The staff's connection to HQ's store, held for the whole run as the console holds
+    /// its pool: opening and closing it over and over would have SQLite remove the WAL
+    /// files whenever HQ is down, and HQ could then not even start on a full disk.
+    review: HqStore,
     /// Every decision made: (bus, application) → (newest version, its kind).
     decided: BTreeMap<(String, ApplicationId), (u32, String)>,
     decisions_made: u64,
@@ -712,9 +716,10 @@ impl World {
             });
         }
         // HQ's staff, in HQ's store (its process is up and has migrated it, or this does).
+        let mut review = HqStore::open(&hq_dir.join("hq.sqlite"))?;
         let (reviewer, checker) = {
             use hq_sync::staff::{Lang, NewStaff, Password, Role, Username};
-            let mut store = HqStore::open(&hq_dir.join("hq.sqlite"))?;
+            let store = &mut review;
             let agencies: Vec<String> = Catalogue::builtin()
                 .agencies
                 .iter()
@@ -739,6 +744,7 @@ impl World {
         Ok(World {
             reviewer,
             checker,
+            review,
             decided: BTreeMap::new(),
             decisions_made: 0,
             decisions_changed: 0,
@@ -1300,9 +1306,7 @@ impl World {
         use hq_sync::review::{QueueFilter, QueueStatus};
         use keliling_shared::decision::{Need, ReasonCode};
         let cat = Catalogue::builtin();
-        let Ok(mut store) = HqStore::open(&self.hq_dir.join("hq.sqlite")) else {
-            return;
-        };
+        let store = &mut self.review;
         let now = keliling_shared::UnixMillis::now();
         let change = !self.decided.is_empty() && rng.gen_bool(0.25);
         let target = if change {
@@ -1385,9 +1389,8 @@ impl World {
         if self.decided.is_empty() {
             return Ok(true);
         }
-        let store = HqStore::open(&self.hq_dir.join("hq.sqlite"))?;
         for ((bus, id), (version, _)) in &self.decided {
-            let rows = store.decisions_of(&BusId::parse(bus)?, id)?;
+            let rows = self.review.decisions_of(&BusId::parse(bus)?, id)?;
             let confirmed = rows.iter().any(|r| {
                 r.version == *version && r.delivery == hq_sync::decisions::Delivery::Confirmed
             });
