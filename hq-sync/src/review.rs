@@ -450,8 +450,20 @@ impl HqStore {
             .optional()?)
     }
 
-    /// The service of an application, if HQ holds it (for the access check before
-    /// anything else is read).
+    /// Whether HQ holds `bus`'s application `id` and its service is one of `visible`
+    /// (the asker's agencies'): the access check before anything else is read.
+    pub fn is_visible(
+        &self,
+        bus: &BusId,
+        id: &ApplicationId,
+        visible: &[ServiceCode],
+    ) -> Result<bool, HqStoreError> {
+        Ok(self
+            .application_service(bus, id)?
+            .is_some_and(|s| visible.iter().any(|v| v.as_str() == s)))
+    }
+
+    /// The service of an application, if HQ holds it.
     pub fn application_service(
         &self,
         bus: &BusId,
@@ -657,7 +669,7 @@ impl HqStore {
     pub fn visible_blob(
         &self,
         sha: &Sha256,
-        services: &[String],
+        services: &[ServiceCode],
     ) -> Result<Option<(String, String, String)>, HqStoreError> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT ab.bus_id, ab.application_id, ab.media_type, a.service FROM app_blobs ab
@@ -668,7 +680,7 @@ impl HqStore {
         let mut rows = stmt.query([sha.to_hex()])?;
         while let Some(r) = rows.next()? {
             let service: String = r.get(3)?;
-            if services.contains(&service) {
+            if services.iter().any(|v| v.as_str() == service) {
                 return Ok(Some((r.get(0)?, r.get(1)?, r.get(2)?)));
             }
         }

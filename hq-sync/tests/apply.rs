@@ -253,3 +253,52 @@ fn the_detail_of_an_application_says_how_far_its_uploads_are() {
     let d = store.detail(&bus, &app.id, now).unwrap().unwrap();
     assert_eq!(d.blobs[0].chunks, None);
 }
+
+/// A record with the bus's notes (its photo advice): the decoder bounds the notes and
+/// checks the record is the sender's, and HQ keeps the first notes beside the record
+/// (a re-send with other notes changes nothing).
+#[test]
+fn record_notes_are_checked_and_kept_beside_the_record() {
+    use keliling_shared::wire::{PhotoAdvice, RecordNotes, MAX_PHOTO_ADVICE};
+    let dir = tempfile::tempdir().unwrap();
+    let buses: Vec<BusId> = BUSES.iter().map(|b| BusId::parse(b).unwrap()).collect();
+    let mut hq = Offline::for_fleet(dir.path(), &buses).unwrap();
+    let mut rng = StdRng::seed_from_u64(11);
+    let bus = buses[0].clone();
+    let mut app = application(&mut rng, &bus, &[(Sha256::digest(b"scan"), 1000)]);
+    app.captured_at = UnixMillis::now();
+    let noted = |notes: RecordNotes, from: &BusId| {
+        UpEnvelope::new(
+            from.clone(),
+            Up::RecordNoted {
+                app: Box::new(app.clone()),
+                notes,
+            },
+        )
+        .encode()
+        .unwrap()
+    };
+    let dark = RecordNotes {
+        photo_advice: vec![PhotoAdvice::TooDark],
+    };
+    let too_much = RecordNotes {
+        photo_advice: vec![PhotoAdvice::Blurred; MAX_PHOTO_ADVICE + 1],
+    };
+    assert!(UpEnvelope::decode(&noted(too_much, &bus)).is_err());
+    assert!(
+        UpEnvelope::decode(&noted(dark.clone(), &buses[1])).is_err(),
+        "a record in another bus's envelope"
+    );
+    let topic = Topics::default().up(&bus, UpKind::Record);
+    hq.apply(&topic, &noted(dark.clone(), &bus));
+    assert_eq!(hq.store().record_notes(&bus, &app.id).unwrap(), dark);
+    let bright = RecordNotes {
+        photo_advice: vec![PhotoAdvice::TooBright],
+    };
+    hq.apply(&topic, &noted(bright, &bus));
+    assert_eq!(
+        hq.store().record_notes(&bus, &app.id).unwrap(),
+        dark,
+        "the first notes win"
+    );
+}

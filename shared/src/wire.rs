@@ -353,25 +353,9 @@ impl UpEnvelope {
     pub fn decode(bytes: &[u8]) -> Result<Self, WireError> {
         let env: UpEnvelope = decode(bytes)?;
         match &env.body {
-            Up::Record(app) => {
-                app.check_shape()
-                    .map_err(|e| WireError::Invalid(e.to_string()))?;
-                if app.bus_id != env.bus_id {
-                    return Err(WireError::Invalid(format!(
-                        "record of bus {} inside an envelope of bus {}",
-                        app.bus_id, env.bus_id
-                    )));
-                }
-            }
+            Up::Record(app) => check_record(app, &env.bus_id)?,
             Up::RecordNoted { app, notes } => {
-                app.check_shape()
-                    .map_err(|e| WireError::Invalid(e.to_string()))?;
-                if app.bus_id != env.bus_id {
-                    return Err(WireError::Invalid(format!(
-                        "record of bus {} inside an envelope of bus {}",
-                        app.bus_id, env.bus_id
-                    )));
-                }
+                check_record(app, &env.bus_id)?;
                 if notes.photo_advice.len() > MAX_PHOTO_ADVICE {
                     return Err(WireError::Invalid("too much photo advice".into()));
                 }
@@ -397,6 +381,19 @@ impl UpEnvelope {
 /// signs with [`DownEnvelope::encode_signed`].
 pub fn encode_signed_body(key: &SigningKey, body: &[u8]) -> Result<Vec<u8>, WireError> {
     encode(&key.sign(body.to_vec()))
+}
+
+/// A record's shape, and that it is the sending bus's own.
+fn check_record(app: &Application, sender: &BusId) -> Result<(), WireError> {
+    app.check_shape()
+        .map_err(|e| WireError::Invalid(e.to_string()))?;
+    if app.bus_id != *sender {
+        return Err(WireError::Invalid(format!(
+            "record of bus {} inside an envelope of bus {}",
+            app.bus_id, sender
+        )));
+    }
+    Ok(())
 }
 
 impl DownEnvelope {

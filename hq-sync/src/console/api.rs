@@ -216,17 +216,14 @@ async fn one(
 ) -> Result<Response, ApiError> {
     let bus = BusId::parse(&bus).map_err(|_| PageError::NotFound)?;
     let id = ApplicationId::parse(&id).map_err(|_| PageError::NotFound)?;
-    let visible: Vec<String> = services_of(&c, &client)
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let visible = services_of(&c, &client);
     let actor = format!("api:{}", client.name);
     let found = c
         .db(move |db| {
             let now = UnixMillis::now();
-            match db.application_service(&bus, &id)? {
-                Some(s) if visible.contains(&s) => {}
-                _ => return Ok(None),
+            // The access check comes first: another agency's application is "not found".
+            if !db.is_visible(&bus, &id, &visible)? {
+                return Ok(None);
             }
             db.audit(
                 &actor,
@@ -288,10 +285,7 @@ async fn blob(
     Path(sha): Path<String>,
 ) -> Result<Response, ApiError> {
     let sha = Sha256::parse_hex(&sha).map_err(|_| PageError::NotFound)?;
-    let visible: Vec<String> = services_of(&c, &client)
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let visible = services_of(&c, &client);
     let actor = format!("api:{}", client.name);
     let photos = c.photos().clone();
     let found = c

@@ -19,18 +19,14 @@ pub async fn serve(
     let bus = BusId::parse(&bus).map_err(|_| PageError::NotFound)?;
     let id = ApplicationId::parse(&id).map_err(|_| PageError::NotFound)?;
     let sha = Sha256::parse_hex(&sha).map_err(|_| PageError::NotFound)?;
-    let visible: Vec<String> = c
-        .visible_services(&s.staff)
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let visible = c.visible_services(&s.staff);
     let actor = s.staff.username.to_string();
     let photos = c.photos().clone();
     let found = c
         .db(move |db| {
-            match db.application_service(&bus, &id)? {
-                Some(svc) if visible.contains(&svc) => {}
-                _ => return Ok(None),
+            // The access check comes first: another agency's application is "not found".
+            if !db.is_visible(&bus, &id, &visible)? {
+                return Ok(None);
             }
             let Some((media, kind)) = db.blob_of_application(&bus, &id, &sha)? else {
                 return Ok(None);

@@ -259,20 +259,15 @@ pub async fn page(
 ) -> Result<Response, PageError> {
     let (bus, id) = parse_ids(&bus, &id)?;
     let staff = s.staff.clone();
-    let visible: Vec<String> = c
-        .visible_services(&staff)
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let visible = c.visible_services(&staff);
     let actor = staff.username.to_string();
     let (b, i) = (bus.clone(), id);
     let detail: Option<(Detail, Vec<DecisionRow>)> = c
         .db(move |db| {
             let now = UnixMillis::now();
             // The access check comes first: another agency's application is "not found".
-            match db.application_service(&b, &i)? {
-                Some(svc) if visible.contains(&svc) => {}
-                _ => return Ok(None),
+            if !db.is_visible(&b, &i, &visible)? {
+                return Ok(None);
             }
             db.audit(
                 &actor,
@@ -590,17 +585,13 @@ pub async fn claim(
     session::check_csrf(&s, &f.csrf)?;
     let (bus, id) = parse_ids(&bus, &id)?;
     let staff = s.staff.clone();
-    let visible: Vec<String> = c
-        .visible_services(&staff)
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let visible = c.visible_services(&staff);
     let (b, i) = (bus.clone(), id);
     let out = c
         .db(move |db| {
-            match db.application_service(&b, &i)? {
-                Some(svc) if visible.contains(&svc) => {}
-                _ => return Ok(ClaimOutcome::NotFound),
+            // The access check comes first: another agency's application is "not found".
+            if !db.is_visible(&b, &i, &visible)? {
+                return Ok(ClaimOutcome::NotFound);
             }
             db.claim_application(&b, &i, &staff, UnixMillis::now())
         })
