@@ -10,7 +10,7 @@ use crate::store::{Store, StoreError};
 use keliling_photo::{Advice, PhotoError, PhotoSpec};
 use keliling_shared::application::{FieldName, MediaType, Phone, ShapeError, MAX_ATTACHMENT_BYTES};
 use keliling_shared::catalogue::{BackgroundColour, CatalogueError};
-use keliling_shared::wire::{BackgroundNote, PhotoAdvice, RecordNotes};
+use keliling_shared::wire::{BackgroundNote, PhotoAdvice, PhotoApproval, RecordNotes};
 use keliling_shared::{
     Applicant, Application, ApplicationId, Attachment, AttachmentKind, BusId, Catalogue, GeoPoint,
     Nik, NikWarning, ServiceCode, Sex, Sha256, Stop, Text, UnixMillis,
@@ -34,8 +34,44 @@ pub struct CaptureInput {
     pub fields: Vec<(String, String)>,
     /// The camera's file, as it came off the camera.
     pub photo: Option<Vec<u8>>,
+    /// Or: the ID photo the station made and the citizen accepted on screen.
+    pub approved_photo: Option<ApprovedPhoto>,
     /// Document scans: (document name from the catalogue, file bytes).
     pub documents: Vec<(String, Vec<u8>)>,
+    /// The application this one completes (HQ asked for more information on it).
+    pub amends: Option<ApplicationId>,
+    /// The application's id: the station's draft id (so saving twice saves once); a new
+    /// one when absent.
+    pub id: Option<ApplicationId>,
+    /// Documents the operator saw and ticked on the service's checklist.
+    pub documents_seen: Vec<String>,
+    /// The NIK index key: given by the station (unlocked), so the application can be found
+    /// by NIK at once; the CLI has none (`bus-node run` indexes it later).
+    pub index_key: Option<std::sync::Arc<crate::vault::IndexKey>>,
+}
+
+/// A camera file made into a service's ID photo, with its retake advice and the spec it
+/// was made for (a photo made for another service or birth year does not fit).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct IdPhoto {
+    #[serde(with = "serde_bytes")]
+    pub jpeg: Vec<u8>,
+    pub advice: Vec<Advice>,
+    pub spec: PhotoSpec,
+}
+
+impl IdPhoto {
+    /// Whether the photo must be retaken before it can be approved.
+    pub fn must_retake(&self) -> bool {
+        self.advice.iter().any(Advice::is_blocking)
+    }
+}
+
+/// An ID photo the citizen saw and accepted on the station's screen, after `retakes`.
+#[derive(Debug, Clone)]
+pub struct ApprovedPhoto {
+    pub photo: IdPhoto,
+    pub retakes: u16,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +88,8 @@ pub enum CaptureError {
     Photo(PhotoError),
     #[error("foto harus diulang (retake the photo): {0}")]
     Retake(String),
+    #[error("foto dibuat untuk layanan atau tanggal lahir lain: ambil ulang (the photo was made for another service or date of birth: retake it)")]
+    PhotoSpecChanged,
     #[error("dokumen {name}: {why}")]
     Document { name: String, why: String },
     #[error(transparent)]
@@ -137,17 +175,52 @@ pub fn capture(
     let details = Details::parse(&input)?;
     let mut blobs: Vec<Blob> = Vec::new();
     let mut photo_advice = Vec::new();
-    if let Some(raw) = &input.photo {
-        let (photo, advice) = id_photo(raw, svc, details.date_of_birth, settings)?;
-        blobs.push(photo);
-        photo_advice = advice;
+    let mut photo_approval = None;
+    let photo = match (&input.photo, input.approved_photo) {
+        (Some(raw), _) => Some(make_id_photo(raw, svc, details.date_of_birth, settings)?),
+        (None, Some(approved)) => {
+            if approved.photo.spec != photo_spec(svc, details.date_of_birth) {
+                return Err(CaptureError::PhotoSpecChanged);
+            }
+            photo_approval = Some(PhotoApproval {
+                retakes: approved.retakes,
+            });
+            Some(approved.photo)
+        }
+        (None, None) => None,
+    };
+    if let Some(photo) = photo {
+        if let Some(blocking) = photo.advice.iter().find(|a| a.is_blocking()) {
+            return Err(CaptureError::Retake(blocking.message_id()));
+        }
+        let attachment = Attachment {
+            kind: AttachmentKind::IdPhoto,
+            sha256: Sha256::digest(&photo.jpeg),
+            size: photo.jpeg.len() as u64,
+            media_type: MediaType::Jpeg,
+        };
+        blobs.push((attachment, photo.jpeg));
+        photo_advice = photo.advice;
     }
     for (name, bytes) in input.documents {
         blobs.push(document(name, bytes)?);
     }
     let text = |name: &'static str, v: &str| Text::parse(v).map_err(|e| field(name)(e.to_string()));
+    let documents_seen = input
+        .documents_seen
+        .iter()
+        .map(|d| {
+            let name = FieldName::parse(d.trim()).map_err(field("dokumen"))?;
+            if !svc.documents.iter().any(|x| x.name == name.as_str()) {
+                return Err(field("dokumen")(format!(
+                    "{name} bukan dokumen layanan ini (not a document of this service)"
+                )));
+            }
+            Ok(name)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let app = Application {
-        id: ApplicationId::new_v7(),
+        id: input.id.unwrap_or_else(ApplicationId::new_v7),
         bus_id: settings.bus_id.clone(),
         operator: text("petugas", &input.operator)?,
         stop: Stop {
@@ -169,10 +242,18 @@ pub fn capture(
     };
     app.check_shape()?;
     catalogue.check(&app)?;
+    if input.amends == Some(app.id) {
+        return Err(field("amends")("an application cannot amend itself".into()));
+    }
     let notes = RecordNotes {
         photo_advice: photo_advice.iter().map(advice_note).collect(),
+        photo_approval,
+        catalogue_version: Some(catalogue.version),
+        amends: input.amends,
+        documents_seen,
     };
-    store.save_noted(&app, &blobs, settings.chunk_size, &notes)?;
+    let tag = input.index_key.as_ref().map(|k| k.tag(&app.applicant.nik));
+    store.save_with(&app, &blobs, settings.chunk_size, &notes, tag)?;
     Ok(Receipt {
         warnings: app.warnings(),
         application: app,
@@ -261,16 +342,11 @@ impl Details {
 /// An attachment and its bytes, as the store saves them.
 type Blob = (Attachment, Vec<u8>);
 
-/// The camera file made into the service's ID photo, with the advice for the operator;
-/// refused when the advice says to retake it.
-fn id_photo(
-    raw: &[u8],
-    svc: &keliling_shared::Service,
-    date_of_birth: time::Date,
-    settings: &CaptureSettings,
-) -> Result<(Blob, Vec<keliling_photo::Advice>), CaptureError> {
+/// What `svc` wants the ID photo of someone born on `date_of_birth` to look like (KTP-el's
+/// background depends on the birth year).
+pub fn photo_spec(svc: &keliling_shared::Service, date_of_birth: time::Date) -> PhotoSpec {
     let rules = svc.photo.clone().unwrap_or_default();
-    let spec = PhotoSpec {
+    PhotoSpec {
         width: rules.width,
         height: rules.height,
         max_bytes: rules.max_bytes,
@@ -282,18 +358,24 @@ fn id_photo(
                 BackgroundColour::Blue => keliling_photo::Background::Blue,
                 BackgroundColour::White => keliling_photo::Background::White,
             }),
-    };
-    let photo = keliling_photo::normalize(raw, &spec, &settings.photo_limits)?;
-    if let Some(blocking) = photo.advice.iter().find(|a| a.is_blocking()) {
-        return Err(CaptureError::Retake(blocking.message_id()));
     }
-    let attachment = Attachment {
-        kind: AttachmentKind::IdPhoto,
-        sha256: Sha256::digest(&photo.jpeg),
-        size: photo.jpeg.len() as u64,
-        media_type: MediaType::Jpeg,
-    };
-    Ok(((attachment, photo.jpeg), photo.advice))
+}
+
+/// The camera file made into the service's ID photo, with the advice for the operator
+/// (blocking advice included: the caller decides).
+pub fn make_id_photo(
+    raw: &[u8],
+    svc: &keliling_shared::Service,
+    date_of_birth: time::Date,
+    settings: &CaptureSettings,
+) -> Result<IdPhoto, CaptureError> {
+    let spec = photo_spec(svc, date_of_birth);
+    let photo = keliling_photo::normalize(raw, &spec, &settings.photo_limits)?;
+    Ok(IdPhoto {
+        jpeg: photo.jpeg,
+        advice: photo.advice,
+        spec,
+    })
 }
 
 /// A document scan, checked to be a JPEG, PNG or PDF within the size limit.

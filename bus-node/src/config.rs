@@ -28,6 +28,41 @@ pub struct BusConfig {
     pub retention: RetentionConfig,
     #[serde(default)]
     pub trust: TrustConfig,
+    #[serde(default)]
+    pub station: StationConfig,
+}
+
+/// `[station]`: the operator's screen, served by `bus-node run` on the bus's own network.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StationConfig {
+    pub enabled: bool,
+    /// Loopback or a private address (the bus's own network); a public one is refused.
+    pub listen: std::net::SocketAddr,
+    /// The station certificate (`hq-sync pki station-cert`) and its key: HTTPS, which a
+    /// tablet trusting the fleet CA needs for the live camera.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Plain HTTP on a private (non-loopback) address: only when set, with a warning.
+    pub allow_plain_http: bool,
+    /// Minutes without a request before the station locks (PIN again).
+    pub idle_lock_mins: u64,
+    /// The bus's local time zone, minutes east of UTC (WIB: 420), for "today" and times.
+    pub utc_offset_minutes: i32,
+}
+
+impl Default for StationConfig {
+    fn default() -> Self {
+        StationConfig {
+            enabled: true,
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 8090)),
+            tls_cert: None,
+            tls_key: None,
+            allow_plain_http: false,
+            idle_lock_mins: 5,
+            utc_offset_minutes: 420,
+        }
+    }
 }
 
 /// Whom the bus believes: HQ's verifying keys, pinned in the bus's bundle.
@@ -138,7 +173,8 @@ impl BusConfig {
         Ok(c)
     }
 
-    /// A config for tests and the demo: everything default but the id, store and broker.
+    /// A config for tests and the demo: everything default but the id, store and broker,
+    /// and no station (enable it with a free `listen` port).
     pub fn for_bus(bus_id: BusId, data_dir: PathBuf, host: &str, port: u16) -> BusConfig {
         BusConfig {
             bus_id,
@@ -153,6 +189,11 @@ impl BusConfig {
             photo: PhotoConfig::default(),
             retention: RetentionConfig::default(),
             trust: TrustConfig::default(),
+            // Many buses run in one test process: each would want the same port.
+            station: StationConfig {
+                enabled: false,
+                ..StationConfig::default()
+            },
         }
     }
 

@@ -5,13 +5,20 @@
 //! - [`capture`]: operator input in, parsed application and receipt out.
 //! - [`sync`]: the MQTT sync client (poller + pump).
 //! - [`pace`]: how many chunks in flight the link carries without queueing.
+//! - [`station`]: the operator's screen (web pages served by `bus-node run`).
 //! - [`config`]: TOML config with `BUS_NODE__…` overrides.
-//! - [`daemon`]: `bus-node run`: sync, heartbeat, retention purge, shutdown.
+//! - [`daemon`]: `bus-node run`: sync, heartbeat, retention purge, the station, shutdown.
+//! - [`operators`]: operators and their PINs; [`drafts`]: applications being filled in;
+//!   [`lookup`]: finding applications by tracking number or NIK (a keyed index).
 
 pub mod capture;
 pub mod config;
 pub mod daemon;
+pub mod drafts;
+pub mod lookup;
+pub mod operators;
 pub mod pace;
+pub mod station;
 pub mod store;
 pub mod sync;
 pub mod vault;

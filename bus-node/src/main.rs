@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use std::io::BufRead;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// The passphrase for automation and tests. Weaker than the prompt or stdin: the
 /// environment of a process can be read by its user (`/proc/PID/environ`) and ends up in
@@ -56,6 +57,32 @@ enum Command {
     Run(PassArgs),
     /// Change the passphrase (the key and the data stay as they are).
     Passwd(PassArgs),
+    /// The station's operators: a name and a PIN each (asked twice on the terminal, or
+    /// one line on stdin with --pin-stdin).
+    #[command(subcommand)]
+    Operator(OperatorCmd),
+}
+
+#[derive(Subcommand)]
+enum OperatorCmd {
+    /// Add an operator.
+    Add {
+        name: String,
+        #[arg(long)]
+        pin_stdin: bool,
+    },
+    /// Set a new PIN (lifts a lockout).
+    Pin {
+        name: String,
+        #[arg(long)]
+        pin_stdin: bool,
+    },
+    /// Disable an operator (they can no longer sign in; their applications stay theirs).
+    Disable { name: String },
+    /// Enable a disabled operator again.
+    Enable { name: String },
+    /// List the operators.
+    List,
 }
 
 /// Where the passphrase comes from: the terminal (default), one line on stdin
@@ -154,6 +181,7 @@ fn real_main() -> Result<()> {
         }
         Command::Run(p) => run_cmd(cfg, asker.with(p)),
         Command::Passwd(p) => passwd_cmd(&cfg, asker.with(p)),
+        Command::Operator(c) => operator_cmd(&cfg, c),
     }
 }
 
@@ -295,6 +323,64 @@ fn passwd_cmd(cfg: &BusConfig, mut asker: Asker) -> Result<()> {
     Ok(())
 }
 
+/// A new PIN: one line on stdin, or typed twice on the terminal.
+fn new_pin(stdin: bool) -> Result<bus_node::operators::Pin> {
+    use bus_node::operators::Pin;
+    if stdin {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("reading the PIN from stdin")?;
+        return Ok(Pin::parse_new(&line)?);
+    }
+    let first = Asker::tty("PIN baru, 4-8 angka (new PIN, 4-8 digits): ")?;
+    let pin = Pin::parse_new(first.as_str_for_pin())?;
+    let again = Asker::tty("Ulangi PIN (repeat it): ")?;
+    if again.as_str_for_pin().trim() != first.as_str_for_pin().trim() {
+        bail!("PIN tidak sama (the PINs differ)");
+    }
+    Ok(pin)
+}
+
+fn operator_cmd(cfg: &BusConfig, c: OperatorCmd) -> Result<()> {
+    let mut store = open_initialised(cfg)?;
+    match c {
+        OperatorCmd::Add { name, pin_stdin } => {
+            let pin = new_pin(pin_stdin)?;
+            let o = store.add_operator(&name, &pin)?;
+            println!("Petugas ditambahkan (operator added): {}", o.name.as_str());
+        }
+        OperatorCmd::Pin { name, pin_stdin } => {
+            let pin = new_pin(pin_stdin)?;
+            store.set_operator_pin(&name, &pin)?;
+            println!("PIN diganti (PIN changed): {}", name.trim());
+        }
+        OperatorCmd::Disable { name } => {
+            store.set_operator_disabled(&name, true)?;
+            println!("Petugas dinonaktifkan (operator disabled): {}", name.trim());
+        }
+        OperatorCmd::Enable { name } => {
+            store.set_operator_disabled(&name, false)?;
+            println!("Petugas diaktifkan (operator enabled): {}", name.trim());
+        }
+        OperatorCmd::List => {
+            let now = keliling_shared::UnixMillis::now();
+            for o in store.operators(false)? {
+                let state = if o.disabled {
+                    "nonaktif (disabled)".to_owned()
+                } else if o.locked_until.is_some_and(|u| u > now) {
+                    "terkunci (locked)".to_owned()
+                } else {
+                    "aktif (active)".to_owned()
+                };
+                println!("{:<40} {state}  sejak {}", o.name.as_str(), o.created_at);
+            }
+        }
+    }
+    Ok(())
+}
+
 fn split_pair(s: &str, what: &str) -> Result<(String, String)> {
     match s.split_once('=') {
         Some((k, v)) => Ok((k.to_owned(), v.to_owned())),
@@ -347,8 +433,21 @@ fn capture_cmd(cfg: &BusConfig, a: CaptureArgs) -> Result<()> {
         fields,
         photo,
         documents,
+        ..Default::default()
     };
     let mut store = open_initialised(cfg)?;
+    // Once the bus has operators, an application names one of them.
+    let operators = store.operators(true)?;
+    if !operators.is_empty()
+        && !operators
+            .iter()
+            .any(|o| o.name.as_str().to_lowercase() == input.operator.trim().to_lowercase())
+    {
+        bail!(
+            "--operator {:?} bukan petugas aktif bus ini (is not an active operator of this bus; see `bus-node operator list`)",
+            input.operator
+        );
+    }
     let receipt = capture::capture(&mut store, &catalogue, &cfg.capture_settings(), input)?;
     if a.quiet {
         println!("{}", receipt.tracking_number());
@@ -510,10 +609,11 @@ fn run_cmd(cfg: BusConfig, mut asker: Asker) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    let db = cfg.db_path();
     rt.block_on(async move {
         let (tx, rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
-            shutdown_signal().await;
+            until_stop_is_meant(&db).await;
             tracing::info!("shutting down");
             let _ = tx.send(true);
         });
@@ -522,19 +622,68 @@ fn run_cmd(cfg: BusConfig, mut asker: Asker) -> Result<()> {
     })
 }
 
-async fn shutdown_signal() {
+/// How many applications HQ has not confirmed yet (0 when the store cannot say).
+async fn unsynced(db: &std::path::Path) -> u64 {
+    let db = db.to_owned();
+    tokio::task::spawn_blocking(move || Store::open(&db).and_then(|s| s.status()))
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .map_or(0, |s| s.waiting())
+}
+
+/// Returns when the node should stop. Ctrl-C with applications not yet at HQ warns and
+/// asks for a second Ctrl-C within 10 s (the operator may not know the bus still has
+/// work to do at the next signal); SIGTERM (a service manager) stops at once, logged.
+async fn until_stop_is_meant(db: &std::path::Path) {
+    loop {
+        let interrupt = shutdown_signal().await;
+        let waiting = unsynced(db).await;
+        if waiting == 0 {
+            return;
+        }
+        // Only someone at the terminal is asked again; a script's SIGINT stops at once.
+        let at_terminal = {
+            use std::io::IsTerminal;
+            std::io::stdin().is_terminal()
+        };
+        if !interrupt || !at_terminal {
+            tracing::warn!(waiting, "stopping with applications not yet at HQ: they are safe on the bus and sync at the next start");
+            return;
+        }
+        eprintln!(
+            "PERHATIAN: {waiting} permohonan belum diterima pusat (data aman di bus dan terkirim saat \
+             bus node jalan lagi). Tekan Ctrl-C lagi dalam 10 detik untuk tetap berhenti.\n\
+             WARNING: {waiting} applications are not at HQ yet (safe on the bus; they sync when the \
+             node runs again). Press Ctrl-C again within 10 s to stop anyway."
+        );
+        match tokio::time::timeout(Duration::from_secs(10), tokio::signal::ctrl_c()).await {
+            Ok(_) => {
+                tracing::warn!(
+                    waiting,
+                    "stopped by the operator with applications not yet at HQ"
+                );
+                return;
+            }
+            Err(_) => eprintln!("Tetap berjalan (still running)."),
+        }
+    }
+}
+
+/// Waits for Ctrl-C (true) or SIGTERM (false).
+async fn shutdown_signal() -> bool {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
         if let Ok(mut term) = signal(SignalKind::terminate()) {
             tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => return true,
+                _ = term.recv() => return false,
             }
-            return;
         }
     }
     let _ = tokio::signal::ctrl_c().await;
+    true
 }
 
 fn ago(t: keliling_shared::UnixMillis) -> String {

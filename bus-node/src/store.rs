@@ -83,7 +83,7 @@ impl OutboxState {
             OutboxState::Rejected => "rejected",
         }
     }
-    fn parse(s: &str) -> Result<Self, StoreError> {
+    pub(crate) fn parse(s: &str) -> Result<Self, StoreError> {
         Ok(match s {
             "queued" => OutboxState::Queued,
             "record_acked" => OutboxState::RecordAcked,
@@ -145,7 +145,7 @@ pub struct BlobPlan {
 }
 
 pub struct Store {
-    conn: Connection,
+    pub(crate) conn: Connection,
     path: PathBuf,
     /// The bus public key, once read from `meta`.
     sealing: OnceCell<SealingKey>,
@@ -169,7 +169,7 @@ pub const MAX_QUARANTINE_PAYLOAD: usize = 4096;
 const META_PUBLIC_KEY: &str = "vault_public_key";
 const META_WRAPPED_KEY: &str = "vault_wrapped_secret_key";
 /// `PRAGMA user_version` of the encrypted schema (0: an older store, or a new file).
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS applications (
@@ -236,6 +236,35 @@ CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
+-- The station (schema 3). Operators: a name and an argon2id hash of their PIN
+-- (operators.rs).
+CREATE TABLE IF NOT EXISTS operators (
+    id           INTEGER PRIMARY KEY,
+    name         TEXT NOT NULL UNIQUE COLLATE NOCASE,
+    pin_hash     TEXT NOT NULL,
+    disabled     INTEGER NOT NULL DEFAULT 0,
+    failed_pins  INTEGER NOT NULL DEFAULT 0,
+    locked_until INTEGER,
+    created_at   INTEGER NOT NULL
+);
+-- Applications being filled in (drafts.rs): the form and the photo, sealed like a record.
+CREATE TABLE IF NOT EXISTS drafts (
+    id          TEXT PRIMARY KEY,   -- the application's id once saved
+    operator    TEXT NOT NULL,
+    service     TEXT NOT NULL,
+    amends      TEXT,               -- the application it completes (HQ asked for more)
+    created_at  INTEGER NOT NULL,
+    updated_at  INTEGER NOT NULL,
+    sealed      BLOB NOT NULL
+);
+-- The keyed NIK index (lookup.rs): BLAKE2b-MAC of the NIK under a key derived from the
+-- bus secret key, so a search reads one index entry, not every sealed record.
+CREATE TABLE IF NOT EXISTS nik_index (
+    tag            BLOB NOT NULL,
+    application_id TEXT NOT NULL REFERENCES applications(id),
+    PRIMARY KEY (tag, application_id)
+);
+CREATE INDEX IF NOT EXISTS nik_index_by_app ON nik_index(application_id);
 "#;
 
 /// What keeping a decision came to.
@@ -263,6 +292,15 @@ pub struct DecisionSummary {
 /// The associated data a decision is sealed under: its application and version.
 fn decision_aad(id: &str, version: u32) -> String {
     format!("decision:{id}:{version}")
+}
+
+/// Adds a column, unless another process opening the store at the same moment just did.
+fn add_column(conn: &Connection, sql: &str) -> Result<(), StoreError> {
+    match conn.execute_batch(sql) {
+        Ok(()) => Ok(()),
+        Err(e) if e.to_string().contains("duplicate column") => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 impl Store {
@@ -301,13 +339,21 @@ impl Store {
             |r| r.get(0),
         )?;
         if !has_notes {
-            // Another process opening the store at the same moment may have added it.
-            match conn.execute_batch("ALTER TABLE applications ADD COLUMN notes BLOB") {
-                Ok(()) => {}
-                Err(e) if e.to_string().contains("duplicate column") => {}
-                Err(e) => return Err(e.into()),
-            }
+            add_column(&conn, "ALTER TABLE applications ADD COLUMN notes BLOB")?;
         }
+        // Schema 3 adds the application an application amends (in clear: an id), so the
+        // original's page lists what completed it.
+        let has_amends: bool = conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM pragma_table_info('applications') WHERE name = 'amends')",
+            [],
+            |r| r.get(0),
+        )?;
+        if !has_amends {
+            add_column(&conn, "ALTER TABLE applications ADD COLUMN amends TEXT")?;
+        }
+        conn.execute_batch(
+            "CREATE INDEX IF NOT EXISTS applications_by_amends ON applications(amends)",
+        )?;
         let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         if version != SCHEMA_VERSION {
             conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
@@ -478,7 +524,7 @@ impl Store {
             .optional()?
             .flatten();
         match bytes {
-            Some(b) => postcard::from_bytes(&b)
+            Some(b) => RecordNotes::from_stored(&b)
                 .map_err(|e| StoreError::Corrupt(format!("notes of {id}: {e}"))),
             None => Ok(RecordNotes::default()),
         }
@@ -493,10 +539,29 @@ impl Store {
         chunk_size: u32,
         notes: &RecordNotes,
     ) -> Result<(), StoreError> {
-        let notes = if notes.photo_advice.is_empty() {
+        self.save_with(app, blobs, chunk_size, notes, None)
+    }
+
+    /// Like [`Store::save_noted`], and in the same transaction: the NIK's index entry
+    /// (`nik_tag`, from the unlocked vault's index key) goes in, and the draft the
+    /// application was filled in as (the same id) goes away.
+    pub fn save_with(
+        &mut self,
+        app: &Application,
+        blobs: &[(Attachment, Vec<u8>)],
+        chunk_size: u32,
+        notes: &RecordNotes,
+        nik_tag: Option<[u8; 16]>,
+    ) -> Result<(), StoreError> {
+        let amends = notes.amends.map(|a| a.to_string());
+        let notes = if notes.is_empty() {
             None
         } else {
-            Some(postcard::to_stdvec(notes).map_err(|e| StoreError::Corrupt(e.to_string()))?)
+            Some(
+                notes
+                    .to_stored()
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            )
         };
         for (att, bytes) in blobs {
             if Sha256::digest(bytes) != att.sha256 || bytes.len() as u64 != att.size {
@@ -527,8 +592,8 @@ impl Store {
             return Err(StoreError::Duplicate(app.id));
         }
         tx.execute(
-            "INSERT INTO applications (id, captured_at, service, record, notes) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![id, app.captured_at.0, app.service.as_str(), record, notes],
+            "INSERT INTO applications (id, captured_at, service, record, notes, amends) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![id, app.captured_at.0, app.service.as_str(), record, notes, amends],
         )?;
         for ((att, _), sealed) in blobs.iter().zip(&sealed) {
             let sha = att.sha256.to_hex();
@@ -555,6 +620,13 @@ impl Store {
             "INSERT INTO outbox (application_id, state, enqueued_at) VALUES (?1, 'queued', ?2)",
             params![id, UnixMillis::now().0],
         )?;
+        if let Some(tag) = nik_tag {
+            tx.execute(
+                "INSERT OR IGNORE INTO nik_index (tag, application_id) VALUES (?1, ?2)",
+                params![&tag[..], id],
+            )?;
+        }
+        tx.execute("DELETE FROM drafts WHERE id = ?1", [&id])?;
         tx.commit()?;
         Ok(())
     }

@@ -762,10 +762,10 @@ impl Pump {
             Err(e) => return Err(e.into()),
         };
         let notes = self.store.record_notes(id)?;
-        let body = if notes.photo_advice.is_empty() {
+        let body = if notes.is_empty() {
             Up::Record(Box::new(app))
         } else {
-            Up::RecordNoted {
+            Up::RecordWithNotes {
                 app: Box::new(app),
                 notes,
             }

@@ -80,6 +80,11 @@ impl Passphrase {
         self.0.as_bytes()
     }
 
+    /// The text, for a PIN typed at the same prompt (`bus-node operator add`).
+    pub fn as_str_for_pin(&self) -> &str {
+        self.0.as_str()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
@@ -461,6 +466,27 @@ impl fmt::Debug for UnlockedVault {
     }
 }
 
+/// The NIK index key; zeroized when dropped.
+pub struct IndexKey(Zeroizing<[u8; 32]>);
+
+impl fmt::Debug for IndexKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("IndexKey(<redacted>)")
+    }
+}
+
+impl IndexKey {
+    /// The index entry of a NIK: a keyed BLAKE2b-128 of its digits.
+    pub fn tag(&self, nik: &keliling_shared::Nik) -> [u8; 16] {
+        use blake2::digest::{FixedOutput, KeyInit, Update};
+        let mut mac =
+            blake2::Blake2bMac::<blake2::digest::consts::U16>::new_from_slice(self.0.as_ref())
+                .unwrap_or_else(|_| unreachable!("32-byte key"));
+        mac.update(nik.as_str().as_bytes());
+        mac.finalize_fixed().into()
+    }
+}
+
 /// A blob's content key, unsealed; zeroized when dropped.
 pub struct BlobKey(XChaCha20Poly1305);
 
@@ -564,6 +590,20 @@ impl UnlockedVault {
             return Err(VaultError::Undecryptable(what()));
         }
         Ok(XChaCha20Poly1305::new(key.as_slice().into()))
+    }
+
+    /// The key of the bus's NIK index (`lookup.rs`): derived from the secret key, so only
+    /// an unlocked bus can compute or search the index, and a copied disk cannot test a
+    /// guessed NIK against it.
+    pub fn index_key(&self) -> IndexKey {
+        use blake2::digest::{FixedOutput, KeyInit, Update};
+        let secret = Zeroizing::new(self.secret.to_bytes());
+        let mut mac =
+            blake2::Blake2bMac::<blake2::digest::consts::U32>::new_from_slice(secret.as_ref())
+                // A 32-byte key is within BLAKE2b's 64-byte limit: this cannot fail.
+                .unwrap_or_else(|_| unreachable!("32-byte key"));
+        mac.update(b"keliling nik index v1");
+        IndexKey(Zeroizing::new(mac.finalize_fixed().into()))
     }
 
     /// Decrypts the record of application `id` (as [`SealingKey::seal_record`] made it).

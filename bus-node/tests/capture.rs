@@ -48,6 +48,7 @@ fn input() -> CaptureInput {
         ],
         photo: Some(photo()),
         documents: vec![],
+        ..Default::default()
     }
 }
 

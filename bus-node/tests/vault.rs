@@ -62,6 +62,7 @@ fn input(mark: u8) -> CaptureInput {
         ],
         photo: Some(camera_photo(mark)),
         documents: vec![],
+        ..Default::default()
     }
 }
 

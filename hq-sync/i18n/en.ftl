@@ -245,3 +245,15 @@ advice-wrong-background = The background is not { $colour }
 colour-red = red
 colour-blue = blue
 colour-white = white
+
+# Amendments and the station's notes (issue 11).
+detail-amends = Completes application
+detail-amendments = { $n ->
+    [one] Completed by the bus with:
+   *[other] Completed by the bus with ({ $n }):
+}
+photo-approved-on-bus = { $n ->
+    [0] Approved by the applicant on the bus's screen.
+    [one] Approved by the applicant on the bus's screen, after one retake.
+   *[other] Approved by the applicant on the bus's screen, after { $n } retakes.
+}

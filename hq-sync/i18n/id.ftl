@@ -233,3 +233,13 @@ advice-wrong-background = Latar belakang bukan { $colour }
 colour-red = merah
 colour-blue = biru
 colour-white = putih
+
+# Amendments and the station's notes (issue 11).
+detail-amends = Melengkapi permohonan
+detail-amendments = { $n ->
+   *[other] Dilengkapi oleh bus dengan:
+}
+photo-approved-on-bus = { $n ->
+    [0] Disetujui pemohon di layar bus.
+   *[other] Disetujui pemohon di layar bus, setelah { $n } kali diambil ulang.
+}

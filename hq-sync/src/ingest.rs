@@ -905,7 +905,8 @@ impl Ingest {
         let now = UnixMillis::now();
         match env.body {
             Up::Record(app) => self.apply_record(p, *app, &RecordNotes::default(), now, fx),
-            Up::RecordNoted { app, notes } => self.apply_record(p, *app, &notes, now, fx),
+            Up::RecordNoted { app, notes } => self.apply_record(p, *app, &notes.into(), now, fx),
+            Up::RecordWithNotes { app, notes } => self.apply_record(p, *app, &notes, now, fx),
             Up::Chunk(c) => self.apply_chunk(p, &topic_bus, c, now, fx),
             Up::Query(q) => self.apply_query(p, &topic_bus, q.blobs, now, fx),
             Up::Heartbeat(hb) => {
@@ -1024,7 +1025,7 @@ impl Ingest {
         let ingested = self
             .store
             .ingest_record(&app, now, &self.worker, self.daily_quota)?;
-        if !notes.photo_advice.is_empty()
+        if !notes.is_empty()
             && !matches!(
                 ingested.outcome,
                 RecordOutcome::Conflict { .. } | RecordOutcome::OverQuota { .. }

@@ -182,6 +182,16 @@ enum PkiCommand {
         #[arg(long = "name", value_name = "HOST", required = true)]
         names: Vec<String>,
     },
+    /// Issue a bus station's HTTPS certificate (signed by the fleet CA) for the addresses
+    /// tablets open the station at on the bus's network; it goes next to the bus's
+    /// bundle. Then set [station] tls_cert and tls_key in the bus's bus.toml; tablets must
+    /// trust the fleet CA (ca.pem).
+    StationCert {
+        bus: BusId,
+        /// An address or host name of the station (repeatable); never one of the broker's.
+        #[arg(long = "name", value_name = "HOST", required = true)]
+        names: Vec<String>,
+    },
     /// Every certificate issued.
     List,
     /// Re-sign the revocation list (e.g. before it expires).
@@ -419,6 +429,21 @@ fn pki_cmd(cfg: &HqConfig, cmd: PkiCommand) -> Result<()> {
             println!("In hq.toml:\n  [console]\n  listen = \"0.0.0.0:8443\"\n  tls_cert = \"{}\"\n  tls_key = \"{}\"", cert.display(), key.display());
             println!(
                 "Staff's browsers trust it once the fleet CA ({}) is installed as a root.",
+                p.ca_cert().display()
+            );
+        }
+        PkiCommand::StationCert { bus, names } => {
+            let p = pki::Pki::open(&cfg.pki.dir)?;
+            let (cert, key, serial) = p.provision_station(&bus, &names)?;
+            println!(
+                "Station certificate of {bus} for {}: {} (serial {serial})",
+                names.join(", "),
+                cert.display()
+            );
+            println!("  key {}", key.display());
+            println!("Copy both to the bus; in its bus.toml:\n  [station]\n  listen = \"{}:8443\"\n  tls_cert = \"/etc/keliling/tls/station.pem\"\n  tls_key = \"/etc/keliling/tls/station.key\"", names[0]);
+            println!(
+                "Tablets trust it once the fleet CA ({}) is installed on them as a root.",
                 p.ca_cert().display()
             );
         }

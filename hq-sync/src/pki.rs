@@ -60,9 +60,9 @@ const CRL_DAYS: i64 = 3 * 365;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PkiError {
-    #[error("the console's certificate may not name {0}: the broker's certificate does (a console key must never be able to pose as the broker to a bus); give the console its own host name")]
+    #[error("a console or station certificate may not name {0}: the broker's certificate does (its key must never be able to pose as the broker to a bus); give it its own host name or address")]
     ConsoleName(String),
-    #[error("the console's certificate needs at least one host name or address")]
+    #[error("a console or station certificate needs at least one host name or address")]
     ConsoleNoName,
     #[error("{path}: {source}")]
     Io {
@@ -144,6 +144,9 @@ pub enum Kind {
     Bus,
     /// The staff console's HTTPS certificate (`pki console-cert`).
     Console,
+    /// A bus station's HTTPS certificate (`pki station-cert`): common name
+    /// `keliling-station-<bus>`.
+    Station,
 }
 
 /// One issued certificate, as kept in `registry.toml`.
@@ -488,6 +491,36 @@ impl Pki {
         &self,
         names: &[String],
     ) -> Result<(PathBuf, PathBuf, String), PkiError> {
+        let dir = self.dir.join("console");
+        let (cert, key) = (self.console_cert(), self.console_key());
+        self.provision_web(Kind::Console, "keliling-console", names, &dir, &cert, &key)
+    }
+
+    /// A bus station's HTTPS certificate for `names` (the addresses tablets open it at
+    /// on the bus's network), next to the bus's bundle, replacing an earlier one. Like
+    /// the console's, it may hold none of the broker's names.
+    pub fn provision_station(
+        &self,
+        bus: &BusId,
+        names: &[String],
+    ) -> Result<(PathBuf, PathBuf, String), PkiError> {
+        let dir = self.bundle_dir(bus);
+        let (cert, key) = (dir.join("station.pem"), dir.join("station.key"));
+        let cn = format!("keliling-station-{bus}");
+        self.provision_web(Kind::Station, &cn, names, &dir, &cert, &key)
+    }
+
+    /// Issues a web server's certificate (`kind` with common name `cn`) and revokes the
+    /// one it replaces.
+    fn provision_web(
+        &self,
+        kind: Kind,
+        cn: &str,
+        names: &[String],
+        dir: &Path,
+        cert: &Path,
+        key: &Path,
+    ) -> Result<(PathBuf, PathBuf, String), PkiError> {
         if names.is_empty() {
             return Err(PkiError::ConsoleNoName);
         }
@@ -540,29 +573,20 @@ impl Pki {
         let now = OffsetDateTime::now_utc();
         let mut replaced = false;
         for c in registry.certs.iter_mut() {
-            if c.kind == Kind::Console && c.revoked_at.is_none() {
+            if c.kind == kind && c.common_name == cn && c.revoked_at.is_none() {
                 c.revoked_at = Some(now);
                 c.reason = Some(Reason::Superseded);
                 replaced = true;
             }
         }
-        let dir = self.dir.join("console");
-        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-        restrict_dir(&dir)?;
-        let (cert, key) = (self.console_cert(), self.console_key());
-        let serial = self.issue(
-            &mut registry,
-            "keliling-console",
-            Kind::Console,
-            names,
-            &cert,
-            &key,
-        )?;
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        restrict_dir(dir)?;
+        let serial = self.issue(&mut registry, cn, kind, names, cert, key)?;
         if replaced {
             self.write_crl(&mut registry)?;
         }
         self.save_registry(&registry)?;
-        Ok((cert, key, serial))
+        Ok((cert.to_owned(), key.to_owned(), serial))
     }
 
     /// Revokes every certificate of `bus` and re-signs the CRL. Returns the serials.
@@ -672,7 +696,7 @@ impl Pki {
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![match kind {
-            Kind::Broker | Kind::Console => ExtendedKeyUsagePurpose::ServerAuth,
+            Kind::Broker | Kind::Console | Kind::Station => ExtendedKeyUsagePurpose::ServerAuth,
             Kind::Hq | Kind::Bus => ExtendedKeyUsagePurpose::ClientAuth,
         }];
         for n in names {

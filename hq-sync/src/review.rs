@@ -218,8 +218,11 @@ pub struct Detail {
     pub claim: Option<Claim>,
     /// Other buses that sent the same tracking number.
     pub collisions: Vec<String>,
-    /// What the bus noted at capture (its photo advice).
+    /// What the bus noted at capture (its photo advice, the citizen's approval, the
+    /// application it amends).
     pub notes: keliling_shared::wire::RecordNotes,
+    /// Applications of the same bus that amend this one (HQ asked for more information).
+    pub amendments: Vec<ApplicationId>,
     pub history: Vec<audit::Row>,
 }
 
@@ -557,9 +560,29 @@ impl HqStore {
             blobs,
             claim: self.claim(bus, id, now)?,
             notes: self.record_notes(bus, id)?,
+            amendments: self.amendments(bus, id)?,
             collisions,
             history,
         }))
+    }
+
+    /// The applications of `bus` that amend `id`, oldest first.
+    pub fn amendments(
+        &self,
+        bus: &BusId,
+        id: &ApplicationId,
+    ) -> Result<Vec<ApplicationId>, HqStoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id FROM applications WHERE bus_id = ?1 AND amends = ?2 ORDER BY captured_at, id",
+        )?;
+        let rows = stmt.query_map(params![bus.as_str(), id.to_string()], |r| {
+            r.get::<_, String>(0)
+        })?;
+        rows.map(|r| {
+            let s = r?;
+            ApplicationId::parse(&s).map_err(|e| HqStoreError::Corrupt(format!("amends {s}: {e}")))
+        })
+        .collect()
     }
 
     /// The live claim on an application, if any.

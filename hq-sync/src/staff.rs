@@ -13,10 +13,7 @@
 //!   agencies are read fresh, never trusted from the cookie).
 
 use crate::store::{HqStore, HqStoreError};
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
-use keliling_shared::{Sha256, UnixMillis};
-use rand::RngCore;
+use keliling_shared::UnixMillis;
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 use std::fmt;
 use std::time::Duration;
@@ -77,31 +74,7 @@ impl Role {
 }
 
 /// The console's languages: Bahasa Indonesia first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Lang {
-    #[default]
-    Id,
-    En,
-}
-
-impl Lang {
-    pub const ALL: [Lang; 2] = [Lang::Id, Lang::En];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Lang::Id => "id",
-            Lang::En => "en",
-        }
-    }
-
-    pub fn parse(s: &str) -> Result<Lang, StaffError> {
-        match s {
-            "id" => Ok(Lang::Id),
-            "en" => Ok(Lang::En),
-            other => Err(StaffError::Invalid(format!("language {other:?}: id or en"))),
-        }
-    }
-}
+pub use keliling_web::Lang;
 
 /// A login name: 2-32 characters of `a-z 0-9 . _ -`, starting with a letter.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -248,43 +221,15 @@ pub struct SessionLimits {
 }
 
 fn hash_password(p: &Password) -> Result<String, StaffError> {
-    let mut salt = [0u8; 16];
-    rand::thread_rng().fill_bytes(&mut salt);
-    let salt = SaltString::encode_b64(&salt).map_err(|e| StaffError::Hash(e.to_string()))?;
-    // argon2id, version 0x13, OWASP's parameters (19 MiB, 2 passes, 1 lane).
-    Argon2::default()
-        .hash_password(p.0.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| StaffError::Hash(e.to_string()))
+    secrets::hash_secret(&p.0).map_err(|e| StaffError::Hash(e.to_string()))
 }
 
 fn verify_password(p: &Password, phc: &str) -> bool {
-    match PasswordHash::new(phc) {
-        Ok(h) => Argon2::default()
-            .verify_password(p.0.as_bytes(), &h)
-            .is_ok(),
-        Err(_) => false,
-    }
+    secrets::verify_secret(&p.0, phc)
 }
 
-/// The hash an unknown account is checked against, so that refusing it costs as much.
-fn dummy_hash() -> &'static str {
-    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    DUMMY.get_or_init(|| {
-        hash_password(&Password::new("not-a-real-account-password".into())).unwrap_or_default()
-    })
-}
-
-/// A random token, hex: 32 bytes.
-pub fn random_token() -> String {
-    let mut b = [0u8; 32];
-    rand::thread_rng().fill_bytes(&mut b);
-    hex::encode(b)
-}
-
-fn token_sha256(token: &str) -> String {
-    Sha256::digest(token.as_bytes()).to_hex()
-}
+pub use keliling_web::secrets::random_token;
+use keliling_web::secrets::{self, dummy_hash, token_sha256};
 
 fn check_agencies(agencies: &[String], known: &[String]) -> Result<(), StaffError> {
     if agencies.is_empty() {
@@ -363,7 +308,8 @@ impl HqStore {
             display_name,
             role: Role::parse(&role).map_err(corrupt)?,
             agencies,
-            language: Lang::parse(&language).map_err(corrupt)?,
+            language: Lang::parse(&language)
+                .map_err(|e| corrupt(StaffError::Invalid(e.to_string())))?,
             disabled,
             locked_until: locked.map(UnixMillis),
             created_at: UnixMillis(created),

@@ -156,7 +156,7 @@ pub struct HqStore {
 /// with the tables of migration 1) takes migration 1 as a no-op (`IF NOT EXISTS`).
 /// Append new migrations; never edit one that has shipped.
 const MIGRATIONS: &[&str] = &[
-    SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6,
+    SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6, SCHEMA_V7,
 ];
 
 const SCHEMA_V1: &str = r#"
@@ -417,6 +417,14 @@ CREATE TABLE api_tokens (
 /// `keliling_shared::wire::RecordNotes`, beside the record (not in its content hash).
 const SCHEMA_V6: &str = r#"
 ALTER TABLE applications ADD COLUMN notes BLOB;
+"#;
+
+/// 7: the application an application amends (from the bus's notes: HQ asked for more
+/// information and the bus sent it as a new application), so the original's page can
+/// list its amendments.
+const SCHEMA_V7: &str = r#"
+ALTER TABLE applications ADD COLUMN amends TEXT;
+CREATE INDEX IF NOT EXISTS applications_by_amends ON applications(bus_id, amends);
 "#;
 
 /// The schema version this build writes.
@@ -815,10 +823,17 @@ impl HqStore {
         id: &ApplicationId,
         notes: &keliling_shared::wire::RecordNotes,
     ) -> Result<(), HqStoreError> {
-        let bytes = postcard::to_stdvec(notes).map_err(|e| HqStoreError::Corrupt(e.to_string()))?;
+        let bytes = notes
+            .to_stored()
+            .map_err(|e| HqStoreError::Corrupt(e.to_string()))?;
         self.conn.execute(
-            "UPDATE applications SET notes = ?1 WHERE bus_id = ?2 AND id = ?3 AND notes IS NULL",
-            params![bytes, bus.as_str(), id.to_string()],
+            "UPDATE applications SET notes = ?1, amends = ?4 WHERE bus_id = ?2 AND id = ?3 AND notes IS NULL",
+            params![
+                bytes,
+                bus.as_str(),
+                id.to_string(),
+                notes.amends.map(|a| a.to_string())
+            ],
         )?;
         Ok(())
     }
@@ -839,9 +854,8 @@ impl HqStore {
             .optional()?
             .flatten();
         match bytes {
-            Some(b) => {
-                postcard::from_bytes(&b).map_err(|e| HqStoreError::Corrupt(format!("notes: {e}")))
-            }
+            Some(b) => keliling_shared::wire::RecordNotes::from_stored(&b)
+                .map_err(|e| HqStoreError::Corrupt(e.to_string())),
             None => Ok(Default::default()),
         }
     }

@@ -254,12 +254,15 @@ fn the_detail_of_an_application_says_how_far_its_uploads_are() {
     assert_eq!(d.blobs[0].chunks, None);
 }
 
-/// A record with the bus's notes (its photo advice): the decoder bounds the notes and
-/// checks the record is the sender's, and HQ keeps the first notes beside the record
-/// (a re-send with other notes changes nothing).
+/// A record with the bus's notes (photo advice, the citizen's approval, the catalogue
+/// version, the application it amends): the decoder bounds the notes and checks the
+/// record is the sender's, and HQ keeps the first notes beside the record (a re-send with
+/// other notes changes nothing). Notes in the first buses' form are still read.
 #[test]
 fn record_notes_are_checked_and_kept_beside_the_record() {
-    use keliling_shared::wire::{PhotoAdvice, RecordNotes, MAX_PHOTO_ADVICE};
+    use keliling_shared::wire::{
+        PhotoAdvice, PhotoApproval, RecordNotes, RecordNotesV1, MAX_PHOTO_ADVICE,
+    };
     let dir = tempfile::tempdir().unwrap();
     let buses: Vec<BusId> = BUSES.iter().map(|b| BusId::parse(b).unwrap()).collect();
     let mut hq = Offline::for_fleet(dir.path(), &buses).unwrap();
@@ -267,10 +270,10 @@ fn record_notes_are_checked_and_kept_beside_the_record() {
     let bus = buses[0].clone();
     let mut app = application(&mut rng, &bus, &[(Sha256::digest(b"scan"), 1000)]);
     app.captured_at = UnixMillis::now();
-    let noted = |notes: RecordNotes, from: &BusId| {
+    let noted = |app: &keliling_shared::Application, notes: RecordNotes, from: &BusId| {
         UpEnvelope::new(
             from.clone(),
-            Up::RecordNoted {
+            Up::RecordWithNotes {
                 app: Box::new(app.clone()),
                 notes,
             },
@@ -280,25 +283,62 @@ fn record_notes_are_checked_and_kept_beside_the_record() {
     };
     let dark = RecordNotes {
         photo_advice: vec![PhotoAdvice::TooDark],
+        photo_approval: Some(PhotoApproval { retakes: 2 }),
+        catalogue_version: Some(7),
+        amends: None,
+        documents_seen: vec![keliling_shared::application::FieldName::parse("kk").unwrap()],
     };
     let too_much = RecordNotes {
         photo_advice: vec![PhotoAdvice::Blurred; MAX_PHOTO_ADVICE + 1],
+        ..RecordNotes::default()
     };
-    assert!(UpEnvelope::decode(&noted(too_much, &bus)).is_err());
+    assert!(UpEnvelope::decode(&noted(&app, too_much, &bus)).is_err());
+    let itself = RecordNotes {
+        amends: Some(app.id),
+        ..RecordNotes::default()
+    };
     assert!(
-        UpEnvelope::decode(&noted(dark.clone(), &buses[1])).is_err(),
+        UpEnvelope::decode(&noted(&app, itself, &bus)).is_err(),
+        "an application amending itself"
+    );
+    assert!(
+        UpEnvelope::decode(&noted(&app, dark.clone(), &buses[1])).is_err(),
         "a record in another bus's envelope"
     );
     let topic = Topics::default().up(&bus, UpKind::Record);
-    hq.apply(&topic, &noted(dark.clone(), &bus));
+    hq.apply(&topic, &noted(&app, dark.clone(), &bus));
     assert_eq!(hq.store().record_notes(&bus, &app.id).unwrap(), dark);
     let bright = RecordNotes {
         photo_advice: vec![PhotoAdvice::TooBright],
+        ..RecordNotes::default()
     };
-    hq.apply(&topic, &noted(bright, &bus));
+    hq.apply(&topic, &noted(&app, bright, &bus));
     assert_eq!(
         hq.store().record_notes(&bus, &app.id).unwrap(),
         dark,
         "the first notes win"
+    );
+
+    // A bus from before the station sends its advice in the first form.
+    let mut old = application(&mut rng, &bus, &[(Sha256::digest(b"scan2"), 1000)]);
+    old.captured_at = UnixMillis::now();
+    let v1 = UpEnvelope::new(
+        bus.clone(),
+        Up::RecordNoted {
+            app: Box::new(old.clone()),
+            notes: RecordNotesV1 {
+                photo_advice: vec![PhotoAdvice::Blurred],
+            },
+        },
+    )
+    .encode()
+    .unwrap();
+    hq.apply(&topic, &v1);
+    assert_eq!(
+        hq.store().record_notes(&bus, &old.id).unwrap(),
+        RecordNotes {
+            photo_advice: vec![PhotoAdvice::Blurred],
+            ..RecordNotes::default()
+        }
     );
 }

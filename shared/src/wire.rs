@@ -77,18 +77,96 @@ pub enum Up {
         version: u32,
     },
     /// A record with what the bus noted at capture (the photo advice it gave), on the
-    /// record topic. The notes are not part of the record's content hash.
+    /// record topic. The notes are not part of the record's content hash. Sent by buses
+    /// before the station: HQ still reads it; new buses send [`Up::RecordWithNotes`].
     RecordNoted {
+        app: Box<Application>,
+        notes: RecordNotesV1,
+    },
+    /// A record with everything the bus noted at capture ([`RecordNotes`]).
+    RecordWithNotes {
         app: Box<Application>,
         notes: RecordNotes,
     },
 }
 
-/// What the bus noted about a record at capture, beside the record itself.
+/// What the first buses noted (their photo advice): [`Up::RecordNoted`].
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct RecordNotesV1 {
+    pub photo_advice: Vec<PhotoAdvice>,
+}
+
+/// What the bus noted about a record at capture, beside the record itself (not part of
+/// its content hash). No personal data: advice codes, counts, versions, an id.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct RecordNotes {
     /// The retake advice the photo station gave for the ID photo that was kept.
     pub photo_advice: Vec<PhotoAdvice>,
+    /// The citizen saw the ID photo on the station's screen and accepted it (Dukcapil's
+    /// rule for KTP-el photos), after this many retakes.
+    pub photo_approval: Option<PhotoApproval>,
+    /// The version of the service catalogue the bus checked the application against.
+    pub catalogue_version: Option<u32>,
+    /// The application this one completes: HQ asked for more information on it.
+    pub amends: Option<ApplicationId>,
+    /// Documents the operator saw (the service's checklist), by catalogue name.
+    pub documents_seen: Vec<crate::application::FieldName>,
+}
+
+/// The most documents a record's notes may name.
+pub const MAX_DOCUMENTS_SEEN: usize = 32;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PhotoApproval {
+    pub retakes: u16,
+}
+
+/// The first byte of [`RecordNotes::to_stored`]: never the first byte of a
+/// [`RecordNotesV1`] (a length of at most [`MAX_PHOTO_ADVICE`]).
+const STORED_NOTES_V2: u8 = 0xC2;
+
+impl From<RecordNotesV1> for RecordNotes {
+    fn from(v: RecordNotesV1) -> RecordNotes {
+        RecordNotes {
+            photo_advice: v.photo_advice,
+            ..RecordNotes::default()
+        }
+    }
+}
+
+impl RecordNotes {
+    /// Whether there is nothing to say beside the record.
+    pub fn is_empty(&self) -> bool {
+        *self == RecordNotes::default()
+    }
+
+    /// How the stores keep notes: a version byte, then postcard.
+    pub fn to_stored(&self) -> Result<Vec<u8>, WireError> {
+        let mut out = vec![STORED_NOTES_V2];
+        out.extend(postcard::to_stdvec(self).map_err(|e| WireError::Encode(e.to_string()))?);
+        Ok(out)
+    }
+
+    /// Reads [`RecordNotes::to_stored`], or the bare [`RecordNotesV1`] stores kept before.
+    pub fn from_stored(bytes: &[u8]) -> Result<RecordNotes, WireError> {
+        let bad = |e: postcard::Error| WireError::Malformed(format!("notes: {e}"));
+        match bytes.split_first() {
+            Some((&STORED_NOTES_V2, rest)) => postcard::from_bytes(rest).map_err(bad),
+            _ => postcard::from_bytes::<RecordNotesV1>(bytes)
+                .map(RecordNotes::from)
+                .map_err(bad),
+        }
+    }
+
+    fn check(&self) -> Result<(), WireError> {
+        if self.photo_advice.len() > MAX_PHOTO_ADVICE {
+            return Err(WireError::Invalid("too much photo advice".into()));
+        }
+        if self.documents_seen.len() > MAX_DOCUMENTS_SEEN {
+            return Err(WireError::Invalid("too many documents seen".into()));
+        }
+        Ok(())
+    }
 }
 
 /// The most advice one photo can carry (one of each kind).
@@ -141,7 +219,7 @@ impl Up {
             Up::Heartbeat(_) => UpKind::Heartbeat,
             Up::Status(_) => UpKind::Status,
             Up::DecisionAck { .. } => UpKind::Ack,
-            Up::RecordNoted { .. } => UpKind::Record,
+            Up::RecordNoted { .. } | Up::RecordWithNotes { .. } => UpKind::Record,
         }
     }
 }
@@ -358,6 +436,15 @@ impl UpEnvelope {
                 check_record(app, &env.bus_id)?;
                 if notes.photo_advice.len() > MAX_PHOTO_ADVICE {
                     return Err(WireError::Invalid("too much photo advice".into()));
+                }
+            }
+            Up::RecordWithNotes { app, notes } => {
+                check_record(app, &env.bus_id)?;
+                notes.check()?;
+                if notes.amends == Some(app.id) {
+                    return Err(WireError::Invalid(
+                        "an application cannot amend itself".into(),
+                    ));
                 }
             }
             Up::Chunk(c) => c.check()?,

@@ -183,6 +183,7 @@ pub fn ktp_booking(i: usize) -> bus_node::capture::CaptureInput {
         ],
         photo: None,
         documents: vec![],
+        ..Default::default()
     }
 }
 

@@ -527,6 +527,8 @@ pub fn bus_env(bus_id: &str, dir: &Path, broker_port: u16) -> Vec<(String, Strin
         ("BUS_NODE__SYNC__HEARTBEAT_SECS".into(), "2".into()),
         // A dead bus shows as offline (its last will) after 1.5 keep-alives.
         ("BUS_NODE__BROKER__KEEP_ALIVE_SECS".into(), "5".into()),
+        // The station on a port of its own (several buses run on one machine).
+        ("BUS_NODE__STATION__LISTEN".into(), "127.0.0.1:0".into()),
         // Unlocks the store `init_bus_store` set up (the env is for tests and automation).
         ("BUS_NODE_PASSPHRASE".into(), TEST_PASSPHRASE.into()),
     ]

@@ -92,6 +92,7 @@ pub fn sim_renewal(i: usize, photo: Vec<u8>) -> CaptureInput {
         ],
         photo: Some(photo),
         documents: vec![],
+        ..Default::default()
     }
 }
 
@@ -115,6 +116,7 @@ pub fn kk_update(i: usize, scan: Vec<u8>) -> CaptureInput {
         ],
         photo: None,
         documents: vec![("old_kk".into(), scan)],
+        ..Default::default()
     }
 }
 

@@ -2,10 +2,10 @@
 //! internet; no CDN). Served with a long cache lifetime: their names change with them.
 
 use axum::extract::Path;
-use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
+use keliling_web::assets::Asset;
 
-const ASSETS: &[(&str, &str, &[u8])] = &[
+const ASSETS: &[Asset] = &[
     (
         "console.css",
         "text/css; charset=utf-8",
@@ -24,15 +24,5 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
 ];
 
 pub async fn serve(Path(name): Path<String>) -> Response {
-    match ASSETS.iter().find(|(n, _, _)| *n == name) {
-        Some((_, mime, body)) => (
-            [
-                (header::CONTENT_TYPE, *mime),
-                (header::CACHE_CONTROL, "public, max-age=3600"),
-            ],
-            *body,
-        )
-            .into_response(),
-        None => StatusCode::NOT_FOUND.into_response(),
-    }
+    keliling_web::assets::serve(ASSETS, &name)
 }

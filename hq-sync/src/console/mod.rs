@@ -12,10 +12,18 @@
 
 pub mod api;
 pub mod assets;
-pub mod i18n;
-pub mod security;
 pub mod session;
 pub mod views;
+
+pub use keliling_web::headers as security;
+pub use keliling_web::i18n;
+pub use keliling_web::serve::Transport;
+
+/// The console's catalogues, Bahasa Indonesia first.
+pub static CATALOGUES: [(crate::staff::Lang, &str); 2] = [
+    (crate::staff::Lang::Id, include_str!("../../i18n/id.ftl")),
+    (crate::staff::Lang::En, include_str!("../../i18n/en.ftl")),
+];
 
 use crate::config::{ConsoleConfig, HqConfig};
 use crate::photos::PhotoStore;
@@ -49,12 +57,6 @@ pub enum ConsoleError {
     Serve(std::io::Error),
 }
 
-/// Whether the request came over TLS (set by the TLS accept loop).
-#[derive(Debug, Clone, Copy)]
-pub struct Transport {
-    pub tls: bool,
-}
-
 static TEXTS: OnceLock<i18n::I18n> = OnceLock::new();
 
 /// The console's text catalogues (loaded and checked once, at [`Console::open`]).
@@ -81,7 +83,7 @@ impl Console {
     /// Opens the store and checks the texts; nothing listens yet.
     pub fn open(cfg: &HqConfig) -> Result<Console, ConsoleError> {
         if TEXTS.get().is_none() {
-            let t = i18n::I18n::new()?;
+            let t = i18n::I18n::new(&CATALOGUES)?;
             let _ = TEXTS.set(t);
         }
         let catalogue = cfg
@@ -110,7 +112,10 @@ impl Console {
         views::routes()
             .merge(api::routes())
             .layer(axum::middleware::from_fn(session::refuse_cross_origin))
-            .layer(axum::middleware::from_fn(security::headers))
+            .layer(axum::middleware::from_fn_with_state(
+                security::Policy::NOTHING,
+                security::headers,
+            ))
             .with_state(self.clone())
     }
 
@@ -230,7 +235,10 @@ impl Server {
     pub async fn bind(cfg: &HqConfig) -> Result<Server, ConsoleError> {
         let c = &cfg.console;
         let tls = match (&c.tls_cert, &c.tls_key) {
-            (Some(cert), Some(key)) => Some(tls_acceptor(cert, key)?),
+            (Some(cert), Some(key)) => Some(
+                keliling_web::serve::tls_acceptor(cert, key)
+                    .map_err(|e| ConsoleError::Tls(e.to_string()))?,
+            ),
             (None, None) => None,
             _ => {
                 return Err(ConsoleError::Config(
@@ -273,28 +281,19 @@ impl Server {
     }
 
     /// Serves until `shutdown` turns true.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> Result<(), ConsoleError> {
+    pub async fn run(self, shutdown: watch::Receiver<bool>) -> Result<(), ConsoleError> {
         let app = self.console.router();
         let sweeper = tokio::spawn(sweep_sessions(self.console.clone(), shutdown.clone()));
         tracing::info!(url = %self.url(), "console listening");
-        let r = match self.tls {
-            None => axum::serve(
-                self.listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(async move { stopped(&mut shutdown).await })
+        let r = keliling_web::serve::serve(self.listener, self.tls, app, shutdown)
             .await
-            .map_err(ConsoleError::Serve),
-            Some(acceptor) => serve_tls(self.listener, acceptor, app, shutdown).await,
-        };
+            .map_err(|e| match e {
+                keliling_web::serve::ServeError::Io(e) => ConsoleError::Serve(e),
+                other => ConsoleError::Tls(other.to_string()),
+            });
         sweeper.abort();
         r
     }
-}
-
-/// Returns once `shutdown` is true (or its sender is gone).
-async fn stopped(shutdown: &mut watch::Receiver<bool>) {
-    let _ = shutdown.wait_for(|s| *s).await;
 }
 
 /// Removes expired sessions every ten minutes.
@@ -315,71 +314,17 @@ async fn sweep_sessions(c: Console, mut shutdown: watch::Receiver<bool>) {
     }
 }
 
-fn tls_acceptor(
-    cert: &std::path::Path,
-    key: &std::path::Path,
-) -> Result<tokio_rustls::TlsAcceptor, ConsoleError> {
-    use keliling_shared::tls;
-    let tls_err = |e: &dyn std::fmt::Display| ConsoleError::Tls(e.to_string());
-    let certs = tls::load_certs(cert, "console certificate").map_err(|e| tls_err(&e))?;
-    let key = tls::load_key(key).map_err(|e| tls_err(&e))?;
-    let mut config = rustls::ServerConfig::builder_with_provider(tls::provider())
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| tls_err(&e))?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| ConsoleError::Tls(e.to_string()))?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-async fn serve_tls(
-    listener: TcpListener,
-    acceptor: tokio_rustls::TlsAcceptor,
-    app: Router,
-    mut shutdown: watch::Receiver<bool>,
-) -> Result<(), ConsoleError> {
-    use hyper_util::rt::TokioIo;
-    use tower::ServiceExt;
-    loop {
-        let (tcp, addr) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(v) => v,
-                Err(e) => {
-                    // Out of file descriptors and the like: wait, never spin or die.
-                    tracing::warn!(error = %e, "console accept failed");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    continue;
-                }
-            },
-            _ = stopped(&mut shutdown) => return Ok(()),
-        };
-        let acceptor = acceptor.clone();
-        let app = app.clone();
-        tokio::spawn(async move {
-            let tls =
-                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
-                    Ok(Ok(s)) => s,
-                    Ok(Err(e)) => {
-                        tracing::debug!(error = %e, %addr, "console TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => return,
-                };
-            let svc = hyper::service::service_fn(
-                move |mut req: hyper::Request<hyper::body::Incoming>| {
-                    req.extensions_mut()
-                        .insert(axum::extract::ConnectInfo(addr));
-                    req.extensions_mut().insert(Transport { tls: true });
-                    app.clone().oneshot(req)
-                },
-            );
-            if let Err(e) = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(tls), svc)
-                .await
-            {
-                tracing::debug!(error = %e, %addr, "console connection ended");
-            }
-        });
+    #[test]
+    fn the_catalogues_agree_and_hold_every_key_a_template_uses() {
+        let i = i18n::I18n::new(&CATALOGUES).unwrap();
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
+        let problems = i18n::check_catalogues(&i, &dir);
+        assert!(problems.is_empty(), "{problems:#?}");
+        assert_eq!(i.tr(crate::staff::Lang::Id).get("login-title"), "Masuk");
+        assert_eq!(i.tr(crate::staff::Lang::En).get("login-title"), "Sign in");
     }
 }

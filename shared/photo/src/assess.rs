@@ -15,7 +15,7 @@ use image::RgbImage;
 use crate::{Background, PhotoSpec};
 
 /// One reason to retake the photo.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Advice {
     /// The upright source has fewer pixels than the ID photo in at least one direction, so the
     /// photo had to be enlarged. Blocking: enlarged photos are rejected at HQ.

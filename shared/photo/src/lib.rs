@@ -76,7 +76,7 @@ pub use error::PhotoError;
 
 #[cfg(feature = "decode")]
 /// What the service wants the ID photo to look like.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PhotoSpec {
     /// Output width in pixels.
     pub width: u32,
@@ -104,7 +104,7 @@ impl Default for PhotoSpec {
 
 #[cfg(feature = "decode")]
 /// Background colours Indonesian services ask for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Background {
     /// Red (merah).
     Red,

@@ -2,10 +2,10 @@
 //!
 //! ```text
 //! cargo build --release -p bus-node   # the rss phase runs the real bus-node binary
-//! cargo run --release -p keliling-e2e --bin keliling-bench -- [--quick] [--out FILE] [--only photo,capture,drain,ingest,rss,console]
+//! cargo run --release -p keliling-e2e --bin keliling-bench -- [--quick] [--out FILE] [--only photo,capture,drain,ingest,rss,console,station]
 //! ```
 //!
-//! Five benchmarks, each printed as rows of one markdown table:
+//! Seven benchmarks, each printed as rows of one markdown table:
 //!
 //! - **photo**: `keliling_photo::normalize` of a 12 MP camera JPEG (4000 x 3000, EXIF
 //!   orientation 6, GPS) to the default 413 x 531 ID photo, side by side with libvips's
@@ -25,6 +25,10 @@
 //!   backlog) draining at once into one HQ: applications per second made durable at HQ.
 //! - **rss**: resident memory of the real `bus-node run` process, idle and with a large
 //!   backlog (HQ down, offline, draining).
+//! - **console**: the HQ console's queue and detail pages with a province's applications.
+//! - **station**: the bus station in headless Chromium against the real `bus-node run` with
+//!   a backlog: the capture screen's weight and time to interactive on a throttled link,
+//!   the photo result for a 12 MP JPEG, the node's memory while the station is used.
 //!
 //! Every phase is bounded in time and fails with a clear message; a failed phase is reported
 //! in the table and makes the exit status non-zero.
@@ -40,6 +44,8 @@ mod console;
 mod ingest;
 #[path = "bench/rss.rs"]
 mod rss;
+#[path = "bench/station.rs"]
+mod station;
 
 use anyhow::{anyhow, bail, Context, Result};
 use brokers::{BenchBroker, Kind, Security, Who};
@@ -131,6 +137,9 @@ enum Only {
     Rss,
     /// The HQ console's queue and detail pages with a province's applications.
     Console,
+    /// The bus station in Chromium: page weight, time to interactive on a throttled link,
+    /// the photo result, the node's memory with a backlog.
+    Station,
     /// Internal: one normalization in a fresh process, then print its peak RSS.
     #[value(hide = true)]
     PhotoChild,
@@ -322,6 +331,14 @@ fn main() -> Result<()> {
                 report.fail("console", "console benchmark", &e);
             }
             phase_times.push(("console", t.elapsed()));
+        }
+        if wants(Only::Station) {
+            let t = Instant::now();
+            let r = runtime.block_on(station::bench_station(&plan, scratch.path(), &mut report));
+            if let Err(e) = r {
+                report.fail("station", "station benchmark", &e);
+            }
+            phase_times.push(("station", t.elapsed()));
         }
         // The embedded brokers cannot be stopped; do not wait for their threads.
         runtime.shutdown_timeout(Duration::from_secs(2));

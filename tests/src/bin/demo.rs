@@ -50,11 +50,16 @@ struct Args {
     /// Where the HQ console listens at the end (a free port when this one is taken).
     #[arg(long, default_value = "127.0.0.1:8080")]
     console: std::net::SocketAddr,
+    /// Where the first bus's station listens (a free port when this one is taken).
+    #[arg(long, default_value = "127.0.0.1:8090")]
+    station: std::net::SocketAddr,
     /// End after the exactly-once check instead of leaving HQ, the buses and the console
     /// running until Ctrl-C.
     #[arg(long)]
     exit: bool,
 }
+
+const DEMO_OPERATOR: &str = "Petugas Demo";
 
 struct Bus {
     cfg: BusConfig,
@@ -104,6 +109,12 @@ async fn main() -> Result<()> {
     println!("HQ: ingest running, data in {}", hq_dir.display());
 
     let portrait = Arc::new(keliling_photo::fixtures::load_portrait()?);
+    let station_pin = format!("{:06}", rand::thread_rng().gen_range(0..1_000_000u32));
+    let station_pin = if bus_node::operators::Pin::parse_new(&station_pin).is_ok() {
+        station_pin
+    } else {
+        "250813".to_owned()
+    };
     let mut buses = Vec::new();
     for b in 0..args.buses {
         let id = BusId::parse(&format!("bus-ntt-{:02}", b + 1))?;
@@ -143,6 +154,20 @@ async fn main() -> Result<()> {
         cfg.sync.backoff_max_ms = 3_000;
         // `bus-node init`, with the test passphrase and cheap key derivation (a demo).
         let vault = keliling_e2e::harness::init_bus_store(&cfg.db_path())?;
+        if b == 0 {
+            // The first bus's station, with an operator whose PIN the end prints.
+            cfg.station.enabled = true;
+            cfg.station.listen = if std::net::TcpListener::bind(args.station).is_ok() {
+                args.station
+            } else {
+                ([127, 0, 0, 1], keliling_e2e::ports::free_port()?).into()
+            };
+            let mut store = bus_node::Store::open(&cfg.db_path())?;
+            store.add_operator(
+                DEMO_OPERATOR,
+                &bus_node::operators::Pin::parse_new(&station_pin)?,
+            )?;
+        }
         let metrics = Arc::new(SyncMetrics::default());
         tokio::spawn(bus_node::daemon::run(
             cfg.clone(),
@@ -310,6 +335,12 @@ async fn main() -> Result<()> {
     );
     println!("              cargo run --release -p bus-node -- status  (with BUS_NODE__BUS_ID=bus-ntt-01 BUS_NODE__DATA_DIR={})", args.data.join("bus-ntt-01").display());
     if !args.exit {
+        let station = &buses[0].cfg.station.listen;
+        println!();
+        println!("Bus station of {}: http://{station}/", buses[0].cfg.bus_id);
+        println!("  sign in as  {DEMO_OPERATOR}  with PIN  {station_pin}");
+        println!("  New application → type \"sim\" → Perpanjangan SIM; a photo: any JPEG, e.g.");
+        println!("  shared/photo/fixtures/astronaut-restart.jpg (this bus is on the 2G link: watch the banner).");
         serve_console(console_cfg, &args, &hq_dir, stop_rx.clone()).await?;
     }
     let _ = stop_tx.send(true);

@@ -67,6 +67,11 @@ struct DetailPage {
     nik_warnings: Vec<String>,
     photo: Option<Attachment>,
     photo_advice: Vec<String>,
+    /// "Approved by the applicant on the bus's screen, after N retakes".
+    photo_approval: Option<String>,
+    /// The application this one amends, and those that amend it (same bus).
+    amends: Option<String>,
+    amendments: Vec<String>,
     documents: Vec<Attachment>,
     captured: String,
     received: String,
@@ -516,8 +521,15 @@ pub async fn page(
         .iter()
         .map(|a| advice_text(&t, a))
         .collect();
+    let photo_approval = d
+        .notes
+        .photo_approval
+        .map(|a| t.n("photo-approved-on-bus", u64::from(a.retakes)));
     let page = DetailPage {
         photo_advice,
+        photo_approval,
+        amends: d.notes.amends.map(|a| a.to_string()),
+        amendments: d.amendments.iter().map(|a| a.to_string()).collect(),
         decisions,
         can_decide,
         can_claim: undecided || supervisor,

@@ -445,7 +445,7 @@ mod tests {
 
     #[test]
     fn every_status_has_a_text_in_both_languages() {
-        let i = crate::console::i18n::I18n::new().unwrap();
+        let i = crate::console::i18n::I18n::new(&crate::console::CATALOGUES).unwrap();
         for lang in crate::staff::Lang::ALL {
             let keys = i.keys(lang);
             for st in QueueStatus::ALL {

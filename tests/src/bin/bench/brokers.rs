@@ -209,6 +209,11 @@ impl BenchBroker {
                 "BUS_NODE__TRUST__HQ_KEYS".to_owned(),
                 self.hq_keys(bus)?.display().to_string(),
             ),
+            // The station is served (as in production), on a port of its own.
+            (
+                "BUS_NODE__STATION__LISTEN".to_owned(),
+                "127.0.0.1:0".to_owned(),
+            ),
         ];
         match self.security {
             Security::MutualTls => {

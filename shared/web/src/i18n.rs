@@ -1,18 +1,48 @@
-//! The console's texts: one Fluent catalogue per language (`hq-sync/i18n/{id,en}.ftl`,
-//! compiled in), Bahasa Indonesia first. Templates never hold a text of their own: they
-//! ask [`Tr`] for it by key, so a translator edits one file per language.
+//! Texts: one Fluent catalogue per language and site (`hq-sync/i18n/{id,en}.ftl`,
+//! `bus-node/i18n/{id,en}.ftl`, compiled into their binaries), Bahasa Indonesia first.
+//! Templates never hold a text of their own: they ask [`Tr`] for it by key, so a
+//! translator edits one file per language.
 //!
-//! Invariants: both catalogues parse and hold the same keys (a test checks, and every key
-//! a template uses); a missing key shows as the key itself and is logged, never a panic.
+//! Invariants: a site's catalogues parse and hold the same keys, and hold every key its
+//! templates use ([`check_catalogues`], run by each site's tests); a missing key shows as
+//! the key itself and is logged, never a panic.
 
-use crate::staff::Lang;
 use fluent_bundle::concurrent::FluentBundle;
 use fluent_bundle::{FluentArgs, FluentResource, FluentValue};
 
-pub const CATALOGUES: [(Lang, &str); 2] = [
-    (Lang::Id, include_str!("../../i18n/id.ftl")),
-    (Lang::En, include_str!("../../i18n/en.ftl")),
-];
+/// The languages: Bahasa Indonesia first (the default), English second.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub enum Lang {
+    #[default]
+    Id,
+    En,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("language {0:?}: id or en")]
+pub struct UnknownLang(String);
+
+impl Lang {
+    pub const ALL: [Lang; 2] = [Lang::Id, Lang::En];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Lang::Id => "id",
+            Lang::En => "en",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Lang, UnknownLang> {
+        match s {
+            "id" => Ok(Lang::Id),
+            "en" => Ok(Lang::En),
+            other => Err(UnknownLang(other.chars().take(16).collect())),
+        }
+    }
+}
+
+/// A site's catalogues: one Fluent source per language.
+pub type Catalogues = [(Lang, &'static str)];
 
 #[derive(Debug, thiserror::Error)]
 #[error("text catalogue {lang}: {why}")]
@@ -22,13 +52,14 @@ pub struct I18nError {
 }
 
 pub struct I18n {
+    catalogues: &'static Catalogues,
     bundles: Vec<(Lang, FluentBundle<FluentResource>)>,
 }
 
 impl I18n {
-    pub fn new() -> Result<I18n, I18nError> {
+    pub fn new(catalogues: &'static Catalogues) -> Result<I18n, I18nError> {
         let mut bundles = Vec::new();
-        for (lang, src) in CATALOGUES {
+        for &(lang, src) in catalogues {
             let err = |why: String| I18nError {
                 lang: lang.as_str(),
                 why,
@@ -47,7 +78,10 @@ impl I18n {
                 .map_err(|errs| err(format!("{errs:?}")))?;
             bundles.push((lang, b));
         }
-        Ok(I18n { bundles })
+        Ok(I18n {
+            catalogues,
+            bundles,
+        })
     }
 
     pub fn tr(&self, lang: Lang) -> Tr<'_> {
@@ -62,7 +96,7 @@ impl I18n {
 
     /// Every message key of a language's catalogue.
     pub fn keys(&self, lang: Lang) -> Vec<String> {
-        CATALOGUES
+        self.catalogues
             .iter()
             .filter(|(l, _)| *l == lang)
             .flat_map(|(_, src)| {
@@ -90,6 +124,18 @@ impl Count for u64 {
 impl Count for i64 {
     fn as_f64(&self) -> f64 {
         *self as f64
+    }
+}
+
+impl Count for u16 {
+    fn as_f64(&self) -> f64 {
+        f64::from(*self)
+    }
+}
+
+impl Count for u32 {
+    fn as_f64(&self) -> f64 {
+        f64::from(*self)
     }
 }
 
@@ -123,7 +169,7 @@ impl<'a> Tr<'a> {
             .and_then(|b| b.get_message(key))
             .and_then(|m| m.value())
         else {
-            tracing::warn!(key, lang = self.lang.as_str(), "console text missing");
+            tracing::warn!(key, lang = self.lang.as_str(), "text missing");
             return key.to_owned();
         };
         let mut errors = Vec::new();
@@ -132,7 +178,7 @@ impl<'a> Tr<'a> {
             .map(|b| b.format_pattern(pattern, args, &mut errors).into_owned())
             .unwrap_or_default();
         if !errors.is_empty() {
-            tracing::warn!(key, ?errors, "console text has errors");
+            tracing::warn!(key, ?errors, "text has errors");
         }
         s
     }
@@ -177,56 +223,72 @@ impl<'a> Tr<'a> {
     }
 }
 
+/// What is wrong with a site's catalogues: keys only one language has, and keys its
+/// templates (the files in `templates`) ask for that the catalogues lack. Empty when sound.
+pub fn check_catalogues(i: &I18n, templates: &std::path::Path) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut id = i.keys(Lang::Id);
+    id.sort();
+    for lang in Lang::ALL {
+        let mut other = i.keys(lang);
+        other.sort();
+        for k in id.iter().filter(|k| !other.contains(k)) {
+            problems.push(format!("{} lacks {k}", lang.as_str()));
+        }
+        for k in other.iter().filter(|k| !id.contains(k)) {
+            problems.push(format!("id lacks {k} ({} has it)", lang.as_str()));
+        }
+    }
+    let entries = match std::fs::read_dir(templates) {
+        Ok(e) => e,
+        Err(e) => return vec![format!("{}: {e}", templates.display())],
+    };
+    for path in entries.filter_map(|e| e.ok()).map(|e| e.path()) {
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            problems.push(format!("{}: unreadable", path.display()));
+            continue;
+        };
+        for call in [
+            "t.get(\"",
+            "t.n(\"",
+            "t.with(\"",
+            "t.of(\"",
+            "t.arg(\"",
+            "t.arg2(\"",
+        ] {
+            for part in text.split(call).skip(1) {
+                let key = part.split('"').next().unwrap_or_default();
+                if !id.iter().any(|k| k == key) {
+                    problems.push(format!("{}: {key}", path.display()));
+                }
+            }
+        }
+    }
+    problems
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn both_catalogues_parse_and_hold_the_same_keys() {
-        let i = I18n::new().unwrap();
-        let mut id = i.keys(Lang::Id);
-        let mut en = i.keys(Lang::En);
-        id.sort();
-        en.sort();
-        let only_id: Vec<_> = id.iter().filter(|k| !en.contains(k)).collect();
-        let only_en: Vec<_> = en.iter().filter(|k| !id.contains(k)).collect();
-        assert!(
-            only_id.is_empty() && only_en.is_empty(),
-            "id only: {only_id:?}, en only: {only_en:?}"
-        );
-        assert_eq!(i.tr(Lang::Id).get("login-title"), "Masuk");
-        assert_eq!(i.tr(Lang::En).get("login-title"), "Sign in");
-        assert_eq!(i.tr(Lang::Id).get("no-such-key"), "no-such-key");
-    }
+    static TEST: [(Lang, &str); 2] = [
+        (Lang::Id, "hello = Halo\nitems = { $n } barang\n"),
+        (
+            Lang::En,
+            "hello = Hello\nitems = { $n ->\n [one] one item\n *[other] { $n } items\n}\n",
+        ),
+    ];
 
     #[test]
-    fn every_key_a_template_uses_exists() {
-        let i = I18n::new().unwrap();
-        let keys = i.keys(Lang::Id);
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
-        let mut missing = Vec::new();
-        for e in std::fs::read_dir(&dir).unwrap() {
-            let path = e.unwrap().path();
-            let text = std::fs::read_to_string(&path).unwrap();
-            for call in [
-                "t.get(\"",
-                "t.n(\"",
-                "t.with(\"",
-                "t.of(\"",
-                "t.arg(\"",
-                "t.arg2(\"",
-            ] {
-                for part in text.split(call).skip(1) {
-                    let key = part.split('"').next().unwrap_or_default();
-                    if !keys.iter().any(|k| k == key) {
-                        missing.push(format!("{}: {key}", path.display()));
-                    }
-                }
-            }
-        }
-        assert!(
-            missing.is_empty(),
-            "keys missing from the catalogues: {missing:?}"
-        );
+    fn texts_by_key_with_numbers_and_a_missing_key_shown_as_itself() {
+        let i = I18n::new(&TEST).unwrap();
+        assert_eq!(i.tr(Lang::Id).get("hello"), "Halo");
+        assert_eq!(i.tr(Lang::En).get("hello"), "Hello");
+        assert_eq!(i.tr(Lang::En).n("items", 1u64), "one item");
+        assert_eq!(i.tr(Lang::En).n("items", 3u64), "3 items");
+        assert_eq!(i.tr(Lang::Id).get("no-such-key"), "no-such-key");
+        assert!(check_catalogues(&i, std::path::Path::new("/nonexistent")).len() == 1);
+        assert_eq!(Lang::parse("en").unwrap(), Lang::En);
+        assert!(Lang::parse("fr").is_err());
     }
 }
