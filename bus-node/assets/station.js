@@ -4,13 +4,23 @@
 const $ = (s, el = document) => el.querySelector(s);
 const $$ = (s, el = document) => Array.from(el.querySelectorAll(s));
 
-function post(url, form) {
+// The screen locked (idle, or another operator took over): to the PIN screen.
+function locked(r) {
+  if (r.status === 401 || (r.redirected && r.url.includes("/login"))) {
+    location.href = "/login";
+    return true;
+  }
+  return false;
+}
+
+function post(url, form, keepalive = false) {
   return fetch(url, {
     method: "POST",
     body: new URLSearchParams(new FormData(form)),
     headers: { "X-Requested-With": "fetch" },
     credentials: "same-origin",
-  }).then((r) => { if (r.redirected && r.url.includes("/login")) location.href = r.url; return r; });
+    keepalive,
+  }).then((r) => { locked(r); return r; });
 }
 
 // The form of a draft: saved on the bus as the operator types, messages beside fields.
@@ -29,7 +39,7 @@ function autosave(form) {
       const w = $(`[data-warn-for="${CSS.escape(m.field)}"]`, form);
       if (w) w.textContent += m.text + " ";
     }
-    if (note && res.saved) note.textContent = note.textContent.replace(/\d\d:\d\d(\S*)?$/, res.saved);
+    if (note && res.saved_note) note.textContent = res.saved_note;
   };
   const send = () => {
     if (busy) { again = true; return; }
@@ -47,8 +57,9 @@ function autosave(form) {
     const text = $("input:not([type=radio]):not([type=checkbox]), select", f);
     if ((text && text.value) || $("input:checked", f)) f.classList.add("touched");
   }
-  // Leaving for the photo or the save sends what was typed first.
-  window.addEventListener("pagehide", send);
+  // Leaving the page (the photo, the save, a reload) sends what was typed, even while
+  // another save is on its way, and survives the page going away.
+  window.addEventListener("pagehide", () => { clearTimeout(timer); post(form.dataset.autosave, form, true).catch(() => {}); });
   return send;
 }
 
@@ -100,10 +111,15 @@ document.addEventListener("DOMContentLoaded", () => {
   for (const f of $$("form.confirm")) {
     f.addEventListener("submit", (e) => { if (!confirm(f.dataset.confirm)) e.preventDefault(); });
   }
-  // Forms that change something are sent once, even on a double tap.
+  // Forms that change something are sent once, even on a double tap (not when a
+  // confirmation was declined); back/forward navigation brings the buttons back.
   for (const f of $$("form[method=post]")) {
-    f.addEventListener("submit", () => setTimeout(() => $$("button", f).forEach((b) => (b.disabled = true)), 0));
+    f.addEventListener("submit", (e) => {
+      if (e.defaultPrevented) return;
+      setTimeout(() => $$("button", f).forEach((b) => (b.disabled = true)), 0);
+    });
   }
+  window.addEventListener("pageshow", () => $$("form[method=post] button").forEach((b) => (b.disabled = false)));
   const print = $("#print");
   if (print) print.addEventListener("click", () => window.print());
   // Services: search as you type, without a round trip.
@@ -124,7 +140,7 @@ document.addEventListener("DOMContentLoaded", () => {
     });
     search.form.addEventListener("submit", (e) => {
       const first = items.find((s) => !s.hidden);
-      if (first) { e.preventDefault(); first.requestSubmit(); }
+      if (first) { e.preventDefault(); first.requestSubmit(first.querySelector("button")); }
     });
   }
   // The banner follows the sync; today's list reloads when a state changes.
@@ -134,11 +150,13 @@ document.addEventListener("DOMContentLoaded", () => {
     const today = $("#reload-on-change");
     setInterval(() => {
       fetch("/status.json", { credentials: "same-origin", headers: { "X-Requested-With": "fetch" } })
-        .then((r) => (r.ok && !r.redirected ? r.json() : null))
+        .then((r) => (locked(r) || !r.ok ? null : r.json()))
         .then((s) => {
           if (!s) return;
           banner.classList.toggle("online", s.banner.online);
           banner.classList.toggle("offline", !s.banner.online);
+          $("#banner-link").textContent = s.link;
+          $("#banner-waiting").textContent = s.waiting;
           const p = $("#banner-progress");
           if (p && s.banner.progress != null) p.value = s.banner.progress;
           if (today && stamp && stamp !== s.stamp) location.reload();

@@ -28,6 +28,7 @@ login-wrong-pin = { $n ->
 }
 login-locked = Too many wrong PINs: try again at { $until }.
 login-no-operators = This bus has no operators yet. Add one with:
+login-example-name = Operator Name
 login-other-language = Bahasa Indonesia
 
 banner-online = Connected to HQ

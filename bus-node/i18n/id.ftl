@@ -27,6 +27,7 @@ login-wrong-pin = { $n ->
 }
 login-locked = Terlalu banyak PIN salah: coba lagi pukul { $until }.
 login-no-operators = Belum ada petugas di bus ini. Tambahkan dengan perintah:
+login-example-name = Nama Petugas
 login-other-language = English
 
 banner-online = Terhubung ke pusat

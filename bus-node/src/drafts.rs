@@ -118,8 +118,42 @@ impl Draft {
 }
 
 impl Store {
+    /// Changes draft `id` in one write transaction: `f` sees the draft as stored now, so
+    /// two requests changing the same draft (an autosave while a photo is processed) do
+    /// not overwrite each other. `None` when there is no such draft; a draft whose
+    /// application is saved already is removed instead (a late autosave after the save).
+    pub fn update_draft<R>(
+        &mut self,
+        id: &ApplicationId,
+        vault: &UnlockedVault,
+        f: impl FnOnce(&mut Draft) -> R,
+    ) -> Result<Option<(Draft, R)>, StoreError> {
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        let result = (|| {
+            if self.has_application(id)? {
+                self.delete_draft(id)?;
+                return Ok(None);
+            }
+            let Some(mut d) = self.draft(id, vault)? else {
+                return Ok(None);
+            };
+            let r = f(&mut d);
+            d.updated_at = UnixMillis::now();
+            self.put_draft(&d)?;
+            Ok(Some((d, r)))
+        })();
+        match &result {
+            Ok(_) => self.conn.execute_batch("COMMIT")?,
+            Err(_) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+            }
+        }
+        result
+    }
+
     /// Writes the draft (new or changed), sealed. Fast: one row, `synchronous=FULL` like
-    /// a capture, so what the operator typed survives a power cut.
+    /// a capture, so what the operator typed survives a power cut. Never brings back the
+    /// draft of an application that is saved.
     pub fn put_draft(&mut self, d: &Draft) -> Result<(), StoreError> {
         let body = Sealed {
             form: d.form.clone(),
@@ -131,7 +165,8 @@ impl Store {
         let sealed = self.sealing_key()?.seal_record(&aad(&d.id), &bytes)?;
         self.conn.execute(
             "INSERT INTO drafts (id, operator, service, amends, created_at, updated_at, sealed)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7
+             WHERE NOT EXISTS (SELECT 1 FROM applications WHERE id = ?1)
              ON CONFLICT(id) DO UPDATE SET operator = excluded.operator, service = excluded.service,
                  updated_at = excluded.updated_at, sealed = excluded.sealed",
             params![

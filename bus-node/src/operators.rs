@@ -14,8 +14,11 @@ use std::time::Duration;
 
 /// Wrong PINs in a row that lock an operator.
 pub const MAX_FAILED_PINS: i64 = 5;
-/// How long a locked operator stays locked.
+/// How long a locked operator stays locked the first time; every wrong PIN after a
+/// lockout doubles it (up to [`MAX_PIN_LOCKOUT`]) until a right one, so guessing a 4-digit
+/// PIN takes months, not days.
 pub const PIN_LOCKOUT: Duration = Duration::from_secs(300);
+pub const MAX_PIN_LOCKOUT: Duration = Duration::from_secs(24 * 3600);
 /// PINs are 4 to 8 digits.
 pub const PIN_DIGITS: std::ops::RangeInclusive<usize> = 4..=8;
 
@@ -240,9 +243,13 @@ impl Store {
             |r| r.get(0),
         )?;
         if failed >= MAX_FAILED_PINS {
-            let until = now.0 + PIN_LOCKOUT.as_millis() as i64;
+            let doublings = (failed - MAX_FAILED_PINS).min(16) as u32;
+            let lock = (PIN_LOCKOUT.as_millis() as i64)
+                .saturating_mul(1 << doublings)
+                .min(MAX_PIN_LOCKOUT.as_millis() as i64);
+            let until = now.0 + lock;
             self.conn.execute(
-                "UPDATE operators SET failed_pins = 0, locked_until = ?1 WHERE id = ?2",
+                "UPDATE operators SET locked_until = ?1 WHERE id = ?2",
                 params![until, operator_id],
             )?;
             return Ok(PinCheck::Locked {
@@ -250,7 +257,7 @@ impl Store {
             });
         }
         Ok(PinCheck::Wrong {
-            left: MAX_FAILED_PINS - failed,
+            left: (MAX_FAILED_PINS - failed).max(0),
         })
     }
 }
@@ -301,11 +308,26 @@ mod tests {
             s.check_pin(siti.id, &pin, now).unwrap(),
             PinCheck::Locked { .. }
         ));
+        // After the lockout, a wrong PIN locks again at once, for twice as long.
         let later = UnixMillis(now.0 + PIN_LOCKOUT.as_millis() as i64 + 1);
+        match s.check_pin(siti.id, &wrong, later).unwrap() {
+            PinCheck::Locked { until } => {
+                assert_eq!(until.0 - later.0, 2 * PIN_LOCKOUT.as_millis() as i64)
+            }
+            other => panic!("locked again: {other:?}"),
+        }
+        let later = UnixMillis(later.0 + 2 * PIN_LOCKOUT.as_millis() as i64 + 1);
         assert!(matches!(
             s.check_pin(siti.id, &pin, later).unwrap(),
             PinCheck::Ok(_)
         ));
+        // The right PIN resets the count: five tries again.
+        assert_eq!(
+            s.check_pin(siti.id, &wrong, later).unwrap(),
+            PinCheck::Wrong {
+                left: MAX_FAILED_PINS - 1
+            }
+        );
         // Disabled: refused like a wrong PIN, and not listed as active.
         s.set_operator_disabled("Siti Rahma", true).unwrap();
         assert!(matches!(

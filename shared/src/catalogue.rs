@@ -391,6 +391,29 @@ impl FieldSpec {
 mod tests {
     use super::*;
 
+    /// The example of a city's one-stop service hall (`config/services-city.toml`): 200
+    /// services from 13 agencies, every service's agency known, the starter services in it.
+    #[test]
+    fn the_city_example_catalogue_loads() {
+        let text = include_str!("../../config/services-city.toml");
+        let cat = Catalogue::from_toml(text).unwrap();
+        assert_eq!(cat.services.len(), 200);
+        assert_eq!(cat.agencies.len(), 13);
+        for s in &cat.services {
+            assert!(
+                cat.agencies.iter().any(|a| a.code == s.agency),
+                "{}",
+                s.code
+            );
+        }
+        for code in ["KIA", "KK_UPDATE", "SIM_RENEWAL", "KTP_EL"] {
+            assert!(
+                cat.service(&ServiceCode::parse(code).unwrap()).is_ok(),
+                "{code}"
+            );
+        }
+    }
+
     #[test]
     fn builtin_catalogue_parses_and_has_the_starter_services() {
         let c = Catalogue::from_toml(DEFAULT_CATALOGUE_TOML).unwrap();

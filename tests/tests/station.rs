@@ -44,6 +44,9 @@ async fn an_operator_captures_an_application_at_the_station() -> Result<()> {
     let port = keliling_e2e::ports::free_port()?;
     cfg.station.enabled = true;
     cfg.station.listen = format!("127.0.0.1:{port}").parse()?;
+    // A city's one-stop service hall: 200 services from 13 agencies.
+    cfg.catalogue =
+        Some(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/services-city.toml"));
     let base = format!("http://127.0.0.1:{port}/");
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let bus = tokio::spawn(bus_node::daemon::run(cfg, vault, Arc::default(), stopped));
@@ -74,6 +77,11 @@ async fn an_operator_captures_an_application_at_the_station() -> Result<()> {
     // Pick the service by typing part of its name.
     b.click("#start-new").await?;
     b.wait_for("#service-search").await?;
+    let all = b
+        .js("return document.querySelectorAll('.service:not([hidden])').length")
+        .await?;
+    ensure!(all == 200, "the hall's 200 services: {all}");
+    b.screenshot("station-services-all").await?;
     b.fill("#service-search", "perpanjangan sim").await?;
     let shown = b
         .js("return document.querySelectorAll('.service:not([hidden])').length")
@@ -257,8 +265,14 @@ async fn an_operator_captures_an_application_at_the_station() -> Result<()> {
     b.goto(&base).await?;
     b.wait_for("#today").await?;
     b.screenshot_full("station-today").await?;
-    b.goto(&format!("{base}find?q={nik}")).await?;
+    b.goto(&format!("{base}find")).await?;
+    b.fill("#find-q", &nik).await?;
+    b.click("form.search button").await?;
     b.wait_for("#found").await?;
+    ensure!(
+        !b.client.current_url().await?.as_str().contains(&nik),
+        "the NIK stays out of the browser's history"
+    );
     let rows = b
         .js("return document.querySelectorAll('#found tbody tr').length")
         .await?;
@@ -266,6 +280,14 @@ async fn an_operator_captures_an_application_at_the_station() -> Result<()> {
 
     // Switching operator locks the screen.
     b.click("#lock").await?;
+    b.wait_for("#pin").await?;
+    // A disabled operator is signed out at the next request.
+    b.click("input[name=operator][value='2']").await?;
+    b.fill("#pin", "1357").await?;
+    b.click("#login").await?;
+    b.wait_for("#start-new").await?;
+    Store::open(&bus_dir.join("bus.sqlite"))?.set_operator_disabled("Yosef Lake", true)?;
+    b.goto(&base).await?;
     b.wait_for("#pin").await?;
 
     let _ = stop.send(true);

@@ -74,6 +74,15 @@ impl Sessions {
         Some(s.clone())
     }
 
+    /// The session of `token` without touching it: the page's own polling (the sync
+    /// banner) must not keep an unattended screen unlocked.
+    pub fn peek(&self, token: &str, idle: Duration) -> Option<OpSession> {
+        let m = self.0.lock().ok()?;
+        m.get(&token_sha256(token))
+            .filter(|s| s.last_seen.elapsed() <= idle)
+            .cloned()
+    }
+
     pub fn end(&self, token: &str) {
         if let Ok(mut m) = self.0.lock() {
             m.remove(&token_sha256(token));
@@ -98,12 +107,21 @@ impl FromRequestParts<Station> for Authed {
 
     async fn from_request_parts(parts: &mut Parts, st: &Station) -> Result<Authed, PageError> {
         let token = cookies::cookie(&parts.headers, SESSION_COOKIE).ok_or(PageError::Login)?;
-        let idle = Duration::from_secs(st.config().idle_lock_mins.max(1) * 60);
-        st.sessions()
-            .get(&token, idle)
-            .map(Authed)
-            .ok_or(PageError::Login)
+        let idle = idle_limit(st);
+        let s = st.sessions().get(&token, idle).ok_or(PageError::Login)?;
+        // A disabled operator is signed out at their next request.
+        let id = s.operator_id;
+        if st.db(move |store| store.operator(id)).await?.is_none() {
+            st.sessions().end(&token);
+            return Err(PageError::Login);
+        }
+        Ok(Authed(s))
     }
+}
+
+/// How long a session may sit untouched: `[station] idle_lock_mins`.
+pub fn idle_limit(st: &Station) -> Duration {
+    Duration::from_secs(st.config().idle_lock_mins.max(1) * 60)
 }
 
 /// Refuses a form whose CSRF token is not the session's.
@@ -112,5 +130,32 @@ pub fn check_csrf(s: &OpSession, token: &str) -> Result<(), PageError> {
         Ok(())
     } else {
         Err(PageError::Csrf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peeking_does_not_keep_a_session_alive() {
+        let s = Sessions::default();
+        let token = s.start(1, "Maria".into(), Lang::Id);
+        std::thread::sleep(Duration::from_millis(30));
+        assert!(s.peek(&token, Duration::from_secs(1)).is_some());
+        // The peek did not touch it: idle since the start, so past a 20 ms limit.
+        assert!(s.get(&token, Duration::from_millis(20)).is_none());
+        assert!(
+            s.peek(&token, Duration::from_secs(1)).is_none(),
+            "expired sessions go"
+        );
+        let other = s.start(2, "Yosef".into(), Lang::En);
+        assert_eq!(
+            s.get(&other, Duration::from_secs(1)).map(|o| o.operator_id),
+            Some(2)
+        );
+        s.end(&other);
+        assert!(s.get(&other, Duration::from_secs(1)).is_none());
+        assert!(s.get("not a token", Duration::from_secs(1)).is_none());
     }
 }

@@ -70,7 +70,7 @@ struct Inner {
     pool: Pool<Store>,
     vault: Arc<UnlockedVault>,
     index_key: Arc<IndexKey>,
-    catalogue: Catalogue,
+    catalogue: Arc<Catalogue>,
     settings: CaptureSettings,
     bus_id: BusId,
     cfg: StationConfig,
@@ -91,9 +91,10 @@ impl Station {
         if TEXTS.get().is_none() {
             let _ = TEXTS.set(I18n::new(&CATALOGUES)?);
         }
-        let catalogue = cfg
-            .catalogue()
-            .map_err(|e| StationError::Config(e.to_string()))?;
+        let catalogue = Arc::new(
+            cfg.catalogue()
+                .map_err(|e| StationError::Config(e.to_string()))?,
+        );
         let db = cfg.db_path();
         let index_key = Arc::new(vault.index_key());
         Ok(Station {
@@ -156,6 +157,11 @@ impl Station {
 
     pub fn catalogue(&self) -> &Catalogue {
         &self.inner.catalogue
+    }
+
+    /// The catalogue, to move into store work.
+    pub fn catalogue_arc(&self) -> Arc<Catalogue> {
+        self.inner.catalogue.clone()
     }
 
     pub fn settings(&self) -> &CaptureSettings {

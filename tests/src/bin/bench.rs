@@ -297,7 +297,12 @@ fn main() -> Result<()> {
         }
         phase_times.push(("capture", t.elapsed()));
     }
-    if wants(Only::Drain) || wants(Only::Ingest) || wants(Only::Rss) || wants(Only::Console) {
+    if wants(Only::Drain)
+        || wants(Only::Ingest)
+        || wants(Only::Rss)
+        || wants(Only::Console)
+        || wants(Only::Station)
+    {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()

@@ -1,14 +1,16 @@
 //! Finding an application: by tracking number (the whole number, or the last 8 characters
 //! printed large on the receipt) or by NIK, through the keyed index (no record is opened
-//! to search).
+//! to search). Searches are posted, not put in the address: a NIK must not stay in the
+//! shared tablet's browser history.
 
 use super::today::Row;
 use super::{render, Layout};
-use crate::station::auth::Authed;
+use crate::station::auth::{check_csrf, Authed};
 use crate::station::{PageError, Station};
 use askama::Template;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Redirect, Response};
+use axum::Form;
 use keliling_shared::{ApplicationId, Nik};
 use serde::Deserialize;
 
@@ -23,16 +25,32 @@ struct FindPage {
 }
 
 #[derive(Deserialize, Default)]
-pub struct FindQuery {
+pub struct FindForm {
+    #[serde(default)]
+    csrf: String,
     #[serde(default)]
     q: String,
 }
 
-pub async fn page(
+/// The empty search form.
+pub async fn page(State(st): State<Station>, Authed(s): Authed) -> Result<Response, PageError> {
+    let l = Layout::of(&st, &s, "find", "/find".into()).await?;
+    Ok(render(&FindPage {
+        searched: false,
+        q: String::new(),
+        rows: Vec::new(),
+        error: None,
+        l,
+    })?
+    .into_response())
+}
+
+pub async fn search(
     State(st): State<Station>,
     Authed(s): Authed,
-    Query(q): Query<FindQuery>,
+    Form(q): Form<FindForm>,
 ) -> Result<Response, PageError> {
+    check_csrf(&s, &q.csrf)?;
     let l = Layout::of(&st, &s, "find", "/find".into()).await?;
     let query: String = q.q.trim().chars().take(64).collect();
     let mut error = None;

@@ -266,11 +266,45 @@ pub async fn load(st: &Station, id: &str) -> Result<Result<Draft, Response>, Pag
     let vault = st.vault();
     let (draft, saved) = st
         .db(move |s| {
-            Ok::<_, crate::store::StoreError>((s.draft(&id, &vault)?, s.has_application(&id)?))
+            if s.has_application(&id)? {
+                // A draft that outlived its save (put_draft refuses to make one).
+                s.delete_draft(&id)?;
+                return Ok::<_, crate::store::StoreError>((None, true));
+            }
+            Ok((s.draft(&id, &vault)?, false))
         })
         .await?;
     match (draft, saved) {
         (Some(d), _) => Ok(Ok(d)),
+        (None, true) => Ok(Err(
+            Redirect::to(&format!("/applications/{id}")).into_response()
+        )),
+        (None, false) => Err(PageError::NotFound),
+    }
+}
+
+/// Changes draft `id` in one store transaction (`Store::update_draft`): `f` sees the
+/// draft as stored now and its service. A draft already saved goes to its application.
+pub async fn change<R: Send + 'static>(
+    st: &Station,
+    id: &str,
+    f: impl FnOnce(&mut Draft, Option<&Service>) -> R + Send + 'static,
+) -> Result<Result<(Draft, R), Response>, PageError> {
+    let id = app_id(id)?;
+    let vault = st.vault();
+    let catalogue = st.catalogue_arc();
+    let changed = st
+        .db(move |s| {
+            let saved = s.has_application(&id)?;
+            let r = s.update_draft(&id, &vault, |d| {
+                let svc = catalogue.service(&d.service).ok();
+                f(d, svc)
+            })?;
+            Ok::<_, crate::store::StoreError>((r, saved))
+        })
+        .await?;
+    match changed {
+        (Some(done), _) => Ok(Ok(done)),
         (None, true) => Ok(Err(
             Redirect::to(&format!("/applications/{id}")).into_response()
         )),
@@ -344,24 +378,29 @@ pub async fn autosave(
     Form(pairs): Form<Pairs>,
 ) -> Result<Response, PageError> {
     check_csrf(&s, csrf_of(&pairs))?;
-    let mut d = match load(&st, &id).await? {
-        Ok(d) => d,
+    let operator = s.name.clone();
+    let d = match change(&st, &id, move |d, svc| {
+        if let Some(svc) = svc {
+            apply(d, svc, &pairs);
+        }
+        d.operator = operator;
+    })
+    .await?
+    {
+        Ok((d, ())) => d,
         Err(r) => return Ok(r),
     };
-    let svc = st
-        .catalogue()
-        .service(&d.service)
-        .map_err(|e| PageError::Internal(e.to_string()))?
-        .clone();
-    apply(&mut d, &svc, &pairs);
-    d.operator = s.name.clone();
-    let saved = d.clone();
-    st.db(move |store| store.put_draft(&saved)).await?;
     if cookies::is_fetch(&headers) {
+        let svc = st
+            .catalogue()
+            .service(&d.service)
+            .map_err(|e| PageError::Internal(e.to_string()))?
+            .clone();
         let t = super::tr(s.lang)?;
         let (problems, warnings) = messages(&st, &t, &d, &svc).await?;
+        let when = when(d.updated_at, st.config().utc_offset_minutes);
         return Ok(Json(serde_json::json!({
-            "saved": when(d.updated_at, st.config().utc_offset_minutes),
+            "saved_note": t.arg("draft-saved-at", "time", &when),
             "problems": problems,
             "warnings": warnings,
         }))
@@ -380,7 +419,19 @@ pub async fn save(
     Form(pairs): Form<Pairs>,
 ) -> Result<Response, PageError> {
     check_csrf(&s, csrf_of(&pairs))?;
-    let mut d = match load(&st, &id).await? {
+    // Without the page's script only the token comes: the draft is as autosaved.
+    let d = if pairs.len() > 1 {
+        change(&st, &id, move |d, svc| {
+            if let Some(svc) = svc {
+                apply(d, svc, &pairs);
+            }
+        })
+        .await?
+        .map(|(d, ())| d)
+    } else {
+        load(&st, &id).await?
+    };
+    let d = match d {
         Ok(d) => d,
         Err(r) => return Ok(r),
     };
@@ -389,12 +440,6 @@ pub async fn save(
         .service(&d.service)
         .map_err(|e| PageError::Internal(e.to_string()))?
         .clone();
-    // Without the page's script only the token comes: the draft is as autosaved.
-    if pairs.len() > 1 {
-        apply(&mut d, &svc, &pairs);
-    }
-    let kept = d.clone();
-    st.db(move |store| store.put_draft(&kept)).await?;
     let t = super::tr(s.lang)?;
     let checked = check::check(&d.form, &svc);
     // An amendment must bring what HQ asked for.

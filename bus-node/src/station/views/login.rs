@@ -177,11 +177,38 @@ pub async fn language(
     if let Some(token) = cookies::cookie(&headers, SESSION_COOKIE) {
         st.sessions().set_lang(&token, lang);
     }
-    // Only a path of this site: never an open redirect.
-    let back = if f.back.starts_with('/') && !f.back.starts_with("//") {
-        f.back
+    Ok(Redirect::to(local_path(&f.back)).into_response())
+}
+
+/// `back` when it is a path of this site, else `/`: never an open redirect (browsers read
+/// `\` as `/`), and nothing that is not a valid header value.
+fn local_path(back: &str) -> &str {
+    let ok = back.starts_with('/')
+        && !back.starts_with("//")
+        && back.len() <= 200
+        && back.bytes().all(|b| b.is_ascii_graphic() && b != b'\\');
+    if ok {
+        back
     } else {
-        "/".into()
-    };
-    Ok(Redirect::to(&back).into_response())
+        "/"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_paths_of_the_station_are_gone_back_to() {
+        use super::local_path;
+        assert_eq!(local_path("/drafts/abc#photo"), "/drafts/abc#photo");
+        for bad in [
+            "//evil.example",
+            "/\\evil.example",
+            "https://evil.example",
+            "/%0A\n",
+            "/a b",
+            "",
+        ] {
+            assert_eq!(local_path(bad), "/", "{bad:?}");
+        }
+    }
 }

@@ -50,7 +50,7 @@ pub fn routes() -> Router<Station> {
         .route("/drafts/:id/approve", post(photo::approve))
         .route("/drafts/:id/retake", post(photo::retake))
         .route("/applications/:id", get(receipt::page))
-        .route("/find", get(find::page))
+        .route("/find", get(find::page).post(find::search))
         .route("/summary", get(summary::page))
         .route("/assets/:name", get(asset))
 }
@@ -110,16 +110,38 @@ impl Layout {
         })
     }
 
+    /// "Connected to HQ" or "No signal: data is safe on the bus".
+    pub fn banner_link(&self) -> String {
+        self.t.get(if self.banner.online {
+            "banner-online"
+        } else {
+            "banner-offline"
+        })
+    }
+
+    /// What waits: "3 applications waiting · 180 KB · about 2 min to go".
+    pub fn banner_waiting(&self) -> String {
+        let b = &self.banner;
+        if b.waiting == 0 {
+            return self.t.get("banner-all-sent");
+        }
+        let mut s = format!(
+            "{} · {}",
+            self.t.n("banner-waiting", b.waiting),
+            human_bytes(b.bytes_waiting)
+        );
+        if let Some(eta) = &b.eta_secs {
+            s.push_str(" · ");
+            s.push_str(&self.eta(eta));
+        }
+        s
+    }
+
     pub fn other_lang(&self) -> &'static str {
         match self.t.lang() {
             "id" => "en",
             _ => "id",
         }
-    }
-
-    /// Bytes for people: `12 KB`, `3.4 MB`.
-    pub fn bytes(&self, b: &u64) -> String {
-        human_bytes(*b)
     }
 
     /// "about … to go", in the page's language.

@@ -3,7 +3,7 @@
 //! accepted by the citizen on screen before the application can be saved (Dukcapil's rule
 //! for KTP-el photos: the applicant sees and accepts the photo). Retakes are counted.
 
-use super::form::{form_page, load};
+use super::form::{change, form_page, load};
 use super::render;
 use crate::capture;
 use crate::drafts::DraftPhoto;
@@ -14,7 +14,6 @@ use axum::extract::{Multipart, Path, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
-use keliling_shared::UnixMillis;
 
 /// A multipart upload: the CSRF token, a document name (scans), the file.
 #[derive(Default)]
@@ -48,7 +47,7 @@ pub async fn upload(
     let up = read_upload(multipart).await?;
     check_csrf(&s, &up.csrf)?;
     let bytes = up.file;
-    let mut d = match load(&st, &id).await? {
+    let d = match load(&st, &id).await? {
         Ok(d) => d,
         Err(r) => return Ok(r),
     };
@@ -80,7 +79,9 @@ pub async fn upload(
         Err(e) => {
             tracing::info!(error = %e, "station: photo refused");
             let why = match &e {
-                capture::CaptureError::Photo(p) => p.message_id(),
+                capture::CaptureError::Photo(p) if s.lang == keliling_web::Lang::Id => {
+                    p.message_id()
+                }
                 other => other.to_string(),
             };
             let page = form_page(
@@ -99,17 +100,21 @@ pub async fn upload(
         advice = photo.advice.len(),
         "station: ID photo made"
     );
-    if d.photo.is_some() {
-        d.retakes = d.retakes.saturating_add(1);
-    }
-    d.photo = Some(DraftPhoto {
-        photo,
-        approved: false,
-    });
-    d.updated_at = UnixMillis::now();
-    let id = d.id;
-    st.db(move |store| store.put_draft(&d)).await?;
-    Ok(Redirect::to(&format!("/drafts/{id}#photo")).into_response())
+    // Into the draft as it is now (the operator may have typed on while it was made).
+    let changed = change(&st, &id, move |d, _| {
+        if d.photo.is_some() {
+            d.retakes = d.retakes.saturating_add(1);
+        }
+        d.photo = Some(DraftPhoto {
+            photo,
+            approved: false,
+        });
+    })
+    .await?;
+    Ok(match changed {
+        Ok((d, ())) => Redirect::to(&format!("/drafts/{}#photo", d.id)).into_response(),
+        Err(r) => r,
+    })
 }
 
 /// The draft's ID photo, for the screen.
@@ -147,7 +152,7 @@ pub async fn document(
 ) -> Result<Response, PageError> {
     let up = read_upload(multipart).await?;
     check_csrf(&s, &up.csrf)?;
-    let mut d = match load(&st, &id).await? {
+    let d = match load(&st, &id).await? {
         Ok(d) => d,
         Err(r) => return Ok(r),
     };
@@ -174,16 +179,19 @@ pub async fn document(
         let page = form_page(&st, &s, d, false, Some(why)).await?;
         return Ok(render(&page)?.into_response());
     }
-    if let Some(b) = bytes {
-        d.put_document(&up.name, b.to_vec());
-        if !d.form.documents_seen.contains(&up.name) {
-            d.form.documents_seen.push(up.name.clone());
+    let name = up.name;
+    let bytes = bytes.map(|b| b.to_vec()).unwrap_or_default();
+    let changed = change(&st, &id, move |d, _| {
+        d.put_document(&name, bytes);
+        if !d.form.documents_seen.contains(&name) {
+            d.form.documents_seen.push(name);
         }
-    }
-    d.updated_at = UnixMillis::now();
-    let id = d.id;
-    st.db(move |store| store.put_draft(&d)).await?;
-    Ok(Redirect::to(&format!("/drafts/{id}#scans")).into_response())
+    })
+    .await?;
+    Ok(match changed {
+        Ok((d, ())) => Redirect::to(&format!("/drafts/{}#scans", d.id)).into_response(),
+        Err(r) => r,
+    })
 }
 
 #[derive(serde::Deserialize)]
@@ -199,18 +207,19 @@ pub async fn approve(
     Form(f): Form<CsrfForm>,
 ) -> Result<Response, PageError> {
     check_csrf(&s, &f.csrf)?;
-    let mut d = match load(&st, &id).await? {
-        Ok(d) => d,
-        Err(r) => return Ok(r),
-    };
-    match &mut d.photo {
-        Some(p) if !p.photo.must_retake() => p.approved = true,
-        _ => return Err(PageError::BadRequest("no photo to approve".into())),
+    let changed = change(&st, &id, |d, _| match &mut d.photo {
+        Some(p) if !p.photo.must_retake() => {
+            p.approved = true;
+            true
+        }
+        _ => false,
+    })
+    .await?;
+    match changed {
+        Ok((d, true)) => Ok(Redirect::to(&format!("/drafts/{}#photo", d.id)).into_response()),
+        Ok((_, false)) => Err(PageError::BadRequest("no photo to approve".into())),
+        Err(r) => Ok(r),
     }
-    d.updated_at = UnixMillis::now();
-    let id = d.id;
-    st.db(move |store| store.put_draft(&d)).await?;
-    Ok(Redirect::to(&format!("/drafts/{id}#photo")).into_response())
 }
 
 /// The citizen (or the advice) wants another photo: this one goes, the retake counts.
@@ -221,15 +230,14 @@ pub async fn retake(
     Form(f): Form<CsrfForm>,
 ) -> Result<Response, PageError> {
     check_csrf(&s, &f.csrf)?;
-    let mut d = match load(&st, &id).await? {
-        Ok(d) => d,
-        Err(r) => return Ok(r),
-    };
-    if d.photo.take().is_some() {
-        d.retakes = d.retakes.saturating_add(1);
-    }
-    d.updated_at = UnixMillis::now();
-    let id = d.id;
-    st.db(move |store| store.put_draft(&d)).await?;
-    Ok(Redirect::to(&format!("/drafts/{id}#photo")).into_response())
+    let changed = change(&st, &id, |d, _| {
+        if d.photo.take().is_some() {
+            d.retakes = d.retakes.saturating_add(1);
+        }
+    })
+    .await?;
+    Ok(match changed {
+        Ok((d, ())) => Redirect::to(&format!("/drafts/{}#photo", d.id)).into_response(),
+        Err(r) => r,
+    })
 }

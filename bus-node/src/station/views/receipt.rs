@@ -126,7 +126,12 @@ pub async fn page(
                     .iter()
                     .map(|n| match n {
                         Need::NewPhoto => l.t.get("need-photo"),
-                        Need::Document(doc) => l.t.arg("need-document", "doc", doc.as_str()),
+                        Need::Document(doc) => {
+                            let label = svc
+                                .and_then(|s| s.documents.iter().find(|x| x.name == doc.as_str()))
+                                .map_or(doc.as_str(), |x| x.label.as_str());
+                            l.t.arg("need-document", "doc", label)
+                        }
                     })
                     .collect(),
             ),
@@ -149,7 +154,10 @@ pub async fn page(
         operator: app.operator.as_str().to_owned(),
         captured: when_full(app.captured_at, off),
         documents,
-        has_photo: !app.attachments.is_empty(),
+        has_photo: app
+            .attachments
+            .iter()
+            .any(|a| a.kind == keliling_shared::AttachmentKind::IdPhoto),
         qr_svg: qr_svg(&id.to_string())?,
         state_key,
         state_class,

@@ -137,16 +137,29 @@ pub async fn page(State(st): State<Station>, Authed(s): Authed) -> Result<Respon
 
 /// The banner's figures, for the page's script to refresh them while the operator works;
 /// `stamp` changes when any application's state does.
+/// Read without touching the session: the poll must not keep an unattended screen
+/// unlocked (a locked session gets 401, and the page goes to the PIN screen).
 pub async fn status_json(
     State(st): State<Station>,
-    Authed(_): Authed,
+    headers: axum::http::HeaderMap,
 ) -> Result<Response, PageError> {
-    let status = st.db(|store| store.status()).await?;
+    let session = keliling_web::cookies::cookie(&headers, crate::station::auth::SESSION_COOKIE)
+        .and_then(|t| {
+            st.sessions()
+                .peek(&t, crate::station::auth::idle_limit(&st))
+        });
+    let Some(s) = session else {
+        return Ok(axum::http::StatusCode::UNAUTHORIZED.into_response());
+    };
+    let l = Layout::of(&st, &s, "today", "/".into()).await?;
     let decisions = st.db(|store| store.decision_count()).await?;
-    let banner = st.banner().view(&status);
-    let stamp = format!(
-        "{}-{}-{}-{}-{}",
-        status.queued, status.record_acked, status.delivered, status.rejected, decisions
-    );
-    Ok(Json(serde_json::json!({ "banner": banner, "stamp": stamp })).into_response())
+    let b = &l.banner;
+    let stamp = format!("{}-{}-{}-{}", b.queued, b.waiting, b.rejected, decisions);
+    Ok(Json(serde_json::json!({
+        "banner": b,
+        "link": l.banner_link(),
+        "waiting": l.banner_waiting(),
+        "stamp": stamp,
+    }))
+    .into_response())
 }

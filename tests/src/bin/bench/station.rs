@@ -273,7 +273,9 @@ async fn drive(
     peak = peak.max(rss_kib(pid));
     b.goto(base).await?;
     b.wait_for("#start-new").await?;
-    b.goto(&format!("{base}find?q={nik}")).await?;
+    b.goto(&format!("{base}find")).await?;
+    b.fill("#find-q", &nik).await?;
+    b.click("form.search button").await?;
     b.wait_for("#found").await?;
     b.goto(&format!("{base}summary")).await?;
     b.wait_for("#per-service").await?;
