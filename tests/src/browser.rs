@@ -303,3 +303,31 @@ fn dechunk(mut b: &[u8]) -> Result<Vec<u8>> {
         b = &b[size + 2..];
     }
 }
+
+/// `GET path` over TLS 1.3 from a client that trusts only the fleet CA in `ca`, to
+/// `addr` as `server_name`: the whole answer, lower-cased (status line, headers, body).
+pub async fn https_get(
+    ca: &std::path::Path,
+    addr: std::net::SocketAddr,
+    server_name: &str,
+    path: &str,
+) -> Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let roots = keliling_shared::tls::root_store(ca)?;
+    let client = rustls::ClientConfig::builder_with_provider(keliling_shared::tls::provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(client));
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let name = rustls::pki_types::ServerName::try_from(server_name.to_owned())?;
+    let mut tls = connector.connect(name, tcp).await?;
+    tls.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: {server_name}\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
+    )
+    .await?;
+    let mut raw = Vec::new();
+    tls.read_to_end(&mut raw).await.ok();
+    Ok(String::from_utf8_lossy(&raw).to_ascii_lowercase())
+}

@@ -716,7 +716,6 @@ async fn mosquitto_review_in_the_browser() -> Result<()> {
 /// take the broker's name (a console key must never pose as the broker to a bus).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_serves_https_with_a_fleet_certificate() -> Result<()> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let dir = tempfile::tempdir()?;
     let pki = hq_sync::pki::Pki::init(
         &dir.path().join("pki"),
@@ -742,20 +741,13 @@ async fn the_console_serves_https_with_a_fleet_certificate() -> Result<()> {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(server.run(stopped));
 
-    let roots = keliling_shared::tls::root_store(pki.ca_cert().as_path())?;
-    let client = rustls::ClientConfig::builder_with_provider(keliling_shared::tls::provider())
-        .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(client));
-    let tcp = tokio::net::TcpStream::connect(addr).await?;
-    let name = rustls::pki_types::ServerName::try_from("console.hq.example")?;
-    let mut tls = connector.connect(name, tcp).await?;
-    tls.write_all(b"GET /login HTTP/1.1\r\nHost: console.hq.example\r\nConnection: close\r\n\r\n")
-        .await?;
-    let mut raw = Vec::new();
-    tls.read_to_end(&mut raw).await.ok();
-    let text = String::from_utf8_lossy(&raw).to_ascii_lowercase();
+    let text = keliling_e2e::browser::https_get(
+        pki.ca_cert().as_path(),
+        addr,
+        "console.hq.example",
+        "/login",
+    )
+    .await?;
     ensure!(
         text.starts_with("http/1.1 200"),
         "HTTPS answer: {}",

@@ -124,6 +124,12 @@ pub fn idle_limit(st: &Station) -> Duration {
     Duration::from_secs(st.config().idle_lock_mins.max(1) * 60)
 }
 
+/// A form that carries nothing but its CSRF token (approve, retake, discard, lock, …).
+#[derive(serde::Deserialize)]
+pub struct CsrfForm {
+    pub csrf: String,
+}
+
 /// Refuses a form whose CSRF token is not the session's.
 pub fn check_csrf(s: &OpSession, token: &str) -> Result<(), PageError> {
     if cookies::same_token(&s.csrf, token) {

@@ -9,6 +9,7 @@
 //! - [`serve`]: plain HTTP or TLS 1.3 serving with graceful shutdown.
 //! - [`assets`]: files compiled into the binary (no CDN: buses and HQ may be offline).
 //! - [`secrets`]: argon2id hashes of passwords and PINs, random tokens.
+//! - [`time`]: times in the fleet's local zone.
 
 pub mod assets;
 pub mod cookies;
@@ -16,5 +17,6 @@ pub mod headers;
 pub mod i18n;
 pub mod secrets;
 pub mod serve;
+pub mod time;
 
 pub use i18n::{Lang, Tr};

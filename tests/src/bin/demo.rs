@@ -339,8 +339,12 @@ async fn main() -> Result<()> {
         println!();
         println!("Bus station of {}: http://{station}/", buses[0].cfg.bus_id);
         println!("  sign in as  {DEMO_OPERATOR}  with PIN  {station_pin}");
-        println!("  New application → type \"sim\" → Perpanjangan SIM; a photo: any JPEG, e.g.");
-        println!("  shared/photo/fixtures/astronaut-restart.jpg (this bus is on the 2G link: watch the banner).");
+        // A camera-like JPEG to choose as the citizen's photo (a phone's would do too).
+        let example = args.data.join("contoh-foto-kamera.jpg");
+        std::fs::write(&example, keliling_e2e::sample::camera_photo(&portrait, 99)?)?;
+        println!("  New application → type \"sim\" → Perpanjangan SIM; for the photo choose");
+        println!("  {} (or any camera JPEG).", example.display());
+        println!("  This bus is on the 2G link: watch the banner while it sends.");
         serve_console(console_cfg, &args, &hq_dir, stop_rx.clone()).await?;
     }
     let _ = stop_tx.send(true);

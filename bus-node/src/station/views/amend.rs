@@ -6,18 +6,13 @@
 
 use super::app_id;
 use crate::drafts::Draft;
-use crate::station::auth::{check_csrf, Authed};
+use crate::station::auth::{check_csrf, Authed, CsrfForm};
 use crate::station::{PageError, Station};
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
 use keliling_shared::decision::{Need, Outcome};
 use keliling_shared::Sex;
-
-#[derive(serde::Deserialize)]
-pub struct CsrfForm {
-    csrf: String,
-}
 
 /// Starts (or reopens) the amendment of application `id`.
 pub async fn start(

@@ -6,7 +6,7 @@ use super::today::service_name;
 use super::{app_id, render, when, Layout};
 use crate::capture::{self, ApprovedPhoto, CaptureInput};
 use crate::drafts::Draft;
-use crate::station::auth::{check_csrf, Authed, OpSession};
+use crate::station::auth::{check_csrf, Authed, CsrfForm, OpSession};
 use crate::station::check::{self, Problem};
 use crate::station::{PageError, Station};
 use askama::Template;
@@ -526,11 +526,6 @@ pub async fn save(
             Ok(render(&form_page(&st, &s, d, true, error).await?)?.into_response())
         }
     }
-}
-
-#[derive(serde::Deserialize)]
-pub struct CsrfForm {
-    csrf: String,
 }
 
 /// Throws the draft away (the citizen left).

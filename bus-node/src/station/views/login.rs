@@ -3,7 +3,7 @@
 
 use super::{render, tr, when};
 use crate::operators::{Operator, Pin, PinCheck};
-use crate::station::auth::{check_csrf, Authed, SESSION_COOKIE};
+use crate::station::auth::{check_csrf, Authed, CsrfForm, SESSION_COOKIE};
 use crate::station::{PageError, Station};
 use askama::Template;
 use axum::extract::{Query, State};
@@ -130,11 +130,6 @@ pub async fn submit(
             .await
         }
     }
-}
-
-#[derive(Deserialize)]
-pub struct CsrfForm {
-    csrf: String,
 }
 
 /// Locks the screen: the session ends, the PIN screen shows.

@@ -199,43 +199,12 @@ pub fn render(t: &impl Template) -> Result<Html<String>, PageError> {
 
 /// The bus's local time, `HH:MM` today or `YYYY-MM-DD HH:MM`.
 pub fn when(t: UnixMillis, offset_minutes: i32) -> String {
-    let local = |ms: i64| {
-        time::OffsetDateTime::from_unix_timestamp(
-            ms.div_euclid(1000) + i64::from(offset_minutes) * 60,
-        )
-        .ok()
-    };
-    match (local(t.0), local(UnixMillis::now().0)) {
-        (Some(d), Some(now)) if d.date() == now.date() => {
-            format!("{:02}:{:02}", d.hour(), d.minute())
-        }
-        (Some(d), _) => format!(
-            "{:04}-{:02}-{:02} {:02}:{:02}",
-            d.year(),
-            u8::from(d.month()),
-            d.day(),
-            d.hour(),
-            d.minute()
-        ),
-        _ => "?".into(),
-    }
-}
-
-/// The date of `t` in the bus's zone, `YYYY-MM-DD`.
-pub fn when_date(t: UnixMillis, offset_minutes: i32) -> String {
-    match time::OffsetDateTime::from_unix_timestamp(
-        t.0.div_euclid(1000) + i64::from(offset_minutes) * 60,
-    ) {
-        Ok(d) => format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day()),
-        Err(_) => "?".into(),
-    }
+    keliling_web::time::short(t, offset_minutes)
 }
 
 /// The start of today in the bus's time zone.
 pub fn start_of_today(offset_minutes: i32) -> UnixMillis {
-    let off = i64::from(offset_minutes) * 60_000;
-    let now = UnixMillis::now().0 + off;
-    UnixMillis(now - now.rem_euclid(86_400_000) - off)
+    keliling_web::time::start_of_day(UnixMillis::now(), offset_minutes)
 }
 
 /// Parses a tracking number from a path.

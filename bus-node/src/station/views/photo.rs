@@ -7,7 +7,7 @@ use super::form::{change, form_page, load};
 use super::render;
 use crate::capture;
 use crate::drafts::DraftPhoto;
-use crate::station::auth::{check_csrf, Authed};
+use crate::station::auth::{check_csrf, Authed, CsrfForm};
 use crate::station::check::parse_date;
 use crate::station::{PageError, Station};
 use axum::extract::{Multipart, Path, State};
@@ -192,11 +192,6 @@ pub async fn document(
         Ok((d, ())) => Redirect::to(&format!("/drafts/{}#scans", d.id)).into_response(),
         Err(r) => r,
     })
-}
-
-#[derive(serde::Deserialize)]
-pub struct CsrfForm {
-    csrf: String,
 }
 
 /// The citizen accepts the photo on screen.

@@ -10,7 +10,6 @@ use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use keliling_shared::decision::{Need, Outcome};
-use keliling_shared::UnixMillis;
 use serde::Deserialize;
 
 #[derive(Template)]
@@ -152,7 +151,7 @@ pub async fn page(
         nik_masked: app.applicant.nik.masked(),
         village: app.stop.village.as_str().to_owned(),
         operator: app.operator.as_str().to_owned(),
-        captured: when_full(app.captured_at, off),
+        captured: keliling_web::time::date_time(app.captured_at, off),
         documents,
         has_photo: app
             .attachments
@@ -177,19 +176,4 @@ pub async fn page(
         l,
     };
     Ok(render(&page)?.into_response())
-}
-
-/// `YYYY-MM-DD HH:MM` in the bus's zone: a receipt is read on other days too.
-fn when_full(t: UnixMillis, off: i32) -> String {
-    match time::OffsetDateTime::from_unix_timestamp(t.0.div_euclid(1000) + i64::from(off) * 60) {
-        Ok(d) => format!(
-            "{:04}-{:02}-{:02} {:02}:{:02}",
-            d.year(),
-            u8::from(d.month()),
-            d.day(),
-            d.hour(),
-            d.minute()
-        ),
-        Err(_) => "?".into(),
-    }
 }

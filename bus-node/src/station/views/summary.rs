@@ -104,7 +104,7 @@ pub async fn page(State(st): State<Station>, Authed(s): Authed) -> Result<Respon
     // Everything not yet confirmed by HQ, today's or older.
     let waiting: Vec<Listed> = st.db(|store| store.waiting(500)).await?;
     let page = SummaryPage {
-        date: super::when_date(since, off),
+        date: keliling_web::time::date(since, off),
         villages,
         operators,
         lines,

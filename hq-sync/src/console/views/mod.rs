@@ -92,18 +92,7 @@ pub fn render(t: &impl Template) -> Result<axum::response::Html<String>, super::
 
 /// HQ's local time (WIB by default), `YYYY-MM-DD HH:MM`.
 pub fn when(t: UnixMillis, offset_minutes: i32) -> String {
-    let secs = t.0.div_euclid(1000) + i64::from(offset_minutes) * 60;
-    match time::OffsetDateTime::from_unix_timestamp(secs) {
-        Ok(d) => format!(
-            "{:04}-{:02}-{:02} {:02}:{:02}",
-            d.year(),
-            u8::from(d.month()),
-            d.day(),
-            d.hour(),
-            d.minute()
-        ),
-        Err(_) => "?".into(),
-    }
+    keliling_web::time::date_time(t, offset_minutes)
 }
 
 /// A NIK with its middle hidden (`5371 01•• •••• 0001`): enough to tell people apart in
