@@ -72,7 +72,11 @@ impl Browser {
                     "--window-size=1366,900", "--hide-scrollbars", "--lang=id-ID",
                     "--no-first-run", "--disable-extensions", "--disable-quic",
                     "--disable-background-networking", "--disable-component-update",
-                    "--disable-sync", "--disable-default-apps"
+                    "--disable-sync", "--disable-default-apps",
+                    // A synthetic camera (the bus station's live preview), allowed
+                    // without a prompt; pages whose policy forbids the camera still
+                    // get none.
+                    "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"
                 ]
             }),
         );

@@ -278,6 +278,35 @@ async fn an_operator_captures_an_application_at_the_station() -> Result<()> {
         .await?;
     ensure!(rows == 2, "the application and its amendment: {rows}");
 
+    // The live camera (the page is on localhost, a secure context): the preview with its
+    // face guide, a shot, and the same pipeline as a file.
+    b.goto(&format!("{base}new")).await?;
+    b.click("#svc-SIM_RENEWAL").await?;
+    b.wait_for("#app-form").await?;
+    b.fill("#date_of_birth", &dob).await?;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    b.wait_for("#camera-start:not([hidden])").await?;
+    b.click("#camera-start").await?;
+    b.wait_for("#camera:not([hidden])").await?;
+    let start_shown = b
+        .js("return document.getElementById('camera-start').offsetParent !== null")
+        .await?;
+    ensure!(
+        start_shown == false,
+        "the start button goes once the preview runs"
+    );
+    b.screenshot("station-live-camera").await?;
+    b.click("#camera-shoot").await?;
+    b.wait_for("#id-photo").await?;
+    ensure!(
+        b.js("return document.querySelectorAll('#photo-advice li, #photo-ok').length")
+            .await?
+            .as_u64()
+            .unwrap_or(0)
+            >= 1,
+        "the shot's ID photo comes with its advice"
+    );
+
     // Switching operator locks the screen.
     b.click("#lock").await?;
     b.wait_for("#pin").await?;
