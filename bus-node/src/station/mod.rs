@@ -29,7 +29,6 @@ use keliling_shared::{BusId, Catalogue};
 use keliling_web::i18n::{self, I18n, Lang};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, OnceLock};
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 /// The station's catalogues, Bahasa Indonesia first.
@@ -283,8 +282,7 @@ pub fn check_config(c: &StationConfig) -> Result<(), StationError> {
 /// A station bound to its address, ready to serve.
 pub struct Server {
     station: Station,
-    listener: TcpListener,
-    tls: Option<tokio_rustls::TlsAcceptor>,
+    bound: keliling_web::serve::Bound,
 }
 
 impl Server {
@@ -303,31 +301,22 @@ impl Server {
             tracing::warn!(listen = %c.listen, "station on plain HTTP: PINs and citizens' data cross the bus network in clear, and tablets get no live camera; use a station certificate");
         }
         let station = Station::new(cfg, vault, metrics)?;
-        let listener =
-            TcpListener::bind(c.listen)
-                .await
-                .map_err(|source| StationError::Listen {
-                    addr: c.listen,
-                    source,
-                })?;
-        Ok(Server {
-            station,
-            listener,
-            tls,
-        })
+        let bound = keliling_web::serve::Bound::bind(c.listen, tls)
+            .await
+            .map_err(|source| StationError::Listen {
+                addr: c.listen,
+                source,
+            })?;
+        Ok(Server { station, bound })
     }
 
     pub fn local_addr(&self) -> Option<SocketAddr> {
-        self.listener.local_addr().ok()
+        self.bound.local_addr()
     }
 
     /// The URL operators open.
     pub fn url(&self) -> String {
-        let scheme = if self.tls.is_some() { "https" } else { "http" };
-        match self.local_addr() {
-            Some(a) => format!("{scheme}://{a}/"),
-            None => format!("{scheme}://?/"),
-        }
+        self.bound.url()
     }
 
     /// Serves until `shutdown` turns true.
@@ -335,7 +324,7 @@ impl Server {
         let app = self.station.router();
         let sampler = tokio::spawn(banner::sample(self.station.clone(), shutdown.clone()));
         tracing::info!(url = %self.url(), "station listening");
-        let r = keliling_web::serve::serve(self.listener, self.tls, app, shutdown).await;
+        let r = self.bound.serve(app, shutdown).await;
         sampler.abort();
         Ok(r?)
     }

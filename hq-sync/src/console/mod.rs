@@ -37,7 +37,6 @@ use keliling_shared::{Catalogue, ServiceCode};
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 #[derive(Debug, thiserror::Error)]
@@ -224,8 +223,7 @@ impl IntoResponse for PageError {
 /// A console bound to its address, ready to serve.
 pub struct Server {
     console: Console,
-    listener: TcpListener,
-    tls: Option<tokio_rustls::TlsAcceptor>,
+    bound: keliling_web::serve::Bound,
 }
 
 impl Server {
@@ -253,31 +251,22 @@ impl Server {
             )));
         }
         let console = Console::open(cfg)?;
-        let listener =
-            TcpListener::bind(c.listen)
-                .await
-                .map_err(|source| ConsoleError::Listen {
-                    addr: c.listen,
-                    source,
-                })?;
-        Ok(Server {
-            console,
-            listener,
-            tls,
-        })
+        let bound = keliling_web::serve::Bound::bind(c.listen, tls)
+            .await
+            .map_err(|source| ConsoleError::Listen {
+                addr: c.listen,
+                source,
+            })?;
+        Ok(Server { console, bound })
     }
 
     pub fn local_addr(&self) -> Option<SocketAddr> {
-        self.listener.local_addr().ok()
+        self.bound.local_addr()
     }
 
     /// The URL staff open.
     pub fn url(&self) -> String {
-        let scheme = if self.tls.is_some() { "https" } else { "http" };
-        match self.local_addr() {
-            Some(a) => format!("{scheme}://{a}/"),
-            None => format!("{scheme}://?/"),
-        }
+        self.bound.url()
     }
 
     /// Serves until `shutdown` turns true.
@@ -285,12 +274,10 @@ impl Server {
         let app = self.console.router();
         let sweeper = tokio::spawn(sweep_sessions(self.console.clone(), shutdown.clone()));
         tracing::info!(url = %self.url(), "console listening");
-        let r = keliling_web::serve::serve(self.listener, self.tls, app, shutdown)
-            .await
-            .map_err(|e| match e {
-                keliling_web::serve::ServeError::Io(e) => ConsoleError::Serve(e),
-                other => ConsoleError::Tls(other.to_string()),
-            });
+        let r = self.bound.serve(app, shutdown).await.map_err(|e| match e {
+            keliling_web::serve::ServeError::Io(e) => ConsoleError::Serve(e),
+            other => ConsoleError::Tls(other.to_string()),
+        });
         sweeper.abort();
         r
     }

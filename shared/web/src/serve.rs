@@ -42,6 +42,50 @@ pub fn tls_acceptor(cert: &Path, key: &Path) -> Result<tokio_rustls::TlsAcceptor
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
+/// A site bound to its address: plain HTTP, or TLS when it has an acceptor.
+pub struct Bound {
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+impl Bound {
+    pub async fn bind(
+        addr: SocketAddr,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> std::io::Result<Bound> {
+        Ok(Bound {
+            listener: TcpListener::bind(addr).await?,
+            tls,
+        })
+    }
+
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.listener.local_addr().ok()
+    }
+
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// The URL people open.
+    pub fn url(&self) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        match self.local_addr() {
+            Some(a) => format!("{scheme}://{a}/"),
+            None => format!("{scheme}://?/"),
+        }
+    }
+
+    /// Serves `app` until `shutdown`.
+    pub async fn serve(
+        self,
+        app: Router,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<(), ServeError> {
+        serve(self.listener, self.tls, app, shutdown).await
+    }
+}
+
 /// Returns once `shutdown` is true (or its sender is gone).
 pub async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|s| *s).await;
