@@ -164,11 +164,7 @@ pub async fn form_page(
     error: Option<String>,
 ) -> Result<FormPage, PageError> {
     let l = Layout::of(st, s, "new", format!("/drafts/{}", d.id)).await?;
-    let svc = st
-        .catalogue()
-        .service(&d.service)
-        .map_err(|e| PageError::Internal(e.to_string()))?
-        .clone();
+    let svc = service_of(st, &d)?;
     let (problems, warnings) = messages(st, &l.t, &d, &svc).await?;
     let fields = svc
         .fields
@@ -258,6 +254,24 @@ pub async fn form_page(
         d,
         l,
     })
+}
+
+/// The service of draft `d`, from the catalogue (one the catalogue lacks is an internal
+/// error: drafts are made only for its services).
+pub fn service_of(st: &Station, d: &Draft) -> Result<Service, PageError> {
+    st.catalogue()
+        .service(&d.service)
+        .cloned()
+        .map_err(|e| PageError::Internal(e.to_string()))
+}
+
+/// After a change to a draft: back to its page at `part` (`photo`, `scans`), or where
+/// `change` sent the request (a saved draft goes to its application).
+pub fn back_to(changed: Result<(Draft, ()), Response>, part: &str) -> Response {
+    match changed {
+        Ok((d, ())) => Redirect::to(&format!("/drafts/{}#{part}", d.id)).into_response(),
+        Err(r) => r,
+    }
 }
 
 /// Opens draft `id`; a draft already saved goes to its application.
@@ -391,11 +405,7 @@ pub async fn autosave(
         Err(r) => return Ok(r),
     };
     if cookies::is_fetch(&headers) {
-        let svc = st
-            .catalogue()
-            .service(&d.service)
-            .map_err(|e| PageError::Internal(e.to_string()))?
-            .clone();
+        let svc = service_of(&st, &d)?;
         let t = super::tr(s.lang)?;
         let (problems, warnings) = messages(&st, &t, &d, &svc).await?;
         let when = when(d.updated_at, st.config().utc_offset_minutes);
@@ -435,11 +445,7 @@ pub async fn save(
         Ok(d) => d,
         Err(r) => return Ok(r),
     };
-    let svc = st
-        .catalogue()
-        .service(&d.service)
-        .map_err(|e| PageError::Internal(e.to_string()))?
-        .clone();
+    let svc = service_of(&st, &d)?;
     let t = super::tr(s.lang)?;
     let checked = check::check(&d.form, &svc);
     // An amendment must bring what HQ asked for.

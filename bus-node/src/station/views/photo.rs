@@ -3,7 +3,7 @@
 //! accepted by the citizen on screen before the application can be saved (Dukcapil's rule
 //! for KTP-el photos: the applicant sees and accepts the photo). Retakes are counted.
 
-use super::form::{change, form_page, load};
+use super::form::{back_to, change, form_page, load, service_of};
 use super::render;
 use crate::capture;
 use crate::drafts::DraftPhoto;
@@ -63,11 +63,7 @@ pub async fn upload(
         let page = form_page(&st, &s, d, false, Some(t.get("photo-needs-dob"))).await?;
         return Ok(render(&page)?.into_response());
     };
-    let svc = st
-        .catalogue()
-        .service(&d.service)
-        .map_err(|e| PageError::Internal(e.to_string()))?
-        .clone();
+    let svc = service_of(&st, &d)?;
     let settings = st.settings().clone();
     let started = std::time::Instant::now();
     let made =
@@ -111,10 +107,7 @@ pub async fn upload(
         });
     })
     .await?;
-    Ok(match changed {
-        Ok((d, ())) => Redirect::to(&format!("/drafts/{}#photo", d.id)).into_response(),
-        Err(r) => r,
-    })
+    Ok(back_to(changed, "photo"))
 }
 
 /// The draft's ID photo, for the screen.
@@ -157,10 +150,7 @@ pub async fn document(
         Err(r) => return Ok(r),
     };
     let t = super::tr(s.lang)?;
-    let svc = st
-        .catalogue()
-        .service(&d.service)
-        .map_err(|e| PageError::Internal(e.to_string()))?;
+    let svc = service_of(&st, &d)?;
     if !svc.documents.iter().any(|x| x.name == up.name) {
         return Err(PageError::BadRequest(format!("no document {:?}", up.name)));
     }
@@ -188,10 +178,7 @@ pub async fn document(
         }
     })
     .await?;
-    Ok(match changed {
-        Ok((d, ())) => Redirect::to(&format!("/drafts/{}#scans", d.id)).into_response(),
-        Err(r) => r,
-    })
+    Ok(back_to(changed, "scans"))
 }
 
 /// The citizen accepts the photo on screen.
@@ -231,8 +218,5 @@ pub async fn retake(
         }
     })
     .await?;
-    Ok(match changed {
-        Ok((d, ())) => Redirect::to(&format!("/drafts/{}#photo", d.id)).into_response(),
-        Err(r) => r,
-    })
+    Ok(back_to(changed, "photo"))
 }
