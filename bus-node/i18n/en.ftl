@@ -142,6 +142,9 @@ save-fix-first = Fix the fields marked in red, then save again.
 save-failed = Not saved yet: { $why }
 discard = Discard draft
 discard-confirm = Discard this draft? What was typed will be lost.
+withdrawn-title = This service is no longer offered
+withdrawn-body = HQ's newest service catalogue (version { $version }) no longer has { $service }, so this draft cannot be saved. Discard it and start again with another service if the citizen still needs one.
+withdrawn-applicant = Applicant
 
 saved-done = The application is saved safely on the bus. Print the receipt for the applicant.
 receipt-title = Receipt

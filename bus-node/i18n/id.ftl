@@ -135,6 +135,9 @@ save-fix-first = Perbaiki isian yang ditandai merah, lalu simpan lagi.
 save-failed = Belum tersimpan: { $why }
 discard = Buang draf
 discard-confirm = Buang draf ini? Isiannya akan hilang.
+withdrawn-title = Layanan ini tidak ada lagi
+withdrawn-body = Katalog layanan terbaru dari pusat (versi { $version }) tidak lagi memuat { $service }, jadi draf ini tidak dapat disimpan. Buang draf ini dan mulai lagi dengan layanan lain bila warga masih memerlukannya.
+withdrawn-applicant = Pemohon
 
 saved-done = Permohonan tersimpan aman di bus. Cetak tanda terima untuk pemohon.
 receipt-title = Tanda terima

@@ -1,5 +1,6 @@
 //! `bus-node run`: the long-running daemon on the bus.
 
+use crate::catalogues::Catalogues;
 use crate::config::BusConfig;
 use crate::station::{Server, StationError};
 use crate::store::Store;
@@ -28,16 +29,19 @@ pub async fn run(
     metrics: Arc<SyncMetrics>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), DaemonError> {
+    // The newest catalogue the bus has; the sync replaces it when HQ publishes a newer one.
+    let catalogues =
+        Arc::new(Catalogues::for_bus(&cfg).map_err(|e| SyncError::Config(e.to_string()))?);
     // Bound before anything runs, so a bad address is an immediate, clear exit.
     let station = if cfg.station.enabled {
-        let server = Server::bind(&cfg, vault.clone(), metrics.clone()).await?;
+        let server = Server::bind(&cfg, vault.clone(), metrics.clone(), catalogues.clone()).await?;
         Some(tokio::spawn(server.run(shutdown.clone())))
     } else {
         None
     };
     let purge = tokio::spawn(purge_loop(cfg.clone(), vault.clone(), shutdown.clone()));
     info!(bus = %cfg.bus_id, broker = %format!("{}:{}", cfg.broker.host, cfg.broker.port), db = %cfg.db_path().display(), key = %vault.sealing_key().fingerprint(), "bus node running");
-    let result = sync::run(cfg, vault, metrics, shutdown).await;
+    let result = sync::run(cfg, vault, metrics, catalogues, shutdown).await;
     purge.abort();
     if let Some(s) = station {
         match tokio::time::timeout(Duration::from_secs(5), s).await {

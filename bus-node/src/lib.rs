@@ -3,6 +3,7 @@
 //! - [`store`]: the SQLite store, the only copy until HQ confirms.
 //! - [`vault`]: encryption at rest: the bus key pair, the passphrase, sealed records and blobs.
 //! - [`capture`]: operator input in, parsed application and receipt out.
+//! - [`catalogues`]: the service catalogue in use: the bus's own or HQ's, the newest.
 //! - [`sync`]: the MQTT sync client (poller + pump).
 //! - [`pace`]: how many chunks in flight the link carries without queueing.
 //! - [`station`]: the operator's screen (web pages served by `bus-node run`).
@@ -12,6 +13,7 @@
 //!   [`lookup`]: finding applications by tracking number or NIK (a keyed index).
 
 pub mod capture;
+pub mod catalogues;
 pub mod config;
 pub mod daemon;
 pub mod drafts;

@@ -389,7 +389,8 @@ fn split_pair(s: &str, what: &str) -> Result<(String, String)> {
 }
 
 fn capture_cmd(cfg: &BusConfig, a: CaptureArgs) -> Result<()> {
-    let catalogue = cfg.catalogue()?;
+    // The newest the bus has: its own, or HQ's from the last sync.
+    let catalogue = bus_node::catalogues::Catalogues::for_bus(cfg)?.current();
     let gps = match &a.gps {
         Some(g) => {
             let (lat, lon) = g.split_once(',').context("--gps must be lat,lon")?;
@@ -502,6 +503,17 @@ fn status_cmd(
                 "{t} ({} lalu)",
                 ago(t)
             ))
+    );
+    let catalogue = bus_node::catalogues::Catalogues::for_bus(cfg)?.current();
+    let from = if catalogue.version > cfg.catalogue()?.version {
+        "dari pusat (from HQ)"
+    } else {
+        "milik bus (the bus's own)"
+    };
+    println!(
+        "Katalog layanan (catalogue)    : versi {}, {} layanan, {from}",
+        catalogue.version,
+        catalogue.services.len()
     );
     if list > 0 {
         let rows = store.recent(list, waiting)?;

@@ -169,7 +169,7 @@ pub const MAX_QUARANTINE_PAYLOAD: usize = 4096;
 const META_PUBLIC_KEY: &str = "vault_public_key";
 const META_WRAPPED_KEY: &str = "vault_wrapped_secret_key";
 /// `PRAGMA user_version` of the encrypted schema (0: an older store, or a new file).
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS applications (
@@ -265,6 +265,14 @@ CREATE TABLE IF NOT EXISTS nik_index (
     PRIMARY KEY (tag, application_id)
 );
 CREATE INDEX IF NOT EXISTS nik_index_by_app ON nik_index(application_id);
+-- HQ's fleet-wide messages (schema 4), newest version of each, as HQ signed them
+-- (catalogues.rs): the service catalogue.
+CREATE TABLE IF NOT EXISTS fleet_messages (
+    name        TEXT PRIMARY KEY,
+    version     INTEGER NOT NULL,
+    payload     BLOB NOT NULL,
+    received_at INTEGER NOT NULL
+);
 "#;
 
 /// What keeping a decision came to.

@@ -17,6 +17,7 @@
 //!   rumqttc drops what it had queued, so the pump forgets its in-flight sets and sends
 //!   again from the store.
 
+use crate::catalogues::Catalogues;
 use crate::config::{BusConfig, BROKER_CONNECTION_TIMEOUT_SECS};
 use crate::pace::ChunkPace;
 use crate::store::{DecisionStored, Store, StoreError};
@@ -27,11 +28,11 @@ use keliling_shared::sign::VerifyingKeys;
 use keliling_shared::tls::BrokerTransport;
 use keliling_shared::topics::{Topics, UpKind};
 use keliling_shared::wire::{
-    chunk_range, BlobQuery, BusStatus, Down, DownEnvelope, Heartbeat, Up, UpEnvelope,
-    MAX_QUERY_BLOBS,
+    chunk_range, BlobQuery, BusStatus, Down, DownEnvelope, Fleet, FleetEnvelope, Heartbeat, Up,
+    UpEnvelope, MAX_QUERY_BLOBS,
 };
 use keliling_shared::{ApplicationId, BusId, Sha256, UnixMillis};
-use rumqttc::{AsyncClient, Event, EventLoop, LastWill, Packet, Publish, QoS};
+use rumqttc::{AsyncClient, Event, EventLoop, LastWill, Packet, Publish, QoS, SubscribeFilter};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -99,6 +100,7 @@ pub async fn run(
     cfg: BusConfig,
     vault: Arc<UnlockedVault>,
     metrics: Arc<SyncMetrics>,
+    catalogues: Arc<Catalogues>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), SyncError> {
     let topics =
@@ -117,7 +119,16 @@ pub async fn run(
     let poller = tokio::spawn(poll(eventloop, tx, backoff, shutdown.clone()));
     let bus_id = cfg.bus_id.clone();
     let status_topic = topics.up(&bus_id, UpKind::Status);
-    let pump = Pump::new(cfg, topics, store, vault, keys, client.clone(), metrics);
+    let trust = Trust { vault, keys };
+    let pump = Pump::new(
+        cfg,
+        topics,
+        store,
+        trust,
+        client.clone(),
+        metrics,
+        catalogues,
+    );
     let result = pump.run(rx, &mut shutdown).await;
     // A clean goodbye: the broker then does not publish the last will, so say it ourselves.
     publish_status(&client, &bus_id, status_topic, BusStatus::Offline);
@@ -243,6 +254,8 @@ struct Pump {
     keys: VerifyingKeys,
     client: AsyncClient,
     metrics: Arc<SyncMetrics>,
+    /// The service catalogue in use (shared with the station): HQ's newer ones replace it.
+    catalogues: Arc<Catalogues>,
     connected: bool,
     /// Whether the subscription to our down topic was handed to rumqttc on this
     /// connection; a failed one is tried again on the next tick, not on the next connect.
@@ -265,15 +278,21 @@ struct Pump {
     last_heard: Instant,
 }
 
+/// What the pump opens and believes with: the unlocked vault and HQ's pinned keys.
+struct Trust {
+    vault: Arc<UnlockedVault>,
+    keys: VerifyingKeys,
+}
+
 impl Pump {
     fn new(
         cfg: BusConfig,
         topics: Topics,
         store: Store,
-        vault: Arc<UnlockedVault>,
-        keys: VerifyingKeys,
+        Trust { vault, keys }: Trust,
         client: AsyncClient,
         metrics: Arc<SyncMetrics>,
+        catalogues: Arc<Catalogues>,
     ) -> Self {
         let pace = ChunkPace::new(
             cfg.sync.chunk_window,
@@ -288,6 +307,7 @@ impl Pump {
             keys,
             client,
             metrics,
+            catalogues,
             connected: false,
             subscribed: false,
             records_in_flight: HashMap::new(),
@@ -399,16 +419,19 @@ impl Pump {
         }
     }
 
-    /// Subscribes to this bus's down topic; false when rumqttc's queue is full (the
-    /// pump tries again on its next tick: until then the bus would hear nothing).
+    /// Subscribes to this bus's down topic and the fleet's (the retained catalogue comes
+    /// at once); false when rumqttc's queue is full (the pump tries again on its next
+    /// tick: until then the bus would hear nothing).
     fn subscribe(&mut self) -> bool {
         if self.subscribed {
             return true;
         }
-        match self
-            .client
-            .try_subscribe(self.topics.down_filter(&self.cfg.bus_id), QoS::AtLeastOnce)
-        {
+        let filters = [
+            self.topics.down_filter(&self.cfg.bus_id),
+            self.topics.fleet_filter(),
+        ]
+        .map(|f| SubscribeFilter::new(f, QoS::AtLeastOnce));
+        match self.client.try_subscribe_many(filters) {
             Ok(()) => self.subscribed = true,
             Err(e) => warn!(error = %e, "cannot subscribe to HQ's answers yet; trying again"),
         }
@@ -418,11 +441,14 @@ impl Pump {
     /// Sets a message aside that the bus does not believe or cannot use; it moves nothing.
     fn quarantine(&mut self, p: &Publish, why: &str) -> Result<(), StoreError> {
         self.metrics.quarantined.fetch_add(1, Ordering::Relaxed);
-        warn!(topic = %p.topic, %why, "message on the down topic quarantined");
+        warn!(topic = %p.topic, %why, "message from HQ quarantined");
         self.store.quarantine(&p.topic, why, &p.payload)
     }
 
     fn on_message(&mut self, p: &Publish) -> Result<(), StoreError> {
+        if let Some(name) = self.topics.fleet_name(&p.topic) {
+            return self.on_fleet_message(name, p);
+        }
         // Believed only with HQ's signature, and only when meant for this bus: a broker
         // or another fleet certificate cannot make this bus move anything.
         let env = match DownEnvelope::decode_verified(&p.payload, &self.keys) {
@@ -531,6 +557,48 @@ impl Pump {
                     return self.quarantine(p, &why);
                 }
             },
+        }
+        Ok(())
+    }
+
+    /// A message HQ published to every bus (retained: it comes again at each connect).
+    fn on_fleet_message(&mut self, name: &str, p: &Publish) -> Result<(), StoreError> {
+        let env = match FleetEnvelope::decode_verified(&p.payload, &self.keys) {
+            Ok(env) if env.topic_name() == name => env,
+            Ok(env) => {
+                let why = format!("fleet message {} on topic {}", env.topic_name(), p.topic);
+                return self.quarantine(p, &why);
+            }
+            Err(e) => return self.quarantine(p, &e.to_string()),
+        };
+        match env.body {
+            Fleet::Catalogue(cat) => {
+                let current = self.catalogues.current();
+                if cat.version > current.version {
+                    // Kept before it is used: a restart does not go back to an older one.
+                    self.store
+                        .keep_fleet_message(name, cat.version, &p.payload)?;
+                    info!(
+                        version = cat.version,
+                        services = cat.services.len(),
+                        was = current.version,
+                        "HQ's new service catalogue is in use"
+                    );
+                    self.catalogues.offer(*cat);
+                } else if cat.version == current.version && *cat != *current {
+                    warn!(
+                        version = cat.version,
+                        "HQ's service catalogue differs from this bus's own of the same version: \
+                         keeping this bus's (give a changed catalogue a higher version)"
+                    );
+                } else {
+                    debug!(
+                        version = cat.version,
+                        current = current.version,
+                        "HQ's service catalogue: nothing newer"
+                    );
+                }
+            }
         }
         Ok(())
     }
@@ -857,10 +925,13 @@ mod tests {
             cfg,
             Topics::default(),
             store,
-            Arc::new(vault),
-            keys,
+            Trust {
+                vault: Arc::new(vault),
+                keys,
+            },
             AsyncClient::from_senders(tx),
             Arc::default(),
+            Arc::new(Catalogues::new(keliling_shared::Catalogue::builtin())),
         );
         (pump, rx)
     }

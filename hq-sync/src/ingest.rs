@@ -29,14 +29,18 @@
 //!   ack of a failed message would cost a reconnect (rumqttd) or, a window's worth of them
 //!   later, stop delivery to HQ altogether (Mosquitto's `max_inflight_messages`).
 
+use crate::catalogues::Catalogues;
 use crate::config::HqConfig;
 use crate::photos::{PhotoStore, PhotoStoreError};
 use crate::replies::{self, Replies, Window, REPLY_WINDOW};
 use crate::staging::{Staging, StagingError, Stored};
 use crate::store::{FleetUpdate, HqStore, HqStoreError, RecordOutcome, WorkerRow};
 use keliling_shared::mqtt::ClientOptions;
+use keliling_shared::sign::SigningKey;
 use keliling_shared::topics::{Topics, UpKind};
-use keliling_shared::wire::{BlobProgress, BusStatus, Chunk, Down, RecordNotes, Up, UpEnvelope};
+use keliling_shared::wire::{
+    BlobProgress, BusStatus, Chunk, Down, Fleet, FleetEnvelope, RecordNotes, Up, UpEnvelope,
+};
 use keliling_shared::{Application, ApplicationId, BusId, Catalogue, Sha256, UnixMillis};
 use rumqttc::{AsyncClient, Event, EventLoop, Packet, Publish, QoS};
 use std::collections::{BTreeMap, HashMap};
@@ -146,6 +150,7 @@ pub async fn run(
     })
     .await
     .map_err(|e| IngestError::Worker(e.to_string()))??;
+    let fleet = fleet_messages(&topics, ingest.catalogues.current(), &key)?;
     let (client, eventloop) = mqtt(&cfg)?;
     let (tx, mut rx) = mpsc::unbounded_channel::<Publish>();
     let window = Arc::new(Window::default());
@@ -156,6 +161,12 @@ pub async fn run(
         tx,
         window.clone(),
         metrics,
+        shutdown.clone(),
+    ));
+    let announcer = tokio::spawn(replies::announce(
+        client.clone(),
+        window.clone(),
+        fleet,
         shutdown.clone(),
     ));
     let (replies, lane) = replies::lane();
@@ -226,10 +237,34 @@ pub async fn run(
         ingest.hand_over(out, &replies);
     };
     drop(replies);
+    announcer.abort();
     let _ = tokio::time::timeout(Duration::from_millis(500), sender).await;
     let _ = tokio::time::timeout(Duration::from_millis(500), client.disconnect()).await;
     let _ = tokio::time::timeout(Duration::from_secs(1), poller).await;
     result
+}
+
+/// HQ's fleet-wide messages, signed, for [`replies::announce`]: the service catalogue.
+/// One too large for a message stops HQ here, loudly: buses would never hear of it.
+fn fleet_messages(
+    topics: &Topics,
+    catalogue: &Catalogue,
+    key: &SigningKey,
+) -> Result<Vec<(String, Vec<u8>)>, IngestError> {
+    let env = FleetEnvelope::new(Fleet::Catalogue(Box::new(catalogue.clone())));
+    let bytes = env.encode_signed(key).map_err(|e| {
+        IngestError::Config(format!(
+            "the service catalogue (version {}) cannot be sent to the fleet: {e}",
+            catalogue.version
+        ))
+    })?;
+    info!(
+        version = catalogue.version,
+        services = catalogue.services.len(),
+        bytes = bytes.len(),
+        "service catalogue for the fleet"
+    );
+    Ok(vec![(topics.fleet(env.topic_name()), bytes)])
 }
 
 fn mqtt(cfg: &HqConfig) -> Result<(AsyncClient, EventLoop), IngestError> {
@@ -301,6 +336,7 @@ async fn poll(
                         warn!(error = %e, "subscribe failed");
                     }
                 }
+                window.connected();
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 let queued = metrics.queued.load(Ordering::Relaxed) as usize;
@@ -338,7 +374,9 @@ struct Ingest {
     staging_limits: crate::staging::Limits,
     last_reopen: Option<Instant>,
     photos: PhotoStore,
-    catalogue: Catalogue,
+    /// HQ's catalogue and every version it published, to check each record against the
+    /// version its bus used.
+    catalogues: Catalogues,
     topics: Topics,
     metrics: Arc<IngestMetrics>,
     floor: crate::disk::Floor,
@@ -575,14 +613,17 @@ impl Ingest {
             .map_err(|e| IngestError::Config(e.to_string()))?;
         let limits = cfg.staging.limits();
         let staging_dir = cfg.staging_dir();
+        let mut store = HqStore::open(&cfg.db_path())?;
+        let catalogues = Catalogues::load(&mut store, catalogue)
+            .map_err(|e| IngestError::Config(e.to_string()))?;
         let mut ingest = Ingest {
-            store: HqStore::open(&cfg.db_path())?,
+            store,
             staging: Some(Staging::open_or_reset(&staging_dir, limits)?),
             staging_dir: staging_dir.clone(),
             staging_limits: limits,
             last_reopen: None,
             photos: PhotoStore::open(&cfg.photos_dir())?,
-            catalogue,
+            catalogues,
             topics,
             metrics,
             floor: crate::disk::Floor::new(
@@ -1018,8 +1059,15 @@ impl Ingest {
         self.records_seen += 1;
         self.fault_crash_before_commit();
         let bus = app.bus_id.clone();
-        if let Err(e) = self.catalogue.check(&app) {
-            let reason = format!("record refused by the catalogue: {e}");
+        let (catalogue, named) = self.catalogues.for_version(notes.catalogue_version);
+        if !named {
+            debug!(application = %app.id, %bus, version = ?notes.catalogue_version, current = catalogue.version, "a catalogue version HQ never published: checked against the current one");
+        }
+        if let Err(e) = catalogue.check(&app) {
+            let reason = format!(
+                "record refused by service catalogue version {}: {e}",
+                catalogue.version
+            );
             return self.reject_record(p, bus, &app, reason, fx);
         }
         let ingested = self

@@ -3,6 +3,7 @@
 //! - [`ingest`]: the MQTT ingest loop and its invariants (ack only after commit).
 //! - [`replies`]: HQ's answers to buses, on their own lane so acks never wait behind them.
 //! - [`store`]: the HQ record store (SQLite).
+//! - [`catalogues`]: every service catalogue published to the fleet, by version.
 //! - [`photos`]: verified blobs as content-addressed files.
 //! - [`staging`]: uploads in progress (sled), disposable.
 //! - [`broker`]: the embedded rumqttd broker.
@@ -15,6 +16,7 @@
 pub mod api_tokens;
 pub mod audit;
 pub mod broker;
+pub mod catalogues;
 pub mod config;
 pub mod console;
 pub mod content;

@@ -63,11 +63,23 @@ enum Command {
     /// The fleet PKI: CA, broker and HQ certificates, bus bundles, revocation.
     #[command(subcommand)]
     Pki(PkiCommand),
+    /// The service catalogue HQ publishes to the fleet, and every version published.
+    #[command(subcommand)]
+    Catalogue(CatalogueCommand),
     /// Counts, the fleet and the newest quarantine entries.
     Status {
         #[arg(long, default_value_t = 10)]
         quarantine: usize,
     },
+}
+
+#[derive(Subcommand)]
+enum CatalogueCommand {
+    /// Every version published to the fleet, and the one configured now.
+    List,
+    /// Checks a catalogue file before HQ publishes it (at its next start): that it is
+    /// sound, that its version is new or unchanged, and what it adds and removes.
+    Check { file: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -277,6 +289,7 @@ fn real_main() -> Result<()> {
         Command::Staff(cmd) => staff_cmd(&load(config)?, cmd),
         Command::ApiToken(cmd) => api_token_cmd(&load(config)?, cmd),
         Command::Pki(cmd) => pki_cmd(&load(config)?, cmd),
+        Command::Catalogue(cmd) => catalogue_cmd(&load(config)?, cmd),
         Command::Status { quarantine } => status(&load(config)?, quarantine),
     }
 }
@@ -634,6 +647,93 @@ fn api_token_cmd(cfg: &HqConfig, cmd: ApiTokenCommand) -> Result<()> {
             } else {
                 bail!("no active token named {name}");
             }
+        }
+    }
+    Ok(())
+}
+
+fn catalogue_cmd(cfg: &HqConfig, cmd: CatalogueCommand) -> Result<()> {
+    use keliling_shared::Catalogue;
+    let store = HqStore::open(&cfg.db_path())?;
+    let published = store.published_catalogues()?;
+    match cmd {
+        CatalogueCommand::List => {
+            let configured = cfg.catalogue()?;
+            if published.is_empty() {
+                println!("No catalogue published yet: HQ publishes its configured one when ingest starts.");
+            }
+            for p in &published {
+                println!(
+                    "version {:>4}  {:>4} services  first published {}",
+                    p.version, p.services, p.first_published_at
+                );
+            }
+            let state = if published.iter().any(|p| p.version == configured.version) {
+                "published"
+            } else {
+                "not yet published: at HQ's next start"
+            };
+            println!(
+                "configured: version {} ({} services, {} agencies), {state}",
+                configured.version,
+                configured.services.len(),
+                configured.agencies.len()
+            );
+        }
+        CatalogueCommand::Check { file } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let cat = Catalogue::from_toml(&text)?;
+            println!(
+                "{}: version {}, {} services from {} agencies: sound.",
+                file.display(),
+                cat.version,
+                cat.services.len(),
+                cat.agencies.len()
+            );
+            if let Some(stored) = store.published_catalogue(cat.version)? {
+                if stored == cat {
+                    println!("Version {} is published already, unchanged.", cat.version);
+                    return Ok(());
+                }
+                bail!(
+                    "version {} was published before with other content: HQ would refuse to start; give this catalogue a higher `version`",
+                    cat.version
+                );
+            }
+            let newest = published.iter().map(|p| p.version).max();
+            if let Some(n) = newest.filter(|n| *n > cat.version) {
+                println!(
+                    "Warning: version {} is older than the newest published ({n}): buses that have {n} keep it.",
+                    cat.version
+                );
+            }
+            if let Some(prev) = newest
+                .map(|n| store.published_catalogue(n))
+                .transpose()?
+                .flatten()
+            {
+                let codes = |c: &Catalogue| -> std::collections::BTreeSet<String> {
+                    c.services.iter().map(|s| s.code.to_string()).collect()
+                };
+                let (old, new) = (codes(&prev), codes(&cat));
+                let added: Vec<_> = new.difference(&old).cloned().collect();
+                let removed: Vec<_> = old.difference(&new).cloned().collect();
+                println!(
+                    "Against version {}: {} services added{}{}, {} withdrawn{}{}.",
+                    prev.version,
+                    added.len(),
+                    if added.is_empty() { "" } else { ": " },
+                    added.join(", "),
+                    removed.len(),
+                    if removed.is_empty() { "" } else { ": " },
+                    removed.join(", ")
+                );
+            }
+            println!(
+                "Version {} is new: HQ publishes it to the fleet when ingest starts with it configured.",
+                cat.version
+            );
         }
     }
     Ok(())

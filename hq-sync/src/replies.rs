@@ -30,7 +30,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{watch, Notify};
-use tracing::{error, warn};
+use tracing::{error, info, warn};
 
 /// HQ's publishes handed to rumqttc and not yet acked by the broker, at most.
 pub const REPLY_WINDOW: usize = 100;
@@ -44,6 +44,8 @@ pub const MAX_QUEUED_REPLIES: u64 = 200_000;
 pub struct Window {
     in_flight: AtomicUsize,
     freed: Notify,
+    /// A connection to the broker came up (for [`announce`]).
+    up: Notify,
 }
 
 impl Window {
@@ -73,6 +75,11 @@ impl Window {
             .in_flight
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
         self.freed.notify_one();
+    }
+
+    /// The connection to the broker is up (again): what is announced is published anew.
+    pub fn connected(&self) {
+        self.up.notify_one();
     }
 
     /// A new session without the old one: rumqttc dropped what was in flight, and no
@@ -246,6 +253,40 @@ pub async fn send(
             // rumqttc is gone (HQ is stopping); the bus will ask again.
             warn!(error = %e, "cannot queue reply");
             window.acked();
+        }
+    }
+}
+
+/// Publishes HQ's fleet-wide messages (`fleet_messages`: the catalogue), retained, after
+/// every connect: a broker that lost its retained messages (a restart without
+/// persistence, the embedded broker) has them again, and a bus that connects later still
+/// hears them. Within the reply window, like every publish of HQ's.
+pub async fn announce(
+    client: AsyncClient,
+    window: Arc<Window>,
+    messages: Vec<(String, Vec<u8>)>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = window.up.notified() => {}
+        }
+        for (topic, bytes) in &messages {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = window.acquire() => {}
+            }
+            match client
+                .publish(topic.clone(), QoS::AtLeastOnce, true, bytes.clone())
+                .await
+            {
+                Ok(()) => info!(%topic, bytes = bytes.len(), "published to the fleet (retained)"),
+                Err(e) => {
+                    warn!(error = %e, %topic, "cannot publish to the fleet");
+                    window.acked();
+                }
+            }
         }
     }
 }

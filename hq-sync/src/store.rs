@@ -156,7 +156,7 @@ pub struct HqStore {
 /// with the tables of migration 1) takes migration 1 as a no-op (`IF NOT EXISTS`).
 /// Append new migrations; never edit one that has shipped.
 const MIGRATIONS: &[&str] = &[
-    SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6, SCHEMA_V7,
+    SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6, SCHEMA_V7, SCHEMA_V8,
 ];
 
 const SCHEMA_V1: &str = r#"
@@ -425,6 +425,18 @@ ALTER TABLE applications ADD COLUMN notes BLOB;
 const SCHEMA_V7: &str = r#"
 ALTER TABLE applications ADD COLUMN amends TEXT;
 CREATE INDEX IF NOT EXISTS applications_by_amends ON applications(bus_id, amends);
+"#;
+
+/// 8: every service catalogue HQ has published to the fleet, by version (JSON of
+/// `keliling_shared::Catalogue`), so an application is checked against the version the
+/// bus used (`catalogues.rs`).
+const SCHEMA_V8: &str = r#"
+CREATE TABLE IF NOT EXISTS catalogues (
+    version INTEGER PRIMARY KEY,
+    body TEXT NOT NULL,
+    services INTEGER NOT NULL,
+    first_published_at INTEGER NOT NULL
+);
 "#;
 
 /// The schema version this build writes.

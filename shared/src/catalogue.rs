@@ -204,6 +204,13 @@ impl Catalogue {
         })
     }
 
+    /// Checks what TOML or postcard alone cannot: codes well-formed and unique, every
+    /// service's agency declared, choices present, photo rules in range. A catalogue from
+    /// a file or from HQ is used only after this.
+    pub fn validate(&self) -> Result<(), CatalogueError> {
+        self.check_consistent()
+    }
+
     fn check_consistent(&self) -> Result<(), CatalogueError> {
         let code_ok = |c: &str| {
             !c.is_empty()

@@ -13,6 +13,10 @@
 //! [`DOMAIN`] followed by the body. The domain string keeps these signatures from ever
 //! being valid for anything else HQ might sign later.
 //!
+//! Fleet-wide messages (`{prefix}/fleet/...`, e.g. the service catalogue) are addressed
+//! to no bus, so they are signed under their own domain ([`Purpose::Fleet`]): a body
+//! signed for one purpose never verifies as the other.
+//!
 //! Invariants: a [`VerifyingKeys`] holds one or two valid keys with distinct ids; only a
 //! body whose signature checks against one of them is ever decoded.
 
@@ -23,6 +27,26 @@ use std::fmt;
 
 /// What the signature covers besides the body: a fixed, versioned purpose.
 pub const DOMAIN: &[u8] = b"keliling/v1 down\0";
+/// The domain of fleet-wide messages (to every bus at once).
+pub const FLEET_DOMAIN: &[u8] = b"keliling/v1 fleet\0";
+
+/// What a signature is for; each has its own domain string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// A message to one bus (its `down/` topic).
+    Down,
+    /// A message to every bus (the `fleet/` topics).
+    Fleet,
+}
+
+impl Purpose {
+    fn domain(self) -> &'static [u8] {
+        match self {
+            Purpose::Down => DOMAIN,
+            Purpose::Fleet => FLEET_DOMAIN,
+        }
+    }
+}
 
 /// A key's id: the first 8 bytes of SHA-256 of its public key.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -65,9 +89,10 @@ impl fmt::Debug for Signed {
     }
 }
 
-fn message(body: &[u8]) -> Vec<u8> {
-    let mut m = Vec::with_capacity(DOMAIN.len() + body.len());
-    m.extend_from_slice(DOMAIN);
+fn message(purpose: Purpose, body: &[u8]) -> Vec<u8> {
+    let domain = purpose.domain();
+    let mut m = Vec::with_capacity(domain.len() + body.len());
+    m.extend_from_slice(domain);
     m.extend_from_slice(body);
     m
 }
@@ -130,7 +155,12 @@ impl SigningKey {
 
     /// Signs `body` (a postcard down envelope).
     pub fn sign(&self, body: Vec<u8>) -> Signed {
-        let signature = self.key.sign(&message(&body)).to_bytes().to_vec();
+        self.sign_for(Purpose::Down, body)
+    }
+
+    /// Signs `body` for `purpose`.
+    pub fn sign_for(&self, purpose: Purpose, body: Vec<u8>) -> Signed {
+        let signature = self.key.sign(&message(purpose, &body)).to_bytes().to_vec();
         Signed {
             key_id: self.id,
             body,
@@ -222,8 +252,17 @@ impl VerifyingKeys {
         &self.0
     }
 
-    /// The body of `signed` if one of these keys signed it.
+    /// The body of `signed` if one of these keys signed it (as a down message).
     pub fn verify<'a>(&self, signed: &'a Signed) -> Result<&'a [u8], SignError> {
+        self.verify_for(Purpose::Down, signed)
+    }
+
+    /// The body of `signed` if one of these keys signed it for `purpose`.
+    pub fn verify_for<'a>(
+        &self,
+        purpose: Purpose,
+        signed: &'a Signed,
+    ) -> Result<&'a [u8], SignError> {
         let key = self
             .0
             .iter()
@@ -233,7 +272,7 @@ impl VerifyingKeys {
             .map_err(|_| SignError::BadSignature)?;
         // `verify_strict`: no malleable or small-order tricks.
         key.key
-            .verify_strict(&message(&signed.body), &sig)
+            .verify_strict(&message(purpose, &signed.body), &sig)
             .map_err(|_| SignError::BadSignature)?;
         Ok(&signed.body)
     }
@@ -280,5 +319,20 @@ mod tests {
         assert!(VerifyingKeys::new(vec![]).is_err());
         assert!(VerifyingKeys::new(vec![hq.verifying_key(), hq.verifying_key()]).is_err());
         assert!(VerifyingKeys::parse("zz").is_err());
+    }
+
+    #[test]
+    fn a_signature_holds_only_for_its_purpose() {
+        let hq = SigningKey::generate();
+        let keys = VerifyingKeys::new(vec![hq.verifying_key()]).unwrap();
+        let down = hq.sign(b"body".to_vec());
+        let fleet = hq.sign_for(Purpose::Fleet, b"body".to_vec());
+        assert_eq!(keys.verify_for(Purpose::Down, &down).unwrap(), b"body");
+        assert_eq!(keys.verify_for(Purpose::Fleet, &fleet).unwrap(), b"body");
+        assert_eq!(
+            keys.verify_for(Purpose::Fleet, &down),
+            Err(SignError::BadSignature)
+        );
+        assert_eq!(keys.verify(&fleet), Err(SignError::BadSignature));
     }
 }

@@ -105,6 +105,12 @@ impl Topics {
     pub fn fleet_filter(&self) -> String {
         format!("{}/fleet/#", self.prefix)
     }
+    /// The name of a fleet topic (`{prefix}/fleet/{name}`), or `None` for any other.
+    pub fn fleet_name<'a>(&self, topic: &'a str) -> Option<&'a str> {
+        topic
+            .strip_prefix(self.prefix.as_str())
+            .and_then(|r| r.strip_prefix("/fleet/"))
+    }
 
     /// Splits an up topic into the bus id and kind it names.
     pub fn parse_up(&self, topic: &str) -> Result<(BusId, UpKind), TopicError> {
@@ -144,6 +150,9 @@ mod tests {
         ] {
             assert!(t.parse_up(bad).is_err(), "{bad}");
         }
+        assert_eq!(t.fleet_name(&t.fleet("catalogue")), Some("catalogue"));
+        assert_eq!(t.fleet_name("keliling/v1/bus/bus-01/down/sync"), None);
+        assert_eq!(t.fleet_name("other/fleet/catalogue"), None);
         assert!(Topics::new("a/#").is_err());
         assert!(Topics::new("/a").is_err());
         assert!(Topics::new("a//b").is_err());

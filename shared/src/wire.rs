@@ -8,9 +8,10 @@
 
 use crate::application::{Application, GeoPoint, MAX_ATTACHMENT_BYTES};
 use crate::bitmap::Bitmap;
+use crate::catalogue::Catalogue;
 use crate::decision::Decision;
 use crate::ids::{ApplicationId, BusId, Sha256};
-use crate::sign::{SignError, Signed, SigningKey, VerifyingKeys};
+use crate::sign::{Purpose, SignError, Signed, SigningKey, VerifyingKeys};
 use crate::time::UnixMillis;
 use crate::topics::UpKind;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
@@ -365,6 +366,62 @@ pub enum Down {
     Decision(Box<Decision>),
 }
 
+/// What HQ tells every bus at once, retained on a `{prefix}/fleet/...` topic so a bus
+/// that connects later still hears it. Signed under [`Purpose::Fleet`]: a message signed
+/// for one bus can never pass for a fleet message, nor the other way round.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FleetEnvelope {
+    pub sent_at: UnixMillis,
+    pub body: Fleet,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Fleet {
+    /// The service catalogue HQ checks applications against (on `fleet/catalogue`).
+    /// A bus keeps the newest version it has heard of.
+    Catalogue(Box<Catalogue>),
+}
+
+impl FleetEnvelope {
+    pub fn new(body: Fleet) -> Self {
+        FleetEnvelope {
+            sent_at: UnixMillis::now(),
+            body,
+        }
+    }
+
+    /// The fleet topic's name under `{prefix}/fleet/` for this message.
+    pub fn topic_name(&self) -> &'static str {
+        match self.body {
+            Fleet::Catalogue(_) => FLEET_CATALOGUE,
+        }
+    }
+
+    /// The signed, retained payload HQ publishes. Refused when over
+    /// [`MAX_MESSAGE_BYTES`] (a catalogue too large for one message).
+    pub fn encode_signed(&self, key: &SigningKey) -> Result<Vec<u8>, WireError> {
+        let body = postcard::to_stdvec(self).map_err(|e| WireError::Encode(e.to_string()))?;
+        encode(&key.sign_for(Purpose::Fleet, body))
+    }
+
+    /// Decodes a fleet payload, believing it only if one of `keys` signed it for the
+    /// fleet; the body is decoded only after the signature checks.
+    pub fn decode_verified(bytes: &[u8], keys: &VerifyingKeys) -> Result<Self, WireError> {
+        let signed: Signed = decode(bytes)?;
+        let body = keys.verify_for(Purpose::Fleet, &signed)?;
+        let env: FleetEnvelope = decode_body(body)?;
+        match &env.body {
+            Fleet::Catalogue(c) => c
+                .validate()
+                .map_err(|e| WireError::Invalid(e.to_string()))?,
+        }
+        Ok(env)
+    }
+}
+
+/// `{prefix}/fleet/catalogue`: the service catalogue.
+pub const FLEET_CATALOGUE: &str = "catalogue";
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BlobProgress {
     pub blob: Sha256,
@@ -609,6 +666,45 @@ mod tests {
         assert!(c.check().is_err());
         assert_eq!(chunk_count(40_000, 16_384), 3);
         assert_eq!(chunk_range(40_000, 16_384, 2), 32_768..40_000);
+    }
+
+    #[test]
+    fn the_city_catalogue_travels_signed_for_the_fleet_only() {
+        let hq = SigningKey::generate();
+        let keys = VerifyingKeys::new(vec![hq.verifying_key()]).unwrap();
+        let cat = Catalogue::from_toml(include_str!("../../config/services-city.toml")).unwrap();
+        let env = FleetEnvelope::new(Fleet::Catalogue(Box::new(cat)));
+        let bytes = env.encode_signed(&hq).unwrap();
+        // 200 services, 13 agencies: well inside one message, with room to grow.
+        assert!(
+            bytes.len() < MAX_MESSAGE_BYTES * 3 / 4,
+            "{} bytes",
+            bytes.len()
+        );
+        assert_eq!(FleetEnvelope::decode_verified(&bytes, &keys).unwrap(), env);
+        // Not a down message, and a down message is not a fleet one.
+        assert!(DownEnvelope::decode_verified(&bytes, &keys).is_err());
+        let down = delivered("bus-01").encode_signed(&hq).unwrap();
+        assert!(matches!(
+            FleetEnvelope::decode_verified(&down, &keys),
+            Err(WireError::Signature(SignError::BadSignature))
+        ));
+        // Another key's catalogue is not believed.
+        let other = SigningKey::generate();
+        assert!(matches!(
+            FleetEnvelope::decode_verified(&env.encode_signed(&other).unwrap(), &keys),
+            Err(WireError::Signature(SignError::UnknownKey(_)))
+        ));
+        // Signed by HQ but inconsistent (a service of an unknown agency): refused.
+        let Fleet::Catalogue(mut bad) = env.body.clone();
+        bad.services[0].agency = "NOPE".into();
+        let bad = FleetEnvelope::new(Fleet::Catalogue(bad))
+            .encode_signed(&hq)
+            .unwrap();
+        assert!(matches!(
+            FleetEnvelope::decode_verified(&bad, &keys),
+            Err(WireError::Invalid(_))
+        ));
     }
 
     fn delivered(bus: &str) -> DownEnvelope {

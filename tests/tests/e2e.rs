@@ -390,6 +390,147 @@ async fn a_damaged_blob_row_is_set_aside(kind: BrokerKind) -> Result<()> {
     Ok(())
 }
 
+/// The service catalogue travels from HQ to the fleet: HQ publishes it signed and
+/// retained on `fleet/catalogue`, a bus that connects later picks it up, keeps it across
+/// a restart and captures with it; HQ checks each application against the version the
+/// bus used (an older one it published stays valid for what was taken under it), and a
+/// catalogue under another key is set aside by the bus.
+async fn the_catalogue_reaches_the_fleet(kind: BrokerKind) -> Result<()> {
+    use bus_node::catalogues::Catalogues;
+    let dir = tempfile::tempdir()?;
+    let Some(mut broker) = TestBroker::start(kind, dir.path()).await? else {
+        return Ok(());
+    };
+    let (bus_dir, hq_dir) = (dir.path().join("bus"), dir.path().join("hq"));
+    let db = bus_dir.join("bus.sqlite");
+    let hq_log = dir.path().join("hq.log");
+    let settings = test_capture_settings("bus-ntt-01")?;
+    // HQ on the starter catalogue (version 1); the bus, offline, captures under it.
+    let mut hq = broker.spawn_hq(&hq_dir, &hq_log).await?;
+    hq.wait_for_log("published to the fleet", Duration::from_secs(30))
+        .await?;
+    let first = capture_renewal(&db, &settings, 0)?;
+    hq.kill9().await?;
+
+    // HQ's next catalogue (version 3): the city's, where a licence renewal also needs the
+    // blood type. The first application lacks it: only version 1 accepts it.
+    let city = include_str!("../../config/services-city.toml")
+        .replacen("version = 2", "version = 3", 1)
+        .replacen(
+            r#"{ name = "expiry_date", label = "Tanggal habis berlaku", kind = "date" },"#,
+            r#"{ name = "expiry_date", label = "Tanggal habis berlaku", kind = "date" },
+  { name = "blood_type", label = "Golongan darah", kind = "choice", choices = ["A", "B", "AB", "O"] },"#,
+            1,
+        );
+    let v3 = dir.path().join("services-v3.toml");
+    std::fs::write(&v3, &city)?;
+    let mut env = broker.hq_env(&hq_dir);
+    env.push(("HQ_SYNC__CATALOGUE".into(), v3.display().to_string()));
+    let _hq = Daemon::spawn("hq-sync", &["run"], &env, &hq_log).await?;
+    eventually("HQ publishes version 3", Duration::from_secs(30), || {
+        Ok(std::fs::read_to_string(&hq_log)?
+            .matches("published to the fleet")
+            .count()
+            >= 2)
+    })
+    .await?;
+
+    // The bus connects after HQ published: it hears the catalogue because it is retained.
+    let cfg = broker.bus_config("bus-ntt-01", &bus_dir)?;
+    let mut bus = broker
+        .spawn_bus("bus-ntt-01", &bus_dir, &dir.path().join("bus.log"))
+        .await?;
+    let version = || Ok::<_, anyhow::Error>(Catalogues::for_bus(&cfg)?.current().version);
+    eventually(
+        "the bus takes HQ's catalogue",
+        Duration::from_secs(60),
+        || Ok(version()? == 3),
+    )
+    .await
+    .with_context(|| bus.log())?;
+    eventually(
+        "the first application delivered",
+        Duration::from_secs(60),
+        || Ok(bus_delivered(&db)? == 1),
+    )
+    .await
+    .with_context(|| {
+        format!(
+            "hq:\n{}",
+            tail(&std::fs::read_to_string(&hq_log).unwrap_or_default())
+        )
+    })?;
+
+    // Captured with the bus's newest catalogue: the blood type is asked for now.
+    let catalogue = Catalogues::for_bus(&cfg)?.current();
+    let portrait = keliling_photo::fixtures::load_portrait()?;
+    let mut input = sample::sim_renewal(1, sample::camera_photo(&portrait, 1)?);
+    let mut store = bus_node::Store::open(&db)?;
+    let refused = bus_node::capture::capture(&mut store, &catalogue, &settings, input.clone());
+    anyhow::ensure!(
+        refused
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("blood_type")),
+        "a renewal without blood type under version 3: {:?}",
+        refused.map(|r| r.application.id)
+    );
+    input.fields.push(("blood_type".into(), "O".into()));
+    let second = bus_node::capture::capture(&mut store, &catalogue, &settings, input)?;
+    eventually("both delivered", Duration::from_secs(60), || {
+        Ok(bus_delivered(&db)? == 2)
+    })
+    .await?;
+    assert_exactly_once(&[db.as_path()], &hq_dir, 2)?;
+    let hq_store = hq_sync::store::HqStore::open(&hq_dir.join("hq.sqlite"))?;
+    let versions: Vec<u32> = hq_store
+        .published_catalogues()?
+        .iter()
+        .map(|p| p.version)
+        .collect();
+    assert_eq!(versions, vec![1, 3]);
+    for (app, v) in [(&first, 1), (&second.application, 3)] {
+        let notes = hq_store.record_notes(&app.bus_id, &app.id)?;
+        assert_eq!(notes.catalogue_version, Some(v));
+    }
+
+    // A restart keeps HQ's catalogue (from the store, its signature checked again).
+    bus.kill9().await?;
+    assert_eq!(version()?, 3);
+
+    // A catalogue signed by another key, retained on the fleet topic by a stolen HQ
+    // worker certificate: the bus sets it aside and keeps version 3.
+    let bus = broker
+        .spawn_bus("bus-ntt-01", &bus_dir, &dir.path().join("bus-again.log"))
+        .await?;
+    bus.wait_for_log("connected to broker", Duration::from_secs(30))
+        .await?;
+    broker.provision_hq("hq-9").await?;
+    let (forger, eventloop) = rumqttc::AsyncClient::new(
+        broker.mqtt_options("hq-9", &Identity::HqWorker("hq-9".into()))?,
+        16,
+    );
+    let _poller = spawn_poller("forger", eventloop, |_| {});
+    let mut forged = keliling_shared::Catalogue::from_toml(&city)?;
+    forged.version = 9;
+    let payload = keliling_shared::wire::FleetEnvelope::new(
+        keliling_shared::wire::Fleet::Catalogue(Box::new(forged)),
+    )
+    .encode_signed(&keliling_shared::sign::SigningKey::generate())?;
+    let topic = keliling_shared::topics::Topics::default().fleet("catalogue");
+    forger
+        .publish(topic, rumqttc::QoS::AtLeastOnce, true, payload)
+        .await?;
+    eventually(
+        "the bus sets the forgery aside",
+        Duration::from_secs(30),
+        || Ok(bus_node::Store::open(&db)?.quarantine_count()? >= 1),
+    )
+    .await
+    .with_context(|| bus.log())?;
+    assert_eq!(version()?, 3);
+    Ok(())
+}
+
 fn tail(s: &str) -> String {
     let lines: Vec<&str> = s.lines().collect();
     lines[lines.len().saturating_sub(40)..].join("\n")
@@ -417,4 +558,5 @@ against_both_brokers!(
     cut_link_mid_large_blob,
     two_hq_workers,
     a_damaged_blob_row_is_set_aside,
+    the_catalogue_reaches_the_fleet,
 );

@@ -39,21 +39,41 @@ async fn an_operator_captures_an_application_at_the_station() -> Result<()> {
         store.add_operator("Maria Ndun", &Pin::parse_new(PIN)?)?;
         store.add_operator("Yosef Lake", &Pin::parse_new("1357")?)?;
     }
-    let mut hq = broker.spawn_hq(&hq_dir, &dir.path().join("hq.log")).await?;
+    // HQ publishes a city's one-stop service hall (200 services from 13 agencies) to the
+    // fleet; the bus has only the starter catalogue of its own.
+    let mut env = broker.hq_env(&hq_dir);
+    let city =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/services-city.toml");
+    env.push(("HQ_SYNC__CATALOGUE".into(), city.display().to_string()));
+    let mut hq = Daemon::spawn("hq-sync", &["run"], &env, &dir.path().join("hq.log")).await?;
     let mut cfg = broker.bus_config("bus-ntt-01", &bus_dir)?;
     let port = keliling_e2e::ports::free_port()?;
     cfg.station.enabled = true;
     cfg.station.listen = format!("127.0.0.1:{port}").parse()?;
-    // A city's one-stop service hall: 200 services from 13 agencies.
-    cfg.catalogue =
-        Some(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/services-city.toml"));
     let base = format!("http://127.0.0.1:{port}/");
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let bus = tokio::spawn(bus_node::daemon::run(cfg, vault, Arc::default(), stopped));
+    let bus = tokio::spawn(bus_node::daemon::run(
+        cfg.clone(),
+        vault,
+        Arc::default(),
+        stopped,
+    ));
     let b = &browser;
     eventually("the station listens", Duration::from_secs(20), || {
         Ok(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok())
     })
+    .await?;
+    eventually(
+        "the bus has HQ's catalogue",
+        Duration::from_secs(30),
+        || {
+            Ok(bus_node::catalogues::Catalogues::for_bus(&cfg)?
+                .current()
+                .services
+                .len()
+                == 200)
+        },
+    )
     .await?;
 
     // A wrong PIN is refused with what is left; the right one signs in.
@@ -283,6 +303,7 @@ async fn an_operator_captures_an_application_at_the_station() -> Result<()> {
     b.goto(&format!("{base}new")).await?;
     b.click("#svc-SIM_RENEWAL").await?;
     b.wait_for("#app-form").await?;
+    b.fill("#full_name", "Yakobus Tefa").await?;
     b.fill("#date_of_birth", &dob).await?;
     tokio::time::sleep(Duration::from_millis(800)).await;
     b.wait_for("#camera-start:not([hidden])").await?;
@@ -306,6 +327,61 @@ async fn an_operator_captures_an_application_at_the_station() -> Result<()> {
             >= 1,
         "the shot's ID photo comes with its advice"
     );
+
+    // HQ withdraws the licence renewal (its catalogue version 3 lacks it): the open
+    // draft says it cannot be saved, and discarding it goes back to today.
+    let draft_url = b
+        .js("return location.origin + location.pathname")
+        .await?
+        .as_str()
+        .context("the draft's address")?
+        .to_owned();
+    hq.kill9().await?;
+    let city_text = std::fs::read_to_string(&city)?;
+    let start = city_text
+        .find("[[service]]\ncode = \"SIM_RENEWAL\"")
+        .context("the renewal in the city's catalogue")?;
+    let end = start + city_text[start..].find("\n\n").context("its end")?;
+    let withdrawn = format!("{}{}", &city_text[..start], &city_text[end..]).replacen(
+        "version = 2",
+        "version = 3",
+        1,
+    );
+    let v3 = dir.path().join("services-v3.toml");
+    std::fs::write(&v3, withdrawn)?;
+    let mut env = broker.hq_env(&hq_dir);
+    env.push(("HQ_SYNC__CATALOGUE".into(), v3.display().to_string()));
+    let mut hq = Daemon::spawn("hq-sync", &["run"], &env, &dir.path().join("hq.log")).await?;
+    eventually(
+        "the bus has HQ's version 3",
+        Duration::from_secs(60),
+        || {
+            Ok(bus_node::catalogues::Catalogues::for_bus(&cfg)?
+                .current()
+                .version
+                == 3)
+        },
+    )
+    .await?;
+    b.goto(&draft_url).await?;
+    b.wait_for("#withdrawn").await?;
+    ensure!(
+        b.text("#withdrawn").await?.contains("SIM_RENEWAL")
+            && b.text("#withdrawn").await?.contains("Yakobus Tefa"),
+        "the page names the withdrawn service and whose draft it was"
+    );
+    b.screenshot("station-withdrawn").await?;
+    b.js("window.confirm = () => true; return 0").await?;
+    b.click("#discard").await?;
+    b.wait_for("#start-new").await?;
+    b.goto(&draft_url).await?;
+    let gone = b.text("h1").await?;
+    ensure!(
+        gone.contains("tidak ditemukan"),
+        "the draft is gone: {gone}"
+    );
+    b.goto(&base).await?;
+    b.wait_for("#start-new").await?;
 
     // Switching operator locks the screen.
     b.click("#lock").await?;
@@ -426,7 +502,8 @@ async fn the_station_serves_https_with_a_fleet_certificate() -> Result<()> {
     cfg.station.listen = "127.0.0.1:0".parse()?;
     cfg.station.tls_cert = Some(cert);
     cfg.station.tls_key = Some(key);
-    let server = bus_node::station::Server::bind(&cfg, vault, Arc::default()).await?;
+    let catalogues = Arc::new(bus_node::catalogues::Catalogues::for_bus(&cfg)?);
+    let server = bus_node::station::Server::bind(&cfg, vault, Arc::default(), catalogues).await?;
     ensure!(server.url().starts_with("https://"), "{}", server.url());
     let addr = server.local_addr().context("address")?;
     let (stop, stopped) = tokio::sync::watch::channel(false);

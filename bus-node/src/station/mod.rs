@@ -17,6 +17,7 @@ pub mod check;
 pub mod views;
 
 use crate::capture::CaptureSettings;
+use crate::catalogues::Catalogues;
 use crate::config::{BusConfig, StationConfig};
 use crate::store::Store;
 use crate::sync::SyncMetrics;
@@ -69,7 +70,8 @@ struct Inner {
     pool: Pool<Store>,
     vault: Arc<UnlockedVault>,
     index_key: Arc<IndexKey>,
-    catalogue: Arc<Catalogue>,
+    /// The catalogue in use: HQ's newer ones replace it while the station runs.
+    catalogues: Arc<Catalogues>,
     settings: CaptureSettings,
     bus_id: BusId,
     cfg: StationConfig,
@@ -86,14 +88,11 @@ impl Station {
         cfg: &BusConfig,
         vault: Arc<UnlockedVault>,
         metrics: Arc<SyncMetrics>,
+        catalogues: Arc<Catalogues>,
     ) -> Result<Station, StationError> {
         if TEXTS.get().is_none() {
             let _ = TEXTS.set(I18n::new(&CATALOGUES)?);
         }
-        let catalogue = Arc::new(
-            cfg.catalogue()
-                .map_err(|e| StationError::Config(e.to_string()))?,
-        );
         let db = cfg.db_path();
         let index_key = Arc::new(vault.index_key());
         Ok(Station {
@@ -101,7 +100,7 @@ impl Station {
                 pool: Pool::new(4, move || Store::open(&db)),
                 index_key,
                 vault,
-                catalogue,
+                catalogues,
                 settings: cfg.capture_settings(),
                 bus_id: cfg.bus_id.clone(),
                 secure_cookies: cfg.station.tls_cert.is_some(),
@@ -154,13 +153,9 @@ impl Station {
         self.inner.index_key.clone()
     }
 
-    pub fn catalogue(&self) -> &Catalogue {
-        &self.inner.catalogue
-    }
-
-    /// The catalogue, to move into store work.
-    pub fn catalogue_arc(&self) -> Arc<Catalogue> {
-        self.inner.catalogue.clone()
+    /// The service catalogue in use now (a page keeps the one it started with).
+    pub fn catalogue(&self) -> Arc<Catalogue> {
+        self.inner.catalogues.current()
     }
 
     pub fn settings(&self) -> &CaptureSettings {
@@ -290,6 +285,7 @@ impl Server {
         cfg: &BusConfig,
         vault: Arc<UnlockedVault>,
         metrics: Arc<SyncMetrics>,
+        catalogues: Arc<Catalogues>,
     ) -> Result<Server, StationError> {
         let c = &cfg.station;
         check_config(c)?;
@@ -300,7 +296,7 @@ impl Server {
         if tls.is_none() && !c.listen.ip().is_loopback() {
             tracing::warn!(listen = %c.listen, "station on plain HTTP: PINs and citizens' data cross the bus network in clear, and tablets get no live camera; use a station certificate");
         }
-        let station = Station::new(cfg, vault, metrics)?;
+        let station = Station::new(cfg, vault, metrics, catalogues)?;
         let bound = keliling_web::serve::Bound::bind(c.listen, tls)
             .await
             .map_err(|source| StationError::Listen {

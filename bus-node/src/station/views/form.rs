@@ -76,6 +76,18 @@ pub struct FormPage {
     pub saved_note: String,
 }
 
+/// A draft whose service HQ's newer catalogue no longer has: it cannot be saved.
+#[derive(Template)]
+#[template(path = "withdrawn.html")]
+pub struct WithdrawnPage {
+    pub l: Layout,
+    pub id: String,
+    pub body: String,
+    /// The citizen's name as typed, so the operator knows whose draft it was.
+    pub applicant: String,
+    pub started: String,
+}
+
 impl FormPage {
     pub fn problem(&self, field: &str) -> Option<&str> {
         self.problems
@@ -256,13 +268,13 @@ pub async fn form_page(
     })
 }
 
-/// The service of draft `d`, from the catalogue (one the catalogue lacks is an internal
-/// error: drafts are made only for its services).
+/// The service of draft `d`, from the catalogue in use. One it lacks (HQ's newer
+/// catalogue withdrew it) refuses the request: the draft's page says so ([`page`]).
 pub fn service_of(st: &Station, d: &Draft) -> Result<Service, PageError> {
     st.catalogue()
         .service(&d.service)
         .cloned()
-        .map_err(|e| PageError::Internal(e.to_string()))
+        .map_err(|e| PageError::BadRequest(e.to_string()))
 }
 
 /// After a change to a draft: back to its page at `part` (`photo`, `scans`), or where
@@ -306,7 +318,7 @@ pub async fn change<R: Send + 'static>(
 ) -> Result<Result<(Draft, R), Response>, PageError> {
     let id = app_id(id)?;
     let vault = st.vault();
-    let catalogue = st.catalogue_arc();
+    let catalogue = st.catalogue();
     let changed = st
         .db(move |s| {
             let saved = s.has_application(&id)?;
@@ -335,6 +347,25 @@ pub async fn page(
         Ok(d) => d,
         Err(r) => return Ok(r),
     };
+    let catalogue = st.catalogue();
+    if catalogue.service(&d.service).is_err() {
+        let l = Layout::of(&st, &s, "new", format!("/drafts/{}", d.id)).await?;
+        let body = l.t.arg2(
+            "withdrawn-body",
+            "version",
+            &catalogue.version.to_string(),
+            "service",
+            d.service.as_str(),
+        );
+        let page = WithdrawnPage {
+            id: d.id.to_string(),
+            body,
+            applicant: d.form.full_name.clone(),
+            started: when(d.created_at, st.config().utc_offset_minutes),
+            l,
+        };
+        return Ok(render(&page)?.into_response());
+    }
     Ok(render(&form_page(&st, &s, d, false, None).await?)?.into_response())
 }
 

@@ -92,7 +92,8 @@ pub async fn page(
     };
     let l = Layout::of(&st, &s, "today", format!("/applications/{id}")).await?;
     let lang = l.t.lang();
-    let svc = st.catalogue().service(&app.service).ok();
+    let catalogue = st.catalogue();
+    let svc = catalogue.service(&app.service).ok();
     let documents = notes
         .documents_seen
         .iter()
