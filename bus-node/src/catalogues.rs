@@ -121,6 +121,18 @@ impl Store {
         Ok(n > 0)
     }
 
+    /// The version of HQ's fleet message `name` as kept, if any (not checked: for display).
+    pub fn fleet_message_version(&self, name: &str) -> Result<Option<u32>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT version FROM fleet_messages WHERE name = ?1",
+                [name],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
     /// HQ's signed fleet message `name` as kept, if any.
     pub fn fleet_message(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self

@@ -505,10 +505,16 @@ fn status_cmd(
             ))
     );
     let catalogue = bus_node::catalogues::Catalogues::for_bus(cfg)?.current();
-    let from = if catalogue.version > cfg.catalogue()?.version {
-        "dari pusat (from HQ)"
-    } else {
-        "milik bus (the bus's own)"
+    let held = store.fleet_message_version(keliling_shared::wire::FLEET_CATALOGUE)?;
+    let from = match held {
+        Some(v) if v == catalogue.version && v > cfg.catalogue()?.version => {
+            "dari pusat (from HQ)".to_owned()
+        }
+        Some(v) if v > catalogue.version => format!(
+            "milik bus; versi {v} dari pusat tidak dapat diperiksa tanpa trust.hq_keys \
+             (the bus's own: HQ's version {v} cannot be checked without trust.hq_keys)"
+        ),
+        _ => "milik bus (the bus's own)".to_owned(),
     };
     println!(
         "Katalog layanan (catalogue)    : versi {}, {} layanan, {from}",

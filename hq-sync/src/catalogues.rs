@@ -127,7 +127,8 @@ fn decode(version: u32, body: &str) -> Result<Catalogue, CatalogueHistoryError> 
     Ok(cat)
 }
 
-/// HQ's current catalogue and every version published before it, to check records.
+/// HQ's current catalogue, every version published before it and the built-in one, to
+/// check records.
 #[derive(Debug, Clone)]
 pub struct Catalogues {
     current: Arc<Catalogue>,
@@ -154,6 +155,13 @@ impl Catalogues {
                 by_version.insert(p.version, Arc::new(c));
             }
         }
+        // Every bus carries the built-in starter catalogue and uses it until it hears
+        // from HQ: what it captured under it is checked against it, unless HQ published
+        // a catalogue of its own under that version.
+        let builtin = Catalogue::builtin();
+        by_version
+            .entry(builtin.version)
+            .or_insert_with(|| Arc::new(builtin));
         Ok(Catalogues {
             current,
             by_version,
@@ -208,6 +216,13 @@ mod tests {
         assert_eq!(cats.for_version(None), (&**cats.current(), true));
         // A version HQ never published: checked against the current one, said so.
         assert_eq!(cats.for_version(Some(9)), (&**cats.current(), false));
+        // The built-in one is known without being published: a bus uses it until it
+        // hears from HQ.
+        let dir2 = tempfile::tempdir().unwrap();
+        let mut fresh = HqStore::open(&dir2.path().join("hq.sqlite")).unwrap();
+        let only_city = Catalogues::load(&mut fresh, city()).unwrap();
+        assert_eq!(only_city.for_version(Some(1)), (&starter, true));
+        assert_eq!(fresh.published_catalogues().unwrap().len(), 1);
         let listed = store.published_catalogues().unwrap();
         assert_eq!(
             listed

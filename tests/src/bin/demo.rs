@@ -89,6 +89,11 @@ async fn main() -> Result<()> {
     let pki = Pki::init(&args.data.join("pki"), &["127.0.0.1".into()])?;
     let mut hq_cfg = HqConfig::for_dir(args.data.join("hq"), port);
     hq_cfg.pki.dir = pki.dir().to_owned();
+    // HQ publishes a city's one-stop service hall (200 services, 13 agencies) to the
+    // fleet; the buses start with the starter catalogue and switch when they hear it.
+    let city = args.data.join("services-city.toml");
+    std::fs::write(&city, include_str!("../../../config/services-city.toml"))?;
+    hq_cfg.catalogue = Some(city);
     hq_sync::broker::start(
         ([127, 0, 0, 1], port).into(),
         hq_cfg.embedded_security(),
@@ -106,7 +111,7 @@ async fn main() -> Result<()> {
         hq_metrics.clone(),
         stop_rx.clone(),
     ));
-    println!("HQ: ingest running, data in {}", hq_dir.display());
+    println!("HQ: ingest running, data in {}; publishing the service catalogue (200 services, 13 agencies) to the fleet", hq_dir.display());
 
     let portrait = Arc::new(keliling_photo::fixtures::load_portrait()?);
     let station_pin = format!("{:06}", rand::thread_rng().gen_range(0..1_000_000u32));
@@ -370,7 +375,8 @@ async fn serve_console(
             .collect()
     };
     let mut store = HqStore::open(&hq_dir.join("hq.sqlite"))?;
-    let agencies: Vec<String> = Catalogue::builtin()
+    let agencies: Vec<String> = cfg
+        .catalogue()?
         .agencies
         .iter()
         .map(|a| a.code.clone())
