@@ -199,6 +199,10 @@ pub struct IngestConfig {
     pub shared_group: Option<String>,
     /// Messages applied per batch (one staging flush and one round of acks per batch).
     pub batch: usize,
+    /// Group commit: a batch's commits and photos are made durable together, with one
+    /// WAL fsync and the photos' fsyncs in parallel, before anything of it is answered.
+    /// Off: every commit and every photo waits for the disk on its own (for comparison).
+    pub group_commit: bool,
     /// A batch that takes longer than this means storage is stuck: ingest exits, loudly,
     /// for its supervisor to restart it (config/hq-sync.service), rather than stay up
     /// doing nothing.
@@ -218,6 +222,7 @@ impl Default for IngestConfig {
             worker_id: "hq-1".into(),
             shared_group: None,
             batch: 256,
+            group_commit: true,
             stuck_after_secs: 120,
             max_records_per_bus_per_day: 5000,
             max_query_blobs_per_bus_per_minute: 1024,

@@ -377,6 +377,8 @@ struct Ingest {
     /// HQ's catalogue and every version it published, to check each record against the
     /// version its bus used.
     catalogues: Catalogues,
+    /// `[ingest] group_commit`: a batch is made durable at once (`apply_batch`).
+    group_commit: bool,
     topics: Topics,
     metrics: Arc<IngestMetrics>,
     floor: crate::disk::Floor,
@@ -524,6 +526,16 @@ struct Effects {
     touched: BTreeMap<(BusId, Sha256), ()>,
     /// Buses that said they are online: what they have not confirmed goes again.
     came_online: Vec<BusId>,
+    /// Blobs assembled and verified in this batch, made durable together at its end.
+    blobs: Vec<Assembled>,
+}
+
+/// A blob whose upload is whole and checked, written but not yet durable.
+struct Assembled {
+    bus: BusId,
+    size: u64,
+    now: UnixMillis,
+    written: crate::photos::Unsynced,
 }
 
 /// The delivery ack for an application HQ holds whole.
@@ -641,6 +653,7 @@ impl Ingest {
             query_budget: PerBusMinute::default(),
             max_query_blobs: cfg.ingest.max_query_blobs_per_bus_per_minute,
             daily_quota: cfg.ingest.max_records_per_bus_per_day,
+            group_commit: cfg.ingest.group_commit,
             #[cfg(feature = "fault-injection")]
             fail_staging_flush: false,
         };
@@ -785,8 +798,24 @@ impl Ingest {
 
     /// Applies a batch (blocking work: run it off the async threads). Returns the replies,
     /// to be handed over only after the batch is acked to the broker.
+    /// Applies a batch as one group commit: its SQLite commits are not each fsynced, its
+    /// blobs are made durable together, and one fsync at the end makes all of it durable
+    /// ([`HqStore::end_batch`]) before any answer leaves (the caller acks after this).
     fn apply_batch(&mut self, batch: &[Publish]) -> Vec<(BusId, Down)> {
         let mut fx = Effects::default();
+        let begun = match self.group_commit {
+            true => self.store.begin_batch().map(Some),
+            false => Ok(None),
+        };
+        let changes = match begun {
+            Ok(c) => c,
+            Err(e) => {
+                // Nothing applied, nothing answered: the buses send it all again.
+                error!(error = %e, "cannot start a batch");
+                self.note_error(&e.into());
+                return Vec::new();
+            }
+        };
         for p in batch {
             if self.fatal.is_some() {
                 // Not applied, so not answered: the buses send these again.
@@ -809,6 +838,7 @@ impl Ingest {
                 }
             }
         }
+        self.store_blobs(&mut fx);
         if let Err(e) = self.store.apply_fleet_updates(&fx.fleet) {
             // The fleet view only: the next heartbeat (every minute) puts it right.
             self.metrics
@@ -837,7 +867,82 @@ impl Ingest {
             }
         }
         self.maintain();
+        let ended = match changes {
+            Some(c) => self.store.end_batch(c, &self.worker),
+            None => Ok(()),
+        };
+        if let Err(e) = ended {
+            // Committed but perhaps not durable: nothing may be answered or acked. The
+            // process stops (as on any storage failure) and the buses send it again.
+            let why = format!("cannot make a batch durable: {e}");
+            error!(%why);
+            self.fatal = Some(why);
+            return Vec::new();
+        }
         fx.replies
+    }
+
+    /// Makes the blobs the batch assembled durable together, then records them.
+    fn store_blobs(&mut self, fx: &mut Effects) {
+        let assembled = std::mem::take(&mut fx.blobs);
+        if assembled.is_empty() {
+            return;
+        }
+        if self.fatal.is_some() {
+            for a in assembled {
+                self.photos.discard(a.written);
+            }
+            return;
+        }
+        let (meta, written): (Vec<_>, Vec<_>) = assembled
+            .into_iter()
+            .map(|a| ((a.bus, a.size, a.now), a.written))
+            .unzip();
+        let persisted = match self.group_commit {
+            true => self.photos.persist(written),
+            false => written
+                .into_iter()
+                .flat_map(|w| self.photos.persist(vec![w]))
+                .collect(),
+        };
+        for ((bus, size, now), (blob, r)) in meta.into_iter().zip(persisted) {
+            let r = r
+                .map_err(IngestError::from)
+                .and_then(|path| self.record_stored(&bus, blob, size, &path, now, fx));
+            if let Err(e) = r {
+                // Not stored, so not answered: the bus asks again.
+                self.metrics
+                    .transient_errors
+                    .fetch_add(1, Ordering::Relaxed);
+                error!(error = %e, %bus, ?blob, "cannot store a verified blob now; its bus will ask again");
+                self.note_error(&e);
+            }
+        }
+    }
+
+    /// A blob is durable in the photo store: record it, complete what waited for it.
+    fn record_stored(
+        &mut self,
+        bus: &BusId,
+        blob: Sha256,
+        size: u64,
+        path: &std::path::Path,
+        now: UnixMillis,
+        fx: &mut Effects,
+    ) -> Result<(), IngestError> {
+        let completed = self.store.commit_blob(&blob, size, path, bus, now)?;
+        self.metrics.blobs_stored.fetch_add(1, Ordering::Relaxed);
+        self.staging()?.discard(bus, &blob)?;
+        fx.touched.remove(&(bus.clone(), blob));
+        debug!(?blob, completed = completed.len(), "blob stored");
+        fx.replies.push((bus.clone(), Down::BlobStored { blob }));
+        for done in completed {
+            fx.replies.push((
+                done.bus_id,
+                delivered(done.id, done.hq_received_at, done.content_hash, done.blobs),
+            ));
+        }
+        Ok(())
     }
 
     /// Staff's decisions from the outbox, to be signed and sent with this batch's replies
@@ -1259,6 +1364,14 @@ impl Ingest {
         now: UnixMillis,
         fx: &mut Effects,
     ) -> Result<(), IngestError> {
+        if fx
+            .blobs
+            .iter()
+            .any(|a| a.bus == *bus && a.written.sha == blob)
+        {
+            // Whole already in this batch (a chunk or a query again): stored at its end.
+            return Ok(());
+        }
         let pieces = match self.staging()?.pieces(bus, &blob) {
             Ok(pieces) => pieces,
             Err(StagingError::Corrupt(why)) => {
@@ -1276,17 +1389,15 @@ impl Ingest {
         };
         match self
             .photos
-            .put(&blob, size, pieces.iter().map(|v| v.as_ref()))
+            .write(&blob, size, pieces.iter().map(|v| v.as_ref()))
         {
-            Ok(path) => {
+            Ok(written) => {
                 // The hash says these are the bytes the bus meant; now check they are what
                 // its records declared (an image within limits, not a bomb or a lie).
                 let declared = self.store.blob_declarations(bus, &blob)?;
                 let bytes: Vec<u8> = pieces.iter().flat_map(|v| v.iter().copied()).collect();
                 if let Err(why) = crate::content::check(&bytes, &declared) {
-                    if let Err(e) = std::fs::remove_file(&path) {
-                        warn!(error = %e, path = %path.display(), "cannot remove a refused blob");
-                    }
+                    self.photos.discard(written);
                     self.staging()?.discard(bus, &blob)?;
                     fx.touched.remove(&(bus.clone(), blob));
                     let reason = format!("blob {blob} refused: {why}");
@@ -1305,18 +1416,13 @@ impl Ingest {
                     }
                     return Ok(());
                 }
-                let completed = self.store.commit_blob(&blob, size, &path, bus, now)?;
-                self.metrics.blobs_stored.fetch_add(1, Ordering::Relaxed);
-                self.staging()?.discard(bus, &blob)?;
-                fx.touched.remove(&(bus.clone(), blob));
-                debug!(?blob, completed = completed.len(), "blob stored");
-                fx.replies.push((bus.clone(), Down::BlobStored { blob }));
-                for done in completed {
-                    fx.replies.push((
-                        done.bus_id,
-                        delivered(done.id, done.hq_received_at, done.content_hash, done.blobs),
-                    ));
-                }
+                // Made durable with the batch's other blobs, then recorded (`store_blobs`).
+                fx.blobs.push(Assembled {
+                    bus: bus.clone(),
+                    size,
+                    now,
+                    written,
+                });
             }
             Err(
                 e @ (PhotoStoreError::HashMismatch { .. } | PhotoStoreError::SizeMismatch { .. }),

@@ -1,9 +1,14 @@
 //! HQ's photo store: verified blobs as content-addressed files.
 //!
-//! A blob is written to a temp file, fsynced, its SHA-256 checked against its name, then
-//! renamed into `{dir}/{aa}/{sha256}` and the directory fsynced. Only after that does the
-//! record store reference it. Because the name is the hash, two workers (or a re-sent
-//! upload) writing the same blob write the same bytes: the rename is idempotent.
+//! A blob is written to a temp file, its SHA-256 checked against its name, the file
+//! fsynced, then renamed into `{dir}/{aa}/{sha256}` and the directory fsynced. Only after
+//! that does the record store reference it. Because the name is the hash, two workers (or
+//! a re-sent upload) writing the same blob write the same bytes: the rename is idempotent.
+//!
+//! Ingest writes a batch's blobs first ([`PhotoStore::write`]: written and verified, not
+//! yet durable) and makes them durable together ([`PhotoStore::persist`]): the files'
+//! fsyncs run in parallel and each directory is fsynced once, so a batch waits for the
+//! disk about once, not twice per photo.
 
 use keliling_shared::ids::Sha256Hasher;
 use keliling_shared::Sha256;
@@ -28,6 +33,17 @@ pub enum PhotoStoreError {
 pub struct PhotoStore {
     dir: PathBuf,
 }
+
+/// A blob written to a temp file and verified, not yet durable nor in place.
+#[derive(Debug)]
+pub struct Unsynced {
+    pub sha: Sha256,
+    tmp: PathBuf,
+    file: File,
+}
+
+/// At most this many fsyncs run at once in [`PhotoStore::persist`].
+const PARALLEL_SYNCS: usize = 16;
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PhotoStoreError + '_ {
     move |source| PhotoStoreError::Io {
@@ -60,7 +76,24 @@ impl PhotoStore {
         size: u64,
         pieces: impl Iterator<Item = &'a [u8]>,
     ) -> Result<PathBuf, PhotoStoreError> {
-        let final_path = self.path_of(sha);
+        let written = self.write(sha, size, pieces)?;
+        match self.persist(vec![written]).pop() {
+            Some((_, r)) => r,
+            None => Err(PhotoStoreError::Io {
+                path: self.path_of(sha),
+                source: std::io::Error::other("nothing persisted"),
+            }),
+        }
+    }
+
+    /// Writes the pieces in order to a temp file and verifies size and hash; nothing is
+    /// durable or in place until [`PhotoStore::persist`].
+    pub fn write<'a>(
+        &self,
+        sha: &Sha256,
+        size: u64,
+        pieces: impl Iterator<Item = &'a [u8]>,
+    ) -> Result<Unsynced, PhotoStoreError> {
         let tmp = self
             .dir
             .join("tmp")
@@ -87,19 +120,69 @@ impl PhotoStore {
                     actual,
                 });
             }
-            f.sync_all().map_err(io(&tmp))?;
-            let parent = final_path.parent().unwrap_or(&self.dir);
-            fs::create_dir_all(parent).map_err(io(parent))?;
-            fs::rename(&tmp, &final_path).map_err(io(&final_path))?;
-            File::open(parent)
-                .and_then(|d| d.sync_all())
-                .map_err(io(parent))?;
-            Ok(final_path.clone())
+            Ok(f)
         })();
-        if result.is_err() {
-            let _ = fs::remove_file(&tmp);
+        match result {
+            Ok(file) => Ok(Unsynced {
+                sha: *sha,
+                tmp,
+                file,
+            }),
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                Err(e)
+            }
         }
-        result
+    }
+
+    /// Drops a written blob that will not be stored.
+    pub fn discard(&self, blob: Unsynced) {
+        drop(blob.file);
+        let _ = fs::remove_file(&blob.tmp);
+    }
+
+    /// Makes written blobs durable and puts them in place: every file fsynced (in
+    /// parallel), renamed to its name, and each directory that got one fsynced once.
+    /// Each blob's outcome, in order; a blob whose outcome is an error is not in place.
+    pub fn persist(&self, blobs: Vec<Unsynced>) -> Vec<(Sha256, Result<PathBuf, PhotoStoreError>)> {
+        let synced = parallel(blobs, |b| {
+            let r = b.file.sync_all().map_err(io(&b.tmp));
+            (b, r)
+        });
+        let mut out = Vec::with_capacity(synced.len());
+        let mut dirs: Vec<PathBuf> = Vec::new();
+        for (b, r) in synced {
+            let final_path = self.path_of(&b.sha);
+            let parent = final_path.parent().unwrap_or(&self.dir).to_owned();
+            let r = r.and_then(|()| {
+                fs::create_dir_all(&parent).map_err(io(&parent))?;
+                fs::rename(&b.tmp, &final_path).map_err(io(&final_path))
+            });
+            if r.is_err() {
+                let _ = fs::remove_file(&b.tmp);
+            } else if !dirs.contains(&parent) {
+                dirs.push(parent.clone());
+            }
+            out.push((b.sha, r.map(|()| final_path), parent));
+        }
+        let dir_results = parallel(dirs, |d| {
+            let r = File::open(&d).and_then(|f| f.sync_all()).map_err(io(&d));
+            (d, r)
+        });
+        out.into_iter()
+            .map(|(sha, r, parent)| {
+                let r = r.and_then(
+                    |path| match dir_results.iter().find(|(d, _)| *d == parent) {
+                        Some((_, Err(e))) => Err(PhotoStoreError::Io {
+                            path: parent.clone(),
+                            source: std::io::Error::other(e.to_string()),
+                        }),
+                        _ => Ok(path),
+                    },
+                );
+                (sha, r)
+            })
+            .collect()
     }
 
     /// Reads a stored blob and checks it still matches its hash.
@@ -117,9 +200,68 @@ impl PhotoStore {
     }
 }
 
+/// Runs `f` on every item on up to [`PARALLEL_SYNCS`] threads (each waits on the disk,
+/// not the CPU), results in the items' order.
+fn parallel<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R> {
+    if items.len() <= 1 {
+        return items.into_iter().map(f).collect();
+    }
+    let per = items.len().div_ceil(PARALLEL_SYNCS);
+    let mut groups: Vec<Vec<T>> = Vec::new();
+    let mut items = items.into_iter().peekable();
+    while items.peek().is_some() {
+        groups.push(items.by_ref().take(per).collect());
+    }
+    let f = &f;
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = groups
+            .into_iter()
+            .map(|g| scope.spawn(move || g.into_iter().map(f).collect::<Vec<R>>()))
+            .collect();
+        // A panicking fsync thread would be a bug; its items are lost to the caller's
+        // error path (the scope re-raises the panic).
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_batch_is_persisted_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = PhotoStore::open(dir.path()).unwrap();
+        let blobs: Vec<Vec<u8>> = (0..40u32).map(|i| i.to_le_bytes().repeat(500)).collect();
+        let written: Vec<Unsynced> = blobs
+            .iter()
+            .map(|b| {
+                store
+                    .write(&Sha256::digest(b), b.len() as u64, std::iter::once(&b[..]))
+                    .unwrap()
+            })
+            .collect();
+        for b in &blobs {
+            assert!(
+                !store.contains(&Sha256::digest(b)),
+                "not in place before persist"
+            );
+        }
+        let out = store.persist(written);
+        assert_eq!(out.len(), 40);
+        for ((sha, r), b) in out.iter().zip(&blobs) {
+            assert_eq!(*sha, Sha256::digest(b));
+            assert_eq!(fs::read(r.as_ref().unwrap()).unwrap(), *b);
+        }
+        let unwanted = store
+            .write(&Sha256::digest(b"x"), 1, std::iter::once(&b"x"[..]))
+            .unwrap();
+        store.discard(unwanted);
+        assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+    }
     #[test]
     fn put_verifies_and_is_idempotent() {
         let dir = tempfile::tempdir().unwrap();

@@ -157,6 +157,7 @@ pub struct HqStore {
 /// Append new migrations; never edit one that has shipped.
 const MIGRATIONS: &[&str] = &[
     SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6, SCHEMA_V7, SCHEMA_V8,
+    SCHEMA_V9,
 ];
 
 const SCHEMA_V1: &str = r#"
@@ -439,6 +440,16 @@ CREATE TABLE IF NOT EXISTS catalogues (
 );
 "#;
 
+/// 9: ingest's group commit: one small write per batch, made at `synchronous=FULL`, whose
+/// commit makes the batch's earlier commits durable (`HqStore::end_batch`).
+const SCHEMA_V9: &str = r#"
+CREATE TABLE IF NOT EXISTS ingest_syncs (
+    worker  TEXT PRIMARY KEY,
+    batches INTEGER NOT NULL,
+    at      INTEGER NOT NULL
+);
+"#;
+
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
@@ -502,6 +513,32 @@ impl HqStore {
             tx.commit()?;
             tracing::info!(version = version + 1, "HQ store migrated");
         }
+    }
+
+    /// Starts a batch of ingest's group commit: until [`HqStore::end_batch`], commits on
+    /// this connection are not each fsynced (`synchronous=NORMAL`: in WAL mode consistent,
+    /// but not yet durable). Returns the connection's change count, for `end_batch`.
+    /// Nothing may be acknowledged to anyone between the two.
+    pub fn begin_batch(&self) -> Result<u64, HqStoreError> {
+        self.conn.pragma_update(None, "synchronous", "NORMAL")?;
+        Ok(self.conn.total_changes())
+    }
+
+    /// Ends a batch: back to `synchronous=FULL` and, if the batch wrote anything since
+    /// `changes_at_start`, one small write whose commit fsyncs the WAL and with it every
+    /// frame the batch's commits wrote before it (SQLite appends them to the one WAL file
+    /// in order). When this returns `Ok`, the whole batch is durable.
+    pub fn end_batch(&mut self, changes_at_start: u64, worker: &str) -> Result<(), HqStoreError> {
+        self.conn.pragma_update(None, "synchronous", "FULL")?;
+        if self.conn.total_changes() == changes_at_start {
+            return Ok(());
+        }
+        self.conn.execute(
+            "INSERT INTO ingest_syncs (worker, batches, at) VALUES (?1, 1, ?2)
+             ON CONFLICT (worker) DO UPDATE SET batches = ingest_syncs.batches + 1, at = excluded.at",
+            params![worker, UnixMillis::now().0],
+        )?;
+        Ok(())
     }
 
     /// Turns fsync off on this connection: for filling a store in benchmarks and bulk
@@ -1118,6 +1155,39 @@ impl HqStore {
 
 #[cfg(test)]
 mod tests {
+    /// Group commit: within a batch commits are not each fsynced; the batch ends with one
+    /// small write at FULL, and only when it wrote something.
+    #[test]
+    fn a_batch_ends_with_one_sync_write_only_when_it_wrote() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = HqStore::open(&dir.path().join("hq.sqlite")).unwrap();
+        let syncs = |s: &HqStore| -> i64 {
+            s.conn
+                .query_row(
+                    "SELECT COALESCE(SUM(batches), 0) FROM ingest_syncs",
+                    [],
+                    |r| r.get(0),
+                )
+                .unwrap()
+        };
+        let sync_mode = |s: &HqStore| -> i64 {
+            s.conn
+                .query_row("PRAGMA synchronous", [], |r| r.get(0))
+                .unwrap()
+        };
+        let c = store.begin_batch().unwrap();
+        assert_eq!(sync_mode(&store), 1, "NORMAL within a batch");
+        store.end_batch(c, "hq-1").unwrap();
+        assert_eq!(sync_mode(&store), 2, "FULL again after it");
+        assert_eq!(syncs(&store), 0, "an idle batch writes nothing");
+        let c = store.begin_batch().unwrap();
+        store
+            .publish_catalogue(&keliling_shared::Catalogue::builtin(), UnixMillis(1))
+            .unwrap();
+        store.end_batch(c, "hq-1").unwrap();
+        assert_eq!(syncs(&store), 1);
+    }
+
     /// Several workers (and the console) start at once on a fresh file: every one opens
     /// it, and the migrations run once. Before the busy timeout was set first, turning the
     /// new file to WAL failed at once as "database is locked" in all but one (seen with two

@@ -517,10 +517,10 @@ async fn the_catalogue_reaches_the_fleet(kind: BrokerKind) -> Result<()> {
     )
     .encode_signed(&keliling_shared::sign::SigningKey::generate())?;
     let topic = keliling_shared::topics::Topics::default().fleet("catalogue");
+    let before = bus_node::Store::open(&db)?.quarantine_count()?;
     forger
         .publish(topic, rumqttc::QoS::AtLeastOnce, true, payload)
         .await?;
-    let before = bus_node::Store::open(&db)?.quarantine_count()?;
     eventually(
         "the bus sets the forgery aside",
         Duration::from_secs(30),

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo build --release -p bus-node   # the rss phase runs the real bus-node binary
-//! cargo run --release -p keliling-e2e --bin keliling-bench -- [--quick] [--out FILE] [--only photo,capture,drain,ingest,rss,console,station]
+//! cargo run --release -p keliling-e2e --bin keliling-bench -- [--quick] [--out FILE] [--only photo,capture,drain,ingest,limit,rss,console,station]
 //! ```
 //!
 //! Seven benchmarks, each printed as rows of one markdown table:
@@ -42,6 +42,8 @@ mod bulk;
 mod console;
 #[path = "bench/ingest.rs"]
 mod ingest;
+#[path = "bench/limit.rs"]
+mod limit;
 #[path = "bench/rss.rs"]
 mod rss;
 #[path = "bench/station.rs"]
@@ -134,6 +136,9 @@ enum Only {
     Capture,
     Drain,
     Ingest,
+    /// HQ ingest at the disk's limit: pre-encoded loads from 50 and 1000 buses, group
+    /// commit on and off, beside the disk's own fsyncs per second.
+    Limit,
     Rss,
     /// The HQ console's queue and detail pages with a province's applications.
     Console,
@@ -302,6 +307,7 @@ fn main() -> Result<()> {
         || wants(Only::Rss)
         || wants(Only::Console)
         || wants(Only::Station)
+        || wants(Only::Limit)
     {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
@@ -344,6 +350,15 @@ fn main() -> Result<()> {
                 report.fail("station", "station benchmark", &e);
             }
             phase_times.push(("station", t.elapsed()));
+        }
+        if wants(Only::Limit) {
+            let t = Instant::now();
+            let _ = hq_sync::fd_limit::raise_nofile();
+            let r = runtime.block_on(limit::bench_limit(&plan, scratch.path(), &mut report));
+            if let Err(e) = r {
+                report.fail("limit", "ingest at the disk's limit", &e);
+            }
+            phase_times.push(("limit", t.elapsed()));
         }
         // The embedded brokers cannot be stopped; do not wait for their threads.
         runtime.shutdown_timeout(Duration::from_secs(2));

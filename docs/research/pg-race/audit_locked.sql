@@ -1,0 +1,5 @@
+BEGIN;
+SELECT pg_advisory_xact_lock(3, 0);
+SELECT quote_literal(coalesce((SELECT hash FROM audit ORDER BY seq DESC LIMIT 1), 'genesis')) AS prev \gset
+INSERT INTO audit (at, actor, action, detail, prev_hash, hash) VALUES (1, 'x', 'viewed', '', :prev, md5(:prev || random()::text));
+COMMIT;
