@@ -23,7 +23,7 @@ use crate::pace::ChunkPace;
 use crate::store::{DecisionStored, Store, StoreError};
 use crate::vault::UnlockedVault;
 use keliling_shared::backoff::Backoff;
-use keliling_shared::mqtt::{self, ClientOptions};
+use keliling_shared::mqtt::{self, Brokers, ClientOptions};
 use keliling_shared::sign::VerifyingKeys;
 use keliling_shared::tls::BrokerTransport;
 use keliling_shared::topics::{Topics, UpKind};
@@ -110,13 +110,13 @@ pub async fn run(
     let keys = cfg
         .hq_keys()
         .map_err(|e| SyncError::Config(e.to_string()))?;
-    let (client, eventloop) = connect_options(&cfg, &topics)?;
+    let (client, eventloop, brokers) = connect_options(&cfg, &topics)?;
     let (tx, rx) = mpsc::unbounded_channel();
     let backoff = Backoff::new(
         Duration::from_millis(cfg.sync.backoff_min_ms),
         Duration::from_millis(cfg.sync.backoff_max_ms),
     );
-    let poller = tokio::spawn(poll(eventloop, tx, backoff, shutdown.clone()));
+    let poller = tokio::spawn(poll(eventloop, brokers, tx, backoff, shutdown.clone()));
     let bus_id = cfg.bus_id.clone();
     let status_topic = topics.up(&bus_id, UpKind::Status);
     let trust = Trust { vault, keys };
@@ -140,7 +140,7 @@ pub async fn run(
 fn connect_options(
     cfg: &BusConfig,
     topics: &Topics,
-) -> Result<(AsyncClient, EventLoop), SyncError> {
+) -> Result<(AsyncClient, EventLoop, Brokers), SyncError> {
     // TLS with the bus's certificate unless the config explicitly says otherwise; the
     // files are read here, so a missing key is a start-up error, not a reconnect loop.
     let transport = BrokerTransport::resolve(&cfg.broker.tls, cfg.broker.insecure_plaintext)?;
@@ -153,31 +153,32 @@ fn connect_options(
     }
     let will = UpEnvelope::new(cfg.bus_id.clone(), Up::Status(BusStatus::Offline)).encode()?;
     let window = cfg.sync.record_window + cfg.sync.chunk_window;
-    Ok(mqtt::client(
-        &cfg.broker,
-        transport,
-        ClientOptions {
-            // The broker keeps the session (and what it queued) while the bus is away.
-            client_id: cfg.bus_id.to_string(),
-            clean_session: false,
-            manual_acks: false,
-            inflight: u16::try_from(window + 16).unwrap_or(u16::MAX),
-            request_channel_capacity: window + 64,
-            default_connection_timeout_secs: BROKER_CONNECTION_TIMEOUT_SECS,
-            last_will: Some(LastWill::new(
-                topics.up(&cfg.bus_id, UpKind::Status),
-                will,
-                QoS::AtLeastOnce,
-                true,
-            )),
-        },
-    ))
+    let side = ClientOptions {
+        // The broker keeps the session (and what it queued) while the bus is away.
+        client_id: cfg.bus_id.to_string(),
+        clean_session: false,
+        manual_acks: false,
+        inflight: u16::try_from(window + 16).unwrap_or(u16::MAX),
+        request_channel_capacity: window + 64,
+        default_connection_timeout_secs: BROKER_CONNECTION_TIMEOUT_SECS,
+        last_will: Some(LastWill::new(
+            topics.up(&cfg.bus_id, UpKind::Status),
+            will,
+            QoS::AtLeastOnce,
+            true,
+        )),
+    };
+    let brokers = Brokers::new(&cfg.broker, transport.clone(), side.clone())
+        .map_err(|e| SyncError::Config(e.to_string()))?;
+    let (client, eventloop) = mqtt::client(&cfg.broker, transport, side);
+    Ok((client, eventloop, brokers))
 }
 
 /// Polls the event loop forever; never blocks on the pump (the channel is unbounded, and
 /// what the pump has in flight bounds what HQ sends back).
 async fn poll(
     mut eventloop: EventLoop,
+    mut brokers: Brokers,
     tx: mpsc::UnboundedSender<Net>,
     mut backoff: Backoff,
     mut shutdown: watch::Receiver<bool>,
@@ -215,6 +216,10 @@ async fn poll(
                 }
                 let delay = backoff.next_delay();
                 debug!(error = %e, ?delay, "link down; backing off");
+                // A cluster: the next node is tried (the session lives in the cluster).
+                if let Some(next) = brokers.next(&mut eventloop) {
+                    info!(error = %e, broker = %next, "broker unreachable; trying the next one");
+                }
                 if tx.send(Net::Disconnected(e.to_string())).is_err() {
                     return;
                 }

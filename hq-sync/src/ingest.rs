@@ -151,11 +151,11 @@ pub async fn run(
     .await
     .map_err(|e| IngestError::Worker(e.to_string()))??;
     let fleet = fleet_messages(&topics, ingest.catalogues.current(), &key)?;
-    let (client, eventloop) = mqtt(&cfg)?;
+    let (client, dial) = mqtt(&cfg)?;
     let (tx, mut rx) = mpsc::unbounded_channel::<Publish>();
     let window = Arc::new(Window::default());
     let poller = tokio::spawn(poll(
-        eventloop,
+        dial,
         client.clone(),
         subscriptions(&cfg, &topics),
         tx,
@@ -267,7 +267,13 @@ fn fleet_messages(
     Ok(vec![(topics.fleet(env.topic_name()), bytes)])
 }
 
-fn mqtt(cfg: &HqConfig) -> Result<(AsyncClient, EventLoop), IngestError> {
+/// HQ's connection to the broker: its event loop, and the cluster's nodes to take in turn.
+struct Dial {
+    eventloop: EventLoop,
+    brokers: keliling_shared::mqtt::Brokers,
+}
+
+fn mqtt(cfg: &HqConfig) -> Result<(AsyncClient, Dial), IngestError> {
     let transport = cfg.broker_transport()?;
     if !transport.is_tls() {
         warn!(
@@ -289,7 +295,10 @@ fn mqtt(cfg: &HqConfig) -> Result<(AsyncClient, EventLoop), IngestError> {
         default_connection_timeout_secs: 30,
         last_will: None,
     };
-    Ok(keliling_shared::mqtt::client(&cfg.broker, transport, side))
+    let brokers = keliling_shared::mqtt::Brokers::new(&cfg.broker, transport.clone(), side.clone())
+        .map_err(|e| IngestError::Config(e.to_string()))?;
+    let (client, eventloop) = keliling_shared::mqtt::client(&cfg.broker, transport, side);
+    Ok((client, Dial { eventloop, brokers }))
 }
 
 /// The topic filters HQ subscribes to on every new session.
@@ -307,7 +316,10 @@ fn subscriptions(cfg: &HqConfig, topics: &Topics) -> Vec<String> {
 }
 
 async fn poll(
-    mut eventloop: EventLoop,
+    Dial {
+        mut eventloop,
+        mut brokers,
+    }: Dial,
     client: AsyncClient,
     filters: Vec<String>,
     tx: mpsc::UnboundedSender<Publish>,
@@ -356,6 +368,9 @@ async fn poll(
                 metrics.connected.store(false, Ordering::Relaxed);
                 let delay = backoff.next_delay();
                 warn!(error = %e, ?delay, "HQ lost the broker; reconnecting");
+                if let Some(next) = brokers.next(&mut eventloop) {
+                    info!(broker = %next, "trying the next broker of the cluster");
+                }
                 tokio::select! {
                     _ = shutdown.changed() => return,
                     _ = tokio::time::sleep(delay) => {}

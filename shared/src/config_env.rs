@@ -106,7 +106,10 @@ fn scalar(raw: &str) -> toml::Value {
     match toml::from_str::<toml::Table>(&probe) {
         Ok(mut t) => match t.remove("v") {
             Some(
-                v @ (toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_)),
+                v @ (toml::Value::Integer(_)
+                | toml::Value::Float(_)
+                | toml::Value::Boolean(_)
+                | toml::Value::Array(_)),
             ) => v,
             _ => toml::Value::String(raw.to_owned()),
         },
@@ -125,8 +128,17 @@ mod tests {
             ("BUS_NODE__BUS_ID".to_owned(), "bus-x".to_owned()),
             ("BUS_NODE__SYNC__ENABLED".to_owned(), "true".to_owned()),
             ("OTHER__X".to_owned(), "1".to_owned()),
+            (
+                "BUS_NODE__BROKER__MORE_HOSTS".to_owned(),
+                r#"["b", "c:1885"]"#.to_owned(),
+            ),
         ];
         apply_env(&mut t, "BUS_NODE", vars.into_iter()).unwrap();
+        assert_eq!(
+            t["broker"]["more_hosts"].as_array().map(|a| a.len()),
+            Some(2),
+            "a TOML array"
+        );
         assert_eq!(t["broker"]["port"].as_integer(), Some(1884));
         assert_eq!(t["bus_id"].as_str(), Some("bus-x"));
         assert_eq!(t["sync"]["enabled"].as_bool(), Some(true));

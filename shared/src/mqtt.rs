@@ -22,6 +22,10 @@ use crate::wire::{MAX_BROKER_PACKET_BYTES, MAX_MESSAGE_BYTES};
 pub struct BrokerConfig {
     pub host: String,
     pub port: u16,
+    /// The other nodes of a broker cluster, `host` or `host:port` (`[v6addr]:port`; the
+    /// port defaults to `port`): after a failed or lost connection the client tries the
+    /// next one, in turn. Each node's certificate must carry the name dialled.
+    pub more_hosts: Vec<String>,
     pub keep_alive_secs: u64,
     /// Bounds connecting and each socket flush. rumqttc's default of 5 s loops on
     /// `FlushTimeout` on a slow link with a large publish (docs/DESIGN.md), so it is long.
@@ -41,6 +45,7 @@ impl Default for BrokerConfig {
         BrokerConfig {
             host: "127.0.0.1".into(),
             port: 8883,
+            more_hosts: Vec::new(),
             keep_alive_secs: 30,
             connection_timeout_secs: None,
             insecure_plaintext: false,
@@ -68,28 +73,54 @@ pub struct ClientOptions {
     pub last_will: Option<LastWill>,
 }
 
+/// A `more_hosts` entry that is not `host` or `host:port`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("broker.more_hosts: {0:?} is not host or host:port")]
+pub struct BadHost(pub String);
+
+impl BrokerConfig {
+    /// Every broker address to try, `host:port` first, then `more_hosts` in order.
+    pub fn addresses(&self) -> Result<Vec<(String, u16)>, BadHost> {
+        let mut out = vec![(self.host.clone(), self.port)];
+        for h in &self.more_hosts {
+            let bad = || BadHost(h.clone());
+            let h = h.trim();
+            let (host, port) = if let Some(rest) = h.strip_prefix('[') {
+                // [v6]:port or [v6]
+                let (addr, tail) = rest.split_once(']').ok_or_else(bad)?;
+                let port = match tail.strip_prefix(':') {
+                    Some(p) => p.parse().map_err(|_| bad())?,
+                    None if tail.is_empty() => self.port,
+                    None => return Err(bad()),
+                };
+                (addr.to_owned(), port)
+            } else {
+                match h.rsplit_once(':') {
+                    Some((host, p)) if !host.contains(':') => {
+                        (host.to_owned(), p.parse().map_err(|_| bad())?)
+                    }
+                    Some(_) => return Err(bad()),
+                    None => (h.to_owned(), self.port),
+                }
+            };
+            if host.is_empty() || host.contains(char::is_whitespace) || port == 0 {
+                return Err(bad());
+            }
+            out.push((host, port));
+        }
+        Ok(out)
+    }
+}
+
 /// Builds the client and its event loop for `cfg`, over `transport` (already resolved, so a
 /// missing key is a start-up error, not a reconnect loop; the caller warns about plain TCP).
+/// It dials `host:port`; [`Brokers`] moves it along `more_hosts`.
 pub fn client(
     cfg: &BrokerConfig,
     transport: BrokerTransport,
     side: ClientOptions,
 ) -> (AsyncClient, EventLoop) {
-    let mut opts = MqttOptions::new(side.client_id, cfg.host.clone(), cfg.port);
-    opts.set_clean_session(side.clean_session)
-        .set_manual_acks(side.manual_acks)
-        .set_keep_alive(Duration::from_secs(cfg.keep_alive_secs.max(5)))
-        // rumqttc's 10 KiB default would jam the link on the first photo chunk; incoming
-        // up to what the broker allows, so an oversized message is quarantined, not a jam.
-        .set_max_packet_size(MAX_BROKER_PACKET_BYTES, MAX_MESSAGE_BYTES + 1024)
-        .set_inflight(side.inflight)
-        .set_request_channel_capacity(side.request_channel_capacity);
-    if let BrokerTransport::Tls(config) = transport {
-        opts.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(config)));
-    }
-    if let Some(will) = side.last_will {
-        opts.set_last_will(will);
-    }
+    let opts = options(cfg, &transport, &side, &cfg.host, cfg.port);
     let (client, mut eventloop) = AsyncClient::new(opts, side.request_channel_capacity);
     let mut net = NetworkOptions::new();
     net.set_connection_timeout(
@@ -103,6 +134,82 @@ pub fn client(
     net.set_tcp_nodelay(true);
     eventloop.set_network_options(net);
     (client, eventloop)
+}
+
+fn options(
+    cfg: &BrokerConfig,
+    transport: &BrokerTransport,
+    side: &ClientOptions,
+    host: &str,
+    port: u16,
+) -> MqttOptions {
+    let mut opts = MqttOptions::new(side.client_id.clone(), host, port);
+    opts.set_clean_session(side.clean_session)
+        .set_manual_acks(side.manual_acks)
+        .set_keep_alive(Duration::from_secs(cfg.keep_alive_secs.max(5)))
+        // rumqttc's 10 KiB default would jam the link on the first photo chunk; incoming
+        // up to what the broker allows, so an oversized message is quarantined, not a jam.
+        .set_max_packet_size(MAX_BROKER_PACKET_BYTES, MAX_MESSAGE_BYTES + 1024)
+        .set_inflight(side.inflight)
+        .set_request_channel_capacity(side.request_channel_capacity);
+    if let BrokerTransport::Tls(config) = transport {
+        opts.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
+            config.clone(),
+        )));
+    }
+    if let Some(will) = side.last_will.clone() {
+        opts.set_last_will(will);
+    }
+    opts
+}
+
+/// The brokers of a cluster, in turn: after a failed or lost connection the event loop
+/// dials the next (`rumqttc` keeps its session state and what is queued across the
+/// switch; the broker cluster keeps the session). With one broker it does nothing.
+#[derive(Clone)]
+pub struct Brokers {
+    addresses: Vec<(String, u16)>,
+    at: usize,
+    cfg: BrokerConfig,
+    transport: BrokerTransport,
+    side: ClientOptions,
+}
+
+impl Brokers {
+    pub fn new(
+        cfg: &BrokerConfig,
+        transport: BrokerTransport,
+        side: ClientOptions,
+    ) -> Result<Brokers, BadHost> {
+        Ok(Brokers {
+            addresses: cfg.addresses()?,
+            at: 0,
+            cfg: cfg.clone(),
+            transport,
+            side,
+        })
+    }
+
+    /// `host:port` of the broker dialled now.
+    pub fn current(&self) -> String {
+        let (h, p) = &self.addresses[self.at];
+        match h.contains(':') {
+            true => format!("[{h}]:{p}"),
+            false => format!("{h}:{p}"),
+        }
+    }
+
+    /// After a failure: the event loop dials the next broker; its address, or `None`
+    /// when there is only one.
+    pub fn next(&mut self, eventloop: &mut EventLoop) -> Option<String> {
+        if self.addresses.len() < 2 {
+            return None;
+        }
+        self.at = (self.at + 1) % self.addresses.len();
+        let (host, port) = &self.addresses[self.at];
+        eventloop.mqtt_options = options(&self.cfg, &self.transport, &self.side, host, *port);
+        Some(self.current())
+    }
 }
 
 #[cfg(test)]
@@ -156,6 +263,65 @@ mod tests {
             assert_eq!(b.port, 1884, "{prefix}");
             assert_eq!(b.connection_timeout_secs, timeout, "{prefix}");
         }
+    }
+
+    #[test]
+    fn more_hosts_are_parsed_and_taken_in_turn() {
+        let mut cfg = BrokerConfig {
+            host: "mqtt-1.hq".into(),
+            port: 8883,
+            more_hosts: vec![
+                "mqtt-2.hq".into(),
+                "10.0.0.3:8884".into(),
+                "[fd00::4]:8885".into(),
+                "[fd00::5]".into(),
+            ],
+            ..BrokerConfig::default()
+        };
+        assert_eq!(
+            cfg.addresses().unwrap(),
+            vec![
+                ("mqtt-1.hq".to_owned(), 8883),
+                ("mqtt-2.hq".to_owned(), 8883),
+                ("10.0.0.3".to_owned(), 8884),
+                ("fd00::4".to_owned(), 8885),
+                ("fd00::5".to_owned(), 8883),
+            ]
+        );
+        let side = ClientOptions {
+            client_id: "bus-ntt-01".into(),
+            clean_session: false,
+            manual_acks: false,
+            inflight: 10,
+            request_channel_capacity: 10,
+            default_connection_timeout_secs: 60,
+            last_will: None,
+        };
+        let (_c, mut el) = client(&cfg, BrokerTransport::InsecurePlaintext, side.clone());
+        let mut b = Brokers::new(&cfg, BrokerTransport::InsecurePlaintext, side.clone()).unwrap();
+        assert_eq!(b.current(), "mqtt-1.hq:8883");
+        assert_eq!(b.next(&mut el).as_deref(), Some("mqtt-2.hq:8883"));
+        assert_eq!(
+            el.mqtt_options.broker_address(),
+            ("mqtt-2.hq".to_owned(), 8883)
+        );
+        assert_eq!(el.mqtt_options.client_id(), "bus-ntt-01");
+        assert!(!el.mqtt_options.clean_session());
+        for _ in 0..3 {
+            b.next(&mut el);
+        }
+        assert_eq!(
+            b.next(&mut el).as_deref(),
+            Some("mqtt-1.hq:8883"),
+            "round again"
+        );
+        for bad in ["", "a b", "h:x", "h:0", "[fd00::1", "fd00::1:88", "[::1]x"] {
+            cfg.more_hosts = vec![bad.into()];
+            assert!(cfg.addresses().is_err(), "{bad:?}");
+        }
+        cfg.more_hosts.clear();
+        let mut one = Brokers::new(&cfg, BrokerTransport::InsecurePlaintext, side).unwrap();
+        assert_eq!(one.next(&mut el), None);
     }
 
     #[test]

@@ -532,6 +532,43 @@ async fn the_catalogue_reaches_the_fleet(kind: BrokerKind) -> Result<()> {
     Ok(())
 }
 
+/// A broker cluster's nodes taken in turn: the bus and HQ are each configured with a dead
+/// first broker and the live one in `more_hosts`; both move on to it, and everything
+/// the bus captured is delivered.
+async fn a_dead_broker_is_passed_over(kind: BrokerKind) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let Some(broker) = TestBroker::start(kind, dir.path()).await? else {
+        return Ok(());
+    };
+    let (bus_dir, hq_dir) = (dir.path().join("bus"), dir.path().join("hq"));
+    let db = bus_dir.join("bus.sqlite");
+    let dead = keliling_e2e::ports::free_port()?;
+    let live = format!(r#"["127.0.0.1:{}"]"#, broker.port());
+    let mut env = broker.hq_env(&hq_dir);
+    env.push(("HQ_SYNC__BROKER__PORT".into(), dead.to_string()));
+    env.push(("HQ_SYNC__BROKER__MORE_HOSTS".into(), live.clone()));
+    let hq = Daemon::spawn("hq-sync", &["run"], &env, &dir.path().join("hq.log")).await?;
+    capture_many(&db, "bus-ntt-01", 0..3)?;
+    let mut env = broker.bus_env("bus-ntt-01", &bus_dir)?;
+    env.push(("BUS_NODE__BROKER__PORT".into(), dead.to_string()));
+    env.push(("BUS_NODE__BROKER__MORE_HOSTS".into(), live));
+    let bus = Daemon::spawn("bus-node", &["run"], &env, &dir.path().join("bus.log")).await?;
+    eventually(
+        "delivered through the second broker",
+        Duration::from_secs(60),
+        || Ok(bus_delivered(&db)? == 3),
+    )
+    .await
+    .with_context(|| format!("bus:\n{}\nhq:\n{}", tail(&bus.log()), tail(&hq.log())))?;
+    assert!(
+        bus.log().contains("trying the next one"),
+        "the bus moved on"
+    );
+    assert!(hq.log().contains("trying the next broker"), "HQ moved on");
+    assert_exactly_once(&[db.as_path()], &hq_dir, 3)?;
+    Ok(())
+}
+
 fn tail(s: &str) -> String {
     let lines: Vec<&str> = s.lines().collect();
     lines[lines.len().saturating_sub(40)..].join("\n")
@@ -560,4 +597,5 @@ against_both_brokers!(
     two_hq_workers,
     a_damaged_blob_row_is_set_aside,
     the_catalogue_reaches_the_fleet,
+    a_dead_broker_is_passed_over,
 );
