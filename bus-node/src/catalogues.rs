@@ -11,7 +11,11 @@
 //!   uses from HQ is always HQ's.
 //! - The version in use only goes up: an older catalogue arriving late (a retained message
 //!   from a broker that missed the update) changes nothing.
-//! - A catalogue is stored before it is used, so a restart never goes back to an older one.
+//! - A catalogue is stored before it is used. The sync's connection does not fsync each
+//!   commit (`Store::open_for_sync`), so a power cut can lose the newest; the bus then
+//!   uses the one before until HQ's arrives again (it is retained at the broker, and the
+//!   bus subscribes to the fleet at every start). Applications name the version they used
+//!   either way, and HQ keeps every version.
 
 use crate::config::BusConfig;
 use crate::store::{Store, StoreError};

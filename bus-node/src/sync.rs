@@ -265,6 +265,8 @@ struct Pump {
     /// Whether the subscription to our down topic was handed to rumqttc on this
     /// connection; a failed one is tried again on the next tick, not on the next connect.
     subscribed: bool,
+    /// Whether the fleet topics are subscribed to in the broker's session (`subscribe`).
+    fleet_subscribed: bool,
     records_in_flight: HashMap<ApplicationId, Instant>,
     chunks_in_flight: HashMap<(Sha256, u32), Instant>,
     /// How many chunks the link carries without queueing (`pace`).
@@ -315,6 +317,7 @@ impl Pump {
             catalogues,
             connected: false,
             subscribed: false,
+            fleet_subscribed: false,
             records_in_flight: HashMap::new(),
             chunks_in_flight: HashMap::new(),
             complete_since: HashMap::new(),
@@ -397,6 +400,8 @@ impl Pump {
                     // rumqttc dropped everything it had queued: send it again from the store.
                     self.records_in_flight.clear();
                     self.chunks_in_flight.clear();
+                    // And the broker has no subscription of ours: the fleet's too.
+                    self.fleet_subscribed = false;
                 }
                 self.last_heard = Instant::now();
                 self.subscribed = false;
@@ -427,17 +432,27 @@ impl Pump {
     /// Subscribes to this bus's down topic and the fleet's (the retained catalogue comes
     /// at once); false when rumqttc's queue is full (the pump tries again on its next
     /// tick: until then the bus would hear nothing).
+    ///
+    /// The fleet topics are subscribed to once per process and again only when the broker
+    /// lost the session: a broker answers every SUBSCRIBE with the retained catalogue
+    /// (31 KB for a city's), which on 2G would cost seconds of signal at each reconnect,
+    /// while a kept session already receives whatever HQ publishes there.
     fn subscribe(&mut self) -> bool {
         if self.subscribed {
             return true;
         }
-        let filters = [
-            self.topics.down_filter(&self.cfg.bus_id),
-            self.topics.fleet_filter(),
-        ]
-        .map(|f| SubscribeFilter::new(f, QoS::AtLeastOnce));
+        let mut filters = vec![self.topics.down_filter(&self.cfg.bus_id)];
+        if !self.fleet_subscribed {
+            filters.push(self.topics.fleet_filter());
+        }
+        let filters = filters
+            .into_iter()
+            .map(|f| SubscribeFilter::new(f, QoS::AtLeastOnce));
         match self.client.try_subscribe_many(filters) {
-            Ok(()) => self.subscribed = true,
+            Ok(()) => {
+                self.subscribed = true;
+                self.fleet_subscribed = true;
+            }
             Err(e) => warn!(error = %e, "cannot subscribe to HQ's answers yet; trying again"),
         }
         self.subscribed
@@ -970,12 +985,28 @@ mod tests {
             "the first request after the retry is the subscription: {queued:?}"
         );
 
-        // A lost link forgets it, so the next connection subscribes again.
+        // A lost link forgets it, so the next connection subscribes again; with the
+        // session kept, to its down topic only (the fleet's would bring the retained
+        // catalogue again).
         pump.on_net(Net::Disconnected("cut".into()));
         assert!(!pump.subscribed);
         pump.on_net(Net::Connected {
             session_present: true,
         });
-        assert!(rx.drain().any(|r| is_down_subscription(&r)));
+        let queued: Vec<Request> = rx.drain().collect();
+        assert!(queued.iter().any(is_down_subscription));
+        assert!(!queued.iter().any(is_fleet_subscription), "{queued:?}");
+        // A broker that lost the session gets both again.
+        pump.on_net(Net::Disconnected("broker restarted".into()));
+        pump.on_net(Net::Connected {
+            session_present: false,
+        });
+        let queued: Vec<Request> = rx.drain().collect();
+        assert!(queued.iter().any(is_fleet_subscription), "{queued:?}");
+    }
+
+    fn is_fleet_subscription(r: &Request) -> bool {
+        matches!(r, Request::Subscribe(s)
+            if s.filters.iter().any(|f| f.path == "keliling/v1/fleet/#"))
     }
 }
