@@ -3,10 +3,11 @@
 //! the token is shown once, when it is made.
 
 use crate::audit;
+use crate::db::OptionalExt;
 use crate::staff::random_token;
 use crate::store::{HqStore, HqStoreError};
+use crate::vals;
 use keliling_shared::{Sha256, UnixMillis};
-use rusqlite::{params, OptionalExtension, TransactionBehavior};
 
 /// Tokens start with this, so a leaked one is recognisable (e.g. by secret scanners).
 pub const TOKEN_PREFIX: &str = "kl_";
@@ -58,18 +59,19 @@ impl HqStore {
             )));
         }
         let token = format!("{TOKEN_PREFIX}{}", random_token());
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.db.transaction()?;
+        // The name is UNIQUE: a second token for a name fails here, also one that another
+        // HQ worker adds at the same moment (PostgreSQL).
         tx.execute(
             "INSERT INTO api_tokens (name, token_sha256, agencies, created_by, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![name, token_sha(&token), agencies.join(","), by, now.0],
+            vals![name, token_sha(&token), agencies.join(","), by, now.0],
         )
-        .map_err(|e| match e {
-            rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
+        .map_err(|e| {
+            if e.is_unique_violation() {
                 HqStoreError::Corrupt(format!("an API client {name:?} exists already (revoke it first)"))
+            } else {
+                e.into()
             }
-            e => e.into(),
         })?;
         audit::append(
             &tx,
@@ -88,12 +90,13 @@ impl HqStore {
         by: &str,
         now: UnixMillis,
     ) -> Result<bool, HqStoreError> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.db.transaction()?;
+        // The time goes in twice, as a number and as text (?3): PostgreSQL gives one
+        // parameter one type. On PostgreSQL the UPDATE's row lock makes a second
+        // concurrent revoke find no live token (it re-checks `revoked_at IS NULL`).
         let n = tx.execute(
-            "UPDATE api_tokens SET revoked_at = ?1, name = name || '#revoked-' || ?1 WHERE name = ?2 AND revoked_at IS NULL",
-            params![now.0, name],
+            "UPDATE api_tokens SET revoked_at = ?1, name = name || '#revoked-' || ?3 WHERE name = ?2 AND revoked_at IS NULL",
+            vals![now.0, name, now.0.to_string()],
         )?;
         if n > 0 {
             audit::append(
@@ -108,11 +111,10 @@ impl HqStore {
     }
 
     pub fn api_clients(&self) -> Result<Vec<ApiClient>, HqStoreError> {
-        let mut stmt = self.conn.prepare(
+        let rows = self.db.query_map(
             "SELECT name, agencies, created_at, created_by, revoked_at, last_used_at FROM api_tokens ORDER BY created_at",
-        )?;
-        let rows = stmt
-            .query_map([], |r| {
+            vals![],
+            |r| {
                 Ok(ApiClient {
                     name: r.get(0)?,
                     agencies: r
@@ -126,8 +128,8 @@ impl HqStore {
                     revoked_at: r.get::<_, Option<i64>>(4)?.map(UnixMillis),
                     last_used_at: r.get::<_, Option<i64>>(5)?.map(UnixMillis),
                 })
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
+            },
+        )?;
         Ok(rows)
     }
 
@@ -142,11 +144,11 @@ impl HqStore {
         }
         let key = token_sha(token);
         let row: Option<(String, String, i64, String, Option<i64>)> = self
-            .conn
+            .db
             .query_row(
                 "SELECT name, agencies, created_at, created_by, last_used_at FROM api_tokens
                  WHERE token_sha256 = ?1 AND revoked_at IS NULL",
-                [&key],
+                vals![key],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
             )
             .optional()?;
@@ -154,9 +156,9 @@ impl HqStore {
             return Ok(None);
         };
         if used.is_none_or(|u| now.0.saturating_sub(u) > 60_000) {
-            self.conn.execute(
+            self.db.execute(
                 "UPDATE api_tokens SET last_used_at = ?1 WHERE token_sha256 = ?2",
-                params![now.0, key],
+                vals![now.0, key],
             )?;
         }
         Ok(Some(ApiClient {

@@ -12,9 +12,10 @@
 //! - Rows are never deleted: an application made under any published version can still
 //!   be checked against it.
 
+use crate::db::{DbError, OptionalExt};
 use crate::store::{HqStore, HqStoreError};
+use crate::vals;
 use keliling_shared::{Catalogue, UnixMillis};
-use rusqlite::{params, OptionalExtension, TransactionBehavior};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -31,8 +32,8 @@ pub enum CatalogueHistoryError {
     Corrupt { version: u32, why: String },
 }
 
-impl From<rusqlite::Error> for CatalogueHistoryError {
-    fn from(e: rusqlite::Error) -> Self {
+impl From<DbError> for CatalogueHistoryError {
+    fn from(e: DbError) -> Self {
         CatalogueHistoryError::Store(e.into())
     }
 }
@@ -58,46 +59,51 @@ impl HqStore {
             version: cat.version,
             why: e.to_string(),
         })?;
-        // One write transaction: two workers starting together record a version once.
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let stored: Option<String> = tx
+        // Two workers starting together record a version once, and both start: the insert
+        // does nothing when the version is there (on PostgreSQL it waits for another
+        // worker's uncommitted insert of it, then does nothing), and then the stored
+        // body, committed by now, is compared.
+        let services = i64::try_from(cat.services.len()).unwrap_or(i64::MAX);
+        let tx = self.db.transaction()?;
+        let inserted: Option<u32> = tx
             .query_row(
-                "SELECT body FROM catalogues WHERE version = ?1",
-                [cat.version],
+                "INSERT INTO catalogues (version, body, services, first_published_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (version) DO NOTHING RETURNING version",
+                vals![cat.version, body, services, now.0],
                 |r| r.get(0),
             )
             .optional()?;
-        if let Some(stored) = stored {
-            // Compared as catalogues, not as text: a build that adds a defaulted field
-            // still recognises what an older one stored.
-            return match decode(cat.version, &stored)? == *cat {
-                true => Ok(false),
-                false => Err(CatalogueHistoryError::Changed(cat.version)),
-            };
+        if inserted.is_some() {
+            tx.commit()?;
+            return Ok(true);
         }
-        tx.execute(
-            "INSERT INTO catalogues (version, body, services, first_published_at) VALUES (?1, ?2, ?3, ?4)",
-            params![cat.version, body, cat.services.len() as i64, now.0],
+        let stored: String = tx.query_row(
+            "SELECT body FROM catalogues WHERE version = ?1",
+            vals![cat.version],
+            |r| r.get(0),
         )?;
-        tx.commit()?;
-        Ok(true)
+        drop(tx);
+        // Compared as catalogues, not as text: a build that adds a defaulted field
+        // still recognises what an older one stored.
+        match decode(cat.version, &stored)? == *cat {
+            true => Ok(false),
+            false => Err(CatalogueHistoryError::Changed(cat.version)),
+        }
     }
 
     /// Every published version, oldest first.
     pub fn published_catalogues(&self) -> Result<Vec<Published>, CatalogueHistoryError> {
-        let mut stmt = self.conn.prepare(
+        Ok(self.db.query_map(
             "SELECT version, services, first_published_at FROM catalogues ORDER BY version",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            Ok(Published {
-                version: r.get(0)?,
-                services: r.get::<_, i64>(1)?.try_into().unwrap_or(0),
-                first_published_at: UnixMillis(r.get(2)?),
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+            vals![],
+            |r| {
+                Ok(Published {
+                    version: r.get(0)?,
+                    services: r.get::<_, i64>(1)?.try_into().unwrap_or(0),
+                    first_published_at: UnixMillis(r.get(2)?),
+                })
+            },
+        )?)
     }
 
     /// The published catalogue of `version`, if there is one.
@@ -106,10 +112,10 @@ impl HqStore {
         version: u32,
     ) -> Result<Option<Catalogue>, CatalogueHistoryError> {
         let body: Option<String> = self
-            .conn
+            .db
             .query_row(
                 "SELECT body FROM catalogues WHERE version = ?1",
-                [version],
+                vals![version],
                 |r| r.get(0),
             )
             .optional()?;
@@ -194,8 +200,20 @@ mod tests {
 
     #[test]
     fn a_version_names_one_catalogue_forever() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = HqStore::open(&dir.path().join("hq.sqlite")).unwrap();
+        let t = "a_version_names_one_catalogue_forever";
+        for (a, b) in crate::testing::each_backend(t)
+            .into_iter()
+            .zip(crate::testing::each_backend(t))
+        {
+            a_version_names_one_catalogue_forever_on(&a, &b);
+        }
+    }
+
+    fn a_version_names_one_catalogue_forever_on(
+        at: &crate::testing::TestStore,
+        other: &crate::testing::TestStore,
+    ) {
+        let mut store = at.open();
         let starter = Catalogue::builtin();
         assert!(store.publish_catalogue(&starter, UnixMillis(1)).unwrap());
         assert!(!store.publish_catalogue(&starter, UnixMillis(2)).unwrap());
@@ -218,8 +236,7 @@ mod tests {
         assert_eq!(cats.for_version(Some(9)), (&**cats.current(), false));
         // The built-in one is known without being published: a bus uses it until it
         // hears from HQ.
-        let dir2 = tempfile::tempdir().unwrap();
-        let mut fresh = HqStore::open(&dir2.path().join("hq.sqlite")).unwrap();
+        let mut fresh = other.open();
         let only_city = Catalogues::load(&mut fresh, city()).unwrap();
         assert_eq!(only_city.for_version(Some(1)), (&starter, true));
         assert_eq!(fresh.published_catalogues().unwrap().len(), 1);
@@ -233,7 +250,7 @@ mod tests {
         );
         // Reopened: the same history.
         drop(store);
-        let mut store = HqStore::open(&dir.path().join("hq.sqlite")).unwrap();
+        let mut store = at.open();
         let again = Catalogues::load(&mut store, starter.clone()).unwrap();
         assert_eq!(again.current().version, 1);
         assert_eq!(again.for_version(Some(2)).0.services.len(), 200);

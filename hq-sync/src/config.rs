@@ -36,6 +36,21 @@ pub struct HqConfig {
     pub console: ConsoleConfig,
     #[serde(default)]
     pub fleet: FleetConfig,
+    #[serde(default)]
+    pub store: StoreConfig,
+}
+
+/// `[store]`: where HQ's records, review and audit tables live.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// Unset: SQLite at `{data_dir}/hq.sqlite` (nothing to install; one HQ machine).
+    /// `postgres://user@host:port/db`: PostgreSQL, which several HQ machines share (the
+    /// database C-collated; see README). `HQ_SYNC__STORE__URL` in the environment.
+    pub url: Option<String>,
+    /// A file whose first line is the PostgreSQL password, so it is in neither the
+    /// config nor the environment.
+    pub password_file: Option<PathBuf>,
 }
 
 /// `[fleet]`: what HQ expects of the buses.
@@ -258,6 +273,7 @@ impl HqConfig {
                     .into(),
             ));
         }
+        c.store_location()?;
         if c.ingest.batch == 0 {
             return Err(ConfigError::Invalid(
                 "ingest.batch must be at least 1".into(),
@@ -284,11 +300,46 @@ impl HqConfig {
             staging: StagingConfig::default(),
             console: ConsoleConfig::default(),
             fleet: FleetConfig::default(),
+            store: StoreConfig::default(),
         }
     }
 
+    /// The SQLite file, when the store is SQLite (see [`HqConfig::store_location`]).
     pub fn db_path(&self) -> PathBuf {
         self.data_dir.join("hq.sqlite")
+    }
+
+    /// Where HQ's store is: `[store] url` or the SQLite file in the data directory.
+    pub fn store_location(&self) -> Result<crate::store::StoreLocation, ConfigError> {
+        use crate::store::StoreLocation;
+        let Some(url) = self
+            .store
+            .url
+            .as_deref()
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+        else {
+            return Ok(StoreLocation::Sqlite(self.db_path()));
+        };
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(ConfigError::Invalid(format!(
+                "store.url must be a postgres:// URL (or unset for SQLite in the data directory), not {:?}",
+                url.split("://").next().unwrap_or(url)
+            )));
+        }
+        let password = match &self.store.password_file {
+            None => None,
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|e| {
+                    ConfigError::Invalid(format!("store.password_file {}: {e}", p.display()))
+                })?;
+                Some(text.lines().next().unwrap_or("").to_string())
+            }
+        };
+        Ok(StoreLocation::Postgres {
+            url: url.to_string(),
+            password,
+        })
     }
     pub fn photos_dir(&self) -> PathBuf {
         self.data_dir.join("photos")

@@ -7,18 +7,27 @@
 //! - The console only writes rows; ingest (which holds the signing key) sends them. A row
 //!   is sent when `final` and `waiting`, and again while unconfirmed: when its bus comes
 //!   back online, when an ingest process starts, and every [`RESEND_AFTER`]. Taking rows to send is one write
-//!   transaction, so two ingest workers never both send one in the same round.
+//!   transaction, so two ingest workers never both send one in the same round: on SQLite
+//!   `BEGIN IMMEDIATE` runs the two takes one after the other; on PostgreSQL each take
+//!   locks its rows (`FOR UPDATE SKIP LOCKED`) and passes over those another worker is
+//!   taking, and a row that worker has just marked sent no longer matches.
+//! - A decision and a check each start by locking their application's row, and an ack
+//!   the decision's row, on PostgreSQL (SQLite's `BEGIN IMMEDIATE` excludes every other
+//!   writer from the whole file): two of them on one application run one after the
+//!   other, so two decisions never take the same version, a confirm and a decline never
+//!   both apply, and a duplicate ack is recorded once.
 //! - Only the bus's own `DecisionAck` (it stored the decision) makes a row `confirmed`.
 //! - A rejection of a service that needs a second person waits (`awaiting_check`, held at
 //!   HQ) until someone other than its maker confirms it.
 //! - Every decision, check and confirmation is in the audit log, in its transaction.
 
 use crate::audit;
+use crate::db::{Backend, Db, DbError, OptionalExt, Row};
 use crate::staff::Staff;
 use crate::store::{HqStore, HqStoreError};
+use crate::vals;
 use keliling_shared::decision::{Decision, Need, Outcome, ReasonCode};
 use keliling_shared::{ApplicationId, BusId, Catalogue, Text, UnixMillis};
-use rusqlite::{params, OptionalExtension, TransactionBehavior};
 use std::time::Duration;
 
 /// An unconfirmed decision is sent again after this long, even if its bus seemed online.
@@ -37,8 +46,8 @@ pub enum DecisionError {
     Invalid(String),
 }
 
-impl From<rusqlite::Error> for DecisionError {
-    fn from(e: rusqlite::Error) -> Self {
+impl From<DbError> for DecisionError {
+    fn from(e: DbError) -> Self {
         DecisionError::Store(HqStoreError::from(e))
     }
 }
@@ -121,12 +130,12 @@ fn decode_outcome(b: &[u8]) -> Result<Outcome, HqStoreError> {
 
 /// The review state an application has after its decisions: the newest final one's kind,
 /// or `pending` when there is none.
-fn settled_state(tx: &rusqlite::Connection, bus: &str, id: &str) -> Result<String, HqStoreError> {
+fn settled_state(tx: &Db, bus: &str, id: &str) -> Result<String, HqStoreError> {
     Ok(tx
         .query_row(
             "SELECT kind FROM decisions WHERE bus_id = ?1 AND application_id = ?2 AND status = 'final'
              ORDER BY version DESC LIMIT 1",
-            params![bus, id],
+            vals![bus, id],
             |r| r.get(0),
         )
         .optional()?
@@ -134,18 +143,49 @@ fn settled_state(tx: &rusqlite::Connection, bus: &str, id: &str) -> Result<Strin
 }
 
 /// Marks older versions that never reached the bus as superseded: only the newest is sent.
-fn supersede_older(
-    tx: &rusqlite::Connection,
-    bus: &str,
-    id: &str,
-    version: u32,
-) -> Result<(), HqStoreError> {
+fn supersede_older(tx: &Db, bus: &str, id: &str, version: u32) -> Result<(), HqStoreError> {
     tx.execute(
         "UPDATE decisions SET delivery = 'superseded'
          WHERE bus_id = ?1 AND application_id = ?2 AND version < ?3 AND delivery IN ('held', 'waiting', 'sent')",
-        params![bus, id, version],
+        vals![bus, id, version],
     )?;
     Ok(())
+}
+
+/// One row of [`HqStore::decisions_of`]'s query.
+fn decision_row(r: &Row<'_>) -> Result<DecisionRow, HqStoreError> {
+    let outcome: Vec<u8> = r.get(1)?;
+    let delivery: String = r.get(6)?;
+    Ok(DecisionRow {
+        version: r.get(0)?,
+        outcome: decode_outcome(&outcome)?,
+        status: r.get(2)?,
+        maker_id: r.get(10)?,
+        decided_by: r.get(3)?,
+        decided_at: UnixMillis(r.get(4)?),
+        checked_by: r.get(5)?,
+        delivery: Delivery::parse(&delivery)?,
+        sent_at: r.get::<_, Option<i64>>(7)?.map(UnixMillis),
+        send_count: r.get(8)?,
+        confirmed_at: r.get::<_, Option<i64>>(9)?.map(UnixMillis),
+    })
+}
+
+/// One row due to be sent: (bus_id, application_id, version, decided_at, outcome).
+fn due_row(r: &Row<'_>) -> Result<(BusId, Decision), HqStoreError> {
+    let bus: String = r.get(0)?;
+    let app: String = r.get(1)?;
+    let outcome: Vec<u8> = r.get(4)?;
+    let bad = |e: String| HqStoreError::Corrupt(format!("decision {bus}/{app}: {e}"));
+    Ok((
+        BusId::parse(&bus).map_err(|e| bad(e.to_string()))?,
+        Decision {
+            application: ApplicationId::parse(&app).map_err(|e| bad(e.to_string()))?,
+            version: r.get(2)?,
+            decided_at: UnixMillis(r.get(3)?),
+            outcome: decode_outcome(&outcome)?,
+        },
+    ))
 }
 
 impl HqStore {
@@ -162,13 +202,18 @@ impl HqStore {
         now: UnixMillis,
     ) -> Result<u32, DecisionError> {
         let (b, i) = (bus.as_str(), id.to_string());
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.db.transaction()?;
+        // The first read locks the application's row on PostgreSQL (SQLite's write
+        // transaction already excludes every other writer): another decide or check on it
+        // waits here, so the claim, the review state and the next version read below stay
+        // what they are until this one commits.
         let row: Option<(String, String, String)> = tx
             .query_row(
-                "SELECT service, state, review_state FROM applications WHERE bus_id = ?1 AND id = ?2",
-                params![b, i],
+                &format!(
+                    "SELECT service, state, review_state FROM applications WHERE bus_id = ?1 AND id = ?2{}",
+                    tx.for_update()
+                ),
+                vals![b, i],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .optional()?;
@@ -184,7 +229,7 @@ impl HqStore {
         let holder: Option<i64> = tx
             .query_row(
                 "SELECT staff_id FROM claims WHERE bus_id = ?1 AND application_id = ?2 AND until > ?3",
-                params![b, i, now.0],
+                vals![b, i, now.0],
                 |r| r.get(0),
             )
             .optional()?;
@@ -228,7 +273,7 @@ impl HqStore {
         };
         let version: u32 = tx.query_row(
             "SELECT COALESCE(MAX(version), 0) + 1 FROM decisions WHERE bus_id = ?1 AND application_id = ?2",
-            params![b, i],
+            vals![b, i],
             |r| r.get(0),
         )?;
         let needs_check = matches!(outcome, Outcome::Rejected { .. }) && svc.rejection_needs_check;
@@ -249,7 +294,7 @@ impl HqStore {
             "INSERT INTO decisions (bus_id, application_id, version, kind, reason_code, message, decided_by, decided_at,
                 status, delivery, outcome)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            params![
+            vals![
                 b,
                 i,
                 version,
@@ -268,11 +313,11 @@ impl HqStore {
         }
         tx.execute(
             "UPDATE applications SET review_state = ?1 WHERE bus_id = ?2 AND id = ?3",
-            params![new_review, b, i],
+            vals![new_review, b, i],
         )?;
         tx.execute(
             "DELETE FROM claims WHERE bus_id = ?1 AND application_id = ?2",
-            params![b, i],
+            vals![b, i],
         )?;
         let detail = match &outcome {
             Outcome::Rejected { code, .. } => format!("v{version} {code}"),
@@ -303,13 +348,16 @@ impl HqStore {
         now: UnixMillis,
     ) -> Result<(), DecisionError> {
         let (b, i) = (bus.as_str(), id.to_string());
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.db.transaction()?;
+        // Locks the application's row on PostgreSQL, as `decide` does: a confirm and a
+        // decline (or a new decision) racing on it run one after the other.
         let service: Option<String> = tx
             .query_row(
-                "SELECT service FROM applications WHERE bus_id = ?1 AND id = ?2",
-                params![b, i],
+                &format!(
+                    "SELECT service FROM applications WHERE bus_id = ?1 AND id = ?2{}",
+                    tx.for_update()
+                ),
+                vals![b, i],
                 |r| r.get(0),
             )
             .optional()?;
@@ -327,7 +375,7 @@ impl HqStore {
                 "SELECT version, decided_by, kind FROM decisions
                  WHERE bus_id = ?1 AND application_id = ?2 AND status = 'awaiting_check'
                  ORDER BY version DESC LIMIT 1",
-                params![b, i],
+                vals![b, i],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .optional()?;
@@ -339,7 +387,7 @@ impl HqStore {
             tx.execute(
                 "UPDATE decisions SET status = 'final', delivery = 'waiting', checked_by = ?1, checked_at = ?2
                  WHERE bus_id = ?3 AND application_id = ?4 AND version = ?5",
-                params![staff.id, now.0, b, i, version],
+                vals![staff.id, now.0, b, i, version],
             )?;
             supersede_older(&tx, b, &i, version)?;
             ("check_confirmed", kind)
@@ -347,13 +395,13 @@ impl HqStore {
             tx.execute(
                 "UPDATE decisions SET status = 'declined', delivery = 'superseded', checked_by = ?1, checked_at = ?2
                  WHERE bus_id = ?3 AND application_id = ?4 AND version = ?5",
-                params![staff.id, now.0, b, i, version],
+                vals![staff.id, now.0, b, i, version],
             )?;
             ("check_declined", settled_state(&tx, b, &i)?)
         };
         tx.execute(
             "UPDATE applications SET review_state = ?1 WHERE bus_id = ?2 AND id = ?3",
-            params![to, b, i],
+            vals![to, b, i],
         )?;
         audit::append(
             &tx,
@@ -373,32 +421,17 @@ impl HqStore {
         bus: &BusId,
         id: &ApplicationId,
     ) -> Result<Vec<DecisionRow>, HqStoreError> {
-        let mut stmt = self.conn.prepare_cached(
+        let rows = self.db.query_map(
             "SELECT d.version, d.outcome, d.status, m.display_name, d.decided_at, c.display_name,
                     d.delivery, d.sent_at, d.send_count, d.confirmed_at, d.decided_by
              FROM decisions d JOIN staff m ON m.id = d.decided_by LEFT JOIN staff c ON c.id = d.checked_by
              WHERE d.bus_id = ?1 AND d.application_id = ?2 ORDER BY d.version",
+            vals![bus.as_str(), id.to_string()],
+            // A corrupt outcome or delivery state is HQ's error, not the database's: each
+            // row carries its own result, and the first error is returned.
+            |r| Ok(decision_row(r)),
         )?;
-        let mut rows = stmt.query(params![bus.as_str(), id.to_string()])?;
-        let mut out = Vec::new();
-        while let Some(r) = rows.next()? {
-            let outcome: Vec<u8> = r.get(1)?;
-            let delivery: String = r.get(6)?;
-            out.push(DecisionRow {
-                version: r.get(0)?,
-                outcome: decode_outcome(&outcome)?,
-                status: r.get(2)?,
-                maker_id: r.get(10)?,
-                decided_by: r.get(3)?,
-                decided_at: UnixMillis(r.get(4)?),
-                checked_by: r.get(5)?,
-                delivery: Delivery::parse(&delivery)?,
-                sent_at: r.get::<_, Option<i64>>(7)?.map(UnixMillis),
-                send_count: r.get(8)?,
-                confirmed_at: r.get::<_, Option<i64>>(9)?.map(UnixMillis),
-            });
-        }
-        Ok(out)
+        rows.into_iter().collect()
     }
 
     /// Takes the decisions due to be sent now (waiting, or sent and unconfirmed for
@@ -408,40 +441,45 @@ impl HqStore {
         now: UnixMillis,
     ) -> Result<Vec<(BusId, Decision)>, HqStoreError> {
         let resend_before = now.0.saturating_sub(RESEND_AFTER.as_millis() as i64);
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut due = Vec::new();
-        {
-            let mut stmt = tx.prepare_cached(
+        let tx = self.db.transaction()?;
+        let limit = SEND_BATCH as i64;
+        let due = if tx.backend() == Backend::Postgres {
+            // READ COMMITTED runs two workers' takes side by side: each locks the rows it
+            // takes and skips those another is taking (it never waits), and one marked sent
+            // meanwhile fails the WHERE when re-checked; taking and marking is one
+            // statement. RETURNING has no order: sorted as SQLite's query sorts.
+            let rows = tx.query_map(
+                "UPDATE decisions d SET delivery = 'sent', sent_at = ?1, send_count = d.send_count + 1
+                 FROM (SELECT bus_id, application_id, version FROM decisions
+                        WHERE status = 'final' AND (delivery = 'waiting' OR (delivery = 'sent' AND sent_at < ?2))
+                        ORDER BY decided_at LIMIT ?3 FOR UPDATE SKIP LOCKED) due
+                 WHERE d.bus_id = due.bus_id AND d.application_id = due.application_id AND d.version = due.version
+                 RETURNING d.bus_id, d.application_id, d.version, d.decided_at, d.outcome",
+                vals![now.0, resend_before, limit],
+                |r| Ok(due_row(r)),
+            )?;
+            let mut due = rows.into_iter().collect::<Result<Vec<_>, _>>()?;
+            due.sort_by_key(|(_, d)| d.decided_at.0);
+            due
+        } else {
+            // SQLite: BEGIN IMMEDIATE already keeps every other writer out until commit.
+            let rows = tx.query_map(
                 "SELECT bus_id, application_id, version, decided_at, outcome FROM decisions
                  WHERE status = 'final' AND (delivery = 'waiting' OR (delivery = 'sent' AND sent_at < ?1))
                  ORDER BY decided_at LIMIT ?2",
+                vals![resend_before, limit],
+                |r| Ok(due_row(r)),
             )?;
-            let mut rows = stmt.query(params![resend_before, SEND_BATCH as i64])?;
-            while let Some(r) = rows.next()? {
-                let bus: String = r.get(0)?;
-                let app: String = r.get(1)?;
-                let outcome: Vec<u8> = r.get(4)?;
-                let bad = |e: String| HqStoreError::Corrupt(format!("decision {bus}/{app}: {e}"));
-                due.push((
-                    BusId::parse(&bus).map_err(|e| bad(e.to_string()))?,
-                    Decision {
-                        application: ApplicationId::parse(&app).map_err(|e| bad(e.to_string()))?,
-                        version: r.get(2)?,
-                        decided_at: UnixMillis(r.get(3)?),
-                        outcome: decode_outcome(&outcome)?,
-                    },
-                ));
+            let due = rows.into_iter().collect::<Result<Vec<_>, _>>()?;
+            for (bus, d) in &due {
+                tx.execute(
+                    "UPDATE decisions SET delivery = 'sent', sent_at = ?1, send_count = send_count + 1
+                     WHERE bus_id = ?2 AND application_id = ?3 AND version = ?4",
+                    vals![now.0, bus.as_str(), d.application.to_string(), d.version],
+                )?;
             }
-        }
-        for (bus, d) in &due {
-            tx.execute(
-                "UPDATE decisions SET delivery = 'sent', sent_at = ?1, send_count = send_count + 1
-                 WHERE bus_id = ?2 AND application_id = ?3 AND version = ?4",
-                params![now.0, bus.as_str(), d.application.to_string(), d.version],
-            )?;
-        }
+            due
+        };
         tx.commit()?;
         Ok(due)
     }
@@ -450,17 +488,17 @@ impl HqStore {
     /// last one (taken from the outbox, then killed before publishing), so everything
     /// unconfirmed goes again now. The bus keeps a version once, so a copy costs nothing.
     pub fn resend_all_unconfirmed_decisions(&mut self) -> Result<usize, HqStoreError> {
-        Ok(self.conn.execute(
+        Ok(self.db.execute(
             "UPDATE decisions SET delivery = 'waiting' WHERE delivery = 'sent'",
-            [],
+            vals![],
         )?)
     }
 
     /// A bus came (back) online: what it has not confirmed is sent again now.
     pub fn resend_decisions_to(&mut self, bus: &BusId) -> Result<usize, HqStoreError> {
-        Ok(self.conn.execute(
+        Ok(self.db.execute(
             "UPDATE decisions SET delivery = 'waiting' WHERE bus_id = ?1 AND delivery = 'sent'",
-            [bus.as_str()],
+            vals![bus.as_str()],
         )?)
     }
 
@@ -474,14 +512,18 @@ impl HqStore {
         now: UnixMillis,
     ) -> Result<bool, HqStoreError> {
         let (b, i) = (bus.as_str(), id.to_string());
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.db.transaction()?;
+        // Locks the decision's row on PostgreSQL: a duplicate ack handled by another
+        // worker at the same time waits here, then finds it confirmed (the WHERE is
+        // re-checked on the newest row) and writes nothing, so one audit row per ack.
         let before: Option<String> = tx
             .query_row(
-                "SELECT delivery FROM decisions WHERE bus_id = ?1 AND application_id = ?2 AND version = ?3
-                 AND status = 'final' AND confirmed_at IS NULL",
-                params![b, i, version],
+                &format!(
+                    "SELECT delivery FROM decisions WHERE bus_id = ?1 AND application_id = ?2 AND version = ?3
+                     AND status = 'final' AND confirmed_at IS NULL{}",
+                    tx.for_update()
+                ),
+                vals![b, i, version],
                 |r| r.get(0),
             )
             .optional()?;
@@ -494,7 +536,7 @@ impl HqStore {
             "UPDATE decisions SET confirmed_at = ?1,
                 delivery = CASE WHEN delivery = 'superseded' THEN 'superseded' ELSE 'confirmed' END
              WHERE bus_id = ?2 AND application_id = ?3 AND version = ?4",
-            params![now.0, b, i, version],
+            vals![now.0, b, i, version],
         )?;
         audit::append(
             &tx,
@@ -510,13 +552,11 @@ impl HqStore {
 
     /// Decisions not yet confirmed by each bus, for the fleet view.
     pub fn decisions_waiting_per_bus(&self) -> Result<Vec<(String, u64)>, HqStoreError> {
-        let mut stmt = self.conn.prepare_cached(
+        Ok(self.db.query_map(
             "SELECT bus_id, COUNT(*) FROM decisions WHERE status = 'final' AND delivery IN ('waiting', 'sent')
              GROUP BY bus_id ORDER BY bus_id",
-        )?;
-        let v = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)?.max(0) as u64)))?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(v)
+            vals![],
+            |r| Ok((r.get(0)?, r.get::<_, i64>(1)?.max(0) as u64)),
+        )?)
     }
 }

@@ -7,8 +7,8 @@
 
 use crate::store::HqStore;
 use crate::store::{BusRow, HqStoreError};
+use crate::vals;
 use keliling_shared::UnixMillis;
-use rusqlite::params;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -44,28 +44,37 @@ pub struct FleetExtras {
 impl HqStore {
     pub fn fleet_extras(&self) -> Result<FleetExtras, HqStoreError> {
         let mut x = FleetExtras::default();
-        let mut stmt = self.conn.prepare_cached(
+        let positions = self.db.query_map(
             "SELECT bus_id, lat, lon FROM buses WHERE lat IS NOT NULL AND lon IS NOT NULL",
+            vals![],
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, f64>(1)?,
+                    r.get::<_, f64>(2)?,
+                ))
+            },
         )?;
-        for r in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get(1)?, r.get(2)?)))? {
-            let (b, lat, lon) = r?;
+        for (b, lat, lon) in positions {
             x.positions.insert(b, (lat, lon));
         }
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT bus_id, reason FROM revoked_buses")?;
-        for r in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))? {
-            let (b, why) = r?;
+        let revoked =
+            self.db
+                .query_map("SELECT bus_id, reason FROM revoked_buses", vals![], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+                })?;
+        for (b, why) in revoked {
             x.revoked.insert(b, why);
         }
         for (b, n) in self.decisions_waiting_per_bus()? {
             x.decisions_waiting.insert(b, n);
         }
-        let mut stmt = self.conn.prepare_cached(
+        let quarantined = self.db.query_map(
             "SELECT claimed_bus, COUNT(*) FROM quarantine WHERE claimed_bus IS NOT NULL GROUP BY claimed_bus",
+            vals![],
+            |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)),
         )?;
-        for r in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
-            let (b, n) = r?;
+        for (b, n) in quarantined {
             x.quarantined.insert(b, n.max(0) as u64);
         }
         Ok(x)
@@ -82,20 +91,16 @@ impl HqStore {
         let offset = i64::from(offset_minutes) * 60_000;
         let today = (now.0 + offset).div_euclid(86_400_000);
         let first = today - i64::from(days) + 1;
-        let mut stmt = self.conn.prepare_cached(
+        let rows = self.db.query_map(
             "SELECT (captured_at + ?1) / 86400000 AS day, bus_id, COUNT(*) FROM applications
              WHERE captured_at >= ?2 AND captured_at < ?3 GROUP BY day, bus_id ORDER BY day, bus_id",
+            vals![
+                offset,
+                first * 86_400_000 - offset,
+                (today + 1) * 86_400_000 - offset
+            ],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)?.max(0) as u64)),
         )?;
-        let rows = stmt
-            .query_map(
-                params![
-                    offset,
-                    first * 86_400_000 - offset,
-                    (today + 1) * 86_400_000 - offset
-                ],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)?.max(0) as u64)),
-            )?
-            .collect::<Result<Vec<_>, _>>()?;
         Ok(rows)
     }
 
@@ -104,14 +109,12 @@ impl HqStore {
         &self,
         limit: usize,
     ) -> Result<Vec<(String, u64)>, HqStoreError> {
-        let mut stmt = self.conn.prepare_cached(
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = self.db.query_map(
             "SELECT village, COUNT(*) AS n FROM applications GROUP BY village ORDER BY n DESC, village LIMIT ?1",
+            vals![limit],
+            |r| Ok((r.get(0)?, r.get::<_, i64>(1)?.max(0) as u64)),
         )?;
-        let rows = stmt
-            .query_map([limit as i64], |r| {
-                Ok((r.get(0)?, r.get::<_, i64>(1)?.max(0) as u64))
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
         Ok(rows)
     }
 }

@@ -587,6 +587,15 @@ impl Offline {
     /// A fresh HQ in `dir` with a fleet PKI that has issued `buses` (bundles and all, as
     /// `pki init` and `pki provision-bus` make them), and no free-space floor.
     pub fn for_fleet(dir: &std::path::Path, buses: &[BusId]) -> Result<Offline, IngestError> {
+        Self::for_fleet_on(dir, buses, None)
+    }
+
+    /// [`Offline::for_fleet`] with its store at `store` (SQLite in `dir` when `None`).
+    pub fn for_fleet_on(
+        dir: &std::path::Path,
+        buses: &[BusId],
+        store: Option<&crate::store::StoreLocation>,
+    ) -> Result<Offline, IngestError> {
         use crate::pki::{BundleOptions, Pki};
         let fleet = |e: crate::pki::PkiError| IngestError::Config(format!("fleet PKI: {e}"));
         let pki = Pki::init(&dir.join("pki"), &[]).map_err(fleet)?;
@@ -606,6 +615,12 @@ impl Offline {
         let mut cfg = HqConfig::for_dir(dir.join("hq"), 0);
         cfg.pki.dir = pki.dir().to_owned();
         cfg.staging.min_free_mib = 0;
+        match store {
+            None | Some(crate::store::StoreLocation::Sqlite(_)) => {}
+            Some(crate::store::StoreLocation::Postgres { url, .. }) => {
+                cfg.store.url = Some(url.clone());
+            }
+        }
         Offline::open(&cfg)
     }
 
@@ -640,7 +655,10 @@ impl Ingest {
             .map_err(|e| IngestError::Config(e.to_string()))?;
         let limits = cfg.staging.limits();
         let staging_dir = cfg.staging_dir();
-        let mut store = HqStore::open(&cfg.db_path())?;
+        let at = cfg
+            .store_location()
+            .map_err(|e| IngestError::Config(e.to_string()))?;
+        let mut store = HqStore::connect(&at, &cfg.ingest.worker_id)?;
         let catalogues = Catalogues::load(&mut store, catalogue)
             .map_err(|e| IngestError::Config(e.to_string()))?;
         let mut ingest = Ingest {

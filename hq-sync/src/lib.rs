@@ -2,7 +2,7 @@
 //!
 //! - [`ingest`]: the MQTT ingest loop and its invariants (ack only after commit).
 //! - [`replies`]: HQ's answers to buses, on their own lane so acks never wait behind them.
-//! - [`store`]: the HQ record store (SQLite).
+//! - [`store`]: the HQ record store (SQLite or PostgreSQL, through [`db`]).
 //! - [`catalogues`]: every service catalogue published to the fleet, by version.
 //! - [`photos`]: verified blobs as content-addressed files.
 //! - [`staging`]: uploads in progress (sled), disposable.
@@ -20,12 +20,14 @@ pub mod catalogues;
 pub mod config;
 pub mod console;
 pub mod content;
+pub mod db;
 pub mod decisions;
 pub mod disk;
 pub mod fd_limit;
 pub mod files;
 pub mod fleet;
 pub mod ingest;
+pub mod pg_schema;
 pub mod photos;
 pub mod pki;
 pub mod replies;
@@ -34,6 +36,7 @@ pub mod signing;
 pub mod staff;
 pub mod staging;
 pub mod store;
+pub mod testing;
 pub mod tls_front;
 
 pub use config::HqConfig;

@@ -2,7 +2,7 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use hq_sync::store::HqStore;
+use hq_sync::store::{HqStore, StoreLocation};
 use hq_sync::HqConfig;
 use hq_sync::{broker, pki};
 use keliling_shared::BusId;
@@ -416,7 +416,7 @@ fn pki_cmd(cfg: &HqConfig, cmd: PkiCommand) -> Result<()> {
             let serials = p.revoke(&bus_id, reason)?;
             std::fs::create_dir_all(&cfg.data_dir)
                 .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
-            let mut store = HqStore::open(&cfg.db_path())?;
+            let mut store = open_store(cfg)?;
             store.revoke_bus(
                 &bus_id,
                 &format!("{reason:?}"),
@@ -595,7 +595,7 @@ fn read_new_password(from_stdin: bool) -> Result<hq_sync::staff::Password> {
 
 fn api_token_cmd(cfg: &HqConfig, cmd: ApiTokenCommand) -> Result<()> {
     use keliling_shared::UnixMillis;
-    let mut store = HqStore::open(&cfg.db_path())?;
+    let mut store = open_store(cfg)?;
     match cmd {
         ApiTokenCommand::Add { name, agencies, by } => {
             let supervisor = hq_sync::staff::Username::parse(&by)
@@ -654,7 +654,7 @@ fn api_token_cmd(cfg: &HqConfig, cmd: ApiTokenCommand) -> Result<()> {
 
 fn catalogue_cmd(cfg: &HqConfig, cmd: CatalogueCommand) -> Result<()> {
     use keliling_shared::Catalogue;
-    let store = HqStore::open(&cfg.db_path())?;
+    let store = open_store(cfg)?;
     let published = store.published_catalogues()?;
     match cmd {
         CatalogueCommand::List => {
@@ -742,7 +742,7 @@ fn catalogue_cmd(cfg: &HqConfig, cmd: CatalogueCommand) -> Result<()> {
 fn staff_cmd(cfg: &HqConfig, cmd: StaffCommand) -> Result<()> {
     use hq_sync::staff::{Lang, NewStaff, Role, Username};
     use keliling_shared::UnixMillis;
-    let mut store = HqStore::open(&cfg.db_path())?;
+    let mut store = open_store(cfg)?;
     match cmd {
         StaffCommand::Add {
             username,
@@ -821,14 +821,20 @@ fn staff_cmd(cfg: &HqConfig, cmd: StaffCommand) -> Result<()> {
     Ok(())
 }
 
+/// HQ's store where the config puts it (SQLite in the data directory, or PostgreSQL).
+fn open_store(cfg: &HqConfig) -> Result<HqStore> {
+    let at = cfg.store_location()?;
+    HqStore::connect(&at, "hq-sync-cli").with_context(|| format!("opening HQ's store at {at}"))
+}
+
 fn status(cfg: &HqConfig, quarantine: usize) -> Result<()> {
-    if !cfg.db_path().exists() {
+    if matches!(cfg.store_location()?, StoreLocation::Sqlite(_)) && !cfg.db_path().exists() {
         bail!(
             "no HQ database at {} yet: run `hq-sync run` first",
             cfg.db_path().display()
         );
     }
-    let store = HqStore::open(&cfg.db_path())?;
+    let store = open_store(cfg)?;
     let c = store.counts()?;
     println!(
         "Applications: {} ({} complete, {} awaiting photos/scans)",

@@ -8,13 +8,15 @@
 //! - Paging is by keyset on (HQ receive time, bus, id): stable while new applications
 //!   arrive, and as fast on page 500 as on page 1.
 //! - A claim is a lease: it expires by itself, and only its holder (or a supervisor)
-//!   releases it early.
+//!   releases it early. Claiming locks the application's row first on PostgreSQL (as a
+//!   decision does; SQLite's `BEGIN IMMEDIATE` excludes every other writer), so of two
+//!   reviewers claiming at once the second sees the first's claim.
 
 use crate::audit;
+use crate::db::{Db, OptionalExt, Value};
 use crate::store::{HqStore, HqStoreError};
+use crate::vals;
 use keliling_shared::{Application, ApplicationId, BusId, Nik, ServiceCode, Sha256, UnixMillis};
-use rusqlite::types::Value;
-use rusqlite::{params, params_from_iter, OptionalExtension, TransactionBehavior};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
@@ -236,16 +238,16 @@ pub enum ClaimOutcome {
 
 /// The live claim on an application, if any (on any connection or transaction).
 fn live_claim(
-    conn: &rusqlite::Connection,
+    db: &Db,
     bus: &BusId,
     id: &ApplicationId,
     now: UnixMillis,
 ) -> Result<Option<Claim>, HqStoreError> {
-    Ok(conn
+    Ok(db
         .query_row(
             "SELECT c.staff_id, s.username, s.display_name, c.until FROM claims c JOIN staff s ON s.id = c.staff_id
              WHERE c.bus_id = ?1 AND c.application_id = ?2 AND c.until > ?3",
-            params![bus.as_str(), id.to_string(), now.0],
+            vals![bus.as_str(), id.to_string(), now.0],
             |r| {
                 Ok(Claim {
                     staff_id: r.get(0)?,
@@ -263,9 +265,13 @@ fn bad(e: impl fmt::Display) -> HqStoreError {
 }
 
 /// The WHERE clause and its values for a filter (without status and cursor when asked).
-fn where_clause(f: &QueueFilter, with_status: bool, with_cursor: bool) -> (String, Vec<Value>) {
+fn where_clause(
+    f: &QueueFilter,
+    with_status: bool,
+    with_cursor: bool,
+) -> (String, Vec<Value<'static>>) {
     let mut sql = String::from("WHERE 1=1");
-    let mut v: Vec<Value> = Vec::new();
+    let mut v: Vec<Value<'static>> = Vec::new();
     // Only what the staff member may see.
     sql.push_str(" AND a.service IN (");
     if f.services.is_empty() {
@@ -276,28 +282,28 @@ fn where_clause(f: &QueueFilter, with_status: bool, with_cursor: bool) -> (Strin
             sql.push(',');
         }
         sql.push('?');
-        v.push(Value::Text(s.as_str().to_owned()));
+        v.push(Value::Text(s.as_str().to_owned().into()));
     }
     sql.push(')');
     if let (true, Some(st)) = (with_status, f.status) {
         sql.push_str(&format!(" AND {STATUS_SQL} = ?"));
-        v.push(Value::Text(st.as_str().to_owned()));
+        v.push(Value::Text(st.as_str().to_owned().into()));
     }
     if let Some(b) = &f.bus {
         sql.push_str(" AND a.bus_id = ?");
-        v.push(Value::Text(b.as_str().to_owned()));
+        v.push(Value::Text(b.as_str().to_owned().into()));
     }
     if let Some(village) = &f.village {
         sql.push_str(" AND a.village = ?");
-        v.push(Value::Text(village.clone()));
+        v.push(Value::Text(village.clone().into()));
     }
     if let Some(t) = f.received_from {
         sql.push_str(" AND a.hq_received_at >= ?");
-        v.push(Value::Integer(t.0));
+        v.push(Value::Int(t.0));
     }
     if let Some(t) = f.received_before {
         sql.push_str(" AND a.hq_received_at < ?");
-        v.push(Value::Integer(t.0));
+        v.push(Value::Int(t.0));
     }
     if f.warnings_only {
         sql.push_str(" AND a.warnings != ''");
@@ -305,20 +311,21 @@ fn where_clause(f: &QueueFilter, with_status: bool, with_cursor: bool) -> (Strin
     match &f.search {
         Some(Search::Nik(n)) => {
             sql.push_str(" AND a.nik = ?");
-            v.push(Value::Text(n.as_str().to_owned()));
+            v.push(Value::Text(n.as_str().to_owned().into()));
         }
         Some(Search::Tracking(id)) => {
             sql.push_str(" AND a.id = ?");
-            v.push(Value::Text(id.to_string()));
+            v.push(Value::Text(id.to_string().into()));
         }
         Some(Search::Name(n)) => {
             // A prefix of the name, any case; LIKE's own wildcards are taken literally.
+            // Both sides lowered: SQLite's LIKE ignores (ASCII) case, PostgreSQL's does not.
             let esc = n
                 .replace('\\', "\\\\")
                 .replace('%', "\\%")
                 .replace('_', "\\_");
-            sql.push_str(" AND a.applicant_name LIKE ? ESCAPE '\\'");
-            v.push(Value::Text(format!("{esc}%")));
+            sql.push_str(" AND lower(a.applicant_name) LIKE lower(?) ESCAPE '\\'");
+            v.push(Value::Text(format!("{esc}%").into()));
         }
         None => {}
     }
@@ -330,11 +337,30 @@ fn where_clause(f: &QueueFilter, with_status: bool, with_cursor: bool) -> (Strin
         sql.push_str(&format!(
             " AND (a.hq_received_at, a.bus_id, a.id) {op} (?, ?, ?)"
         ));
-        v.push(Value::Integer(c.received));
-        v.push(Value::Text(c.bus.as_str().to_owned()));
-        v.push(Value::Text(c.id.to_string()));
+        v.push(Value::Int(c.received));
+        v.push(Value::Text(c.bus.as_str().to_owned().into()));
+        v.push(Value::Text(c.id.to_string().into()));
     }
     (sql, v)
+}
+
+/// One row of [`HqStore::queue`]'s query.
+fn queue_row(r: &crate::db::Row<'_>) -> Result<QueueRow, HqStoreError> {
+    let status: String = r.get(9)?;
+    Ok(QueueRow {
+        bus_id: BusId::parse(&r.get::<_, String>(0)?).map_err(bad)?,
+        id: ApplicationId::parse(&r.get::<_, String>(1)?).map_err(bad)?,
+        service: r.get(2)?,
+        applicant_name: r.get(3)?,
+        nik: r.get(4)?,
+        village: r.get(5)?,
+        captured_at: UnixMillis(r.get(6)?),
+        hq_received_at: UnixMillis(r.get(7)?),
+        has_warnings: r.get(8)?,
+        status: QueueStatus::parse(&status)
+            .ok_or_else(|| bad(format!("review state {status:?}")))?,
+        claimed_by: r.get(10)?,
+    })
 }
 
 impl HqStore {
@@ -349,9 +375,9 @@ impl HqStore {
         // Placeholders are all `?`, numbered by position: the claim's `now` comes first
         // in the text, then the filter's, then the limit.
         let mut values = Vec::with_capacity(where_values.len() + 2);
-        values.push(Value::Integer(now.0));
+        values.push(Value::Int(now.0));
         values.extend(where_values);
-        values.push(Value::Integer(limit as i64 + 1));
+        values.push(Value::Int(limit as i64 + 1));
         let sql = format!(
             "SELECT a.bus_id, a.id, a.service, a.applicant_name, a.nik, a.village, a.captured_at,
                     a.hq_received_at, a.warnings != '', {STATUS_SQL},
@@ -361,26 +387,10 @@ impl HqStore {
              ORDER BY a.hq_received_at {dir}, a.bus_id {dir}, a.id {dir}
              LIMIT ?"
         );
-        let mut stmt = self.conn.prepare_cached(&sql)?;
-        let mut rows = stmt.query(params_from_iter(values.iter()))?;
-        let mut out = Vec::with_capacity(limit + 1);
-        while let Some(r) = rows.next()? {
-            let status: String = r.get(9)?;
-            out.push(QueueRow {
-                bus_id: BusId::parse(&r.get::<_, String>(0)?).map_err(bad)?,
-                id: ApplicationId::parse(&r.get::<_, String>(1)?).map_err(bad)?,
-                service: r.get(2)?,
-                applicant_name: r.get(3)?,
-                nik: r.get(4)?,
-                village: r.get(5)?,
-                captured_at: UnixMillis(r.get(6)?),
-                hq_received_at: UnixMillis(r.get(7)?),
-                has_warnings: r.get(8)?,
-                status: QueueStatus::parse(&status)
-                    .ok_or_else(|| bad(format!("review state {status:?}")))?,
-                claimed_by: r.get(10)?,
-            });
-        }
+        // A row that does not parse is HQ's error, not the database's: each row carries
+        // its own result, and the first error is returned.
+        let rows = self.db.query_map(&sql, &values, |r| Ok(queue_row(r)))?;
+        let mut out = rows.into_iter().collect::<Result<Vec<_>, _>>()?;
         let next = if out.len() > limit {
             out.truncate(limit);
             out.last().map(|r| Cursor {
@@ -402,14 +412,14 @@ impl HqStore {
     ) -> Result<BTreeMap<QueueStatus, u64>, HqStoreError> {
         let (clause, values) = where_clause(f, false, false);
         let sql = format!("SELECT {STATUS_SQL}, COUNT(*) FROM applications a {clause} GROUP BY 1");
-        let mut stmt = self.conn.prepare_cached(&sql)?;
-        let mut rows = stmt.query(params_from_iter(values.iter()))?;
+        let rows = self.db.query_map(&sql, &values, |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+        })?;
         let mut out: BTreeMap<QueueStatus, u64> =
             QueueStatus::ALL.iter().map(|s| (*s, 0)).collect();
-        while let Some(r) = rows.next()? {
-            let s: String = r.get(0)?;
+        for (s, n) in rows {
             if let Some(s) = QueueStatus::parse(&s) {
-                out.insert(s, r.get::<_, i64>(1)?.max(0) as u64);
+                out.insert(s, n.max(0) as u64);
             }
         }
         Ok(out)
@@ -417,24 +427,20 @@ impl HqStore {
 
     /// Villages the buses have visited, for the filter (most applications first).
     pub fn villages(&self, limit: usize) -> Result<Vec<String>, HqStoreError> {
-        let mut stmt = self.conn.prepare_cached(
+        Ok(self.db.query_map(
             "SELECT village FROM applications GROUP BY village ORDER BY COUNT(*) DESC, village LIMIT ?1",
-        )?;
-        let v = stmt
-            .query_map([limit as i64], |r| r.get(0))?
-            .collect::<Result<Vec<String>, _>>()?;
-        Ok(v)
+            vals![i64::try_from(limit).unwrap_or(i64::MAX)],
+            |r| r.get::<_, String>(0),
+        )?)
     }
 
     /// Bus ids HQ has heard from or holds applications of.
     pub fn bus_ids(&self) -> Result<Vec<String>, HqStoreError> {
-        let mut stmt = self.conn.prepare_cached(
+        Ok(self.db.query_map(
             "SELECT bus_id FROM buses UNION SELECT DISTINCT bus_id FROM applications ORDER BY 1",
-        )?;
-        let v = stmt
-            .query_map([], |r| r.get(0))?
-            .collect::<Result<Vec<String>, _>>()?;
-        Ok(v)
+            vals![],
+            |r| r.get::<_, String>(0),
+        )?)
     }
 
     /// An application's review state (`pending`, `approved`, `awaiting_check`, ...).
@@ -444,10 +450,10 @@ impl HqStore {
         id: &ApplicationId,
     ) -> Result<Option<String>, HqStoreError> {
         Ok(self
-            .conn
+            .db
             .query_row(
                 "SELECT review_state FROM applications WHERE bus_id = ?1 AND id = ?2",
-                params![bus.as_str(), id.to_string()],
+                vals![bus.as_str(), id.to_string()],
                 |r| r.get(0),
             )
             .optional()?)
@@ -473,10 +479,10 @@ impl HqStore {
         id: &ApplicationId,
     ) -> Result<Option<String>, HqStoreError> {
         Ok(self
-            .conn
+            .db
             .query_row(
                 "SELECT service FROM applications WHERE bus_id = ?1 AND id = ?2",
-                params![bus.as_str(), id.to_string()],
+                vals![bus.as_str(), id.to_string()],
                 |r| r.get(0),
             )
             .optional()?)
@@ -493,13 +499,13 @@ impl HqStore {
         let id_s = id.to_string();
         type Row = (Vec<u8>, String, i64, Option<i64>, Option<i64>, String);
         let row: Option<Row> = self
-            .conn
+            .db
             .query_row(
                 &format!(
                     "SELECT a.record, {STATUS_SQL}, a.hq_received_at, a.completed_at, a.clock_skew_ms, a.ingested_by
                      FROM applications a WHERE a.bus_id = ?1 AND a.id = ?2"
                 ),
-                params![bus_s, id_s],
+                vals![bus_s, id_s],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
             )
             .optional()?;
@@ -509,25 +515,34 @@ impl HqStore {
         let app = Application::from_stored_bytes(&record).map_err(bad)?;
         let status =
             QueueStatus::parse(&status).ok_or_else(|| bad(format!("review state {status:?}")))?;
-        let mut stmt = self.conn.prepare_cached(
+        type BlobRow = (String, String, i64, String, bool, Option<i64>, Option<i64>);
+        let rows: Vec<BlobRow> = self.db.query_map(
             "SELECT ab.sha256, ab.kind, ab.size, ab.media_type, b.sha256 IS NOT NULL,
                     (SELECT MAX(p.chunks_have) FROM upload_progress p WHERE p.bus_id = ab.bus_id AND p.sha256 = ab.sha256),
                     (SELECT MAX(p.chunk_count) FROM upload_progress p WHERE p.bus_id = ab.bus_id AND p.sha256 = ab.sha256)
              FROM app_blobs ab LEFT JOIN blobs b ON b.sha256 = ab.sha256
              WHERE ab.bus_id = ?1 AND ab.application_id = ?2
              ORDER BY ab.kind != 'id_photo', ab.kind",
+            vals![bus_s, id_s],
+            |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                ))
+            },
         )?;
-        let mut rows = stmt.query(params![bus_s, id_s])?;
-        let mut blobs = Vec::new();
-        while let Some(r) = rows.next()? {
-            let have: Option<i64> = r.get(5)?;
-            let count: Option<i64> = r.get(6)?;
-            let stored: bool = r.get(4)?;
+        let mut blobs = Vec::with_capacity(rows.len());
+        for (sha, kind, size, media_type, stored, have, count) in rows {
             blobs.push(BlobState {
-                sha256: Sha256::parse_hex(&r.get::<_, String>(0)?).map_err(bad)?,
-                kind: r.get(1)?,
-                size: r.get::<_, i64>(2)?.max(0) as u64,
-                media_type: r.get(3)?,
+                sha256: Sha256::parse_hex(&sha).map_err(bad)?,
+                kind,
+                size: size.max(0) as u64,
+                media_type,
                 stored,
                 chunks: match (stored, have, count) {
                     (false, Some(h), Some(c)) => Some((h.max(0) as u32, c.max(0) as u32)),
@@ -535,14 +550,13 @@ impl HqStore {
                 },
             });
         }
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT bus_id FROM id_collisions WHERE id = ?1 AND bus_id != ?2 UNION SELECT first_bus FROM id_collisions WHERE id = ?1 AND first_bus != ?2")?;
-        let collisions = stmt
-            .query_map(params![id_s, bus_s], |r| r.get(0))?
-            .collect::<Result<Vec<String>, _>>()?;
+        let collisions = self.db.query_map(
+            "SELECT bus_id FROM id_collisions WHERE id = ?1 AND bus_id != ?2 UNION SELECT first_bus FROM id_collisions WHERE id = ?1 AND first_bus != ?2",
+            vals![id_s, bus_s],
+            |r| r.get::<_, String>(0),
+        )?;
         let history = audit::list(
-            &self.conn,
+            &self.db,
             &audit::Filter {
                 bus_id: Some(bus_s.to_owned()),
                 application_id: Some(id_s),
@@ -572,17 +586,17 @@ impl HqStore {
         bus: &BusId,
         id: &ApplicationId,
     ) -> Result<Vec<ApplicationId>, HqStoreError> {
-        let mut stmt = self.conn.prepare(
+        let rows = self.db.query_map(
             "SELECT id FROM applications WHERE bus_id = ?1 AND amends = ?2 ORDER BY captured_at, id",
+            vals![bus.as_str(), id.to_string()],
+            |r| r.get::<_, String>(0),
         )?;
-        let rows = stmt.query_map(params![bus.as_str(), id.to_string()], |r| {
-            r.get::<_, String>(0)
-        })?;
-        rows.map(|r| {
-            let s = r?;
-            ApplicationId::parse(&s).map_err(|e| HqStoreError::Corrupt(format!("amends {s}: {e}")))
-        })
-        .collect()
+        rows.into_iter()
+            .map(|s| {
+                ApplicationId::parse(&s)
+                    .map_err(|e| HqStoreError::Corrupt(format!("amends {s}: {e}")))
+            })
+            .collect()
     }
 
     /// The live claim on an application, if any.
@@ -592,7 +606,7 @@ impl HqStore {
         id: &ApplicationId,
         now: UnixMillis,
     ) -> Result<Option<Claim>, HqStoreError> {
-        live_claim(&self.conn, bus, id, now)
+        live_claim(&self.db, bus, id, now)
     }
 
     /// Claims an application for `staff` (or renews their own claim).
@@ -603,14 +617,21 @@ impl HqStore {
         staff: &crate::staff::Staff,
         now: UnixMillis,
     ) -> Result<ClaimOutcome, HqStoreError> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let exists: bool = tx.query_row(
-            "SELECT EXISTS(SELECT 1 FROM applications WHERE bus_id = ?1 AND id = ?2)",
-            params![bus.as_str(), id.to_string()],
-            |r| r.get(0),
-        )?;
+        let tx = self.db.transaction()?;
+        // Locks the application's row on PostgreSQL (SQLite's write transaction already
+        // excludes every other writer): another reviewer's claim, or a decision, on it
+        // waits here, so the live claim read next is still the live one at commit.
+        let exists = tx
+            .query_row(
+                &format!(
+                    "SELECT 1 FROM applications WHERE bus_id = ?1 AND id = ?2{}",
+                    tx.for_update()
+                ),
+                vals![bus.as_str(), id.to_string()],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()?
+            .is_some();
         if !exists {
             return Ok(ClaimOutcome::NotFound);
         }
@@ -622,7 +643,7 @@ impl HqStore {
         tx.execute(
             "INSERT INTO claims (bus_id, application_id, staff_id, claimed_at, until) VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT (bus_id, application_id) DO UPDATE SET staff_id = ?3, claimed_at = ?4, until = ?5",
-            params![bus.as_str(), id.to_string(), staff.id, now.0, until.0],
+            vals![bus.as_str(), id.to_string(), staff.id, now.0, until.0],
         )?;
         audit::append(
             &tx,
@@ -643,12 +664,10 @@ impl HqStore {
         staff: &crate::staff::Staff,
         now: UnixMillis,
     ) -> Result<bool, HqStoreError> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.db.transaction()?;
         let n = tx.execute(
             "DELETE FROM claims WHERE bus_id = ?1 AND application_id = ?2 AND (staff_id = ?3 OR ?4)",
-            params![bus.as_str(), id.to_string(), staff.id, staff.is_supervisor()],
+            vals![bus.as_str(), id.to_string(), staff.id, staff.is_supervisor()],
         )?;
         if n > 0 {
             audit::append(
@@ -669,9 +688,7 @@ impl HqStore {
         e: &audit::Entry,
         now: UnixMillis,
     ) -> Result<(), HqStoreError> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.db.transaction()?;
         audit::append(&tx, now, actor, e)?;
         tx.commit()?;
         Ok(())
@@ -679,12 +696,12 @@ impl HqStore {
 
     /// Checks the audit log's hash chain: the first row that does not follow, if any.
     pub fn verify_audit(&self) -> Result<Option<i64>, HqStoreError> {
-        audit::verify_chain(&self.conn)
+        audit::verify_chain(&self.db)
     }
 
     /// The audit log, newest first.
     pub fn audit_log(&self, f: &audit::Filter) -> Result<Vec<audit::Row>, HqStoreError> {
-        audit::list(&self.conn, f)
+        audit::list(&self.db, f)
     }
 
     /// A stored blob that an application of one of `services` references: that
@@ -694,20 +711,18 @@ impl HqStore {
         sha: &Sha256,
         services: &[ServiceCode],
     ) -> Result<Option<(String, String, String)>, HqStoreError> {
-        let mut stmt = self.conn.prepare_cached(
+        let rows: Vec<(String, String, String, String)> = self.db.query_map(
             "SELECT ab.bus_id, ab.application_id, ab.media_type, a.service FROM app_blobs ab
              JOIN blobs b ON b.sha256 = ab.sha256
              JOIN applications a ON a.bus_id = ab.bus_id AND a.id = ab.application_id
              WHERE ab.sha256 = ?1",
+            vals![sha.to_hex()],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )?;
-        let mut rows = stmt.query([sha.to_hex()])?;
-        while let Some(r) = rows.next()? {
-            let service: String = r.get(3)?;
-            if services.iter().any(|v| v.as_str() == service) {
-                return Ok(Some((r.get(0)?, r.get(1)?, r.get(2)?)));
-            }
-        }
-        Ok(None)
+        Ok(rows
+            .into_iter()
+            .find(|(_, _, _, service)| services.iter().any(|v| v.as_str() == service.as_str()))
+            .map(|(bus, app, media_type, _)| (bus, app, media_type)))
     }
 
     /// The media type and kind of a blob, if `bus`'s application `id` references it and
@@ -719,11 +734,11 @@ impl HqStore {
         sha: &Sha256,
     ) -> Result<Option<(String, String)>, HqStoreError> {
         Ok(self
-            .conn
+            .db
             .query_row(
                 "SELECT ab.media_type, ab.kind FROM app_blobs ab JOIN blobs b ON b.sha256 = ab.sha256
                  WHERE ab.bus_id = ?1 AND ab.application_id = ?2 AND ab.sha256 = ?3",
-                params![bus.as_str(), id.to_string(), sha.to_hex()],
+                vals![bus.as_str(), id.to_string(), sha.to_hex()],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()?)

@@ -12,9 +12,10 @@
 //! - What staff may see is decided from the session's row on every request (role and
 //!   agencies are read fresh, never trusted from the cookie).
 
+use crate::db::{Db, DbError, OptionalExt, ToValue};
 use crate::store::{HqStore, HqStoreError};
+use crate::vals;
 use keliling_shared::UnixMillis;
-use rusqlite::{params, OptionalExtension, TransactionBehavior};
 use std::fmt;
 use std::time::Duration;
 
@@ -39,8 +40,8 @@ pub enum StaffError {
     Hash(String),
 }
 
-impl From<rusqlite::Error> for StaffError {
-    fn from(e: rusqlite::Error) -> Self {
+impl From<DbError> for StaffError {
+    fn from(e: DbError) -> Self {
         StaffError::Store(HqStoreError::from(e))
     }
 }
@@ -249,10 +250,10 @@ fn check_agencies(agencies: &[String], known: &[String]) -> Result<(), StaffErro
 }
 
 /// The id of `user`'s account.
-fn staff_id(conn: &rusqlite::Connection, user: &Username) -> Result<i64, StaffError> {
-    conn.query_row(
+fn staff_id(db: &Db, user: &Username) -> Result<i64, StaffError> {
+    db.query_row(
         "SELECT id FROM staff WHERE username = ?1",
-        [user.as_str()],
+        vals![user.as_str()],
         |r| r.get(0),
     )
     .optional()?
@@ -265,7 +266,7 @@ const STAFF_COLUMNS: &str =
 /// A `staff` row as read, before its values are parsed.
 type StaffRow = (i64, String, String, String, String, bool, Option<i64>, i64);
 
-fn staff_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StaffRow> {
+fn staff_from_row(r: &crate::db::Row<'_>) -> Result<StaffRow, DbError> {
     Ok((
         r.get(0)?,
         r.get(1)?,
@@ -279,15 +280,11 @@ fn staff_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StaffRow> {
 }
 
 impl HqStore {
-    fn staff_by(
-        conn: &rusqlite::Connection,
-        clause: &str,
-        key: &dyn rusqlite::ToSql,
-    ) -> Result<Option<Staff>, StaffError> {
-        let row = conn
+    fn staff_by(db: &Db, clause: &str, key: &dyn ToValue) -> Result<Option<Staff>, StaffError> {
+        let row = db
             .query_row(
                 &format!("SELECT {STAFF_COLUMNS} FROM staff WHERE {clause}"),
-                [key],
+                vals![key],
                 staff_from_row,
             )
             .optional()?;
@@ -296,12 +293,11 @@ impl HqStore {
             return Ok(None);
         };
         let corrupt = |e: StaffError| HqStoreError::Corrupt(format!("staff {id}: {e}"));
-        let mut stmt = conn.prepare_cached(
+        let agencies: Vec<String> = db.query_map(
             "SELECT agency FROM staff_agencies WHERE staff_id = ?1 ORDER BY agency",
+            vals![id],
+            |r| r.get(0),
         )?;
-        let agencies = stmt
-            .query_map([id], |r| r.get(0))?
-            .collect::<Result<Vec<String>, _>>()?;
         Ok(Some(Staff {
             id,
             username: Username::parse(&username).map_err(corrupt)?,
@@ -332,34 +328,42 @@ impl HqStore {
             ));
         }
         let hash = hash_password(&new.password)?;
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.db.transaction()?;
         let exists: bool = tx.query_row(
             "SELECT EXISTS(SELECT 1 FROM staff WHERE username = ?1)",
-            [new.username.as_str()],
+            vals![new.username.as_str()],
             |r| r.get(0),
         )?;
         if exists {
             return Err(StaffError::Exists(new.username.to_string()));
         }
-        tx.execute(
-            "INSERT INTO staff (username, display_name, password_hash, role, language, created_at, password_changed_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
-            params![
-                new.username.as_str(),
-                name,
-                hash,
-                new.role.as_str(),
-                new.language.as_str(),
-                now.0
-            ],
-        )?;
-        let id = tx.last_insert_rowid();
+        // On PostgreSQL two adding the same name at once both pass the check above; the
+        // UNIQUE username refuses the second here, and it is told the same.
+        let id: i64 = tx
+            .query_row(
+                "INSERT INTO staff (username, display_name, password_hash, role, language, created_at, password_changed_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6) RETURNING id",
+                vals![
+                    new.username.as_str(),
+                    name,
+                    hash,
+                    new.role.as_str(),
+                    new.language.as_str(),
+                    now.0
+                ],
+                |r| r.get(0),
+            )
+            .map_err(|e| {
+                if e.is_unique_violation() {
+                    StaffError::Exists(new.username.to_string())
+                } else {
+                    e.into()
+                }
+            })?;
         for a in &new.agencies {
             tx.execute(
-                "INSERT OR IGNORE INTO staff_agencies (staff_id, agency) VALUES (?1, ?2)",
-                params![id, a],
+                "INSERT INTO staff_agencies (staff_id, agency) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                vals![id, a],
             )?;
         }
         crate::audit::append(
@@ -369,7 +373,7 @@ impl HqStore {
             &crate::audit::Entry::staff("staff_added", &new.username, new.role.as_str()),
         )?;
         tx.commit()?;
-        HqStore::staff_by(&self.conn, "id = ?1", &id)?
+        HqStore::staff_by(&self.db, "id = ?1", &id)?
             .ok_or(StaffError::NoSuchUser(new.username.to_string()))
     }
 
@@ -382,15 +386,13 @@ impl HqStore {
     ) -> Result<(), StaffError> {
         password.check_new(user)?;
         let hash = hash_password(password)?;
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.db.transaction()?;
         let id = staff_id(&tx, user)?;
         tx.execute(
             "UPDATE staff SET password_hash = ?1, password_changed_at = ?2, failed_logins = 0, locked_until = NULL WHERE id = ?3",
-            params![hash, now.0, id],
+            vals![hash, now.0, id],
         )?;
-        tx.execute("DELETE FROM sessions WHERE staff_id = ?1", [id])?;
+        tx.execute("DELETE FROM sessions WHERE staff_id = ?1", vals![id])?;
         crate::audit::append(
             &tx,
             now,
@@ -408,16 +410,14 @@ impl HqStore {
         disabled: bool,
         now: UnixMillis,
     ) -> Result<(), StaffError> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.db.transaction()?;
         let id = staff_id(&tx, user)?;
         tx.execute(
             "UPDATE staff SET disabled = ?1, failed_logins = 0, locked_until = NULL WHERE id = ?2",
-            params![disabled, id],
+            vals![disabled, id],
         )?;
         if disabled {
-            tx.execute("DELETE FROM sessions WHERE staff_id = ?1", [id])?;
+            tx.execute("DELETE FROM sessions WHERE staff_id = ?1", vals![id])?;
         }
         let action = if disabled {
             "staff_disabled"
@@ -436,14 +436,14 @@ impl HqStore {
 
     /// Every account, by username.
     pub fn list_staff(&self) -> Result<Vec<Staff>, StaffError> {
-        let ids: Vec<i64> = self
-            .conn
-            .prepare("SELECT id FROM staff ORDER BY username")?
-            .query_map([], |r| r.get(0))?
-            .collect::<Result<_, _>>()?;
+        let ids: Vec<i64> =
+            self.db
+                .query_map("SELECT id FROM staff ORDER BY username", vals![], |r| {
+                    r.get(0)
+                })?;
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
-            if let Some(s) = HqStore::staff_by(&self.conn, "id = ?1", &id)? {
+            if let Some(s) = HqStore::staff_by(&self.db, "id = ?1", &id)? {
                 out.push(s);
             }
         }
@@ -451,7 +451,7 @@ impl HqStore {
     }
 
     pub fn staff(&self, user: &Username) -> Result<Option<Staff>, StaffError> {
-        HqStore::staff_by(&self.conn, "username = ?1", &user.as_str())
+        HqStore::staff_by(&self.db, "username = ?1", &user.as_str())
     }
 
     /// Checks a login. Counts failures, locks after [`MAX_FAILED_LOGINS`], and writes the
@@ -466,10 +466,10 @@ impl HqStore {
         let user = Username::parse(username).ok();
         let row: Option<(i64, String, bool, Option<i64>)> = match &user {
             Some(u) => self
-                .conn
+                .db
                 .query_row(
                     "SELECT id, password_hash, disabled, locked_until FROM staff WHERE username = ?1",
-                    [u.as_str()],
+                    vals![u.as_str()],
                     |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
                 )
                 .optional()?,
@@ -491,13 +491,11 @@ impl HqStore {
             });
         }
         let good = verify_password(password, &hash);
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.db.transaction()?;
         if good && !disabled {
             tx.execute(
                 "UPDATE staff SET failed_logins = 0, locked_until = NULL WHERE id = ?1",
-                [id],
+                vals![id],
             )?;
             crate::audit::append(
                 &tx,
@@ -506,20 +504,20 @@ impl HqStore {
                 &crate::audit::Entry::login("login", client),
             )?;
             tx.commit()?;
-            let staff = HqStore::staff_by(&self.conn, "id = ?1", &id)?
+            let staff = HqStore::staff_by(&self.db, "id = ?1", &id)?
                 .ok_or_else(|| StaffError::NoSuchUser(shown.clone()))?;
             return Ok(LoginOutcome::Ok(Box::new(staff)));
         }
         let failures: u32 = tx.query_row(
             "UPDATE staff SET failed_logins = failed_logins + 1 WHERE id = ?1 RETURNING failed_logins",
-            [id],
+            vals![id],
             |r| r.get(0),
         )?;
         let outcome = if failures >= MAX_FAILED_LOGINS {
             let until = UnixMillis(now.0.saturating_add(LOCKOUT.as_millis() as i64));
             tx.execute(
                 "UPDATE staff SET failed_logins = 0, locked_until = ?1 WHERE id = ?2",
-                params![until.0, id],
+                vals![until.0, id],
             )?;
             crate::audit::append(
                 &tx,
@@ -548,9 +546,7 @@ impl HqStore {
         client: &str,
         now: UnixMillis,
     ) -> Result<(), StaffError> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.db.transaction()?;
         crate::audit::append(&tx, now, who, &crate::audit::Entry::login(action, client))?;
         tx.commit()?;
         Ok(())
@@ -565,10 +561,10 @@ impl HqStore {
     ) -> Result<NewSession, StaffError> {
         let token = random_token();
         let csrf = random_token();
-        self.conn.execute(
+        self.db.execute(
             "INSERT INTO sessions (token_sha256, staff_id, csrf, created_at, last_seen, client)
              VALUES (?1, ?2, ?3, ?4, ?4, ?5)",
-            params![token_sha256(&token), staff.id, csrf, now.0, client],
+            vals![token_sha256(&token), staff.id, csrf, now.0, client],
         )?;
         Ok(NewSession { token, csrf })
     }
@@ -583,10 +579,10 @@ impl HqStore {
     ) -> Result<Option<Session>, StaffError> {
         let key = token_sha256(token);
         let row: Option<(i64, String, i64, i64)> = self
-            .conn
+            .db
             .query_row(
                 "SELECT staff_id, csrf, created_at, last_seen FROM sessions WHERE token_sha256 = ?1",
-                [&key],
+                vals![key],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )
             .optional()?;
@@ -595,14 +591,14 @@ impl HqStore {
         };
         let idle = now.0.saturating_sub(last_seen) > limits.idle.as_millis() as i64;
         let old = now.0.saturating_sub(created) > limits.max_age.as_millis() as i64;
-        let staff = HqStore::staff_by(&self.conn, "id = ?1", &staff_id)?;
+        let staff = HqStore::staff_by(&self.db, "id = ?1", &staff_id)?;
         match staff {
             Some(staff) if !idle && !old && !staff.disabled => {
                 // Touch at most every few seconds: a page with photos is several requests.
                 if now.0.saturating_sub(last_seen) > 5_000 {
-                    self.conn.execute(
+                    self.db.execute(
                         "UPDATE sessions SET last_seen = ?1 WHERE token_sha256 = ?2",
-                        params![now.0, key],
+                        vals![now.0, key],
                     )?;
                 }
                 Ok(Some(Session {
@@ -612,8 +608,8 @@ impl HqStore {
                 }))
             }
             _ => {
-                self.conn
-                    .execute("DELETE FROM sessions WHERE token_sha256 = ?1", [&key])?;
+                self.db
+                    .execute("DELETE FROM sessions WHERE token_sha256 = ?1", vals![key])?;
                 Ok(None)
             }
         }
@@ -621,12 +617,10 @@ impl HqStore {
 
     /// Ends a session (logout).
     pub fn end_session(&mut self, s: &Session, now: UnixMillis) -> Result<(), StaffError> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.db.transaction()?;
         tx.execute(
             "DELETE FROM sessions WHERE token_sha256 = ?1",
-            [&s.token_sha256],
+            vals![s.token_sha256],
         )?;
         crate::audit::append(
             &tx,
@@ -640,9 +634,9 @@ impl HqStore {
 
     /// Sets the console language of a staff member (their choice, kept across sessions).
     pub fn set_staff_language(&mut self, staff_id: i64, lang: Lang) -> Result<(), StaffError> {
-        self.conn.execute(
+        self.db.execute(
             "UPDATE staff SET language = ?1 WHERE id = ?2",
-            params![lang.as_str(), staff_id],
+            vals![lang.as_str(), staff_id],
         )?;
         Ok(())
     }
@@ -653,9 +647,9 @@ impl HqStore {
         limits: SessionLimits,
         now: UnixMillis,
     ) -> Result<usize, StaffError> {
-        Ok(self.conn.execute(
+        Ok(self.db.execute(
             "DELETE FROM sessions WHERE last_seen < ?1 OR created_at < ?2",
-            params![
+            vals![
                 now.0.saturating_sub(limits.idle.as_millis() as i64),
                 now.0.saturating_sub(limits.max_age.as_millis() as i64)
             ],
@@ -666,12 +660,6 @@ impl HqStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn store() -> (tempfile::TempDir, HqStore) {
-        let dir = tempfile::tempdir().unwrap();
-        let s = HqStore::open(&dir.path().join("hq.sqlite")).unwrap();
-        (dir, s)
-    }
 
     fn new(user: &str, role: Role) -> NewStaff {
         NewStaff {
@@ -692,7 +680,12 @@ mod tests {
 
     #[test]
     fn accounts_logins_lockout_and_sessions() {
-        let (_d, mut s) = store();
+        for store in crate::testing::each_backend("accounts_logins_lockout_and_sessions") {
+            accounts_logins_lockout_and_sessions_on(store.open());
+        }
+    }
+
+    fn accounts_logins_lockout_and_sessions_on(mut s: HqStore) {
         let now = UnixMillis(1_800_000_000_000);
         let staff = s
             .add_staff(&new("siti", Role::Reviewer), &agencies(), now)
@@ -778,11 +771,10 @@ mod tests {
             LoginOutcome::Ok(_)
         ));
         // The store never holds the token itself.
-        let n: i64 = s
-            .conn
-            .query_row(
+        let n: i64 =
+            s.db.query_row(
                 "SELECT COUNT(*) FROM sessions WHERE token_sha256 = ?1",
-                [&sess.token],
+                vals![sess.token],
                 |r| r.get(0),
             )
             .unwrap();

@@ -1,4 +1,4 @@
-//! HQ's record store (SQLite): applications, which blobs they reference, verified blobs,
+//! HQ's record store (SQLite or PostgreSQL, through [`crate::db`]): applications, which blobs they reference, verified blobs,
 //! quarantine, and the fleet's last heartbeats; the review side (staff, sessions, claims,
 //! decisions and their outbox, the audit log, API tokens) lives in the same file, with its
 //! queries in `staff.rs`, `review.rs`, `decisions.rs`, `audit.rs`, `fleet.rs` and
@@ -12,19 +12,26 @@
 //!   `blobs`, and a blob row exists only after its file is durable and verified.
 //!   Completing is decided inside the same write transaction that adds the record or the
 //!   blob, so two workers racing on a record and its last blob cannot both miss it.
-//! - Every write transaction is `BEGIN IMMEDIATE` with a busy timeout and uses unique
-//!   keys, so several `hq-sync` workers may share the file.
+//! - Every write transaction is `BEGIN IMMEDIATE` with a busy timeout on SQLite (so
+//!   several `hq-sync` workers may share the file) and uses unique keys. On PostgreSQL
+//!   (READ COMMITTED) writers run side by side, so each transaction takes what it needs
+//!   in one global order, which rules out deadlocks: migrations (advisory class 4), an
+//!   application id (class 2), blobs by sorted key (class 1), application rows (`FOR
+//!   UPDATE`, by (bus, id)), decision rows, and the audit chain last (class 3).
+//!   `ingest_record` takes its id and every blob it names before its first read;
+//!   `commit_blob` takes its blob, inserts it, then locks the waiting applications, so of
+//!   two workers completing the same application the second sees the first's commit.
 
+use crate::db::{Backend, Db, DbError, OptionalExt};
+use crate::vals;
 use keliling_shared::wire::Heartbeat;
 use keliling_shared::{Application, ApplicationId, BusId, Sha256, UnixMillis};
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
-use std::path::Path;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum HqStoreError {
     #[error("HQ database: {0}")]
-    Sqlite(rusqlite::Error),
+    Db(DbError),
     #[error("HQ database holds a corrupt value: {0}")]
     Corrupt(String),
     #[error("cannot create {0}: {1}")]
@@ -35,9 +42,59 @@ pub enum HqStoreError {
 
 // Not `#[from]`: that would make the inner error the `source` too, and an error chain
 // (`{:#}`) would print it twice. The message above already carries it.
-impl From<rusqlite::Error> for HqStoreError {
-    fn from(e: rusqlite::Error) -> Self {
-        HqStoreError::Sqlite(e)
+impl From<DbError> for HqStoreError {
+    fn from(e: DbError) -> Self {
+        HqStoreError::Db(e)
+    }
+}
+
+impl HqStoreError {
+    /// A transaction that lost to another worker (PostgreSQL) and may simply run again.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, HqStoreError::Db(e) if e.is_retryable())
+    }
+}
+
+/// Where HQ's store is: an SQLite file (the default, nothing to install) or a PostgreSQL
+/// database, shared by several HQ machines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreLocation {
+    Sqlite(PathBuf),
+    /// A `postgres://` URL, and the password if it is kept apart from it.
+    Postgres {
+        url: String,
+        password: Option<String>,
+    },
+}
+
+impl std::fmt::Display for StoreLocation {
+    /// The file, or the URL without its password (it goes to logs).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreLocation::Sqlite(p) => write!(f, "{}", p.display()),
+            StoreLocation::Postgres { url, .. } => f.write_str(&redact_password(url)),
+        }
+    }
+}
+
+/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
+fn redact_password(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_string();
+    };
+    let rest = &url[scheme_end..];
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => match rest[..at].find(':') {
+            Some(colon) => format!(
+                "{}{}:***{}",
+                &url[..scheme_end],
+                &rest[..colon],
+                &rest[at..]
+            ),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
     }
 }
 
@@ -146,11 +203,21 @@ pub enum FleetUpdate {
     },
 }
 
-pub struct HqStore {
-    pub(crate) conn: Connection,
+impl FleetUpdate {
+    pub fn bus(&self) -> &BusId {
+        match self {
+            FleetUpdate::Heartbeat { bus, .. } | FleetUpdate::Online { bus, .. } => bus,
+        }
+    }
 }
 
-/// Schema migrations, in order: `PRAGMA user_version` says how many are applied. Each
+pub struct HqStore {
+    pub(crate) db: Db,
+}
+
+/// Schema migrations, in order: `PRAGMA user_version` says how many are applied (on
+/// PostgreSQL, `keliling_schema.version`; its migrations are in `pg_schema.rs`, one for
+/// each of these, same index, same meaning). Each
 /// runs in its own transaction with the version bump, so a crash leaves the store at one
 /// version or the next, never between. A store made before versions existed (version 0
 /// with the tables of migration 1) takes migration 1 as a no-op (`IF NOT EXISTS`).
@@ -457,102 +524,139 @@ pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 const MAX_QUARANTINE_PAYLOAD: usize = 64 * 1024;
 
 impl HqStore {
+    /// Opens (creating) HQ's SQLite store at `path`.
     pub fn open(path: &Path) -> Result<Self, HqStoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
                 .map_err(|e| HqStoreError::Dir(dir.display().to_string(), e))?;
         }
-        let conn = Connection::open(path)?;
-        // First: another worker (or the console) may be writing or migrating the file now.
-        conn.busy_timeout(Duration::from_secs(30))?;
-        // Turning a new file to WAL can return "locked" at once, without waiting, when
-        // several processes open it together (SQLite does not run the busy handler where
-        // waiting could deadlock): try again for a few seconds.
-        let mut tries = 0;
-        loop {
-            match conn.pragma_update(None, "journal_mode", "WAL") {
-                Err(rusqlite::Error::SqliteFailure(e, _))
-                    if e.code == rusqlite::ErrorCode::DatabaseBusy && tries < 100 =>
-                {
-                    tries += 1;
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-                r => break r?,
-            }
-        }
-        // HQ acks only what is durable: FULL fsyncs the WAL at every commit.
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        let mut store = HqStore { conn };
+        let mut store = HqStore {
+            db: Db::open_sqlite(path)?,
+        };
         store.migrate()?;
         Ok(store)
+    }
+
+    /// Opens HQ's store wherever the config puts it; `worker` names the connection on
+    /// PostgreSQL (`application_name`, seen in `pg_stat_activity`).
+    pub fn connect(at: &StoreLocation, worker: &str) -> Result<Self, HqStoreError> {
+        match at {
+            StoreLocation::Sqlite(path) => Self::open(path),
+            StoreLocation::Postgres { url, password } => {
+                let mut store = HqStore {
+                    db: Db::connect_postgres(url, password.as_deref(), worker)?,
+                };
+                store.migrate()?;
+                Ok(store)
+            }
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.db.backend()
     }
 
     /// Brings the schema to [`SCHEMA_VERSION`]; refuses a store from a newer build.
     fn migrate(&mut self) -> Result<(), HqStoreError> {
         loop {
             // Several workers may open the store at once: the version is read inside the
-            // write lock, so each migration runs once.
-            let tx = self
-                .conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+            // write lock (SQLite) or the migration lock (PostgreSQL, taken before anything
+            // else: two sessions creating the same table at once fail otherwise), so each
+            // migration runs once.
+            let tx = self.db.transaction()?;
+            let version: i64 = match tx.backend() {
+                Backend::Sqlite => tx.query_row("PRAGMA user_version", vals![], |r| r.get(0))?,
+                Backend::Postgres => {
+                    tx.lock_migrations()?;
+                    tx.execute_batch(crate::pg_schema::VERSION_TABLE)?;
+                    tx.query_row("SELECT version FROM keliling_schema", vals![], |r| r.get(0))?
+                }
+            };
             if version > SCHEMA_VERSION {
                 return Err(HqStoreError::TooNew {
                     found: version,
                     supported: SCHEMA_VERSION,
                 });
             }
-            let Some(sql) = usize::try_from(version)
-                .ok()
-                .and_then(|v| MIGRATIONS.get(v))
-            else {
-                return Ok(());
+            let Ok(v) = usize::try_from(version) else {
+                return Err(HqStoreError::Corrupt(format!("schema version {version}")));
             };
-            tx.execute_batch(sql)?;
-            tx.pragma_update(None, "user_version", version + 1)?;
+            match tx.backend() {
+                Backend::Sqlite => {
+                    let Some(sql) = MIGRATIONS.get(v) else {
+                        return Ok(());
+                    };
+                    tx.execute_batch(sql)?;
+                    tx.execute_batch(&format!("PRAGMA user_version = {}", version + 1))?;
+                }
+                Backend::Postgres => {
+                    let Some(sql) = crate::pg_schema::MIGRATIONS.get(v) else {
+                        return Ok(());
+                    };
+                    tx.execute_batch(sql)?;
+                    tx.execute("UPDATE keliling_schema SET version = version + 1", vals![])?;
+                }
+            }
             tx.commit()?;
             tracing::info!(version = version + 1, "HQ store migrated");
         }
     }
 
     /// Starts a batch of ingest's group commit: until [`HqStore::end_batch`], commits on
-    /// this connection are not each fsynced (`synchronous=NORMAL`: in WAL mode consistent,
-    /// but not yet durable). Returns the connection's change count, for `end_batch`.
-    /// Nothing may be acknowledged to anyone between the two.
+    /// this connection are not each made durable (SQLite: `synchronous=NORMAL`, in WAL
+    /// mode consistent but not yet fsynced; PostgreSQL: `synchronous_commit = off`, a
+    /// commit returns before its WAL flush). Returns the connection's change count, for
+    /// `end_batch`. Nothing may be acknowledged to anyone between the two.
     pub fn begin_batch(&self) -> Result<u64, HqStoreError> {
-        self.conn.pragma_update(None, "synchronous", "NORMAL")?;
-        Ok(self.conn.total_changes())
+        self.set_durable(false)?;
+        Ok(self.db.total_changes())
     }
 
-    /// Ends a batch: back to `synchronous=FULL` and, if the batch wrote anything since
-    /// `changes_at_start`, one small write whose commit fsyncs the WAL and with it every
-    /// frame the batch's commits wrote before it (SQLite appends them to the one WAL file
-    /// in order). When this returns `Ok`, the whole batch is durable.
+    /// Ends a batch: durable commits again and, if the batch wrote anything since
+    /// `changes_at_start`, one small write whose commit makes every earlier commit of the
+    /// batch durable with it (SQLite appends them to the one WAL file in order and fsyncs
+    /// it; PostgreSQL's commit waits for the WAL flush up to its own record, past every
+    /// earlier one). When this returns `Ok`, the whole batch is durable.
     pub fn end_batch(&mut self, changes_at_start: u64, worker: &str) -> Result<(), HqStoreError> {
-        self.conn.pragma_update(None, "synchronous", "FULL")?;
-        if self.conn.total_changes() == changes_at_start {
+        self.set_durable(true)?;
+        if self.db.total_changes() == changes_at_start {
             return Ok(());
         }
-        self.conn.execute(
+        self.db.execute(
             "INSERT INTO ingest_syncs (worker, batches, at) VALUES (?1, 1, ?2)
              ON CONFLICT (worker) DO UPDATE SET batches = ingest_syncs.batches + 1, at = excluded.at",
-            params![worker, UnixMillis::now().0],
+            vals![worker, UnixMillis::now().0],
         )?;
         Ok(())
+    }
+
+    fn set_durable(&self, durable: bool) -> Result<(), HqStoreError> {
+        let sql = match (self.db.backend(), durable) {
+            (Backend::Sqlite, true) => "PRAGMA synchronous = FULL",
+            (Backend::Sqlite, false) => "PRAGMA synchronous = NORMAL",
+            (Backend::Postgres, true) => "SET synchronous_commit = on",
+            (Backend::Postgres, false) => "SET synchronous_commit = off",
+        };
+        Ok(self.db.execute_batch(sql)?)
     }
 
     /// Turns fsync off on this connection: for filling a store in benchmarks and bulk
     /// imports only, never for ingest (HQ acks only what is durable).
     pub fn relax_durability_for_bulk_load(&self) -> Result<(), HqStoreError> {
-        self.conn.pragma_update(None, "synchronous", "OFF")?;
-        Ok(())
+        let sql = match self.db.backend() {
+            Backend::Sqlite => "PRAGMA synchronous = OFF",
+            Backend::Postgres => "SET synchronous_commit = off",
+        };
+        Ok(self.db.execute_batch(sql)?)
     }
 
     /// The schema version of the open store.
     pub fn schema_version(&self) -> Result<i64, HqStoreError> {
-        Ok(self
-            .conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))?)
+        let sql = match self.db.backend() {
+            Backend::Sqlite => "PRAGMA user_version",
+            Backend::Postgres => "SELECT version FROM keliling_schema",
+        };
+        Ok(self.db.query_row(sql, vals![], |r| r.get(0))?)
     }
 
     /// Commits a record (idempotently) and says whether it is complete. The record is
@@ -569,13 +673,17 @@ impl HqStore {
         let id = app.id.to_string();
         let bus = app.bus_id.as_str();
         let hash = app.content_hash();
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.db.transaction()?;
+        // PostgreSQL: the same id (from any bus) and every blob it names, before the first
+        // read, so a worker committing one of its blobs and another re-sending it wait
+        // for this one (the lock order in the module doc).
+        tx.lock_application_id(&id)?;
+        let shas: Vec<String> = app.attachments.iter().map(|a| a.sha256.to_hex()).collect();
+        tx.lock_blobs(shas.iter().map(String::as_str))?;
         let existing: Option<String> = tx
             .query_row(
                 "SELECT content_hash FROM applications WHERE bus_id = ?1 AND id = ?2",
-                params![bus, id],
+                vals![bus, id],
                 |r| r.get(0),
             )
             .optional()?;
@@ -596,7 +704,7 @@ impl HqStore {
         } else {
             let in_last_day: u32 = tx.query_row(
                 "SELECT COUNT(*) FROM applications WHERE bus_id = ?1 AND hq_received_at > ?2",
-                params![bus, hq_now.0.saturating_sub(86_400_000)],
+                vals![bus, hq_now.0.saturating_sub(86_400_000)],
                 |r| r.get(0),
             )?;
             if in_last_day >= daily_quota {
@@ -612,7 +720,7 @@ impl HqStore {
             let skew: Option<i64> = tx
                 .query_row(
                     "SELECT clock_skew_ms FROM buses WHERE bus_id = ?1",
-                    [bus],
+                    vals![bus],
                     |r| r.get(0),
                 )
                 .optional()?
@@ -622,7 +730,7 @@ impl HqStore {
                 "INSERT INTO applications (id, bus_id, service, content_hash, record, applicant_name, nik, village,
                     captured_at, hq_received_at, clock_skew_ms, warnings, state, ingested_by)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 'awaiting_blobs', ?13)",
-                params![
+                vals![
                     id,
                     bus,
                     app.service.as_str(),
@@ -640,14 +748,15 @@ impl HqStore {
             )?;
             for a in &app.attachments {
                 tx.execute(
-                    "INSERT OR IGNORE INTO app_blobs (bus_id, application_id, sha256, kind, size, media_type) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    params![bus, id, a.sha256.to_hex(), a.kind.label(), a.size as i64, a.media_type.as_mime()],
+                    "INSERT INTO app_blobs (bus_id, application_id, sha256, kind, size, media_type) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT DO NOTHING",
+                    vals![bus, id, a.sha256.to_hex(), a.kind.label(), a.size as i64, a.media_type.as_mime()],
                 )?;
             }
             let first: Option<String> = tx
                 .query_row(
                     "SELECT bus_id FROM applications WHERE id = ?1 AND bus_id != ?2 ORDER BY hq_received_at, bus_id LIMIT 1",
-                    params![id, bus],
+                    vals![id, bus],
                     |r| r.get(0),
                 )
                 .optional()?;
@@ -655,7 +764,7 @@ impl HqStore {
                 tx.execute(
                     "INSERT INTO id_collisions (id, bus_id, first_bus, detected_at) VALUES (?1, ?2, ?3, ?4)
                      ON CONFLICT DO NOTHING",
-                    params![id, bus, first, hq_now.0],
+                    vals![id, bus, first, hq_now.0],
                 )?;
                 collides_with =
                     Some(BusId::parse(&first).map_err(|e| HqStoreError::Corrupt(e.to_string()))?);
@@ -665,11 +774,11 @@ impl HqStore {
         let outcome = if missing.is_empty() {
             tx.execute(
                 "UPDATE applications SET state = 'complete', completed_at = ?3 WHERE bus_id = ?1 AND id = ?2 AND state = 'awaiting_blobs'",
-                params![bus, id, hq_now.0],
+                vals![bus, id, hq_now.0],
             )?;
             let received: i64 = tx.query_row(
                 "SELECT hq_received_at FROM applications WHERE bus_id = ?1 AND id = ?2",
-                params![bus, id],
+                vals![bus, id],
                 |r| r.get(0),
             )?;
             RecordOutcome::Complete {
@@ -686,40 +795,36 @@ impl HqStore {
         })
     }
 
-    fn missing_blobs(
-        tx: &rusqlite::Transaction<'_>,
-        bus: &str,
-        id: &str,
-    ) -> Result<Vec<Sha256>, HqStoreError> {
-        let mut stmt = tx.prepare_cached(
+    fn missing_blobs(db: &Db, bus: &str, id: &str) -> Result<Vec<Sha256>, HqStoreError> {
+        let rows = db.query_map(
             "SELECT DISTINCT ab.sha256 FROM app_blobs ab LEFT JOIN blobs b ON b.sha256 = ab.sha256 AND b.size = ab.size
              WHERE ab.bus_id = ?1 AND ab.application_id = ?2 AND b.sha256 IS NULL ORDER BY ab.sha256",
+            vals![bus, id],
+            |r| r.get::<_, String>(0),
         )?;
-        let rows = stmt.query_map([bus, id], |r| r.get::<_, String>(0))?;
-        rows.map(|r| Sha256::parse_hex(&r?).map_err(|e| HqStoreError::Corrupt(e.to_string())))
+        rows.iter()
+            .map(|r| Sha256::parse_hex(r).map_err(|e| HqStoreError::Corrupt(e.to_string())))
             .collect()
     }
 
     /// The hashes of an application's blobs, sorted, each once: what a delivery ack names.
-    fn blob_list(
-        tx: &rusqlite::Transaction<'_>,
-        bus: &str,
-        id: &str,
-    ) -> Result<Vec<Sha256>, HqStoreError> {
-        let mut stmt = tx.prepare_cached(
+    fn blob_list(db: &Db, bus: &str, id: &str) -> Result<Vec<Sha256>, HqStoreError> {
+        let rows = db.query_map(
             "SELECT DISTINCT sha256 FROM app_blobs WHERE bus_id = ?1 AND application_id = ?2 ORDER BY sha256",
+            vals![bus, id],
+            |r| r.get::<_, String>(0),
         )?;
-        let rows = stmt.query_map([bus, id], |r| r.get::<_, String>(0))?;
-        rows.map(|r| Sha256::parse_hex(&r?).map_err(|e| HqStoreError::Corrupt(e.to_string())))
+        rows.iter()
+            .map(|r| Sha256::parse_hex(r).map_err(|e| HqStoreError::Corrupt(e.to_string())))
             .collect()
     }
 
     pub fn has_blob(&self, sha: &Sha256) -> Result<bool, HqStoreError> {
         Ok(self
-            .conn
+            .db
             .query_row(
                 "SELECT 1 FROM blobs WHERE sha256 = ?1",
-                [sha.to_hex()],
+                vals![sha.to_hex()],
                 |_| Ok(()),
             )
             .optional()?
@@ -731,13 +836,12 @@ impl HqStore {
     /// at the size it declared, so a bus can neither fill HQ's disk with orphans nor
     /// disturb another bus's upload of the same hash.
     pub fn blob_expected(&self, bus: &BusId, sha: &Sha256) -> Result<Vec<u64>, HqStoreError> {
-        let mut stmt = self.conn.prepare_cached(
+        let rows = self.db.query_map(
             "SELECT DISTINCT size FROM app_blobs WHERE bus_id = ?1 AND sha256 = ?2 ORDER BY size",
+            vals![bus.as_str(), sha.to_hex()],
+            |r| r.get::<_, i64>(0),
         )?;
-        let rows = stmt.query_map(params![bus.as_str(), sha.to_hex()], |r| r.get::<_, i64>(0))?;
-        Ok(rows
-            .map(|r| r.map(|s| s as u64))
-            .collect::<Result<_, _>>()?)
+        Ok(rows.into_iter().map(|s| s.max(0) as u64).collect())
     }
 
     /// References a verified, durable blob file and completes every application that was
@@ -751,30 +855,35 @@ impl HqStore {
         hq_now: UnixMillis,
     ) -> Result<Vec<Completed>, HqStoreError> {
         let hex = sha.to_hex();
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.db.transaction()?;
+        tx.lock_blobs([hex.as_str()])?;
         tx.execute(
             "INSERT INTO blobs (sha256, size, path, first_bus, stored_at) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(sha256) DO NOTHING",
-            params![hex, size as i64, path.display().to_string(), bus.as_str(), hq_now.0],
+            vals![hex, i64::try_from(size).unwrap_or(i64::MAX), path.display().to_string(), bus.as_str(), hq_now.0],
         )?;
-        let waiting: Vec<(String, String, i64, String)> = {
-            let mut stmt = tx.prepare_cached(
-                "SELECT DISTINCT a.id, a.bus_id, a.hq_received_at, a.content_hash FROM applications a
-                 JOIN app_blobs ab ON ab.bus_id = a.bus_id AND ab.application_id = a.id
-                 WHERE ab.sha256 = ?1 AND a.state = 'awaiting_blobs'",
-            )?;
-            let rows =
-                stmt.query_map([&hex], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
-            rows.collect::<Result<_, _>>()?
-        };
+        // PostgreSQL: the blob row is inserted before the waiting applications are locked
+        // (in (bus, id) order), so a worker committing another blob of one of them waits
+        // here and then sees this one; an application it completed meanwhile drops out
+        // (FOR UPDATE re-checks the state).
+        let waiting: Vec<(String, String, i64, String)> = tx.query_map(
+            &format!(
+                "SELECT a.id, a.bus_id, a.hq_received_at, a.content_hash FROM applications a
+                 WHERE a.state = 'awaiting_blobs' AND EXISTS (SELECT 1 FROM app_blobs ab
+                    WHERE ab.bus_id = a.bus_id AND ab.application_id = a.id AND ab.sha256 = ?1)
+                 ORDER BY a.bus_id, a.id{}",
+                tx.for_update()
+            ),
+            vals![hex],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )?;
         let corrupt = |e: keliling_shared::IdError| HqStoreError::Corrupt(e.to_string());
         let mut done = Vec::new();
         for (id, bus_id, received, content_hash) in waiting {
             if Self::missing_blobs(&tx, &bus_id, &id)?.is_empty() {
                 tx.execute(
-                    "UPDATE applications SET state = 'complete', completed_at = ?3 WHERE bus_id = ?1 AND id = ?2",
-                    params![bus_id, id, hq_now.0],
+                    "UPDATE applications SET state = 'complete', completed_at = ?3
+                     WHERE bus_id = ?1 AND id = ?2 AND state = 'awaiting_blobs'",
+                    vals![bus_id, id, hq_now.0],
                 )?;
                 done.push(Completed {
                     blobs: Self::blob_list(&tx, &bus_id, &id)?,
@@ -799,10 +908,10 @@ impl HqStore {
         payload: &[u8],
     ) -> Result<bool, HqStoreError> {
         let keep = &payload[..payload.len().min(MAX_QUARANTINE_PAYLOAD)];
-        let n = self.conn.execute(
-            "INSERT OR IGNORE INTO quarantine (received_at, topic, claimed_bus, reason, payload, payload_sha256)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![UnixMillis::now().0, topic, claimed_bus, reason, keep, Sha256::digest(payload).to_hex()],
+        let n = self.db.execute(
+            "INSERT INTO quarantine (received_at, topic, claimed_bus, reason, payload, payload_sha256)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
+            vals![UnixMillis::now().0, topic, claimed_bus, reason, keep, Sha256::digest(payload).to_hex()],
         )?;
         // 0: the same payload was already quarantined for the same reason (a replay).
         Ok(n == 1)
@@ -818,21 +927,24 @@ impl HqStore {
         if updates.is_empty() {
             return Ok(());
         }
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // By bus, each bus's updates in their order (a stable sort): two workers applying
+        // batches that touch the same buses lock their rows in the same order
+        // (PostgreSQL would otherwise break the deadlock by failing one of them).
+        let mut updates: Vec<&FleetUpdate> = updates.iter().collect();
+        updates.sort_by(|a, b| a.bus().as_str().cmp(b.bus().as_str()));
+        let tx = self.db.transaction()?;
         for u in updates {
             match u {
                 FleetUpdate::Heartbeat { bus, hb, hq_now } => {
                     let skew = hb.bus_clock.millis_since(*hq_now);
                     tx.execute(
                         "INSERT INTO buses (bus_id, online, last_seen, queue_depth, bytes_waiting, oldest_unsynced, last_sync, lat, lon, software, bus_clock, clock_skew_ms)
-                         VALUES (?1, 1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
-                         ON CONFLICT(bus_id) DO UPDATE SET online = 1, last_seen = excluded.last_seen, queue_depth = excluded.queue_depth,
+                         VALUES (?1, TRUE, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                         ON CONFLICT(bus_id) DO UPDATE SET online = TRUE, last_seen = excluded.last_seen, queue_depth = excluded.queue_depth,
                             bytes_waiting = excluded.bytes_waiting, oldest_unsynced = excluded.oldest_unsynced, last_sync = excluded.last_sync,
                             lat = excluded.lat, lon = excluded.lon, software = excluded.software, bus_clock = excluded.bus_clock,
                             clock_skew_ms = excluded.clock_skew_ms",
-                        params![
+                        vals![
                             bus.as_str(),
                             hq_now.0,
                             hb.queue_depth,
@@ -852,10 +964,11 @@ impl HqStore {
                     online,
                     hq_now,
                 } => {
+                    let online = *online;
                     tx.execute(
                         "INSERT INTO buses (bus_id, online, last_seen) VALUES (?1, ?2, ?3)
                          ON CONFLICT(bus_id) DO UPDATE SET online = excluded.online, last_seen = excluded.last_seen",
-                        params![bus.as_str(), online, hq_now.0],
+                        vals![bus.as_str(), online, hq_now.0],
                     )?;
                 }
             }
@@ -875,9 +988,9 @@ impl HqStore {
         let bytes = notes
             .to_stored()
             .map_err(|e| HqStoreError::Corrupt(e.to_string()))?;
-        self.conn.execute(
+        self.db.execute(
             "UPDATE applications SET notes = ?1, amends = ?4 WHERE bus_id = ?2 AND id = ?3 AND notes IS NULL",
-            params![
+            vals![
                 bytes,
                 bus.as_str(),
                 id.to_string(),
@@ -894,10 +1007,10 @@ impl HqStore {
         id: &ApplicationId,
     ) -> Result<keliling_shared::wire::RecordNotes, HqStoreError> {
         let bytes: Option<Vec<u8>> = self
-            .conn
+            .db
             .query_row(
                 "SELECT notes FROM applications WHERE bus_id = ?1 AND id = ?2",
-                params![bus.as_str(), id.to_string()],
+                vals![bus.as_str(), id.to_string()],
                 |r| r.get(0),
             )
             .optional()?
@@ -916,37 +1029,31 @@ impl HqStore {
         uploads: &[UploadProgress],
         now: UnixMillis,
     ) -> Result<(), HqStoreError> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.execute("DELETE FROM upload_progress WHERE worker_id = ?1", [worker])?;
-        {
-            let mut stmt = tx.prepare_cached(
-                "INSERT OR REPLACE INTO upload_progress (worker_id, bus_id, sha256, chunks_have, chunk_count, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        let tx = self.db.transaction()?;
+        tx.execute(
+            "DELETE FROM upload_progress WHERE worker_id = ?1",
+            vals![worker],
+        )?;
+        for u in uploads {
+            tx.execute(
+                "INSERT INTO upload_progress (worker_id, bus_id, sha256, chunks_have, chunk_count, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (worker_id, bus_id, sha256) DO UPDATE SET chunks_have = excluded.chunks_have,
+                    chunk_count = excluded.chunk_count, updated_at = excluded.updated_at",
+                vals![worker, u.bus.as_str(), u.blob.to_hex(), u.have, u.chunk_count, now.0],
             )?;
-            for u in uploads {
-                stmt.execute(params![
-                    worker,
-                    u.bus.as_str(),
-                    u.blob.to_hex(),
-                    u.have,
-                    u.chunk_count,
-                    now.0
-                ])?;
-            }
         }
         tx.commit()?;
         Ok(())
     }
 
     pub fn report_worker(&mut self, w: &WorkerRow) -> Result<(), HqStoreError> {
-        self.conn.execute(
+        self.db.execute(
             "INSERT INTO workers (worker_id, updated_at, staging_uploads, staging_bytes, disk_free_bytes, disk_low)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)
              ON CONFLICT(worker_id) DO UPDATE SET updated_at = excluded.updated_at, staging_uploads = excluded.staging_uploads,
                 staging_bytes = excluded.staging_bytes, disk_free_bytes = excluded.disk_free_bytes, disk_low = excluded.disk_low",
-            params![
+            vals![
                 w.worker_id,
                 w.updated_at.0,
                 i64::try_from(w.staging_uploads).unwrap_or(i64::MAX),
@@ -959,10 +1066,10 @@ impl HqStore {
     }
 
     pub fn workers(&self) -> Result<Vec<WorkerRow>, HqStoreError> {
-        let mut stmt = self.conn.prepare(
+        Ok(self.db.query_map(
             "SELECT worker_id, updated_at, staging_uploads, staging_bytes, disk_free_bytes, disk_low FROM workers ORDER BY worker_id",
-        )?;
-        let rows = stmt.query_map([], |r| {
+            vals![],
+            |r| {
             Ok(WorkerRow {
                 worker_id: r.get(0)?,
                 updated_at: UnixMillis(r.get(1)?),
@@ -971,8 +1078,7 @@ impl HqStore {
                 disk_free_bytes: r.get::<_, Option<i64>>(4)?.map(|b| b.max(0) as u64),
                 disk_low: r.get(5)?,
             })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        })?)
     }
 
     /// Marks `bus` revoked: from now on ingest quarantines whatever it sends.
@@ -982,10 +1088,10 @@ impl HqStore {
         reason: &str,
         at: UnixMillis,
     ) -> Result<(), HqStoreError> {
-        self.conn.execute(
+        self.db.execute(
             "INSERT INTO revoked_buses (bus_id, revoked_at, reason) VALUES (?1, ?2, ?3)
              ON CONFLICT(bus_id) DO UPDATE SET reason = excluded.reason",
-            params![bus.as_str(), at.0, reason],
+            vals![bus.as_str(), at.0, reason],
         )?;
         Ok(())
     }
@@ -996,13 +1102,11 @@ impl HqStore {
         bus: &BusId,
         sha: &Sha256,
     ) -> Result<Vec<(String, String)>, HqStoreError> {
-        let mut st = self.conn.prepare_cached(
+        Ok(self.db.query_map(
             "SELECT DISTINCT kind, media_type FROM app_blobs WHERE bus_id = ?1 AND sha256 = ?2",
-        )?;
-        let rows = st.query_map(params![bus.as_str(), sha.to_hex()], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+            vals![bus.as_str(), sha.to_hex()],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?)
     }
 
     /// `bus`'s applications that reference a blob.
@@ -1011,15 +1115,13 @@ impl HqStore {
         bus: &BusId,
         sha: &Sha256,
     ) -> Result<Vec<(ApplicationId, BusId)>, HqStoreError> {
-        let mut st = self.conn.prepare_cached(
+        let rows = self.db.query_map(
             "SELECT DISTINCT application_id, bus_id FROM app_blobs WHERE bus_id = ?1 AND sha256 = ?2",
+            vals![bus.as_str(), sha.to_hex()],
+            |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
         )?;
-        let rows = st.query_map(params![bus.as_str(), sha.to_hex()], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-        })?;
         let mut out = Vec::new();
-        for row in rows {
-            let (id, bus) = row?;
+        for (id, bus) in rows {
             let id = id
                 .parse()
                 .map_err(|e| HqStoreError::Corrupt(format!("application id {id:?}: {e}")))?;
@@ -1033,10 +1135,10 @@ impl HqStore {
     /// Which bus HQ first recorded `id` from, if HQ has it.
     pub fn application_bus(&self, id: &ApplicationId) -> Result<Option<String>, HqStoreError> {
         Ok(self
-            .conn
+            .db
             .query_row(
                 "SELECT bus_id FROM applications WHERE id = ?1 ORDER BY hq_received_at, bus_id LIMIT 1",
-                params![id.to_string()],
+                vals![id.to_string()],
                 |r| r.get(0),
             )
             .optional()?)
@@ -1045,10 +1147,10 @@ impl HqStore {
     /// Why `bus` was revoked, if it was.
     pub fn revoked(&self, bus: &BusId) -> Result<Option<String>, HqStoreError> {
         Ok(self
-            .conn
+            .db
             .query_row(
                 "SELECT reason FROM revoked_buses WHERE bus_id = ?1",
-                params![bus.as_str()],
+                vals![bus.as_str()],
                 |r| r.get(0),
             )
             .optional()?)
@@ -1056,7 +1158,10 @@ impl HqStore {
 
     pub fn counts(&self) -> Result<Counts, HqStoreError> {
         let one = |sql: &str| -> Result<u64, HqStoreError> {
-            Ok(self.conn.query_row(sql, [], |r| r.get::<_, i64>(0))? as u64)
+            Ok(self
+                .db
+                .query_row(sql, vals![], |r| r.get::<_, i64>(0))?
+                .max(0) as u64)
         };
         Ok(Counts {
             applications: one("SELECT COUNT(*) FROM applications")?,
@@ -1072,11 +1177,11 @@ impl HqStore {
     }
 
     pub fn fleet(&self) -> Result<Vec<BusRow>, HqStoreError> {
-        let mut stmt = self.conn.prepare(
+        Ok(self.db.query_map(
             "SELECT bus_id, online, last_seen, queue_depth, bytes_waiting, oldest_unsynced, last_sync, software, clock_skew_ms
              FROM buses ORDER BY bus_id",
-        )?;
-        let rows = stmt.query_map([], |r| {
+            vals![],
+            |r| {
             Ok(BusRow {
                 bus_id: r.get(0)?,
                 online: r.get(1)?,
@@ -1088,68 +1193,94 @@ impl HqStore {
                 software: r.get(7)?,
                 clock_skew_ms: r.get(8)?,
             })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        })?)
     }
 
     /// Quarantine entries, newest first.
     pub fn quarantined(&self, limit: usize) -> Result<Vec<QuarantineEntry>, HqStoreError> {
-        let mut stmt = self.conn.prepare(
+        Ok(self.db.query_map(
             "SELECT received_at, topic, claimed_bus, reason FROM quarantine ORDER BY id DESC LIMIT ?1",
-        )?;
-        let rows = stmt.query_map([limit as i64], |r| {
+            vals![i64::try_from(limit).unwrap_or(i64::MAX)],
+            |r| {
             Ok(QuarantineEntry {
                 received_at: UnixMillis(r.get(0)?),
                 topic: r.get(1)?,
                 claimed_bus: r.get(2)?,
                 reason: r.get(3)?,
             })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        })?)
     }
 
     /// How many applications each HQ worker committed (an audit of multi-worker ingest).
     pub fn ingested_by(&self) -> Result<Vec<(String, u64)>, HqStoreError> {
-        let mut stmt = self.conn.prepare(
+        Ok(self.db.query_map(
             "SELECT ingested_by, COUNT(*) FROM applications GROUP BY ingested_by ORDER BY 1",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+            vals![],
+            |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?.max(0) as u64)),
+        )?)
+    }
+
+    /// The applicant's name as HQ stored it.
+    pub fn applicant_name(
+        &self,
+        bus: &BusId,
+        id: &ApplicationId,
+    ) -> Result<Option<String>, HqStoreError> {
+        Ok(self
+            .db
+            .query_row(
+                "SELECT applicant_name FROM applications WHERE bus_id = ?1 AND id = ?2",
+                vals![bus.as_str(), id.to_string()],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Applicant names HQ holds more than once, with how many times (for audits of a
+    /// campaign in which every citizen has a name of their own).
+    pub fn duplicate_applicant_names(&self) -> Result<Vec<(String, u64)>, HqStoreError> {
+        Ok(self.db.query_map(
+            "SELECT applicant_name, COUNT(*) FROM applications GROUP BY applicant_name HAVING COUNT(*) > 1 ORDER BY 1",
+            vals![],
+            |r| Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?)),
+        )?)
     }
 
     /// Every application id with the hashes of its blobs, for audits and tests.
     pub fn application_blobs(
         &self,
     ) -> Result<Vec<(ApplicationId, String, Vec<Sha256>)>, HqStoreError> {
-        let mut stmt = self.conn.prepare(
-            "SELECT a.id, a.state, group_concat(ab.sha256) FROM applications a
+        let rows = self.db.query_map(
+            "SELECT a.id, a.state, string_agg(ab.sha256, ',') FROM applications a
              LEFT JOIN app_blobs ab ON ab.bus_id = a.bus_id AND ab.application_id = a.id
              GROUP BY a.bus_id, a.id ORDER BY a.id, a.bus_id",
+            vals![],
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                ))
+            },
         )?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, Option<String>>(2)?,
-            ))
-        })?;
-        rows.map(|r| {
-            let (id, state, shas) = r?;
-            let id = ApplicationId::parse(&id).map_err(|e| HqStoreError::Corrupt(e.to_string()))?;
-            let mut list = Vec::new();
-            for s in shas
-                .unwrap_or_default()
-                .split(',')
-                .filter(|s| !s.is_empty())
-            {
-                list.push(Sha256::parse_hex(s).map_err(|e| HqStoreError::Corrupt(e.to_string()))?);
-            }
-            list.sort();
-            Ok((id, state, list))
-        })
-        .collect()
+        rows.into_iter()
+            .map(|(id, state, shas)| {
+                let id =
+                    ApplicationId::parse(&id).map_err(|e| HqStoreError::Corrupt(e.to_string()))?;
+                let mut list = Vec::new();
+                for s in shas
+                    .unwrap_or_default()
+                    .split(',')
+                    .filter(|s| !s.is_empty())
+                {
+                    list.push(
+                        Sha256::parse_hex(s).map_err(|e| HqStoreError::Corrupt(e.to_string()))?,
+                    );
+                }
+                list.sort();
+                Ok((id, state, list))
+            })
+            .collect()
     }
 }
 
@@ -1162,17 +1293,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut store = HqStore::open(&dir.path().join("hq.sqlite")).unwrap();
         let syncs = |s: &HqStore| -> i64 {
-            s.conn
-                .query_row(
-                    "SELECT COALESCE(SUM(batches), 0) FROM ingest_syncs",
-                    [],
-                    |r| r.get(0),
-                )
-                .unwrap()
+            s.db.query_row(
+                "SELECT COALESCE(SUM(batches), 0) FROM ingest_syncs",
+                vals![],
+                |r| r.get(0),
+            )
+            .unwrap()
         };
         let sync_mode = |s: &HqStore| -> i64 {
-            s.conn
-                .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            s.db.query_row("PRAGMA synchronous", vals![], |r| r.get(0))
                 .unwrap()
         };
         let c = store.begin_batch().unwrap();
@@ -1270,7 +1399,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("hq.sqlite");
         {
-            let c = Connection::open(&path).unwrap();
+            let c = rusqlite::Connection::open(&path).unwrap();
             c.execute_batch(SCHEMA_V1).unwrap();
             c.execute(
                 "INSERT INTO applications (id, bus_id, service, content_hash, record, applicant_name, nik, village,
@@ -1287,11 +1416,11 @@ mod tests {
         }
         let store = HqStore::open(&path).unwrap();
         assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
-        let c = &store.conn;
+        let c = &store.db;
         let (bus, state): (String, String) = c
             .query_row(
                 "SELECT bus_id, state FROM applications WHERE id = 'app-1'",
-                [],
+                vals![],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .unwrap();
@@ -1299,7 +1428,7 @@ mod tests {
         let blob_bus: String = c
             .query_row(
                 "SELECT bus_id FROM app_blobs WHERE application_id = 'app-1'",
-                [],
+                vals![],
                 |r| r.get(0),
             )
             .unwrap();
@@ -1310,7 +1439,7 @@ mod tests {
                 captured_at, hq_received_at, warnings, state, ingested_by)
              SELECT id, 'bus-b', service, content_hash, record, applicant_name, nik, village,
                 captured_at, hq_received_at, warnings, state, ingested_by FROM applications WHERE id = 'app-1'",
-            [],
+            vals![],
         )
         .unwrap();
         drop(store);
@@ -1318,8 +1447,8 @@ mod tests {
         let store = HqStore::open(&path).unwrap();
         assert_eq!(store.counts().unwrap().applications, 2);
         store
-            .conn
-            .pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .db
+            .execute_batch(&format!("PRAGMA user_version = {}", SCHEMA_VERSION + 1))
             .unwrap();
         drop(store);
         assert!(matches!(

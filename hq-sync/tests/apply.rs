@@ -88,9 +88,17 @@ fn application(rng: &mut StdRng, bus: &BusId, blobs: &[(Sha256, u64)]) -> Applic
 
 #[test]
 fn random_decoded_messages_never_panic_and_keep_the_store_consistent() {
+    let t = "random_decoded_messages_never_panic_and_keep_the_store_consistent";
+    for store in hq_sync::testing::each_backend(t) {
+        eprintln!("on {:?}", store.backend);
+        random_decoded_messages_on(&store.at);
+    }
+}
+
+fn random_decoded_messages_on(at: &hq_sync::store::StoreLocation) {
     let dir = tempfile::tempdir().unwrap();
     let buses: Vec<BusId> = BUSES.iter().map(|b| BusId::parse(b).unwrap()).collect();
-    let mut hq = Offline::for_fleet(dir.path(), &buses).unwrap();
+    let mut hq = Offline::for_fleet_on(dir.path(), &buses, Some(at)).unwrap();
     let topics = Topics::default();
     let seed = std::env::var("KELILING_APPLY_SEED")
         .ok()
@@ -218,9 +226,14 @@ fn random_decoded_messages_never_panic_and_keep_the_store_consistent() {
 /// staging reaches an application's detail, and a stored blob shows as stored.
 #[test]
 fn the_detail_of_an_application_says_how_far_its_uploads_are() {
-    use hq_sync::store::{HqStore, UploadProgress};
-    let dir = tempfile::tempdir().unwrap();
-    let mut store = HqStore::open(&dir.path().join("hq.sqlite")).unwrap();
+    let t = "the_detail_of_an_application_says_how_far_its_uploads_are";
+    for store in hq_sync::testing::each_backend(t) {
+        the_detail_on(store.open());
+    }
+}
+
+fn the_detail_on(mut store: hq_sync::store::HqStore) {
+    use hq_sync::store::UploadProgress;
     let mut rng = StdRng::seed_from_u64(7);
     let bus = BusId::parse("bus-a").unwrap();
     let blob = Sha256::digest(b"a scan still on its way");
@@ -260,12 +273,20 @@ fn the_detail_of_an_application_says_how_far_its_uploads_are() {
 /// other notes changes nothing). Notes in the first buses' form are still read.
 #[test]
 fn record_notes_are_checked_and_kept_beside_the_record() {
+    for store in
+        hq_sync::testing::each_backend("record_notes_are_checked_and_kept_beside_the_record")
+    {
+        record_notes_on(&store.at);
+    }
+}
+
+fn record_notes_on(at: &hq_sync::store::StoreLocation) {
     use keliling_shared::wire::{
         PhotoAdvice, PhotoApproval, RecordNotes, RecordNotesV1, MAX_PHOTO_ADVICE,
     };
     let dir = tempfile::tempdir().unwrap();
     let buses: Vec<BusId> = BUSES.iter().map(|b| BusId::parse(b).unwrap()).collect();
-    let mut hq = Offline::for_fleet(dir.path(), &buses).unwrap();
+    let mut hq = Offline::for_fleet_on(dir.path(), &buses, Some(at)).unwrap();
     let mut rng = StdRng::seed_from_u64(11);
     let bus = buses[0].clone();
     let mut app = application(&mut rng, &bus, &[(Sha256::digest(b"scan"), 1000)]);

@@ -93,8 +93,13 @@ fn refused(r: Result<u32, DecisionError>) -> &'static str {
 
 #[test]
 fn versions_claims_checks_and_the_outbox() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut s = HqStore::open(&dir.path().join("hq.sqlite")).unwrap();
+    for store in hq_sync::testing::each_backend("versions_claims_checks_and_the_outbox") {
+        eprintln!("on {:?}", store.backend);
+        versions_claims_checks_and_the_outbox_on(store.open());
+    }
+}
+
+fn versions_claims_checks_and_the_outbox_on(mut s: HqStore) {
     let cat = Catalogue::builtin();
     let bus = BusId::parse("bus-a").unwrap();
     let other_bus = BusId::parse("bus-b").unwrap();

@@ -716,7 +716,7 @@ impl World {
             });
         }
         // HQ's staff, in HQ's store (its process is up and has migrated it, or this does).
-        let mut review = HqStore::open(&hq_dir.join("hq.sqlite"))?;
+        let mut review = crate::harness::hq_store(&hq_dir)?;
         let (reviewer, checker) = {
             use hq_sync::staff::{Lang, NewStaff, Password, Role, Username};
             let store = &mut review;
@@ -1506,8 +1506,7 @@ impl World {
             }
         }
 
-        let hq_db = self.hq_dir.join("hq.sqlite");
-        let hq = HqStore::open(&hq_db)?;
+        let hq = crate::harness::hq_store(&self.hq_dir)?;
         let photos = PhotoStore::open(&self.hq_dir.join("photos"))?;
         let counts = hq.counts()?;
         c.hq_applications = counts.applications;
@@ -1555,14 +1554,8 @@ impl World {
         }
         // Every campaign citizen has a name of their own: the same name twice at HQ would
         // be one capture filed twice, whatever its ids.
-        let conn = rusqlite::Connection::open(&hq_db)?;
-        let mut stmt = conn.prepare(
-            "SELECT applicant_name, COUNT(*) FROM applications GROUP BY applicant_name HAVING COUNT(*) > 1",
-        )?;
-        let twice = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
-        for row in twice {
-            let (name, n) = row?;
-            c.duplicated += (n - 1) as u64;
+        for (name, n) in hq.duplicate_applicant_names()? {
+            c.duplicated += n - 1;
             v.add(
                 "DUPLICATE: one citizen filed more than once at HQ",
                 format!("{name} x{n}"),

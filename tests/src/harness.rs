@@ -299,6 +299,7 @@ impl TestBroker {
     pub fn hq_config(&self, dir: &Path) -> HqConfig {
         let mut cfg = HqConfig::for_dir(dir.to_owned(), self.port());
         cfg.pki.dir = self.pki.dir().to_owned();
+        cfg.store.url = store_url(dir);
         cfg
     }
 
@@ -509,10 +510,122 @@ impl Daemon {
 }
 
 pub fn hq_env(dir: &Path, broker_port: u16) -> Vec<(String, String)> {
-    vec![
+    let mut env = vec![
         ("HQ_SYNC__DATA_DIR".into(), dir.display().to_string()),
         ("HQ_SYNC__BROKER__PORT".into(), broker_port.to_string()),
-    ]
+    ];
+    if let Some(url) = store_url(dir) {
+        env.push(("HQ_SYNC__STORE__URL".into(), url));
+    }
+    env
+}
+
+/// The environment that puts an `hq-sync` command on the store of the HQ in `hq_dir`
+/// (nothing for SQLite in the data directory).
+pub fn hq_store_env(hq_dir: &Path) -> Vec<(String, String)> {
+    store_url(hq_dir)
+        .map(|url| vec![("HQ_SYNC__STORE__URL".to_string(), url)])
+        .unwrap_or_default()
+}
+
+/// Beside an HQ data directory, the PostgreSQL URL its store is at (see [`use_postgres`]).
+const STORE_URL_FILE: &str = "store-url.test";
+
+/// `KELILING_E2E_STORE=postgres`: every HQ this harness runs whose test did not choose a
+/// store gets a fresh PostgreSQL database of its own, so the whole suite runs on
+/// PostgreSQL (`.ci/run` makes that second pass).
+pub const STORE_ENV: &str = "KELILING_E2E_STORE";
+
+/// The store an HQ gets unless its test chose one.
+pub fn default_store() -> StoreKind {
+    match std::env::var(STORE_ENV).as_deref() {
+        Ok("postgres") => StoreKind::Postgres,
+        _ => StoreKind::Sqlite,
+    }
+}
+
+fn store_url(hq_dir: &Path) -> Option<String> {
+    static CHOOSING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let read = || {
+        std::fs::read_to_string(hq_dir.join(STORE_URL_FILE))
+            .ok()
+            .map(|u| u.trim().to_string())
+    };
+    if let Some(url) = read() {
+        return Some(url);
+    }
+    if default_store() != StoreKind::Postgres {
+        return None;
+    }
+    let _one_at_a_time = CHOOSING.lock().unwrap_or_else(|p| p.into_inner());
+    if read().is_none() {
+        match use_postgres(hq_dir, "suite") {
+            Ok(_) => {}
+            Err(e) => panic!(
+                "{STORE_ENV}=postgres: a database for {}: {e:#}",
+                hq_dir.display()
+            ),
+        }
+    }
+    read()
+}
+
+/// Which store an end-to-end scenario's HQ runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    Sqlite,
+    Postgres,
+}
+
+impl StoreKind {
+    /// Puts the store of the HQ with data in `hq_dir` on this backend. `false`: skip the
+    /// test (PostgreSQL without a server configured, outside CI).
+    pub fn prepare(self, hq_dir: &Path, test: &str) -> Result<bool> {
+        match self {
+            StoreKind::Sqlite => Ok(true),
+            StoreKind::Postgres => use_postgres(hq_dir, test),
+        }
+    }
+}
+
+/// Puts the HQ whose data is in `hq_dir` on a fresh PostgreSQL database (the server
+/// `KELILING_TEST_PG_URL` names): every HQ this harness starts with that directory, and
+/// [`hq_store`], use it. `false`: no server configured, the test is skipped (under
+/// `CI=true` that panics instead: CI must test PostgreSQL).
+pub fn use_postgres(hq_dir: &Path, test: &str) -> Result<bool> {
+    let Some(admin) = hq_sync::testing::pg_admin_url(test) else {
+        return Ok(false);
+    };
+    let hq_sync::store::StoreLocation::Postgres { url, .. } =
+        hq_sync::testing::fresh_pg_database(&admin, test)?
+    else {
+        bail!("a fresh PostgreSQL database that is not on PostgreSQL");
+    };
+    std::fs::create_dir_all(hq_dir)?;
+    std::fs::write(hq_dir.join(STORE_URL_FILE), url)?;
+    Ok(true)
+}
+
+/// Where the store of the HQ with data in `hq_dir` is: its SQLite file, or PostgreSQL
+/// after [`use_postgres`].
+pub fn hq_store_location(hq_dir: &Path) -> hq_sync::store::StoreLocation {
+    match store_url(hq_dir) {
+        Some(url) => hq_sync::store::StoreLocation::Postgres {
+            url,
+            password: None,
+        },
+        None => hq_sync::store::StoreLocation::Sqlite(hq_dir.join("hq.sqlite")),
+    }
+}
+
+/// Opens the store of the HQ with data in `hq_dir`, as a test reads it.
+pub fn hq_store(hq_dir: &Path) -> Result<HqStore> {
+    Ok(HqStore::connect(&hq_store_location(hq_dir), "test")?)
+}
+
+/// Whether that HQ has made its store yet.
+fn hq_store_exists(hq_dir: &Path) -> bool {
+    store_url(hq_dir).is_some() || hq_dir.join("hq.sqlite").exists()
 }
 
 /// Test timings: re-send after 2 s, reconnect quickly.
@@ -714,11 +827,10 @@ pub async fn why_ended<E: std::fmt::Display>(task: &mut JoinHandle<Result<(), E>
 
 /// HQ's fleet view of one bus: (online, last reported queue depth).
 pub fn hq_bus(hq_dir: &Path, bus: &str) -> Result<Option<(bool, Option<u32>)>> {
-    let p = hq_dir.join("hq.sqlite");
-    if !p.exists() {
+    if !hq_store_exists(hq_dir) {
         return Ok(None);
     }
-    Ok(HqStore::open(&p)?
+    Ok(hq_store(hq_dir)?
         .fleet()?
         .into_iter()
         .find(|b| b.bus_id == bus)
@@ -726,11 +838,10 @@ pub fn hq_bus(hq_dir: &Path, bus: &str) -> Result<Option<(bool, Option<u32>)>> {
 }
 
 pub fn hq_complete(hq_dir: &Path) -> Result<u64> {
-    let p = hq_dir.join("hq.sqlite");
-    if !p.exists() {
+    if !hq_store_exists(hq_dir) {
         return Ok(0);
     }
-    Ok(HqStore::open(&p)?.counts()?.complete)
+    Ok(hq_store(hq_dir)?.counts()?.complete)
 }
 
 /// The core promise, checked as an auditor would: every application the bus saved is at
@@ -766,7 +877,7 @@ pub fn assert_exactly_once(bus_dbs: &[&Path], hq_dir: &Path, expected: usize) ->
             bus_apps.len()
         );
     }
-    let hq = HqStore::open(&hq_dir.join("hq.sqlite"))?;
+    let hq = hq_store(hq_dir)?;
     let rows = hq.application_blobs()?;
     if rows.len() != expected {
         bail!("HQ holds {} applications, expected {expected}", rows.len());

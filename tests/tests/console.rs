@@ -7,7 +7,6 @@
 use anyhow::{ensure, Context, Result};
 use hq_sync::console::Server;
 use hq_sync::staff::{Lang, NewStaff, Password, Role, Username};
-use hq_sync::store::HqStore;
 use keliling_e2e::browser::{http, Browser};
 use keliling_e2e::harness::*;
 use keliling_e2e::sample;
@@ -18,7 +17,7 @@ use std::time::Duration;
 const PASSWORD: &str = "kata-sandi-panjang";
 
 fn add_staff(hq_dir: &Path, user: &str, name: &str, role: Role, agencies: &[&str]) -> Result<()> {
-    let mut store = HqStore::open(&hq_dir.join("hq.sqlite"))?;
+    let mut store = keliling_e2e::harness::hq_store(hq_dir)?;
     let known = vec!["DUKCAPIL".to_owned(), "POLRI".to_owned()];
     store.add_staff(
         &NewStaff {
@@ -296,7 +295,7 @@ async fn review_in_the_browser(kind: BrokerKind) -> Result<()> {
     // The JSON API for other systems: a token scoped to Polri sees the 4 renewals and
     // not Dukcapil's family-card update; without a token, or once revoked, nothing.
     let token = {
-        let mut store = HqStore::open(&hq_dir.join("hq.sqlite"))?;
+        let mut store = keliling_e2e::harness::hq_store(&hq_dir)?;
         store.add_api_token(
             "sim-polri",
             &["POLRI".to_owned()],
@@ -369,7 +368,7 @@ async fn review_in_the_browser(kind: BrokerKind) -> Result<()> {
     );
     let anonymous = http(&addr, "GET", "/api/v1/applications", &[], b"").await?;
     ensure!(anonymous.status == 401, "no token: {}", anonymous.status);
-    HqStore::open(&hq_dir.join("hq.sqlite"))?.revoke_api_token(
+    keliling_e2e::harness::hq_store(&hq_dir)?.revoke_api_token(
         "sim-polri",
         "siti",
         UnixMillis::now(),
@@ -584,7 +583,7 @@ async fn review_in_the_browser(kind: BrokerKind) -> Result<()> {
     browser.screenshot("console-audit").await?;
 
     // The audit log holds the views, the photo, the search, the claim, the failed login.
-    let store = HqStore::open(&hq_dir.join("hq.sqlite"))?;
+    let store = keliling_e2e::harness::hq_store(&hq_dir)?;
     let log = store.audit_log(&hq_sync::audit::Filter {
         limit: 1000,
         ..Default::default()

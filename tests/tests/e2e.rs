@@ -1,6 +1,7 @@
 //! End-to-end: real broker (embedded rumqttd and Mosquitto), real `hq-sync` and
 //! `bus-node` binaries or their library entry points, real SQLite files, real JPEGs.
-//! Every scenario runs against both brokers.
+//! Every scenario runs against both brokers; the ones that exercise HQ's store hardest
+//! also with HQ on PostgreSQL (`KELILING_TEST_PG_URL`, see `hq_sync::testing`).
 
 use anyhow::{Context, Result};
 use bus_node::sync::SyncMetrics;
@@ -19,12 +20,15 @@ fn capture_many(db: &Path, bus: &str, range: std::ops::Range<usize>) -> Result<(
     Ok(())
 }
 
-async fn backlog_while_hq_down(kind: BrokerKind) -> Result<()> {
+async fn backlog_while_hq_down(kind: BrokerKind, store: StoreKind) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let Some(broker) = TestBroker::start(kind, dir.path()).await? else {
         return Ok(());
     };
     let (bus_dir, hq_dir) = (dir.path().join("bus"), dir.path().join("hq"));
+    if !store.prepare(&hq_dir, "backlog_while_hq_down")? {
+        return Ok(());
+    }
     let db = bus_dir.join("bus.sqlite");
     // The bus runs, and captures, with HQ down: nothing it sends can be acknowledged.
     init_bus_store(&db)?;
@@ -63,12 +67,15 @@ async fn backlog_while_hq_down(kind: BrokerKind) -> Result<()> {
     Ok(())
 }
 
-async fn kill_bus_mid_sync(kind: BrokerKind) -> Result<()> {
+async fn kill_bus_mid_sync(kind: BrokerKind, store: StoreKind) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let Some(broker) = TestBroker::start(kind, dir.path()).await? else {
         return Ok(());
     };
     let (bus_dir, hq_dir) = (dir.path().join("bus"), dir.path().join("hq"));
+    if !store.prepare(&hq_dir, "kill_bus_mid_sync")? {
+        return Ok(());
+    }
     let db = bus_dir.join("bus.sqlite");
     std::fs::create_dir_all(&bus_dir)?;
     capture_many(&db, "bus-ntt-02", 0..120)?;
@@ -98,12 +105,15 @@ async fn kill_bus_mid_sync(kind: BrokerKind) -> Result<()> {
     Ok(())
 }
 
-async fn kill_hq_between_puback_and_commit(kind: BrokerKind) -> Result<()> {
+async fn kill_hq_between_puback_and_commit(kind: BrokerKind, store: StoreKind) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let Some(broker) = TestBroker::start(kind, dir.path()).await? else {
         return Ok(());
     };
     let (bus_dir, hq_dir) = (dir.path().join("bus"), dir.path().join("hq"));
+    if !store.prepare(&hq_dir, "kill_hq_between_puback_and_commit")? {
+        return Ok(());
+    }
     let db = bus_dir.join("bus.sqlite");
     std::fs::create_dir_all(&bus_dir)?;
     capture_many(&db, "bus-ntt-03", 0..60)?;
@@ -141,12 +151,15 @@ async fn kill_hq_between_puback_and_commit(kind: BrokerKind) -> Result<()> {
 
 /// A large scan over a throttled link; the link is cut mid-upload. On reconnect only the
 /// chunks that were in flight may be sent again.
-async fn cut_link_mid_large_blob(kind: BrokerKind) -> Result<()> {
+async fn cut_link_mid_large_blob(kind: BrokerKind, store: StoreKind) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let Some(broker) = TestBroker::start(kind, dir.path()).await? else {
         return Ok(());
     };
     let (bus_dir, hq_dir) = (dir.path().join("bus"), dir.path().join("hq"));
+    if !store.prepare(&hq_dir, "cut_link_mid_large_blob")? {
+        return Ok(());
+    }
     let scan = sample::document_scan(7, 1_200_000)?;
     let scan_len = scan.len() as u64;
     let chunk_size = 16 * 1024u32;
@@ -242,12 +255,15 @@ async fn cut_link_mid_large_blob(kind: BrokerKind) -> Result<()> {
 
 /// Two HQ workers share the record store and split the records through an MQTT shared
 /// subscription; each stages every chunk. Nothing is lost or duplicated.
-async fn two_hq_workers(kind: BrokerKind) -> Result<()> {
+async fn two_hq_workers(kind: BrokerKind, store: StoreKind) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let Some(mut broker) = TestBroker::start(kind, dir.path()).await? else {
         return Ok(());
     };
     let hq_dir = dir.path().join("hq");
+    if !store.prepare(&hq_dir, "two_hq_workers")? {
+        return Ok(());
+    }
     let mut workers = Vec::new();
     // Each worker has its own certificate, named as its worker id (the client id).
     broker.provision_hq("hq-2").await?;
@@ -311,7 +327,7 @@ async fn two_hq_workers(kind: BrokerKind) -> Result<()> {
     })?;
     let refs: Vec<&Path> = dbs.iter().map(|p| p.as_path()).collect();
     assert_exactly_once(&refs, &hq_dir, 80)?;
-    let by_worker = hq_sync::store::HqStore::open(&hq_dir.join("hq.sqlite"))?.ingested_by()?;
+    let by_worker = keliling_e2e::harness::hq_store(&hq_dir)?.ingested_by()?;
     assert_eq!(
         by_worker.len(),
         2,
@@ -321,7 +337,7 @@ async fn two_hq_workers(kind: BrokerKind) -> Result<()> {
     // forget it (before, the loser kept n-1 chunks of every blob forever). Workers report
     // every 10 s: wait for reports made after everything was delivered.
     let delivered_at = UnixMillis::now();
-    let workers = || hq_sync::store::HqStore::open(&hq_dir.join("hq.sqlite"))?.workers();
+    let workers = || -> Result<_> { Ok(keliling_e2e::harness::hq_store(&hq_dir)?.workers()?) };
     eventually(
         "both workers report empty staging",
         Duration::from_secs(45),
@@ -342,12 +358,15 @@ async fn two_hq_workers(kind: BrokerKind) -> Result<()> {
 /// queue: before, the chunk path handled only decryption errors, so the `Corrupt` error
 /// of the oldest blob made every pump tick fail and no chunk of any blob went out. Now
 /// its application is set aside for the operator and the rest drains.
-async fn a_damaged_blob_row_is_set_aside(kind: BrokerKind) -> Result<()> {
+async fn a_damaged_blob_row_is_set_aside(kind: BrokerKind, store: StoreKind) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let Some(broker) = TestBroker::start(kind, dir.path()).await? else {
         return Ok(());
     };
     let hq_dir = dir.path().join("hq");
+    if !store.prepare(&hq_dir, "a_damaged_blob_row_is_set_aside")? {
+        return Ok(());
+    }
     let hq = InProcessHq::start(&broker, &hq_dir).await?;
     let cfg = broker.bus_config("bus-ntt-07", &dir.path().join("bus"))?;
     let db = cfg.db_path();
@@ -395,13 +414,16 @@ async fn a_damaged_blob_row_is_set_aside(kind: BrokerKind) -> Result<()> {
 /// a restart and captures with it; HQ checks each application against the version the
 /// bus used (an older one it published stays valid for what was taken under it), and a
 /// catalogue under another key is set aside by the bus.
-async fn the_catalogue_reaches_the_fleet(kind: BrokerKind) -> Result<()> {
+async fn the_catalogue_reaches_the_fleet(kind: BrokerKind, store: StoreKind) -> Result<()> {
     use bus_node::catalogues::Catalogues;
     let dir = tempfile::tempdir()?;
     let Some(mut broker) = TestBroker::start(kind, dir.path()).await? else {
         return Ok(());
     };
     let (bus_dir, hq_dir) = (dir.path().join("bus"), dir.path().join("hq"));
+    if !store.prepare(&hq_dir, "the_catalogue_reaches_the_fleet")? {
+        return Ok(());
+    }
     let db = bus_dir.join("bus.sqlite");
     let hq_log = dir.path().join("hq.log");
     let settings = test_capture_settings("bus-ntt-01")?;
@@ -481,7 +503,7 @@ async fn the_catalogue_reaches_the_fleet(kind: BrokerKind) -> Result<()> {
     })
     .await?;
     assert_exactly_once(&[db.as_path()], &hq_dir, 2)?;
-    let hq_store = hq_sync::store::HqStore::open(&hq_dir.join("hq.sqlite"))?;
+    let hq_store = keliling_e2e::harness::hq_store(&hq_dir)?;
     let versions: Vec<u32> = hq_store
         .published_catalogues()?
         .iter()
@@ -535,12 +557,15 @@ async fn the_catalogue_reaches_the_fleet(kind: BrokerKind) -> Result<()> {
 /// A broker cluster's nodes taken in turn: the bus and HQ are each configured with a dead
 /// first broker and the live one in `more_hosts`; both move on to it, and everything
 /// the bus captured is delivered.
-async fn a_dead_broker_is_passed_over(kind: BrokerKind) -> Result<()> {
+async fn a_dead_broker_is_passed_over(kind: BrokerKind, store: StoreKind) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let Some(broker) = TestBroker::start(kind, dir.path()).await? else {
         return Ok(());
     };
     let (bus_dir, hq_dir) = (dir.path().join("bus"), dir.path().join("hq"));
+    if !store.prepare(&hq_dir, "a_dead_broker_is_passed_over")? {
+        return Ok(());
+    }
     let db = bus_dir.join("bus.sqlite");
     let dead = keliling_e2e::ports::free_port()?;
     let live = format!(r#"["127.0.0.1:{}"]"#, broker.port());
@@ -579,12 +604,23 @@ macro_rules! against_both_brokers {
         mod embedded {
             use super::*;
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $name() -> Result<()> { super::$name(BrokerKind::Embedded).await })*
+            async fn $name() -> Result<()> { super::$name(BrokerKind::Embedded, StoreKind::Sqlite).await })*
         }
         mod mosquitto {
             use super::*;
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $name() -> Result<()> { super::$name(BrokerKind::Mosquitto).await })*
+            async fn $name() -> Result<()> { super::$name(BrokerKind::Mosquitto, StoreKind::Sqlite).await })*
+        }
+    };
+}
+
+/// HQ on PostgreSQL (the embedded broker: the broker and the store are independent).
+macro_rules! on_postgres {
+    ($($name:ident),* $(,)?) => {
+        mod postgres {
+            use super::*;
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() -> Result<()> { super::$name(BrokerKind::Embedded, StoreKind::Postgres).await })*
         }
     };
 }
@@ -598,4 +634,12 @@ against_both_brokers!(
     a_damaged_blob_row_is_set_aside,
     the_catalogue_reaches_the_fleet,
     a_dead_broker_is_passed_over,
+);
+
+on_postgres!(
+    backlog_while_hq_down,
+    kill_hq_between_puback_and_commit,
+    cut_link_mid_large_blob,
+    two_hq_workers,
+    the_catalogue_reaches_the_fleet,
 );

@@ -6,7 +6,6 @@
 use anyhow::{Context, Result};
 use bus_node::store::Store;
 use hq_sync::ingest::QUARANTINE_ROWS_PER_BUS_PER_MINUTE;
-use hq_sync::store::HqStore;
 use keliling_e2e::harness::*;
 use keliling_e2e::sample;
 use keliling_shared::application::{Attachment, AttachmentKind, MediaType};
@@ -102,7 +101,6 @@ async fn hostile_blobs_names_and_floods(kind: BrokerKind) -> Result<()> {
         return Ok(());
     };
     let hq_dir = dir.path().join("hq");
-    let db = hq_dir.join("hq.sqlite");
     let hq = InProcessHq::start(&broker, &hq_dir).await?;
     let metrics = hq.metrics.clone();
 
@@ -183,7 +181,7 @@ async fn hostile_blobs_names_and_floods(kind: BrokerKind) -> Result<()> {
     expect.push("NIK hanya boleh berisi angka");
 
     eventually("every attack quarantined", Duration::from_secs(30), || {
-        let reasons: Vec<String> = HqStore::open(&db)?
+        let reasons: Vec<String> = hq_store(&hq_dir)?
             .quarantined(100)?
             .into_iter()
             .map(|q| q.reason)
@@ -192,13 +190,13 @@ async fn hostile_blobs_names_and_floods(kind: BrokerKind) -> Result<()> {
     })
     .await
     .with_context(|| {
-        let reasons = HqStore::open(&db)
-            .and_then(|s| s.quarantined(100))
+        let reasons = hq_store(&hq_dir)
+            .and_then(|s| Ok(s.quarantined(100)?))
             .map(|q| q.into_iter().map(|q| q.reason).collect::<Vec<_>>());
         format!("quarantine holds: {reasons:#?}")
     })?;
     // The refused blobs were never stored and their applications never complete.
-    let store = HqStore::open(&db)?;
+    let store = hq_store(&hq_dir)?;
     for sha in [
         Sha256::digest(&bomb),
         Sha256::digest(&exe),
@@ -224,7 +222,7 @@ async fn hostile_blobs_names_and_floods(kind: BrokerKind) -> Result<()> {
         },
     )
     .await?;
-    let evil_rows = HqStore::open(&db)?
+    let evil_rows = hq_store(&hq_dir)?
         .quarantined(10_000)?
         .iter()
         .filter(|q| q.claimed_bus.as_deref() == Some("bus-evil"))
@@ -243,12 +241,9 @@ async fn hostile_blobs_names_and_floods(kind: BrokerKind) -> Result<()> {
     })
     .await
     .with_context(|| bus.log())?;
-    let conn = rusqlite::Connection::open(&db)?;
-    let stored: String = conn.query_row(
-        "SELECT applicant_name FROM applications WHERE id = ?1",
-        [good_app.id.to_string()],
-        |r| r.get(0),
-    )?;
+    let stored = hq_store(&hq_dir)?
+        .applicant_name(&good_app.bus_id, &good_app.id)?
+        .context("the good application at HQ")?;
     assert_eq!(stored, SQL_NAME, "the name is kept verbatim, as data");
     assert!(!hq.task.is_finished(), "HQ ingest must survive all of it");
     bus.kill9().await?;

@@ -5,7 +5,6 @@ use anyhow::{Context, Result};
 use bus_node::store::{OutboxState, Store};
 use bus_node::sync::SyncMetrics;
 use hq_sync::ingest::IngestMetrics;
-use hq_sync::store::HqStore;
 use keliling_e2e::harness::*;
 use keliling_shared::topics::{Topics, UpKind};
 use keliling_shared::wire::{BlobQuery, Chunk, Down, Up, UpEnvelope};
@@ -137,14 +136,14 @@ async fn bad_input_is_quarantined_and_valid_traffic_flows(kind: BrokerKind) -> R
         .publish(record_topic.clone(), QoS::AtLeastOnce, false, valid_evil)
         .await?;
     eventually("collision recorded", Duration::from_secs(30), || {
-        Ok(HqStore::open(&hq_dir.join("hq.sqlite"))?
+        Ok(keliling_e2e::harness::hq_store(&hq_dir)?
             .counts()?
             .id_collisions
             == 1)
     })
     .await?;
 
-    let store = HqStore::open(&hq_dir.join("hq.sqlite"))?;
+    let store = keliling_e2e::harness::hq_store(&hq_dir)?;
     let reasons: Vec<String> = store
         .quarantined(100)?
         .into_iter()
@@ -221,7 +220,7 @@ async fn a_bus_cannot_squat_or_disturb_another(kind: BrokerKind) -> Result<()> {
         "the squatter's record committed",
         Duration::from_secs(30),
         || {
-            Ok(HqStore::open(&hq_dir.join("hq.sqlite"))?
+            Ok(keliling_e2e::harness::hq_store(&hq_dir)?
                 .counts()?
                 .applications
                 == 1)
@@ -262,7 +261,7 @@ async fn a_bus_cannot_squat_or_disturb_another(kind: BrokerKind) -> Result<()> {
         Ok(bus_delivered(&cfg.db_path())? == 1)
     })
     .await?;
-    let store = HqStore::open(&hq_dir.join("hq.sqlite"))?;
+    let store = keliling_e2e::harness::hq_store(&hq_dir)?;
     let counts = store.counts()?;
     // bus-good's application is complete; the squatter's copy waits forever for a blob
     // of a size that hash cannot have.
@@ -437,7 +436,7 @@ async fn hq_survives_a_reply_and_heartbeat_flood(kind: BrokerKind) -> Result<()>
         "HQ lost its broker session during the flood"
     );
     assert_eq!(IngestMetrics::get(&hq_metrics.transient_errors), 0);
-    let fleet = HqStore::open(&hq_dir.join("hq.sqlite"))?;
+    let fleet = keliling_e2e::harness::hq_store(&hq_dir)?;
     assert!(
         fleet.counts()?.quarantined == 0,
         "nothing in the flood was malformed"

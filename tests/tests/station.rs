@@ -13,7 +13,6 @@ use fantoccini::wd::{PrintConfiguration, PrintSize};
 use fantoccini::Locator;
 use hq_sync::decisions::Action;
 use hq_sync::staff::{Lang, NewStaff, Password, Role, Username};
-use hq_sync::store::HqStore;
 use keliling_e2e::browser::Browser;
 use keliling_e2e::harness::*;
 use keliling_e2e::sample;
@@ -254,7 +253,7 @@ async fn an_operator_captures_an_application_at_the_station() -> Result<()> {
     )
     .await
     .with_context(|| format!("hq log:\n{}", hq.log()))?;
-    let hq_store = HqStore::open(&hq_dir.join("hq.sqlite"))?;
+    let hq_store = keliling_e2e::harness::hq_store(&hq_dir)?;
     let linked = hq_store.amendments(&BusId::parse("bus-ntt-01")?, &id)?;
     ensure!(
         linked == vec![amendment],
@@ -450,7 +449,7 @@ async fn wait_state(b: &Browser, url: &str, state: &str) -> Result<()> {
 
 /// A Polri supervisor decides the application in HQ's store, as the console does.
 fn decide(hq_dir: &std::path::Path, id: &ApplicationId, action: &Action) -> Result<()> {
-    let mut store = HqStore::open(&hq_dir.join("hq.sqlite"))?;
+    let mut store = keliling_e2e::harness::hq_store(hq_dir)?;
     let known = vec!["DUKCAPIL".to_owned(), "POLRI".to_owned()];
     let user = Username::parse("agus")?;
     if store.staff(&user)?.is_none() {

@@ -5,7 +5,6 @@
 
 use anyhow::{bail, Result};
 use hq_sync::pki::Reason;
-use hq_sync::store::HqStore;
 use keliling_e2e::harness::*;
 use keliling_shared::topics::{Topics, UpKind};
 use keliling_shared::wire::{Down, DownEnvelope, Up, UpEnvelope};
@@ -215,6 +214,7 @@ async fn a_revoked_bus_is_shut_out(kind: BrokerKind) -> Result<()> {
         .args(["pki", "revoke", lost.as_str(), "--reason", "stolen"])
         .env("HQ_SYNC__PKI__DIR", broker.pki().dir())
         .env("HQ_SYNC__DATA_DIR", &hq_dir)
+        .envs(hq_store_env(&hq_dir))
         .output()
         .await?;
     assert!(
@@ -242,19 +242,18 @@ async fn a_revoked_bus_is_shut_out(kind: BrokerKind) -> Result<()> {
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
             publish_record(&live, &lost, &lost, &app).await?;
-            let db = hq_dir.join("hq.sqlite");
             eventually(
                 "HQ refused the revoked bus",
                 Duration::from_secs(20),
                 || {
-                    Ok(HqStore::open(&db)?
+                    Ok(hq_store(&hq_dir)?
                         .quarantined(10)?
                         .iter()
                         .any(|q| q.reason.contains("revoked")))
                 },
             )
             .await?;
-            assert_eq!(HqStore::open(&db)?.counts()?.applications, 0);
+            assert_eq!(hq_store(&hq_dir)?.counts()?.applications, 0);
         }
     }
     // A new connection with the revoked certificate is refused at the TLS handshake.
@@ -292,15 +291,14 @@ async fn hq_refuses_a_payload_for_another_bus(kind: BrokerKind) -> Result<()> {
     let app_a = application(&broker, a.as_str(), &dir.path().join("a"), 1)?;
     let bus_a = connect_bus(&broker, &a).await?;
     publish_record(&bus_a, &a, &b, &app_a).await?;
-    let db = hq_dir.join("hq.sqlite");
     eventually("HQ refused the mismatch", Duration::from_secs(20), || {
-        Ok(HqStore::open(&db)?.quarantined(10)?.iter().any(|q| {
+        Ok(hq_store(&hq_dir)?.quarantined(10)?.iter().any(|q| {
             q.reason
                 .contains("payload claims bus bus-b on the topic of bus bus-a")
         }))
     })
     .await?;
-    assert_eq!(HqStore::open(&db)?.counts()?.applications, 0);
+    assert_eq!(hq_store(&hq_dir)?.counts()?.applications, 0);
     hq.shut_down().await;
     Ok(())
 }
@@ -468,7 +466,7 @@ async fn bus_a_cannot_act_as_bus_b(kind: BrokerKind) -> Result<()> {
             got_a.iter().map(|p| p.topic.clone()).collect::<Vec<_>>()
         );
     }
-    let store = HqStore::open(&hq_dir.join("hq.sqlite"))?;
+    let store = keliling_e2e::harness::hq_store(&hq_dir)?;
     assert_eq!(
         store.counts()?.applications,
         1,
@@ -527,9 +525,8 @@ async fn a_bus_cannot_steal_from_hqs_share_group(kind: BrokerKind, group: &str) 
     for app in &apps {
         publish_record(&bus_b, &b, &b, app).await?;
     }
-    let db = hq_dir.join("hq.sqlite");
     eventually("HQ received every record", Duration::from_secs(20), || {
-        Ok(HqStore::open(&db)?.counts()?.applications == apps.len() as u64)
+        Ok(hq_store(&hq_dir)?.counts()?.applications == apps.len() as u64)
     })
     .await?;
     let got_a = bus_a.publishes_for(Duration::from_secs(1)).await;

@@ -88,16 +88,18 @@ impl Console {
         let catalogue = cfg
             .catalogue()
             .map_err(|e| ConsoleError::Config(e.to_string()))?;
-        let db = cfg.db_path();
+        let db = cfg
+            .store_location()
+            .map_err(|e| ConsoleError::Config(e.to_string()))?;
         // Opened once here, so that a bad path or a store from a newer build is an error
         // at start, not on the first request.
-        HqStore::open(&db).map_err(|e| ConsoleError::Config(e.to_string()))?;
+        HqStore::connect(&db, "hq-console").map_err(|e| ConsoleError::Config(e.to_string()))?;
         let photos =
             PhotoStore::open(&cfg.photos_dir()).map_err(|e| ConsoleError::Config(e.to_string()))?;
         let c = &cfg.console;
         Ok(Console {
             inner: Arc::new(Inner {
-                pool: Pool::new(c.pool_size, move || HqStore::open(&db)),
+                pool: Pool::new(c.pool_size, move || HqStore::connect(&db, "hq-console")),
                 catalogue,
                 photos,
                 secure_cookies: c.tls_cert.is_some() || c.behind_tls_proxy,

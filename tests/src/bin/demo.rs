@@ -15,7 +15,6 @@ use bus_node::BusConfig;
 use clap::Parser;
 use hq_sync::ingest::IngestMetrics;
 use hq_sync::pki::{BundleOptions, Pki};
-use hq_sync::store::HqStore;
 use hq_sync::HqConfig;
 use keliling_e2e::harness::assert_exactly_once;
 use keliling_e2e::ports::free_port;
@@ -296,7 +295,7 @@ async fn main() -> Result<()> {
         }
         println!(
             "{line}  | HQ complete {}",
-            HqStore::open(&hq_dir.join("hq.sqlite"))?.counts()?.complete
+            keliling_e2e::harness::hq_store(&hq_dir)?.counts()?.complete
         );
         let done_capturing = buses.iter().all(|b| !b.capturing.load(Ordering::Relaxed));
         if done_capturing && delivered as usize == total {
@@ -374,7 +373,7 @@ async fn serve_console(
             .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
             .collect()
     };
-    let mut store = HqStore::open(&hq_dir.join("hq.sqlite"))?;
+    let mut store = keliling_e2e::harness::hq_store(hq_dir)?;
     let agencies: Vec<String> = cfg
         .catalogue()?
         .agencies
