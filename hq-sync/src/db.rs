@@ -658,7 +658,9 @@ impl Db {
                 let p = pg_params(params);
                 let c = pg.client()?;
                 let n = off_runtime(|| c.execute(&st, &p))?;
-                pg.changes += n;
+                if !is_select(sql) {
+                    pg.changes += n;
+                }
                 Ok(usize::try_from(n).unwrap_or(usize::MAX))
             }
         }
@@ -759,7 +761,13 @@ impl Db {
         let st = pg.statement(sql)?;
         let p = pg_params(params);
         let c = pg.client()?;
-        Ok(off_runtime(|| c.query(&st, &p))?)
+        let rows = off_runtime(|| c.query(&st, &p))?;
+        // A write with RETURNING (an insert's new id, the outbox's take) changes rows too:
+        // the group commit must see it (`total_changes`) to make the batch durable.
+        if !is_select(sql) {
+            pg.changes += rows.len().max(1) as u64;
+        }
+        Ok(rows)
     }
 
     /// Starts a write transaction: `BEGIN IMMEDIATE` on SQLite (it waits for, then
@@ -782,6 +790,13 @@ impl Db {
             done: false,
         })
     }
+}
+
+/// A read (or a lock taken by a SELECT): it changes no rows.
+fn is_select(sql: &str) -> bool {
+    sql.trim_start()
+        .get(..6)
+        .is_some_and(|w| w.eq_ignore_ascii_case("select"))
 }
 
 fn pg_params<'p>(params: &'p [Value<'_>]) -> Vec<&'p (dyn PgToSql + Sync)> {

@@ -1317,6 +1317,40 @@ mod tests {
         assert_eq!(syncs(&store), 1);
     }
 
+    /// The same on each backend, counted by the syncs the batches wrote: a batch whose
+    /// only write returns rows (`INSERT .. RETURNING`, as publishing a catalogue is) still
+    /// ends with its durable write; an idle one writes nothing.
+    #[test]
+    fn a_batch_that_wrote_ends_durably_on_each_backend() {
+        for t in crate::testing::each_backend("a_batch_that_wrote_ends_durably") {
+            let mut store = t.open();
+            let syncs = |s: &HqStore| -> i64 {
+                // SUM of a BIGINT is NUMERIC on PostgreSQL.
+                s.db.query_row(
+                    "SELECT CAST(COALESCE(SUM(batches), 0) AS BIGINT) FROM ingest_syncs",
+                    vals![],
+                    |r| r.get(0),
+                )
+                .unwrap()
+            };
+            let c = store.begin_batch().unwrap();
+            store.has_blob(&Sha256::digest(b"x")).unwrap();
+            store.end_batch(c, "hq-1").unwrap();
+            assert_eq!(
+                syncs(&store),
+                0,
+                "{:?}: an idle batch writes nothing",
+                t.backend
+            );
+            let c = store.begin_batch().unwrap();
+            store
+                .publish_catalogue(&keliling_shared::Catalogue::builtin(), UnixMillis(1))
+                .unwrap();
+            store.end_batch(c, "hq-1").unwrap();
+            assert_eq!(syncs(&store), 1, "{:?}", t.backend);
+        }
+    }
+
     /// Several workers (and the console) start at once on a fresh file: every one opens
     /// it, and the migrations run once. Before the busy timeout was set first, turning the
     /// new file to WAL failed at once as "database is locked" in all but one (seen with two
@@ -1344,6 +1378,11 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn every_migration_has_its_postgresql_counterpart() {
+        assert_eq!(MIGRATIONS.len(), crate::pg_schema::MIGRATIONS.len());
     }
 
     use super::*;
