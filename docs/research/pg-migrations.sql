@@ -1,3 +1,5 @@
+-- Research copy, kept as it was tested. The migrations HQ runs are in
+-- hq-sync/src/pg_schema.rs (made from this file; change them there, not here).
 -- Keliling HQ store: the eight SQLite migrations of hq-sync/src/store.rs (MIGRATIONS,
 -- SCHEMA_V1..SCHEMA_V8) translated for PostgreSQL 15, one section per version.
 -- Each section becomes one &str of PG_MIGRATIONS (same index, same count as MIGRATIONS),

@@ -446,3 +446,45 @@ fn check_hq_cert(path: &Path, worker: &str) -> Result<(), TlsError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StoreLocation;
+
+    #[test]
+    fn the_store_is_sqlite_by_default_or_postgres_by_url_with_its_password_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = HqConfig::for_dir(dir.path().to_owned(), 1883);
+        assert_eq!(
+            cfg.store_location().unwrap(),
+            StoreLocation::Sqlite(dir.path().join("hq.sqlite"))
+        );
+        cfg.store.url = Some("postgres://hq@db.local/keliling".into());
+        let pw = dir.path().join("pw");
+        std::fs::write(&pw, "rahasia\nignored\n").unwrap();
+        cfg.store.password_file = Some(pw);
+        let at = cfg.store_location().unwrap();
+        assert_eq!(
+            at,
+            StoreLocation::Postgres {
+                url: "postgres://hq@db.local/keliling".into(),
+                password: Some("rahasia".into())
+            }
+        );
+        cfg.store.password_file = Some(dir.path().join("missing"));
+        let e = cfg.store_location().unwrap_err().to_string();
+        assert!(e.contains("store.password_file"), "{e}");
+        cfg.store.password_file = None;
+        cfg.store.url = Some("mysql://hq@db/keliling".into());
+        let e = cfg.store_location().unwrap_err().to_string();
+        assert!(e.contains("postgres://"), "{e}");
+        // The URL's password never reaches a log line.
+        let shown = StoreLocation::Postgres {
+            url: "postgres://hq:rahasia@db/keliling".into(),
+            password: None,
+        }
+        .to_string();
+        assert_eq!(shown, "postgres://hq:***@db/keliling");
+    }
+}

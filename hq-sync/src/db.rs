@@ -134,12 +134,6 @@ impl DbError {
             _ => false,
         }
     }
-
-    /// The connection itself is gone (PostgreSQL server restarted, network cut): the
-    /// connection must be replaced, not just the statement retried.
-    pub fn is_connection_lost(&self) -> bool {
-        matches!(self, DbError::Postgres(e) if e.is_closed())
-    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -154,19 +148,6 @@ pub enum Value<'a> {
     Bool(bool),
     Text(Cow<'a, str>),
     Blob(Cow<'a, [u8]>),
-}
-
-impl Value<'_> {
-    pub fn into_owned(self) -> Value<'static> {
-        match self {
-            Value::Null => Value::Null,
-            Value::Int(i) => Value::Int(i),
-            Value::Real(f) => Value::Real(f),
-            Value::Bool(b) => Value::Bool(b),
-            Value::Text(t) => Value::Text(Cow::Owned(t.into_owned())),
-            Value::Blob(b) => Value::Blob(Cow::Owned(b.into_owned())),
-        }
-    }
 }
 
 /// What can be bound as a parameter. There is deliberately no impl for `u64` or `usize`:
