@@ -51,6 +51,12 @@ pub struct StoreConfig {
     /// A file whose first line is the PostgreSQL password, so it is in neither the
     /// config nor the environment.
     pub password_file: Option<PathBuf>,
+    /// Verified photos and scans, and uploads in progress, kept in the store itself
+    /// (`blob_contents`, `staged_uploads`) rather than in files and sled on this machine:
+    /// what lets several HQ machines share only the database and the broker (each chunk
+    /// then goes to one worker of the shared group, as records do). Default: on with
+    /// PostgreSQL, off with SQLite. Blobs stored earlier as files are still read.
+    pub blobs_in_database: Option<bool>,
 }
 
 /// `[fleet]`: what HQ expects of the buses.
@@ -208,9 +214,11 @@ pub struct IngestConfig {
     /// Distinguishes workers: `hq-1`, `hq-2`, ... It is the common name of this worker's
     /// certificate (`hq-sync pki provision-hq`) and so its MQTT client id.
     pub worker_id: String,
-    /// With several workers: the MQTT shared-subscription group they split records in.
-    /// Chunks are not shared (each worker stages every chunk) so that any worker can
-    /// assemble any blob; see ARCHITECTURE.md.
+    /// With several workers: the MQTT shared-subscription groups they split messages in
+    /// (`{shared_group}-{kind}`, one per kind of message). Chunks are shared too when
+    /// uploads in progress are in the store (`[store] blobs_in_database`); otherwise each
+    /// worker stages every chunk so that any worker can assemble any blob. See
+    /// ARCHITECTURE.md.
     pub shared_group: Option<String>,
     /// Messages applied per batch (one staging flush and one round of acks per batch).
     pub batch: usize,
@@ -310,6 +318,16 @@ impl HqConfig {
     }
 
     /// Where HQ's store is: `[store] url` or the SQLite file in the data directory.
+    /// Whether blobs and uploads in progress live in the store (`[store] blobs_in_database`).
+    pub fn blobs_in_database(&self) -> bool {
+        self.store.blobs_in_database.unwrap_or_else(|| {
+            self.store
+                .url
+                .as_deref()
+                .is_some_and(|u| !u.trim().is_empty())
+        })
+    }
+
     pub fn store_location(&self) -> Result<crate::store::StoreLocation, ConfigError> {
         use crate::store::StoreLocation;
         let Some(url) = self

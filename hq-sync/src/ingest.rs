@@ -31,8 +31,9 @@
 
 use crate::catalogues::Catalogues;
 use crate::config::HqConfig;
-use crate::photos::{PhotoStore, PhotoStoreError};
+use crate::photos::{BlobAt, Blobs, PhotoStoreError};
 use crate::replies::{self, Replies, Window, REPLY_WINDOW};
+use crate::shared_staging::SharedStaging;
 use crate::staging::{Staging, StagingError, Stored};
 use crate::store::{FleetUpdate, HqStore, HqStoreError, RecordOutcome, WorkerRow};
 use keliling_shared::mqtt::ClientOptions;
@@ -307,8 +308,14 @@ fn subscriptions(cfg: &HqConfig, topics: &Topics) -> Vec<String> {
         .into_iter()
         .map(|kind| {
             let filter = topics.up_filter(kind);
-            match (&cfg.ingest.shared_group, kind) {
-                (Some(g), k) if k != UpKind::Chunk => format!("$share/{g}/{filter}"),
+            // Chunks are shared too when uploads in progress are where every worker sees
+            // them (`[store] blobs_in_database`); else each worker needs every chunk.
+            let shared = kind != UpKind::Chunk || cfg.blobs_in_database();
+            // One group per kind (`{group}-record`, ...): rumqttd 0.20 keys a shared
+            // group by its name alone, with one cursor for all its filters, so several
+            // filters in one group lose messages (three workers got nothing at all).
+            match &cfg.ingest.shared_group {
+                Some(g) if shared => format!("$share/{g}-{}/{filter}", kind.as_str()),
                 _ => filter,
             }
         })
@@ -385,10 +392,12 @@ struct Ingest {
     /// `None` after sled failed (it refuses everything after an I/O error, e.g. a full
     /// disk, until reopened): reopened on the next use, so HQ resumes by itself.
     staging: Option<Staging>,
+    /// Uploads in progress in the store (`[store] blobs_in_database`), not in sled.
+    staging_in_store: bool,
     staging_dir: std::path::PathBuf,
     staging_limits: crate::staging::Limits,
     last_reopen: Option<Instant>,
-    photos: PhotoStore,
+    blobs: Blobs,
     /// HQ's catalogue and every version it published, to check each record against the
     /// version its bus used.
     catalogues: Catalogues,
@@ -548,9 +557,97 @@ struct Effects {
 /// A blob whose upload is whole and checked, written but not yet durable.
 struct Assembled {
     bus: BusId,
+    sha: Sha256,
     size: u64,
     now: UnixMillis,
-    written: crate::photos::Unsynced,
+    written: Written,
+}
+
+/// A verified blob's bytes on their way into the blob store.
+enum Written {
+    /// In a temp file of the photo store, made durable with the batch's others.
+    File(crate::photos::Unsynced),
+    /// Going into the store, with its row (`[store] blobs_in_database`).
+    Database(Vec<u8>),
+}
+
+/// Uploads in progress, wherever they are kept.
+enum Uploads<'a> {
+    /// This worker's sled.
+    Local(&'a mut Staging),
+    /// HQ's store, which every worker sees.
+    Shared(SharedStaging<'a>),
+}
+
+fn shared(e: HqStoreError) -> StagingError {
+    match e {
+        HqStoreError::Corrupt(why) => StagingError::Corrupt(why),
+        e => StagingError::Store(e),
+    }
+}
+
+impl Uploads<'_> {
+    fn put(&mut self, bus: &BusId, c: &Chunk, now: UnixMillis) -> Result<Stored, StagingError> {
+        match self {
+            Uploads::Local(s) => s.put(bus, c, now),
+            Uploads::Shared(s) => s.put(bus, c, now).map_err(shared),
+        }
+    }
+    fn flush(&mut self) -> Result<(), StagingError> {
+        match self {
+            Uploads::Local(s) => s.flush(),
+            // Durable with the batch's end, before any answer (`apply_batch`).
+            Uploads::Shared(_) => Ok(()),
+        }
+    }
+    fn progress(&mut self, bus: &BusId, sha: &Sha256) -> Result<BlobProgress, StagingError> {
+        match self {
+            Uploads::Local(s) => s.progress(bus, sha),
+            Uploads::Shared(s) => s.progress(bus, sha).map_err(shared),
+        }
+    }
+    fn complete_size(&mut self, bus: &BusId, sha: &Sha256) -> Result<Option<u64>, StagingError> {
+        match self {
+            Uploads::Local(s) => s.complete_size(bus, sha),
+            Uploads::Shared(s) => s.complete_size(bus, sha).map_err(shared),
+        }
+    }
+    fn pieces(&mut self, bus: &BusId, sha: &Sha256) -> Result<Vec<Vec<u8>>, StagingError> {
+        match self {
+            Uploads::Local(s) => Ok(s.pieces(bus, sha)?.iter().map(|v| v.to_vec()).collect()),
+            Uploads::Shared(s) => s.pieces(bus, sha).map_err(shared),
+        }
+    }
+    fn reject(&mut self, bus: &BusId, sha: &Sha256, now: UnixMillis) -> Result<u32, StagingError> {
+        match self {
+            Uploads::Local(s) => s.reject(bus, sha, now),
+            Uploads::Shared(s) => s.reject(bus, sha, now).map_err(shared),
+        }
+    }
+    fn discard(&mut self, bus: &BusId, sha: &Sha256) -> Result<(), StagingError> {
+        match self {
+            Uploads::Local(s) => s.discard(bus, sha),
+            Uploads::Shared(s) => s.discard(bus, sha).map_err(shared),
+        }
+    }
+    fn sweep(&mut self, now: UnixMillis) -> Result<usize, StagingError> {
+        match self {
+            Uploads::Local(s) => s.sweep(now),
+            Uploads::Shared(s) => s.sweep(now).map_err(shared),
+        }
+    }
+    fn uploads(&mut self) -> Result<Vec<(BusId, Sha256)>, StagingError> {
+        match self {
+            Uploads::Local(s) => s.uploads(),
+            Uploads::Shared(s) => s.uploads().map_err(shared),
+        }
+    }
+    fn usage(&mut self) -> Result<crate::staging::Usage, StagingError> {
+        match self {
+            Uploads::Local(s) => Ok(s.usage()),
+            Uploads::Shared(s) => s.usage().map_err(shared),
+        }
+    }
 }
 
 /// The delivery ack for an application HQ holds whole.
@@ -596,6 +693,17 @@ impl Offline {
         buses: &[BusId],
         store: Option<&crate::store::StoreLocation>,
     ) -> Result<Offline, IngestError> {
+        Self::for_fleet_with(dir, buses, store, None)
+    }
+
+    /// [`Offline::for_fleet_on`] with `[store] blobs_in_database` set (`None`: the
+    /// backend's default).
+    pub fn for_fleet_with(
+        dir: &std::path::Path,
+        buses: &[BusId],
+        store: Option<&crate::store::StoreLocation>,
+        blobs_in_database: Option<bool>,
+    ) -> Result<Offline, IngestError> {
         use crate::pki::{BundleOptions, Pki};
         let fleet = |e: crate::pki::PkiError| IngestError::Config(format!("fleet PKI: {e}"));
         let pki = Pki::init(&dir.join("pki"), &[]).map_err(fleet)?;
@@ -615,6 +723,7 @@ impl Offline {
         let mut cfg = HqConfig::for_dir(dir.join("hq"), 0);
         cfg.pki.dir = pki.dir().to_owned();
         cfg.staging.min_free_mib = 0;
+        cfg.store.blobs_in_database = blobs_in_database;
         match store {
             None | Some(crate::store::StoreLocation::Sqlite(_)) => {}
             Some(crate::store::StoreLocation::Postgres { url, .. }) => {
@@ -655,6 +764,7 @@ impl Ingest {
             .map_err(|e| IngestError::Config(e.to_string()))?;
         let limits = cfg.staging.limits();
         let staging_dir = cfg.staging_dir();
+        let in_store = cfg.blobs_in_database();
         let at = cfg
             .store_location()
             .map_err(|e| IngestError::Config(e.to_string()))?;
@@ -663,16 +773,23 @@ impl Ingest {
             .map_err(|e| IngestError::Config(e.to_string()))?;
         let mut ingest = Ingest {
             store,
-            staging: Some(Staging::open_or_reset(&staging_dir, limits)?),
+            staging: match in_store {
+                true => None,
+                false => Some(Staging::open_or_reset(&staging_dir, limits)?),
+            },
+            staging_in_store: in_store,
             staging_dir: staging_dir.clone(),
             staging_limits: limits,
             last_reopen: None,
-            photos: PhotoStore::open(&cfg.photos_dir())?,
+            blobs: Blobs::open(&cfg.photos_dir(), in_store)?,
             catalogues,
             topics,
             metrics,
             floor: crate::disk::Floor::new(
-                vec![cfg.data_dir.clone(), staging_dir],
+                match in_store {
+                    true => vec![cfg.data_dir.clone()],
+                    false => vec![cfg.data_dir.clone(), staging_dir],
+                },
                 cfg.staging.min_free_bytes(),
             ),
             records_seen: 0,
@@ -710,8 +827,15 @@ impl Ingest {
         Ok(self.staging()?.flush()?)
     }
 
-    /// The staging store, reopened if sled failed before (at most once a second).
-    fn staging(&mut self) -> Result<&mut Staging, IngestError> {
+    /// Uploads in progress: in the store, or in sled, reopened if sled failed before (at
+    /// most once a second).
+    fn staging(&mut self) -> Result<Uploads<'_>, IngestError> {
+        if self.staging_in_store {
+            return Ok(Uploads::Shared(SharedStaging {
+                store: &self.store,
+                limits: &self.staging_limits,
+            }));
+        }
         if self.staging.is_none() {
             if self
                 .last_reopen
@@ -724,7 +848,10 @@ impl Ingest {
             info!(dir = %self.staging_dir.display(), "staging store reopened");
             self.staging = Some(s);
         }
-        self.staging.as_mut().ok_or(IngestError::StagingDown)
+        self.staging
+            .as_mut()
+            .map(Uploads::Local)
+            .ok_or(IngestError::StagingDown)
     }
 
     /// After an I/O error sled refuses every operation until it is opened again, and
@@ -747,7 +874,7 @@ impl Ingest {
         let now = UnixMillis::now();
         if self.last_sweep.is_none_or(|t| t.elapsed() >= SWEEP_EVERY) {
             self.last_sweep = Some(Instant::now());
-            match self.staging().and_then(|s| Ok(s.sweep(now)?)) {
+            match self.staging().and_then(|mut s| Ok(s.sweep(now)?)) {
                 Ok(0) => {}
                 Ok(n) => info!(expired = n, "staging: forgot uploads nobody touched"),
                 Err(e) => {
@@ -767,11 +894,13 @@ impl Ingest {
             self.note_error(&e);
         }
         let disk_low = self.floor.is_low();
-        let usage = self
-            .staging
-            .as_ref()
-            .map(Staging::usage)
-            .unwrap_or_default();
+        let usage = match self.staging_in_store || self.staging.is_some() {
+            true => self
+                .staging()
+                .and_then(|mut s| Ok(s.usage()?))
+                .unwrap_or_default(),
+            false => Default::default(),
+        };
         let row = WorkerRow {
             worker_id: self.worker.clone(),
             updated_at: now,
@@ -796,7 +925,7 @@ impl Ingest {
     }
 
     fn upload_progress(&mut self) -> Result<Vec<crate::store::UploadProgress>, IngestError> {
-        let staging = self.staging()?;
+        let mut staging = self.staging()?;
         let mut out = Vec::new();
         for (bus, blob) in staging.uploads()? {
             let p = staging.progress(&bus, &blob)?;
@@ -893,7 +1022,10 @@ impl Ingest {
             }
         }
         for ((bus, blob), ()) in std::mem::take(&mut fx.touched) {
-            match self.staging().and_then(|s| Ok(s.progress(&bus, &blob)?)) {
+            match self
+                .staging()
+                .and_then(|mut s| Ok(s.progress(&bus, &blob)?))
+            {
                 Ok(p) if p.chunk_count > 0 => fx.replies.push((bus, Down::Progress(p))),
                 Ok(_) => {}
                 Err(e) => warn!(error = %e, "cannot read staging progress"),
@@ -901,7 +1033,9 @@ impl Ingest {
         }
         self.maintain();
         let ended = match changes {
-            Some(c) => self.store.end_batch(c, &self.worker),
+            Some(c) => self
+                .store
+                .end_batch(c, &self.worker, !fx.replies.is_empty()),
             None => Ok(()),
         };
         if let Err(e) = ended {
@@ -923,25 +1057,48 @@ impl Ingest {
         }
         if self.fatal.is_some() {
             for a in assembled {
-                self.photos.discard(a.written);
+                self.discard_written(a.written);
             }
             return;
         }
-        let (meta, written): (Vec<_>, Vec<_>) = assembled
-            .into_iter()
-            .map(|a| ((a.bus, a.size, a.now), a.written))
-            .unzip();
-        let persisted = match self.group_commit {
-            true => self.photos.persist(written),
-            false => written
+        // Files are made durable together first (their fsyncs in parallel); bytes that go
+        // into the store are made durable by the batch's end, with their rows.
+        let mut unsynced = Vec::new();
+        let mut meta = Vec::with_capacity(assembled.len());
+        for a in assembled {
+            let inline = match a.written {
+                Written::File(f) => {
+                    unsynced.push(f);
+                    None
+                }
+                Written::Database(bytes) => Some(bytes),
+            };
+            meta.push((a.bus, a.sha, a.size, a.now, inline));
+        }
+        let files = self.blobs.files();
+        let mut persisted = match self.group_commit {
+            true => files.persist(unsynced),
+            false => unsynced
                 .into_iter()
-                .flat_map(|w| self.photos.persist(vec![w]))
+                .flat_map(|w| files.persist(vec![w]))
                 .collect(),
-        };
-        for ((bus, size, now), (blob, r)) in meta.into_iter().zip(persisted) {
-            let r = r
-                .map_err(IngestError::from)
-                .and_then(|path| self.record_stored(&bus, blob, size, &path, now, fx));
+        }
+        .into_iter();
+        for (bus, blob, size, now, inline) in meta {
+            let r = match inline {
+                Some(bytes) => {
+                    self.record_stored(&bus, blob, size, BlobAt::Database(&bytes), now, fx)
+                }
+                None => match persisted.next() {
+                    Some((_, Ok(path))) => {
+                        self.record_stored(&bus, blob, size, BlobAt::File(&path), now, fx)
+                    }
+                    Some((_, Err(e))) => Err(e.into()),
+                    None => Err(IngestError::Worker(
+                        "a written blob was not persisted".into(),
+                    )),
+                },
+            };
             if let Err(e) = r {
                 // Not stored, so not answered: the bus asks again.
                 self.metrics
@@ -953,17 +1110,25 @@ impl Ingest {
         }
     }
 
-    /// A blob is durable in the photo store: record it, complete what waited for it.
+    /// Drops a written blob that will not be stored.
+    fn discard_written(&self, w: Written) {
+        match w {
+            Written::File(f) => self.blobs.files().discard(f),
+            Written::Database(_) => {}
+        }
+    }
+
+    /// A blob is verified (and durable, when a file): record it, complete what waited for it.
     fn record_stored(
         &mut self,
         bus: &BusId,
         blob: Sha256,
         size: u64,
-        path: &std::path::Path,
+        at: BlobAt<'_>,
         now: UnixMillis,
         fx: &mut Effects,
     ) -> Result<(), IngestError> {
-        let completed = self.store.commit_blob(&blob, size, path, bus, now)?;
+        let completed = self.store.commit_blob(&blob, size, at, bus, now)?;
         self.metrics.blobs_stored.fetch_add(1, Ordering::Relaxed);
         self.staging()?.discard(bus, &blob)?;
         fx.touched.remove(&(bus.clone(), blob));
@@ -1174,7 +1339,7 @@ impl Ingest {
         bus: &BusId,
         blob: &Sha256,
     ) -> Result<BlobProgress, IngestError> {
-        let staging = self.staging()?;
+        let mut staging = self.staging()?;
         match staging.progress(bus, blob) {
             Ok(p) => Ok(p),
             Err(StagingError::Corrupt(why)) => {
@@ -1397,11 +1562,7 @@ impl Ingest {
         now: UnixMillis,
         fx: &mut Effects,
     ) -> Result<(), IngestError> {
-        if fx
-            .blobs
-            .iter()
-            .any(|a| a.bus == *bus && a.written.sha == blob)
-        {
+        if fx.blobs.iter().any(|a| a.bus == *bus && a.sha == blob) {
             // Whole already in this batch (a chunk or a query again): stored at its end.
             return Ok(());
         }
@@ -1420,17 +1581,27 @@ impl Ingest {
             }
             Err(e) => return Err(e.into()),
         };
-        match self
-            .photos
-            .write(&blob, size, pieces.iter().map(|v| v.as_ref()))
-        {
-            Ok(written) => {
+        let bytes: Vec<u8> = pieces.concat();
+        drop(pieces);
+        // The hash and size first (written to a temp file, or checked in memory for the
+        // store), then the content.
+        let written = match self.blobs.in_database() {
+            true => crate::photos::verify(&blob, size, &bytes).map(|()| None),
+            false => self
+                .blobs
+                .files()
+                .write(&blob, size, std::iter::once(&bytes[..]))
+                .map(Some),
+        };
+        match written {
+            Ok(file) => {
                 // The hash says these are the bytes the bus meant; now check they are what
                 // its records declared (an image within limits, not a bomb or a lie).
                 let declared = self.store.blob_declarations(bus, &blob)?;
-                let bytes: Vec<u8> = pieces.iter().flat_map(|v| v.iter().copied()).collect();
                 if let Err(why) = crate::content::check(&bytes, &declared) {
-                    self.photos.discard(written);
+                    if let Some(f) = file {
+                        self.blobs.files().discard(f);
+                    }
                     self.staging()?.discard(bus, &blob)?;
                     fx.touched.remove(&(bus.clone(), blob));
                     let reason = format!("blob {blob} refused: {why}");
@@ -1452,9 +1623,13 @@ impl Ingest {
                 // Made durable with the batch's other blobs, then recorded (`store_blobs`).
                 fx.blobs.push(Assembled {
                     bus: bus.clone(),
+                    sha: blob,
                     size,
                     now,
-                    written,
+                    written: match file {
+                        Some(f) => Written::File(f),
+                        None => Written::Database(bytes),
+                    },
                 });
             }
             Err(

@@ -32,6 +32,7 @@ pub mod photos;
 pub mod pki;
 pub mod replies;
 pub mod review;
+pub mod shared_staging;
 pub mod signing;
 pub mod staff;
 pub mod staging;

@@ -20,7 +20,7 @@ INSERT INTO keliling_schema (version) VALUES (0) ON CONFLICT DO NOTHING;
 ";
 
 pub const MIGRATIONS: &[&str] = &[
-    PG_V1, PG_V2, PG_V3, PG_V4, PG_V5, PG_V6, PG_V7, PG_V8, PG_V9,
+    PG_V1, PG_V2, PG_V3, PG_V4, PG_V5, PG_V6, PG_V7, PG_V8, PG_V9, PG_V10,
 ];
 
 const PG_V1: &str = r#"
@@ -274,4 +274,32 @@ CREATE TABLE IF NOT EXISTS ingest_syncs (
     batches BIGINT NOT NULL,
     at      BIGINT NOT NULL
 );
+"#;
+
+/// Photos and scans do not compress: `EXTERNAL` keeps them out of line without trying.
+const PG_V10: &str = r#"
+CREATE TABLE IF NOT EXISTS blob_contents (
+    sha256 TEXT PRIMARY KEY,
+    data   BYTEA NOT NULL
+);
+ALTER TABLE blob_contents ALTER COLUMN data SET STORAGE EXTERNAL;
+CREATE TABLE IF NOT EXISTS staged_uploads (
+    bus_id     TEXT NOT NULL,
+    sha256     TEXT NOT NULL,
+    total_size BIGINT NOT NULL,
+    chunk_size BIGINT NOT NULL,
+    have       BYTEA NOT NULL,
+    mismatches BIGINT NOT NULL DEFAULT 0,
+    bytes      BIGINT NOT NULL DEFAULT 0,
+    touched_at BIGINT NOT NULL,
+    PRIMARY KEY (bus_id, sha256)
+);
+CREATE TABLE IF NOT EXISTS staged_chunks (
+    bus_id TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    idx    BIGINT NOT NULL,
+    data   BYTEA NOT NULL,
+    PRIMARY KEY (bus_id, sha256, idx)
+);
+ALTER TABLE staged_chunks ALTER COLUMN data SET STORAGE EXTERNAL;
 "#;

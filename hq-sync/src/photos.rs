@@ -10,6 +10,7 @@
 //! fsyncs run in parallel and each directory is fsynced once, so a batch waits for the
 //! disk about once, not twice per photo.
 
+use crate::store::{HqStore, HqStoreError};
 use keliling_shared::ids::Sha256Hasher;
 use keliling_shared::Sha256;
 use std::fs::{self, File};
@@ -197,6 +198,86 @@ impl PhotoStore {
             });
         }
         Ok(bytes)
+    }
+}
+
+/// Checks that `bytes` are the blob `sha` of `size` bytes.
+pub fn verify(sha: &Sha256, size: u64, bytes: &[u8]) -> Result<(), PhotoStoreError> {
+    if bytes.len() as u64 != size {
+        return Err(PhotoStoreError::SizeMismatch {
+            expected: size,
+            actual: bytes.len() as u64,
+        });
+    }
+    let actual = Sha256::digest(bytes);
+    if actual != *sha {
+        return Err(PhotoStoreError::HashMismatch {
+            expected: *sha,
+            actual,
+        });
+    }
+    Ok(())
+}
+
+/// Where a verified blob's bytes go when it is committed (`HqStore::commit_blob`).
+#[derive(Debug, Clone, Copy)]
+pub enum BlobAt<'a> {
+    /// A file of this machine's photo store, already durable.
+    File(&'a Path),
+    /// Into the store, in the transaction that records the blob (`blob_contents`).
+    Database(&'a [u8]),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BlobReadError {
+    #[error(transparent)]
+    Store(#[from] HqStoreError),
+    #[error(transparent)]
+    Files(#[from] PhotoStoreError),
+}
+
+/// Every verified blob HQ holds, wherever its bytes are: in the store (`blob_contents`,
+/// with `[store] blobs_in_database`) or this machine's photo files.
+#[derive(Debug, Clone)]
+pub struct Blobs {
+    files: PhotoStore,
+    in_database: bool,
+}
+
+impl Blobs {
+    pub fn open(photos_dir: &Path, in_database: bool) -> Result<Blobs, PhotoStoreError> {
+        Ok(Blobs {
+            files: PhotoStore::open(photos_dir)?,
+            in_database,
+        })
+    }
+
+    /// Where new blobs go: the store (true) or files.
+    pub fn in_database(&self) -> bool {
+        self.in_database
+    }
+
+    pub fn files(&self) -> &PhotoStore {
+        &self.files
+    }
+
+    /// Reads a stored blob and checks it still matches its hash: from the store when it
+    /// holds the bytes, else from the photo files (blobs stored before the switch).
+    pub fn read_verified(&self, store: &HqStore, sha: &Sha256) -> Result<Vec<u8>, BlobReadError> {
+        match store.blob_content(sha)? {
+            Some(bytes) => {
+                let actual = Sha256::digest(&bytes);
+                if actual != *sha {
+                    return Err(PhotoStoreError::HashMismatch {
+                        expected: *sha,
+                        actual,
+                    }
+                    .into());
+                }
+                Ok(bytes)
+            }
+            None => Ok(self.files.read_verified(sha)?),
+        }
     }
 }
 

@@ -36,6 +36,8 @@ pub enum StagingError {
     Sled(sled::Error),
     #[error("staging store holds a corrupt entry: {0}")]
     Corrupt(String),
+    #[error("staging in HQ's store: {0}")]
+    Store(crate::store::HqStoreError),
     #[error("cannot reset staging store {path}: {source}")]
     Reset {
         path: PathBuf,

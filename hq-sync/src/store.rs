@@ -224,7 +224,7 @@ pub struct HqStore {
 /// Append new migrations; never edit one that has shipped.
 const MIGRATIONS: &[&str] = &[
     SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6, SCHEMA_V7, SCHEMA_V8,
-    SCHEMA_V9,
+    SCHEMA_V9, SCHEMA_V10,
 ];
 
 const SCHEMA_V1: &str = r#"
@@ -517,6 +517,37 @@ CREATE TABLE IF NOT EXISTS ingest_syncs (
 );
 "#;
 
+/// 10: several HQ machines share one store (`[store] blobs_in_database`): verified blobs'
+/// bytes beside their row (`blob_contents`), and uploads in progress where every worker
+/// sees them (`staged_uploads`, `staged_chunks`: `shared_staging.rs`).
+const SCHEMA_V10: &str = r#"
+CREATE TABLE IF NOT EXISTS blob_contents (
+    sha256 TEXT PRIMARY KEY,
+    data   BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS staged_uploads (
+    bus_id     TEXT NOT NULL,
+    sha256     TEXT NOT NULL,
+    total_size INTEGER NOT NULL,
+    chunk_size INTEGER NOT NULL,
+    have       BLOB NOT NULL,
+    mismatches INTEGER NOT NULL DEFAULT 0,
+    bytes      INTEGER NOT NULL DEFAULT 0,
+    touched_at INTEGER NOT NULL,
+    PRIMARY KEY (bus_id, sha256)
+);
+CREATE TABLE IF NOT EXISTS staged_chunks (
+    bus_id TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    idx    INTEGER NOT NULL,
+    data   BLOB NOT NULL,
+    PRIMARY KEY (bus_id, sha256, idx)
+);
+"#;
+
+/// `blobs.path` of a blob whose bytes are in `blob_contents`.
+pub const BLOB_IN_DATABASE: &str = "database:blob_contents";
+
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
@@ -617,9 +648,19 @@ impl HqStore {
     /// batch durable with it (SQLite appends them to the one WAL file in order and fsyncs
     /// it; PostgreSQL's commit waits for the WAL flush up to its own record, past every
     /// earlier one). When this returns `Ok`, the whole batch is durable.
-    pub fn end_batch(&mut self, changes_at_start: u64, worker: &str) -> Result<(), HqStoreError> {
+    ///
+    /// `answers`: the batch answers a bus. Then it ends with the durable write even when
+    /// it wrote nothing itself: what it answers may rest on another worker's commit that
+    /// is not durable yet (that worker's batch has not ended), and this commit's flush
+    /// takes every earlier commit with it, so nothing is confirmed before it is durable.
+    pub fn end_batch(
+        &mut self,
+        changes_at_start: u64,
+        worker: &str,
+        answers: bool,
+    ) -> Result<(), HqStoreError> {
         self.set_durable(true)?;
-        if self.db.total_changes() == changes_at_start {
+        if self.db.total_changes() == changes_at_start && !answers {
             return Ok(());
         }
         self.db.execute(
@@ -819,6 +860,18 @@ impl HqStore {
             .collect()
     }
 
+    /// A blob's bytes, when the store holds them (`[store] blobs_in_database`).
+    pub fn blob_content(&self, sha: &Sha256) -> Result<Option<Vec<u8>>, HqStoreError> {
+        Ok(self
+            .db
+            .query_row(
+                "SELECT data FROM blob_contents WHERE sha256 = ?1",
+                vals![sha.to_hex()],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
     pub fn has_blob(&self, sha: &Sha256) -> Result<bool, HqStoreError> {
         Ok(self
             .db
@@ -850,16 +903,29 @@ impl HqStore {
         &mut self,
         sha: &Sha256,
         size: u64,
-        path: &Path,
+        at: crate::photos::BlobAt<'_>,
         bus: &BusId,
         hq_now: UnixMillis,
     ) -> Result<Vec<Completed>, HqStoreError> {
+        use crate::photos::BlobAt;
         let hex = sha.to_hex();
         let tx = self.db.transaction()?;
         tx.lock_blobs([hex.as_str()])?;
+        // `path` says where the bytes are: a file of the worker that stored it, or the
+        // store itself (no machine's path in the system of record).
+        let path = match at {
+            BlobAt::File(p) => p.display().to_string(),
+            BlobAt::Database(bytes) => {
+                tx.execute(
+                    "INSERT INTO blob_contents (sha256, data) VALUES (?1, ?2) ON CONFLICT (sha256) DO NOTHING",
+                    vals![hex, bytes],
+                )?;
+                BLOB_IN_DATABASE.to_string()
+            }
+        };
         tx.execute(
             "INSERT INTO blobs (sha256, size, path, first_bus, stored_at) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(sha256) DO NOTHING",
-            vals![hex, i64::try_from(size).unwrap_or(i64::MAX), path.display().to_string(), bus.as_str(), hq_now.0],
+            vals![hex, i64::try_from(size).unwrap_or(i64::MAX), path, bus.as_str(), hq_now.0],
         )?;
         // PostgreSQL: the blob row is inserted before the waiting applications are locked
         // (in (bus, id) order), so a worker committing another blob of one of them waits
@@ -1306,14 +1372,14 @@ mod tests {
         };
         let c = store.begin_batch().unwrap();
         assert_eq!(sync_mode(&store), 1, "NORMAL within a batch");
-        store.end_batch(c, "hq-1").unwrap();
+        store.end_batch(c, "hq-1", false).unwrap();
         assert_eq!(sync_mode(&store), 2, "FULL again after it");
         assert_eq!(syncs(&store), 0, "an idle batch writes nothing");
         let c = store.begin_batch().unwrap();
         store
             .publish_catalogue(&keliling_shared::Catalogue::builtin(), UnixMillis(1))
             .unwrap();
-        store.end_batch(c, "hq-1").unwrap();
+        store.end_batch(c, "hq-1", false).unwrap();
         assert_eq!(syncs(&store), 1);
     }
 
@@ -1335,7 +1401,7 @@ mod tests {
             };
             let c = store.begin_batch().unwrap();
             store.has_blob(&Sha256::digest(b"x")).unwrap();
-            store.end_batch(c, "hq-1").unwrap();
+            store.end_batch(c, "hq-1", false).unwrap();
             assert_eq!(
                 syncs(&store),
                 0,
@@ -1346,8 +1412,14 @@ mod tests {
             store
                 .publish_catalogue(&keliling_shared::Catalogue::builtin(), UnixMillis(1))
                 .unwrap();
-            store.end_batch(c, "hq-1").unwrap();
+            store.end_batch(c, "hq-1", false).unwrap();
             assert_eq!(syncs(&store), 1, "{:?}", t.backend);
+            // A batch that only read but answers a bus (what it read may be another
+            // worker's commit, not yet durable) ends with the durable write too.
+            let c = store.begin_batch().unwrap();
+            store.has_blob(&Sha256::digest(b"x")).unwrap();
+            store.end_batch(c, "hq-1", true).unwrap();
+            assert_eq!(syncs(&store), 2, "{:?}: an answering batch", t.backend);
         }
     }
 

@@ -90,15 +90,22 @@ fn application(rng: &mut StdRng, bus: &BusId, blobs: &[(Sha256, u64)]) -> Applic
 fn random_decoded_messages_never_panic_and_keep_the_store_consistent() {
     let t = "random_decoded_messages_never_panic_and_keep_the_store_consistent";
     for store in hq_sync::testing::each_backend(t) {
+        // Each backend with its default blob store (SQLite: files and sled; PostgreSQL:
+        // the database), and SQLite with blobs and uploads in the database too.
         eprintln!("on {:?}", store.backend);
-        random_decoded_messages_on(&store.at);
+        random_decoded_messages_on(&store.at, None);
+        if store.backend == hq_sync::db::Backend::Sqlite {
+            eprintln!("on SQLite, blobs in the database");
+            let again = hq_sync::testing::each_backend(t).swap_remove(0);
+            random_decoded_messages_on(&again.at, Some(true));
+        }
     }
 }
 
-fn random_decoded_messages_on(at: &hq_sync::store::StoreLocation) {
+fn random_decoded_messages_on(at: &hq_sync::store::StoreLocation, in_db: Option<bool>) {
     let dir = tempfile::tempdir().unwrap();
     let buses: Vec<BusId> = BUSES.iter().map(|b| BusId::parse(b).unwrap()).collect();
-    let mut hq = Offline::for_fleet_on(dir.path(), &buses, Some(at)).unwrap();
+    let mut hq = Offline::for_fleet_with(dir.path(), &buses, Some(at), in_db).unwrap();
     let topics = Topics::default();
     let seed = std::env::var("KELILING_APPLY_SEED")
         .ok()
@@ -210,10 +217,14 @@ fn random_decoded_messages_on(at: &hq_sync::store::StoreLocation) {
     assert!(counts.blobs > 0, "no blob was ever assembled: {counts:?}");
     eprintln!("{decoded} of 3000 decoded; {counts:?}");
     assert!(decoded > 1500);
+    let photos = hq_sync::config::HqConfig::for_dir(dir.path().join("hq"), 0).photos_dir();
+    let blobs = hq_sync::photos::Blobs::open(&photos, in_db.unwrap_or(false)).unwrap();
     for (_, state, shas) in store.application_blobs().unwrap() {
         if state == "complete" {
             for sha in shas {
                 assert!(store.has_blob(&sha).unwrap(), "complete without {sha:?}");
+                // Readable where it was put (the database or a file), and still itself.
+                blobs.read_verified(store, &sha).unwrap();
             }
         }
     }

@@ -61,7 +61,13 @@ fn kk_update(store: &mut HqStore, bus: &BusId, complete: bool) -> ApplicationId 
     store.ingest_record(&app, now, "hq-1", 5000).unwrap();
     if complete {
         store
-            .commit_blob(&scan, 1000, std::path::Path::new("/x"), bus, now)
+            .commit_blob(
+                &scan,
+                1000,
+                hq_sync::photos::BlobAt::File(std::path::Path::new("/x")),
+                bus,
+                now,
+            )
             .unwrap();
     }
     app.id

@@ -9,6 +9,7 @@
 //!
 //! The PostgreSQL half needs `KELILING_TEST_PG_URL` (see `hq_sync::testing`).
 
+use hq_sync::photos::BlobAt;
 use hq_sync::store::{HqStore, RecordOutcome, StoreLocation};
 use hq_sync::testing;
 use keliling_shared::application::{Attachment, AttachmentKind, FieldName, MediaType};
@@ -155,7 +156,7 @@ fn race(at: &StoreLocation, apps: usize, seed: u64) {
                             }
                         }
                         Op::Blob { sha, size, bus } => store
-                            .commit_blob(sha, *size, Path::new("/nowhere"), bus, now)
+                            .commit_blob(sha, *size, BlobAt::File(Path::new("/nowhere")), bus, now)
                             .unwrap()
                             .into_iter()
                             .map(|c| c.id.to_string())

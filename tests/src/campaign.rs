@@ -51,7 +51,7 @@ use anyhow::{bail, Context, Result};
 use bus_node::capture::{capture, CaptureError, CaptureSettings};
 use bus_node::store::{OutboxState, Store, StoreError};
 use bus_node::UnlockedVault;
-use hq_sync::photos::PhotoStore;
+use hq_sync::photos::Blobs;
 use hq_sync::store::HqStore;
 use keliling_shared::topics::{Topics, UpKind};
 use keliling_shared::wire::{chunk_count, chunk_range, Chunk, Up, UpEnvelope};
@@ -1507,7 +1507,7 @@ impl World {
         }
 
         let hq = crate::harness::hq_store(&self.hq_dir)?;
-        let photos = PhotoStore::open(&self.hq_dir.join("photos"))?;
+        let photos = Blobs::open(&self.hq_dir.join("photos"), false)?;
         let counts = hq.counts()?;
         c.hq_applications = counts.applications;
         c.hq_blobs = counts.blobs;
@@ -1531,7 +1531,7 @@ impl World {
                 v.add("photo hashes differ between receipt and HQ", id.to_string());
             }
             for sha in &blobs {
-                if let Err(e) = photos.read_verified(sha) {
+                if let Err(e) = photos.read_verified(&hq, sha) {
                     v.add(
                         "photo file at HQ does not verify",
                         format!("{id}: {sha}: {e}"),

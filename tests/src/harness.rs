@@ -9,7 +9,7 @@ use bus_node::capture::{capture, CaptureInput, CaptureSettings};
 use bus_node::store::Store;
 use bus_node::BusConfig;
 use hq_sync::ingest::{IngestError, IngestMetrics};
-use hq_sync::photos::PhotoStore;
+use hq_sync::photos::Blobs;
 use hq_sync::pki::{BundleOptions, Pki};
 use hq_sync::store::HqStore;
 use hq_sync::HqConfig;
@@ -882,7 +882,7 @@ pub fn assert_exactly_once(bus_dbs: &[&Path], hq_dir: &Path, expected: usize) ->
     if rows.len() != expected {
         bail!("HQ holds {} applications, expected {expected}", rows.len());
     }
-    let photos = PhotoStore::open(&hq_dir.join("photos"))?;
+    let photos = Blobs::open(&hq_dir.join("photos"), false)?;
     for (id, state, blobs) in rows {
         let on_bus = bus_apps
             .remove(&id.to_string())
@@ -896,7 +896,7 @@ pub fn assert_exactly_once(bus_dbs: &[&Path], hq_dir: &Path, expected: usize) ->
         }
         for sha in &at_hq {
             photos
-                .read_verified(sha)
+                .read_verified(&hq, sha)
                 .with_context(|| format!("blob {sha:?} of {id}"))?;
         }
     }

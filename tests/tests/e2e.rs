@@ -333,9 +333,11 @@ async fn two_hq_workers(kind: BrokerKind, store: StoreKind) -> Result<()> {
         2,
         "the shared subscription should split records across both workers: {by_worker:?}"
     );
-    // Both workers stage every chunk; the one that did not store a blob must still
-    // forget it (before, the loser kept n-1 chunks of every blob forever). Workers report
-    // every 10 s: wait for reports made after everything was delivered.
+    // With staging in sled (SQLite's default) both workers stage every chunk; the one
+    // that did not store a blob must still forget it (before, the loser kept n-1 chunks
+    // of every blob forever). With it in the store (PostgreSQL's default) each reports
+    // the shared staging, emptied as blobs are stored. Workers report every 10 s: wait
+    // for reports made after everything was delivered.
     let delivered_at = UnixMillis::now();
     let workers = || -> Result<_> { Ok(keliling_e2e::harness::hq_store(&hq_dir)?.workers()?) };
     eventually(
@@ -351,6 +353,156 @@ async fn two_hq_workers(kind: BrokerKind, store: StoreKind) -> Result<()> {
     )
     .await
     .with_context(|| format!("{:?}", workers()))?;
+    Ok(())
+}
+
+/// Three HQ workers that share only the store and the broker (`[store]
+/// blobs_in_database`): records *and* chunks are split between them by the shared
+/// subscription, uploads in progress are in the store where each worker sees the others'
+/// chunks, and one worker killed mid-sync (SIGKILL, with chunks of unfinished uploads
+/// committed and others in flight to it) costs nothing: the other two finish every
+/// upload it had begun, every application lands once, every photo is in the database.
+async fn a_worker_dies_mid_sync(kind: BrokerKind, store: StoreKind) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let Some(mut broker) = TestBroker::start(kind, dir.path()).await? else {
+        return Ok(());
+    };
+    let hq_dir = dir.path().join("hq");
+    if !store.prepare(&hq_dir, "a_worker_dies_mid_sync")? {
+        return Ok(());
+    }
+    let names = ["hq-1", "hq-2", "hq-3"];
+    let mut workers = Vec::new();
+    for w in names {
+        if w != "hq-1" {
+            broker.provision_hq(w).await?;
+        }
+        let mut env = broker.hq_env(&hq_dir);
+        env.push(("HQ_SYNC__INGEST__WORKER_ID".into(), w.into()));
+        env.push(("HQ_SYNC__INGEST__SHARED_GROUP".into(), "hq".into()));
+        env.push(("HQ_SYNC__STORE__BLOBS_IN_DATABASE".into(), "true".into()));
+        // No staging directory of its own is used; one that is not writable shows it.
+        env.push(("HQ_SYNC__STAGING_DIR".into(), "/nonexistent/staging".into()));
+        workers.push(
+            Daemon::spawn(
+                "hq-sync",
+                &["run"],
+                &env,
+                &dir.path().join(format!("{w}.log")),
+            )
+            .await?,
+        );
+    }
+    for w in &workers {
+        w.wait_for_log("HQ connected to broker", Duration::from_secs(30))
+            .await?;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut dbs = Vec::new();
+    let mut buses = Vec::new();
+    let mut links = Vec::new();
+    for b in 0..2 {
+        let id = format!("bus-ntt-3{b}");
+        let bus_dir = dir.path().join(&id);
+        let db = bus_dir.join("bus.sqlite");
+        std::fs::create_dir_all(&bus_dir)?;
+        // Photos of one chunk, and scans of about twenty: uploads that take a while.
+        capture_many(&db, &id, b * 100..b * 100 + 27)?;
+        for i in 0..3 {
+            let scan = sample::document_scan((b * 10 + i) as u64, 300_000)?;
+            capture_into(
+                &db,
+                &test_capture_settings(&id)?,
+                sample::kk_update(b * 100 + 50 + i, scan),
+            )?;
+        }
+        let link = LinkProxy::start(([127, 0, 0, 1], broker.port()).into()).await?;
+        link.set_shape(Some(Shape {
+            rate_bytes_per_sec: 300_000,
+            latency: Duration::from_millis(20),
+        }));
+        let mut env = broker.bus_env_via(&id, &bus_dir, link.port())?;
+        links.push(link);
+        // What was in flight to the dead worker is lost at the broker (its session was
+        // clean): the bus sends again when HQ has not answered.
+        env.push(("BUS_NODE__SYNC__RESEND_AFTER_MS".into(), "4000".into()));
+        buses.push(
+            Daemon::spawn(
+                "bus-node",
+                &["run"],
+                &env,
+                &dir.path().join(format!("{id}.log")),
+            )
+            .await?,
+        );
+        dbs.push(db);
+    }
+    let logs = |workers: &[Daemon]| {
+        workers
+            .iter()
+            .zip(names)
+            .map(|(d, n)| format!("{n}:\n{}", tail(&d.log())))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let hq = || keliling_e2e::harness::hq_store(&hq_dir);
+    let staged = || -> Result<hq_sync::staging::Usage> {
+        let s = hq()?;
+        Ok(hq_sync::shared_staging::SharedStaging {
+            store: &s,
+            limits: &Default::default(),
+        }
+        .usage()?)
+    };
+    // Mid-sync: some photos stored and a scan's upload under way (chunks of it committed
+    // by the workers, more on the wire).
+    eventually("a scan half-way to HQ", Duration::from_secs(90), || {
+        Ok(hq()?.counts()?.blobs >= 4 && staged()?.bytes >= 64 * 1024)
+    })
+    .await
+    .with_context(|| format!("{}\nbus:\n{}", logs(&workers), tail(&buses[0].log())))?;
+    let (complete, at_kill) = (hq()?.counts()?.complete, staged()?);
+    workers[1].kill9().await?;
+    eprintln!("killed hq-2 with {complete} of 60 complete, {at_kill:?} staged");
+    assert!(complete < 60, "everything was delivered before the kill");
+    eventually(
+        "60 delivered by the two workers left",
+        Duration::from_secs(150),
+        || Ok(bus_delivered(&dbs[0])? == 30 && bus_delivered(&dbs[1])? == 30),
+    )
+    .await
+    .with_context(|| logs(&workers))?;
+    let refs: Vec<&Path> = dbs.iter().map(|p| p.as_path()).collect();
+    assert_exactly_once(&refs, &hq_dir, 60)?;
+    let store = hq()?;
+    let by_worker = store.ingested_by()?;
+    assert!(
+        by_worker.len() >= 2,
+        "records should be split across the workers: {by_worker:?}"
+    );
+    // Every photo's bytes are in the store, none in any machine's files.
+    for (id, _, blobs) in store.application_blobs()? {
+        for sha in blobs {
+            assert!(
+                store.blob_content(&sha)?.is_some(),
+                "photo {sha:?} of {id} is not in the database"
+            );
+        }
+    }
+    assert!(
+        !hq_dir
+            .join("photos")
+            .read_dir()?
+            .any(|e| e.ok().is_some_and(|e| e.file_name() != "tmp")),
+        "a photo was written to a file"
+    );
+    // The uploads the dead worker had begun were finished by the others, and whichever
+    // worker stored a blob forgot its upload: nothing stays staged.
+    eventually("nothing left staged", Duration::from_secs(30), || {
+        Ok(staged()? == Default::default())
+    })
+    .await?;
+    drop(links);
     Ok(())
 }
 
@@ -631,6 +783,7 @@ against_both_brokers!(
     kill_hq_between_puback_and_commit,
     cut_link_mid_large_blob,
     two_hq_workers,
+    a_worker_dies_mid_sync,
     a_damaged_blob_row_is_set_aside,
     the_catalogue_reaches_the_fleet,
     a_dead_broker_is_passed_over,
@@ -641,5 +794,6 @@ on_postgres!(
     kill_hq_between_puback_and_commit,
     cut_link_mid_large_blob,
     two_hq_workers,
+    a_worker_dies_mid_sync,
     the_catalogue_reaches_the_fleet,
 );

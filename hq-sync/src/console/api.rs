@@ -287,15 +287,15 @@ async fn blob(
     let sha = Sha256::parse_hex(&sha).map_err(|_| PageError::NotFound)?;
     let visible = services_of(&c, &client);
     let actor = format!("api:{}", client.name);
-    let photos = c.photos().clone();
+    let blobs = c.blobs().clone();
     let found = c
         .db(move |db| {
             // Served only when an application of the client's agencies references it.
             let Some((bus, id, media)) = db.visible_blob(&sha, &visible)? else {
                 return Ok(None);
             };
-            let bytes = photos
-                .read_verified(&sha)
+            let bytes = blobs
+                .read_verified(db, &sha)
                 .map_err(|e| crate::store::HqStoreError::Corrupt(e.to_string()))?;
             db.audit(
                 &actor,

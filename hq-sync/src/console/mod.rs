@@ -26,7 +26,7 @@ pub static CATALOGUES: [(crate::staff::Lang, &str); 2] = [
 ];
 
 use crate::config::{ConsoleConfig, HqConfig};
-use crate::photos::PhotoStore;
+use crate::photos::Blobs;
 use crate::staff::{SessionLimits, Staff};
 use crate::store::HqStore;
 use axum::http::StatusCode;
@@ -72,7 +72,7 @@ pub struct Console {
 struct Inner {
     pool: Pool<HqStore>,
     catalogue: Catalogue,
-    photos: PhotoStore,
+    blobs: Blobs,
     cfg: ConsoleConfig,
     heartbeat_secs: u64,
     secure_cookies: bool,
@@ -94,14 +94,14 @@ impl Console {
         // Opened once here, so that a bad path or a store from a newer build is an error
         // at start, not on the first request.
         HqStore::connect(&db, "hq-console").map_err(|e| ConsoleError::Config(e.to_string()))?;
-        let photos =
-            PhotoStore::open(&cfg.photos_dir()).map_err(|e| ConsoleError::Config(e.to_string()))?;
+        let blobs = Blobs::open(&cfg.photos_dir(), cfg.blobs_in_database())
+            .map_err(|e| ConsoleError::Config(e.to_string()))?;
         let c = &cfg.console;
         Ok(Console {
             inner: Arc::new(Inner {
                 pool: Pool::new(c.pool_size, move || HqStore::connect(&db, "hq-console")),
                 catalogue,
-                photos,
+                blobs,
                 secure_cookies: c.tls_cert.is_some() || c.behind_tls_proxy,
                 heartbeat_secs: cfg.fleet.heartbeat_secs,
                 cfg: c.clone(),
@@ -150,8 +150,9 @@ impl Console {
         &self.inner.catalogue
     }
 
-    pub fn photos(&self) -> &PhotoStore {
-        &self.inner.photos
+    /// Verified blobs, in the store or this machine's files.
+    pub fn blobs(&self) -> &Blobs {
+        &self.inner.blobs
     }
 
     /// The buses' heartbeat period (`[fleet] heartbeat_secs`): what "online" is measured by.

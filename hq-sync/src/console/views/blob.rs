@@ -21,7 +21,7 @@ pub async fn serve(
     let sha = Sha256::parse_hex(&sha).map_err(|_| PageError::NotFound)?;
     let visible = c.visible_services(&s.staff);
     let actor = s.staff.username.to_string();
-    let photos = c.photos().clone();
+    let blobs = c.blobs().clone();
     let found = c
         .db(move |db| {
             // The access check comes first: another agency's application is "not found".
@@ -32,8 +32,8 @@ pub async fn serve(
                 return Ok(None);
             };
             // Addressed by its hash, and checked against it: never another's bytes.
-            let bytes = photos
-                .read_verified(&sha)
+            let bytes = blobs
+                .read_verified(db, &sha)
                 .map_err(|e| crate::store::HqStoreError::Corrupt(e.to_string()))?;
             db.audit(
                 &actor,

@@ -167,7 +167,13 @@ pub async fn bench_console(plan: &Plan, scratch: &Path, report: &mut Report) -> 
     }
     for b in 0..BUSES {
         let bus = BusId::parse(&format!("bus-ntt-{:02}", b + 1))?;
-        store.commit_blob(&sha, jpeg.len() as u64, &path, &bus, t0)?;
+        store.commit_blob(
+            &sha,
+            jpeg.len() as u64,
+            hq_sync::photos::BlobAt::File(&path),
+            &bus,
+            t0,
+        )?;
     }
     let fill_secs = fill.elapsed().as_secs_f64();
     let staff = store.add_staff(
