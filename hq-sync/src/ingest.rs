@@ -423,6 +423,30 @@ struct Ingest {
     /// Fault injection: every staging flush fails as sled's does on an I/O error.
     #[cfg(feature = "fault-injection")]
     fail_staging_flush: bool,
+    /// This batch's chunks of uploads nothing was staged for yet: one whose last chunk
+    /// comes in the same batch (a bus sends a photo's chunks back to back) is assembled
+    /// from memory and never staged; what is left at the batch's end is staged then,
+    /// before anything of it is confirmed. An upload is either all here or all staged.
+    pending: HashMap<(BusId, Sha256), Pending>,
+    /// Reads that hold for a batch: whether a bus is revoked, and the sizes a bus's
+    /// records declare for a blob (only found ones: a record in the batch may add one).
+    batch_revoked: HashMap<BusId, Option<String>>,
+    batch_expected: HashMap<(BusId, Sha256), Vec<u64>>,
+}
+
+/// One upload's chunks held in memory within a batch ([`Ingest::pending`]).
+struct Pending {
+    total_size: u64,
+    chunk_size: u32,
+    chunks: BTreeMap<u32, Chunk>,
+    /// The message of its latest chunk (what a refused blob is quarantined as).
+    last: Publish,
+}
+
+impl Pending {
+    fn same_shape(&self, c: &Chunk) -> bool {
+        self.total_size == c.total_size && self.chunk_size == c.chunk_size
+    }
 }
 
 /// Bus ids the fleet PKI has issued (`registry.toml`), re-read when the file changes. A
@@ -750,6 +774,25 @@ impl Offline {
         self.ingest.apply_batch(std::slice::from_ref(&p))
     }
 
+    /// Applies several messages as one batch (as they would come off the broker
+    /// together); HQ's answers to all of them.
+    pub fn apply_many(&mut self, messages: &[(String, Vec<u8>)]) -> Vec<(BusId, Down)> {
+        let batch: Vec<Publish> = messages
+            .iter()
+            .map(|(t, b)| Publish::new(t, QoS::AtLeastOnce, b.clone()))
+            .collect();
+        self.ingest.apply_batch(&batch)
+    }
+
+    /// Chunks ingest has counted as new and as re-sent so far.
+    pub fn chunk_counts(&self) -> (u64, u64) {
+        let m = &self.ingest.metrics;
+        (
+            m.chunks_new.load(Ordering::Relaxed),
+            m.chunks_duplicate.load(Ordering::Relaxed),
+        )
+    }
+
     pub fn store(&self) -> &HqStore {
         &self.ingest.store
     }
@@ -806,6 +849,9 @@ impl Ingest {
             group_commit: cfg.ingest.group_commit,
             #[cfg(feature = "fault-injection")]
             fail_staging_flush: false,
+            pending: HashMap::new(),
+            batch_revoked: HashMap::new(),
+            batch_expected: HashMap::new(),
         };
         match ingest.store.resend_all_unconfirmed_decisions() {
             Ok(0) => {}
@@ -965,6 +1011,8 @@ impl Ingest {
     /// ([`HqStore::end_batch`]) before any answer leaves (the caller acks after this).
     fn apply_batch(&mut self, batch: &[Publish]) -> Vec<(BusId, Down)> {
         let mut fx = Effects::default();
+        self.batch_revoked.clear();
+        self.batch_expected.clear();
         let begun = match self.group_commit {
             true => self.store.begin_batch().map(Some),
             false => Ok(None),
@@ -1000,6 +1048,7 @@ impl Ingest {
                 }
             }
         }
+        self.stage_pending(&mut fx);
         self.store_blobs(&mut fx);
         if let Err(e) = self.store.apply_fleet_updates(&fx.fleet) {
             // The fleet view only: the next heartbeat (every minute) puts it right.
@@ -1047,6 +1096,60 @@ impl Ingest {
             return Vec::new();
         }
         fx.replies
+    }
+
+    /// Stages what is left of this batch's in-memory uploads (their last chunks are still
+    /// to come), before the flush and before any progress of them is answered.
+    fn stage_pending(&mut self, fx: &mut Effects) {
+        let now = UnixMillis::now();
+        let keys: Vec<_> = self.pending.keys().cloned().collect();
+        for key in keys {
+            if self.fatal.is_some() {
+                // Not staged, not confirmed: the bus sends them again.
+                self.pending.clear();
+                return;
+            }
+            if let Err(e) = self.stage_one(&key, now, fx) {
+                // Not staged, so not confirmed (their progress shows them missing).
+                self.metrics
+                    .transient_errors
+                    .fetch_add(1, Ordering::Relaxed);
+                warn!(error = %e, bus = %key.0, blob = ?key.1, "cannot stage chunks now; the bus sends them again");
+                self.note_error(&e);
+            }
+        }
+    }
+
+    /// Moves one in-memory upload into staging.
+    fn stage_one(
+        &mut self,
+        key: &(BusId, Sha256),
+        now: UnixMillis,
+        fx: &mut Effects,
+    ) -> Result<(), IngestError> {
+        let Some(up) = self.pending.remove(key) else {
+            return Ok(());
+        };
+        let mut staging = self.staging()?;
+        let mut over = 0;
+        for c in up.chunks.values() {
+            if staging.put(&key.0, c, now)? == Stored::OverQuota {
+                over += 1;
+            }
+        }
+        if over > 0 {
+            self.metrics.over_quota.fetch_add(over, Ordering::Relaxed);
+            debug!(bus = %key.0, blob = ?key.1, chunks = over, "staging quota full: chunks not taken (the bus sends them again)");
+        }
+        fx.touched.insert(key.clone(), ());
+        // Other workers may have staged the rest meanwhile (chunks of one upload are
+        // split between workers): then it is whole now, and this worker assembles it.
+        if let Some(size) = self.staging()?.complete_size(&key.0, &key.1)? {
+            if self.chunk_refusal_for(&key.0, &key.1, size)?.is_none() {
+                self.assemble(&up.last, &key.0, key.1, size, now, fx)?;
+            }
+        }
+        Ok(())
     }
 
     /// Makes the blobs the batch assembled durable together, then records them.
@@ -1211,7 +1314,15 @@ impl Ingest {
         };
         // A revoked bus (lost, stolen) may still reach a broker that has not reloaded its
         // CRL, or have messages queued there: nothing it sends is accepted.
-        if let Some(reason) = self.store.revoked(&topic_bus)? {
+        let revoked = match self.batch_revoked.get(&topic_bus) {
+            Some(r) => r.clone(),
+            None => {
+                let r = self.store.revoked(&topic_bus)?;
+                self.batch_revoked.insert(topic_bus.clone(), r.clone());
+                r
+            }
+        };
+        if let Some(reason) = revoked {
             let why = format!("bus {topic_bus} is revoked ({reason})");
             return self.quarantine(p, Some(&topic_bus), &why);
         }
@@ -1319,6 +1430,12 @@ impl Ingest {
             }
             if self.floor.is_low() {
                 return Err(IngestError::DiskLow);
+            }
+            // Chunks of it in this batch's memory are staged first, so the answer counts
+            // them (and an upload they made whole is assembled there).
+            self.stage_one(&(bus.clone(), blob), now, fx)?;
+            if fx.blobs.iter().any(|a| a.bus == *bus && a.sha == blob) {
+                continue;
             }
             match self.staging()?.complete_size(bus, &blob)? {
                 Some(size) if self.chunk_refusal_for(bus, &blob, size)?.is_none() => {
@@ -1499,6 +1616,41 @@ impl Ingest {
         if let Some(why) = self.chunk_refusal(bus, &c)? {
             return self.quarantine(p, Some(bus), &why);
         }
+        let key = (bus.clone(), blob);
+        let in_memory = match self.pending.get(&key) {
+            Some(up) if up.same_shape(&c) => true,
+            // The bus changed its chunk size: staged from here on, as staging restarts it.
+            Some(_) => {
+                self.stage_one(&key, now, fx)?;
+                false
+            }
+            None => self.progress_or_reset(bus, &blob)?.chunk_count == 0,
+        };
+        if in_memory {
+            let up = self.pending.entry(key.clone()).or_insert_with(|| Pending {
+                total_size: c.total_size,
+                chunk_size: c.chunk_size,
+                chunks: BTreeMap::new(),
+                last: p.clone(),
+            });
+            up.last = p.clone();
+            let whole = c.count();
+            let counter = match up.chunks.insert(c.index, c) {
+                None => &self.metrics.chunks_new,
+                Some(_) => &self.metrics.chunks_duplicate,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+            if up.chunks.len() as u32 != whole {
+                fx.touched.insert(key, ());
+                return Ok(());
+            }
+            let Some(up) = self.pending.remove(&key) else {
+                return Ok(());
+            };
+            let (size, chunk_size) = (up.total_size, up.chunk_size);
+            let pieces = up.chunks.into_values().map(|c| c.data).collect();
+            return self.assemble_pieces(p, bus, blob, size, now, fx, Some((chunk_size, pieces)));
+        }
         match self.staging()?.put(bus, &c, now)? {
             Stored::New => {
                 self.metrics.chunks_new.fetch_add(1, Ordering::Relaxed);
@@ -1523,17 +1675,27 @@ impl Ingest {
 
     /// Why `bus` may not send this chunk, if it may not: only a blob its own records
     /// reference, at the size they declare.
-    fn chunk_refusal(&self, bus: &BusId, c: &Chunk) -> Result<Option<String>, IngestError> {
+    fn chunk_refusal(&mut self, bus: &BusId, c: &Chunk) -> Result<Option<String>, IngestError> {
         self.chunk_refusal_for(bus, &c.blob, c.total_size)
     }
 
     fn chunk_refusal_for(
-        &self,
+        &mut self,
         bus: &BusId,
         blob: &Sha256,
         total_size: u64,
     ) -> Result<Option<String>, IngestError> {
-        let sizes = self.store.blob_expected(bus, blob)?;
+        let key = (bus.clone(), *blob);
+        let sizes = match self.batch_expected.get(&key) {
+            Some(s) => s.clone(),
+            None => {
+                let s = self.store.blob_expected(bus, blob)?;
+                if !s.is_empty() {
+                    self.batch_expected.insert(key, s.clone());
+                }
+                s
+            }
+        };
         Ok(if sizes.is_empty() {
             Some("chunk of a blob that none of this bus's committed records references".into())
         } else if !sizes.contains(&total_size) {
@@ -1562,11 +1724,32 @@ impl Ingest {
         now: UnixMillis,
         fx: &mut Effects,
     ) -> Result<(), IngestError> {
+        self.assemble_pieces(p, bus, blob, size, now, fx, None)
+    }
+
+    /// [`Ingest::assemble`] from `held` (the chunk size and every chunk, in order, from
+    /// this batch's memory) or, for `None`, from staging.
+    #[allow(clippy::too_many_arguments)]
+    fn assemble_pieces(
+        &mut self,
+        p: &Publish,
+        bus: &BusId,
+        blob: Sha256,
+        size: u64,
+        now: UnixMillis,
+        fx: &mut Effects,
+        held: Option<(u32, Vec<Vec<u8>>)>,
+    ) -> Result<(), IngestError> {
         if fx.blobs.iter().any(|a| a.bus == *bus && a.sha == blob) {
             // Whole already in this batch (a chunk or a query again): stored at its end.
             return Ok(());
         }
-        let pieces = match self.staging()?.pieces(bus, &blob) {
+        let chunk_size = held.as_ref().map(|(n, _)| *n);
+        let staged = match held {
+            Some((_, pieces)) => Ok(pieces),
+            None => self.staging()?.pieces(bus, &blob),
+        };
+        let pieces = match staged {
             Ok(pieces) => pieces,
             Err(StagingError::Corrupt(why)) => {
                 // Reset and answer "nothing held": the bus sends the blob again.
@@ -1635,6 +1818,20 @@ impl Ingest {
             Err(
                 e @ (PhotoStoreError::HashMismatch { .. } | PhotoStoreError::SizeMismatch { .. }),
             ) => {
+                if let Some(chunk_size) = chunk_size {
+                    // Assembled from memory: staged first, so the mismatch is counted
+                    // with the upload as for one assembled from staging.
+                    for (index, data) in bytes.chunks(chunk_size.max(1) as usize).enumerate() {
+                        let c = Chunk {
+                            blob,
+                            total_size: size,
+                            chunk_size,
+                            index: index as u32,
+                            data: data.to_vec(),
+                        };
+                        self.staging()?.put(bus, &c, now)?;
+                    }
+                }
                 let n = self.staging()?.reject(bus, &blob, now)?;
                 let reason = format!("assembled blob failed verification ({e}); attempt {n}");
                 self.quarantine(p, Some(bus), &reason)?;

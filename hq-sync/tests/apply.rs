@@ -374,3 +374,123 @@ fn record_notes_on(at: &hq_sync::store::StoreLocation) {
         }
     );
 }
+
+/// A blob whose chunks all come in one batch is assembled from memory (never staged);
+/// one whose chunks straddle batches is staged at the first batch's end (and confirmed
+/// only then) and finished from staging; a blob that fails its hash is counted as
+/// failing the same way from memory as from staging, and refused after the third time.
+#[test]
+fn uploads_whole_within_a_batch_skip_staging() {
+    for in_db in [None, Some(true)] {
+        for store in hq_sync::testing::each_backend("uploads_whole_within_a_batch_skip_staging") {
+            uploads_within_a_batch_on(&store.at, in_db);
+        }
+    }
+}
+
+fn uploads_within_a_batch_on(at: &hq_sync::store::StoreLocation, in_db: Option<bool>) {
+    use keliling_shared::wire::Down;
+    let dir = tempfile::tempdir().unwrap();
+    let bus = BusId::parse(BUSES[0]).unwrap();
+    let mut hq =
+        Offline::for_fleet_with(dir.path(), std::slice::from_ref(&bus), Some(at), in_db).unwrap();
+    let topics = Topics::default();
+    let mut rng = StdRng::seed_from_u64(5);
+    let jpeg = |rng: &mut StdRng| {
+        let img = image::RgbImage::from_fn(180, 180, |_, _| image::Rgb(rng.gen()));
+        let mut bytes = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 95)
+            .encode_image(&img)
+            .unwrap();
+        bytes
+    };
+    let msg = |body: Up| {
+        let kind = body.kind();
+        let bytes = UpEnvelope::new(bus.clone(), body).encode().unwrap();
+        (topics.up(&bus, kind), bytes)
+    };
+    let chunks = |bytes: &[u8]| -> Vec<(String, Vec<u8>)> {
+        let (total, size) = (bytes.len() as u64, 16 * 1024);
+        (0..chunk_count(total, size))
+            .map(|i| {
+                let r = chunk_range(total, size, i);
+                msg(Up::Chunk(Chunk {
+                    blob: Sha256::digest(bytes),
+                    total_size: total,
+                    chunk_size: size,
+                    index: i,
+                    data: bytes[r.start as usize..r.end as usize].to_vec(),
+                }))
+            })
+            .collect()
+    };
+    let delivered = |answers: &[(BusId, Down)], id: ApplicationId| {
+        answers
+            .iter()
+            .any(|(_, d)| matches!(d, Down::Delivered { application, .. } if *application == id))
+    };
+    let record = |rng: &mut StdRng, bytes: &[u8]| {
+        let mut app = application(rng, &bus, &[(Sha256::digest(bytes), bytes.len() as u64)]);
+        app.captured_at = UnixMillis::now();
+        app
+    };
+
+    // 1. Record, then every chunk in one batch: delivered, nothing ever staged.
+    let one = jpeg(&mut rng);
+    let app = record(&mut rng, &one);
+    let pieces = chunks(&one);
+    assert!(pieces.len() >= 3, "a blob of several chunks");
+    hq.apply(
+        &msg(Up::Record(Box::new(app.clone()))).0,
+        &msg(Up::Record(Box::new(app.clone()))).1,
+    );
+    let answers = hq.apply_many(&pieces);
+    assert!(delivered(&answers, app.id), "{answers:?}");
+    assert!(
+        !answers.iter().any(|(_, d)| matches!(d, Down::Progress(_))),
+        "nothing to report as staged: {answers:?}"
+    );
+    assert_eq!(hq.chunk_counts(), (pieces.len() as u64, 0));
+
+    // 2. The chunks over two batches: the first batch's are staged and confirmed, the
+    // rest finish it from staging.
+    let two = jpeg(&mut rng);
+    let app2 = record(&mut rng, &two);
+    let m = msg(Up::Record(Box::new(app2.clone())));
+    hq.apply(&m.0, &m.1);
+    let pieces = chunks(&two);
+    let (first, rest) = pieces.split_at(2);
+    let answers = hq.apply_many(first);
+    let held = answers.iter().find_map(|(_, d)| match d {
+        Down::Progress(p) if p.blob == Sha256::digest(&two) => Some(p.have.count()),
+        _ => None,
+    });
+    assert_eq!(held, Some(2), "{answers:?}");
+    let answers = hq.apply_many(rest);
+    assert!(delivered(&answers, app2.id), "{answers:?}");
+
+    // 3. Bytes that do not hash to their name, three times, each batch whole: refused.
+    let three = jpeg(&mut rng);
+    let app3 = record(&mut rng, &three);
+    let m = msg(Up::Record(Box::new(app3.clone())));
+    hq.apply(&m.0, &m.1);
+    let good = chunks(&three);
+    for attempt in 1..=3 {
+        let mut broken = three.clone();
+        broken[100] ^= 0xff;
+        let mut wrong = chunks(&broken);
+        // Under the right blob's name.
+        for (w, good) in wrong.iter_mut().zip(&good) {
+            let mut env = UpEnvelope::decode(&w.1).unwrap();
+            if let Up::Chunk(c) = &mut env.body {
+                c.blob = Sha256::digest(&three);
+            }
+            *w = (good.0.clone(), env.encode().unwrap());
+        }
+        let answers = hq.apply_many(&wrong);
+        let refused = answers
+            .iter()
+            .any(|(_, d)| matches!(d, Down::Rejected { blob: Some(_), .. }));
+        assert_eq!(refused, attempt == 3, "attempt {attempt}: {answers:?}");
+    }
+}

@@ -35,6 +35,34 @@ pub fn status_kib(status: &str, key: &str) -> Option<u64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
+/// CPU seconds of every process whose command is `comm` (e.g. `postgres`: the server and
+/// its backends), with what their exited children used (a backend that ended is counted
+/// in its postmaster's cutime/cstime).
+pub fn cpu_secs_of_command(comm: &str) -> f64 {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    let hz = rustix::param::clock_ticks_per_second().max(1) as f64;
+    procs
+        .filter_map(|e| {
+            let e = e.ok()?;
+            e.file_name().to_str()?.parse::<u32>().ok()?;
+            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+            let (head, after) = stat.rsplit_once(')')?;
+            if head.split_once('(')?.1 != comm {
+                return None;
+            }
+            let f: Vec<u64> = after
+                .split_whitespace()
+                .skip(11)
+                .take(4)
+                .filter_map(|v| v.parse().ok())
+                .collect();
+            Some(f.iter().sum::<u64>() as f64 / hz)
+        })
+        .sum()
+}
+
 /// utime + stime of `pid` (of this process for `None`), from `/proc/<pid>/stat`, seconds.
 pub fn cpu_secs(pid: Option<u32>) -> Result<f64> {
     let dir = proc_dir(pid);

@@ -13,6 +13,7 @@ use keliling_e2e::ports::free_port;
 use keliling_shared::tls::ClientTlsFiles;
 use keliling_shared::BusId;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Kind {
@@ -115,6 +116,23 @@ impl BenchBroker {
 
     pub(crate) fn port(&self) -> u16 {
         self.port
+    }
+
+    /// Another HQ worker's certificate (`hq-2`, ...), and for Mosquitto its ACL reloaded,
+    /// as an operator adding a worker does.
+    pub(crate) async fn provision_hq(&self, name: &str) -> Result<()> {
+        if !self.pki.hq_cert(name).exists() {
+            self.pki.provision_hq(name, false)?;
+        }
+        if let Some(m) = &self.mosquitto {
+            m.set_acl(
+                &self
+                    .pki
+                    .mosquitto_acl(keliling_shared::topics::DEFAULT_PREFIX)?,
+            )?;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        Ok(())
     }
 
     /// CPU seconds the broker process has used so far (Mosquitto only: the embedded broker

@@ -28,6 +28,47 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Where HQ keeps what it ingests in a run.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Store {
+    /// SQLite, photos as files, uploads in progress in sled (one machine's default).
+    SqliteFiles,
+    /// SQLite with photos and uploads in progress in the database.
+    SqliteBlobs,
+    /// PostgreSQL, photos and uploads in progress in the database (several machines'
+    /// default), on a fresh database of the server `KELILING_BENCH_PG_URL` names.
+    Postgres,
+}
+
+impl Store {
+    fn label(self) -> &'static str {
+        match self {
+            Store::SqliteFiles => "SQLite, photo files, sled staging",
+            Store::SqliteBlobs => "SQLite, photos and staging in the database",
+            Store::Postgres => "PostgreSQL, photos and staging in the database",
+        }
+    }
+    fn tag(self) -> &'static str {
+        match self {
+            Store::SqliteFiles => "sqlite-files",
+            Store::SqliteBlobs => "sqlite-blobs",
+            Store::Postgres => "postgres",
+        }
+    }
+}
+
+/// One value from `psql` on `url`.
+fn psql(url: &str, sql: &str) -> Result<String> {
+    let out = std::process::Command::new("psql")
+        .args(["-XAtq", url, "-c", sql])
+        .output()
+        .context("running psql")?;
+    if !out.status.success() {
+        bail!("psql: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
 /// Applications in each run.
 const TOTAL: usize = 2000;
 const CHUNK: u32 = 16 * 1024;
@@ -122,6 +163,11 @@ struct Outcome {
     /// CPU seconds of this process (HQ ingest and the loaders) and of the broker.
     cpu_secs: f64,
     broker_cpu_secs: Option<f64>,
+    /// CPU seconds of the PostgreSQL server (its backends and background processes).
+    pg_cpu_secs: Option<f64>,
+    /// WAL PostgreSQL wrote during the run, and the run's tables at its end (bytes).
+    pg_wal_bytes: Option<f64>,
+    pg_tables: Option<String>,
     connect_secs: f64,
     messages: usize,
     bytes: u64,
@@ -132,9 +178,28 @@ async fn run_once(
     broker: &BenchBroker,
     dir: &Path,
     group_commit: bool,
+    store: Store,
+    workers: usize,
 ) -> Result<Outcome> {
     let mut cfg = broker.hq_config(&dir.join("hq"));
     cfg.ingest.group_commit = group_commit;
+    let mut pg_url = None;
+    match store {
+        Store::SqliteFiles => cfg.store.blobs_in_database = Some(false),
+        Store::SqliteBlobs => cfg.store.blobs_in_database = Some(true),
+        Store::Postgres => {
+            let admin = std::env::var("KELILING_BENCH_PG_URL")
+                .context("KELILING_BENCH_PG_URL names the PostgreSQL server")?;
+            let tag = format!("bench_{}", std::process::id());
+            let at =
+                tokio::task::block_in_place(|| hq_sync::testing::fresh_pg_database(&admin, &tag))?;
+            if let hq_sync::store::StoreLocation::Postgres { url, .. } = at {
+                pg_url = Some(url.clone());
+                cfg.store.url = Some(url);
+            }
+            cfg.store.blobs_in_database = Some(true);
+        }
+    }
     // Many buses at once: their new records are not limited here.
     cfg.ingest.max_records_per_bus_per_day = u32::MAX;
     // Every bus provisioned (certificate, HQ's keys) before HQ starts.
@@ -150,7 +215,19 @@ async fn run_once(
             })
             .collect::<Result<Vec<_>>>()
     })?;
-    let hq = InProcessHq::spawn(cfg).await?;
+    // Several workers share the store and split every kind of message (the store keeps
+    // photos and uploads in progress: `[store] blobs_in_database`).
+    let mut hqs = Vec::with_capacity(workers);
+    for w in 1..=workers {
+        let mut cfg = cfg.clone();
+        if workers > 1 {
+            let name = format!("hq-{w}");
+            broker.provision_hq(&name).await?;
+            cfg.ingest.worker_id = name;
+            cfg.ingest.shared_group = Some("bench-share-group".into());
+        }
+        hqs.push(InProcessHq::spawn(cfg).await?);
+    }
     let delivered = Arc::new(AtomicU64::new(0));
     let connected = Arc::new(AtomicU64::new(0));
     let topics = Topics::default();
@@ -220,6 +297,12 @@ async fn run_once(
     let connect_secs = t.elapsed().as_secs_f64();
     let cpu_before = crate::process_cpu_secs();
     let broker_cpu_before = broker.child_cpu_secs();
+    let pg = store == Store::Postgres;
+    let pg_cpu_before = keliling_e2e::procstat::cpu_secs_of_command("postgres");
+    let wal_before = match &pg_url {
+        Some(u) => Some(psql(u, "SELECT pg_current_wal_lsn()")?),
+        None => None,
+    };
     let started = Instant::now();
     let mut senders = Vec::with_capacity(loads.len());
     for (load, (client, answered)) in loads.iter().zip(&clients) {
@@ -252,7 +335,7 @@ async fn run_once(
                 delivered.load(Ordering::Relaxed)
             );
         }
-        if hq.task.is_finished() {
+        if hqs.iter().any(|hq| hq.task.is_finished()) {
             bail!("HQ ingest stopped");
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -263,17 +346,39 @@ async fn run_once(
         .child_cpu_secs()
         .zip(broker_cpu_before)
         .map(|(a, b)| a - b);
+    let pg_cpu_secs =
+        pg.then(|| keliling_e2e::procstat::cpu_secs_of_command("postgres") - pg_cpu_before);
+    let (pg_wal_bytes, pg_tables) = match (&pg_url, &wal_before) {
+        (Some(u), Some(lsn)) => {
+            let wal = psql(
+                u,
+                &format!("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '{lsn}')"),
+            )?;
+            let tables = psql(
+                u,
+                "SELECT string_agg(relname || ' ' || pg_size_pretty(pg_total_relation_size(oid)), ', ' ORDER BY pg_total_relation_size(oid) DESC)
+                 FROM pg_class WHERE relkind = 'r' AND relnamespace = 'public'::regnamespace AND pg_total_relation_size(oid) > 100000",
+            )?;
+            (wal.parse().ok(), Some(tables))
+        }
+        _ => (None, None),
+    };
     for s in senders {
         s.abort();
     }
     for p in pollers {
         p.abort();
     }
-    hq.shut_down().await;
+    for hq in hqs {
+        hq.shut_down().await;
+    }
     Ok(Outcome {
         secs,
         cpu_secs,
         broker_cpu_secs,
+        pg_cpu_secs,
+        pg_wal_bytes,
+        pg_tables,
         connect_secs,
         messages: loads.iter().map(|l| l.messages().count()).sum(),
         bytes: loads
@@ -302,61 +407,93 @@ pub(crate) async fn bench_limit(plan: &Plan, scratch: &Path, report: &mut Report
         Some(_) => vec![Kind::Mosquitto, Kind::Embedded],
         None => vec![Kind::Embedded],
     };
-    for kind in kinds {
+    let mut stores = vec![Store::SqliteFiles, Store::SqliteBlobs];
+    match std::env::var("KELILING_BENCH_PG_URL") {
+        Ok(_) => stores.push(Store::Postgres),
+        Err(_) => eprintln!("[limit] KELILING_BENCH_PG_URL unset: no PostgreSQL runs"),
+    }
+    // The store's default with Mosquitto, every store beside it; the one-at-a-time
+    // comparison and the embedded broker on the default store only.
+    let mut runs = Vec::new();
+    for kind in &kinds {
         for buses in [50, 1000] {
-            if kind == Kind::Embedded && buses == 1000 {
+            if *kind == Kind::Embedded && buses == 1000 {
                 // The embedded broker is the demo's and the tests'; a fleet runs Mosquitto.
                 continue;
             }
-            let topics = Topics::default();
-            let loads = tokio::task::block_in_place(|| build_loads(&templates, buses, &topics))?;
-            let modes = [true, false];
-            for group_commit in modes {
-                let run = dir.join(format!(
-                    "{}-{buses}-{}",
-                    kind.label().split_whitespace().next().unwrap_or("broker"),
-                    if group_commit { "group" } else { "single" }
-                ));
-                let broker =
-                    BenchBroker::start(kind, Security::MutualTls, &run.join("broker")).await?;
-                let o = run_once(&loads, &broker, &run, group_commit).await?;
-                let rate = TOTAL as f64 / o.secs;
-                let mode = if group_commit {
-                    "group commit"
-                } else {
-                    "a commit and a photo at a time"
-                };
-                eprintln!(
-                    "[limit] {}, {buses} buses, {mode}: {rate:.0} apps/s",
-                    kind.label()
-                );
-                report.add(
-                    "limit",
-                    format!(
-                        "applications made durable per second, {buses} buses, {}, mTLS, {mode}",
-                        kind.label()
-                    ),
-                    format!("{rate:.0} apps/s"),
-                    format!(
-                        "{TOTAL} applications (record + its own ~58 KiB ID photo in {} KiB chunks), {} messages, {:.1} MB, published at QoS 1 by {buses} loaders (each its bus's certificate, all connected in {:.1} s before the clock; a bus's chunks after HQ answered its records, as its sync sends them), counted when HQ's signed Delivered reached the loader: {:.2} s; {:.2} applications per fsync the disk does alone ({:.0} fsyncs/s), {:.2} per photo file it makes durable alone ({:.0}/s); CPU: HQ ingest and the loaders {:.1} CPU-s, Mosquitto {}, over {:.1} s ({:.2} of 2 cores)",
-                        CHUNK / 1024,
-                        o.messages,
-                        o.bytes as f64 / 1e6,
-                        o.connect_secs,
-                        o.secs,
-                        rate / fsyncs,
-                        fsyncs,
-                        rate / photos,
-                        photos,
-                        o.cpu_secs,
-                        o.broker_cpu_secs
-                            .map_or("?".to_owned(), |c| format!("{c:.1} CPU-s")),
-                        o.secs,
-                        (o.cpu_secs + o.broker_cpu_secs.unwrap_or(0.0)) / o.secs
-                    ),
-                );
+            for &store in &stores {
+                if store != Store::SqliteFiles && *kind != Kind::Mosquitto {
+                    continue;
+                }
+                runs.push((*kind, buses, store, true, 1));
+                if store == Store::SqliteFiles {
+                    runs.push((*kind, buses, store, false, 1));
+                }
+                if store != Store::SqliteFiles && *kind == Kind::Mosquitto && buses == 50 {
+                    // Workers sharing the store, on the same two cores.
+                    runs.push((*kind, buses, store, true, 2));
+                    runs.push((*kind, buses, store, true, 3));
+                }
             }
         }
+    }
+    for (kind, buses, store, group_commit, workers) in runs {
+        let topics = Topics::default();
+        let loads = tokio::task::block_in_place(|| build_loads(&templates, buses, &topics))?;
+        let run = dir.join(format!(
+            "{}-{buses}-{}-{}-{workers}",
+            kind.label().split_whitespace().next().unwrap_or("broker"),
+            store.tag(),
+            if group_commit { "group" } else { "single" }
+        ));
+        let broker = BenchBroker::start(kind, Security::MutualTls, &run.join("broker")).await?;
+        let o = run_once(&loads, &broker, &run, group_commit, store, workers).await?;
+        let rate = TOTAL as f64 / o.secs;
+        let mode = match (group_commit, workers) {
+            (true, 1) => "group commit".to_owned(),
+            (true, n) => format!("group commit, {n} workers"),
+            (false, _) => "a commit and a photo at a time".to_owned(),
+        };
+        eprintln!(
+            "[limit] {}, {buses} buses, {}, {mode}: {rate:.0} apps/s",
+            kind.label(),
+            store.label()
+        );
+        report.add(
+            "limit",
+            format!(
+                "applications made durable per second, {buses} buses, {}, mTLS, {}, {mode}",
+                kind.label(),
+                store.label()
+            ),
+            format!("{rate:.0} apps/s"),
+            format!(
+                "{TOTAL} applications (record + its own ~58 KiB ID photo in {} KiB chunks), {} messages, {:.1} MB, published at QoS 1 by {buses} loaders (each its bus's certificate, all connected in {:.1} s before the clock; a bus's chunks after HQ answered its records, as its sync sends them), counted when HQ's signed Delivered reached the loader: {:.2} s; {:.2} applications per fsync the disk does alone ({:.0} fsyncs/s), {:.2} per photo file it makes durable alone ({:.0}/s); CPU: HQ ingest and the loaders {:.1} CPU-s, Mosquitto {}, PostgreSQL {}, over {:.1} s ({:.2} of 2 cores)",
+                CHUNK / 1024,
+                o.messages,
+                o.bytes as f64 / 1e6,
+                o.connect_secs,
+                o.secs,
+                rate / fsyncs,
+                fsyncs,
+                rate / photos,
+                photos,
+                o.cpu_secs,
+                o.broker_cpu_secs
+                    .map_or("?".to_owned(), |c| format!("{c:.1} CPU-s")),
+                match (o.pg_cpu_secs, o.pg_wal_bytes, &o.pg_tables) {
+                    (Some(c), Some(w), Some(t)) => format!(
+                        "{c:.1} CPU-s (WAL {:.0} KB per application; tables after the run: {t})",
+                        w / TOTAL as f64 / 1000.0
+                    ),
+                    (Some(c), _, _) => format!("{c:.1} CPU-s"),
+                    _ => "-".to_owned(),
+                },
+                o.secs,
+                (o.cpu_secs + o.broker_cpu_secs.unwrap_or(0.0) + o.pg_cpu_secs.unwrap_or(0.0))
+                    / o.secs
+            ),
+        );
     }
     Ok(())
 }
