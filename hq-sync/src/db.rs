@@ -503,6 +503,8 @@ struct Pg {
     /// Always `Some` but while being dropped (see `Drop for Pg`).
     client: Option<postgres::Client>,
     config: postgres::Config,
+    /// TLS to the server (`sslmode=verify-full`), used again on every reconnect.
+    tls: Option<crate::pg_tls::RustlsConnect>,
     /// Prepared statements by the SQL text the store wrote (before rewriting).
     stmts: HashMap<String, postgres::Statement>,
     in_tx: bool,
@@ -563,9 +565,29 @@ impl Db {
         password: Option<&str>,
         application_name: &str,
     ) -> Result<Db, DbError> {
+        let (url, root_cert) = tls_params(url)?;
         let mut config: postgres::Config = url
             .parse()
             .map_err(|e| DbError::Setup(format!("PostgreSQL URL: {e}")))?;
+        let tls = match &root_cert {
+            Some(ca) => {
+                config.ssl_mode(postgres::config::SslMode::Require);
+                Some(crate::pg_tls::RustlsConnect::with_ca(ca)?)
+            }
+            None => {
+                if config.get_ssl_mode() == postgres::config::SslMode::Require {
+                    return Err(DbError::Setup(
+                        "the PostgreSQL URL asks for TLS without a CA to verify the server by: \
+                         use sslmode=verify-full&sslrootcert=/path/to/ca.pem"
+                            .into(),
+                    ));
+                }
+                // No TLS at all (not "prefer": a connection that may or may not be
+                // encrypted is one nobody can reason about).
+                config.ssl_mode(postgres::config::SslMode::Disable);
+                None
+            }
+        };
         if let Some(p) = password {
             config.password(p);
         }
@@ -575,11 +597,12 @@ impl Db {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(10));
         }
-        let client = off_runtime(|| pg_session(&config))?;
+        let client = off_runtime(|| pg_session(&config, tls.as_ref()))?;
         Ok(Db {
             inner: Inner::Postgres(Box::new(RefCell::new(Pg {
                 client: Some(client),
                 config,
+                tls,
                 stmts: HashMap::new(),
                 in_tx: false,
                 changes: 0,
@@ -785,8 +808,45 @@ fn pg_params<'p>(params: &'p [Value<'_>]) -> Vec<&'p (dyn PgToSql + Sync)> {
 }
 
 /// Connects and sets the session up as HQ needs it.
-fn pg_session(config: &postgres::Config) -> Result<postgres::Client, DbError> {
-    let mut client = config.connect(postgres::NoTls)?;
+/// libpq's TLS parameters, which the `postgres` crate does not know, taken out of a URL:
+/// `sslmode=verify-full` (or `verify-ca`, verified as strictly: rustls always checks the
+/// host name) with `sslrootcert=PATH` (a PEM file; a plain path, not percent-encoded).
+/// Returns the URL without them and the CA file when TLS is asked for.
+fn tls_params(url: &str) -> Result<(String, Option<std::path::PathBuf>), DbError> {
+    let Some((base, query)) = url.split_once('?') else {
+        return Ok((url.to_owned(), None));
+    };
+    let mut kept = Vec::new();
+    let (mut verify, mut root) = (false, None);
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("sslmode", "verify-full" | "verify-ca")) => verify = true,
+            Some(("sslrootcert", path)) => root = Some(std::path::PathBuf::from(path)),
+            _ => kept.push(pair),
+        }
+    }
+    match (verify, root) {
+        (true, None) => Err(DbError::Setup(
+            "sslmode=verify-full needs sslrootcert=/path/to/ca.pem in the PostgreSQL URL".into(),
+        )),
+        (_, root) => {
+            let url = match kept.is_empty() {
+                true => base.to_owned(),
+                false => format!("{base}?{}", kept.join("&")),
+            };
+            Ok((url, root))
+        }
+    }
+}
+
+fn pg_session(
+    config: &postgres::Config,
+    tls: Option<&crate::pg_tls::RustlsConnect>,
+) -> Result<postgres::Client, DbError> {
+    let mut client = match tls {
+        Some(t) => config.connect(t.clone())?,
+        None => config.connect(postgres::NoTls)?,
+    };
     // Commits wait for the WAL flush (the counterpart of SQLite's synchronous=FULL); a
     // lock wait is bounded as SQLite's busy timeout bounds it; a transaction left open by
     // a stuck worker does not hold its locks for ever.
@@ -813,11 +873,11 @@ impl Pg {
         let closed = self.client.as_ref().is_none_or(|c| c.is_closed());
         if closed && !self.in_tx {
             tracing::warn!("PostgreSQL connection lost: reconnecting");
-            let config = self.config.clone();
+            let (config, tls) = (self.config.clone(), self.tls.clone());
             let old = self.client.take();
             self.stmts.clear();
             off_runtime(|| drop(old));
-            self.client = Some(off_runtime(|| pg_session(&config))?);
+            self.client = Some(off_runtime(|| pg_session(&config, tls.as_ref()))?);
         }
         Ok(())
     }
@@ -1024,6 +1084,73 @@ pub fn rewrite_placeholders(sql: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn libpq_tls_parameters_are_taken_out_of_the_url() {
+        let (u, ca) = super::tls_params("postgres://a@h/db").unwrap();
+        assert_eq!((u.as_str(), ca), ("postgres://a@h/db", None));
+        let (u, ca) = super::tls_params(
+            "postgres://a@h/db?sslmode=verify-full&sslrootcert=/etc/k/ca.pem&connect_timeout=5",
+        )
+        .unwrap();
+        assert_eq!(u, "postgres://a@h/db?connect_timeout=5");
+        assert_eq!(ca, Some("/etc/k/ca.pem".into()));
+        let (u, ca) = super::tls_params("postgres://a@h/db?sslrootcert=/ca.pem").unwrap();
+        assert_eq!(
+            (u.as_str(), ca),
+            ("postgres://a@h/db", Some("/ca.pem".into()))
+        );
+        assert!(super::tls_params("postgres://a@h/db?sslmode=verify-ca").is_err());
+    }
+
+    /// Over TLS the server is verified against the CA the URL names (the test server's,
+    /// from `.ci/postgres`): a connection is encrypted, one to a server another CA signed
+    /// is refused, and `sslmode=require` alone (encrypted but unverified) is refused.
+    #[test]
+    fn tls_to_postgresql_verifies_the_server() {
+        let t = "tls_to_postgresql_verifies_the_server";
+        let (Some(url), Some(ca)) = (
+            crate::testing::pg_admin_url(t),
+            crate::testing::pg_test_ca(t),
+        ) else {
+            return;
+        };
+        let sep = if url.contains('?') { '&' } else { '?' };
+        let ssl = |db: &super::Db| -> bool {
+            db.query_row(
+                "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                crate::vals![],
+                |r| r.get(0),
+            )
+            .unwrap()
+        };
+        let tls_url = format!("{url}{sep}sslmode=verify-full&sslrootcert={}", ca.display());
+        let db = super::Db::connect_postgres(&tls_url, None, "tls-test").unwrap();
+        assert!(ssl(&db), "the connection is encrypted");
+        let plain = super::Db::connect_postgres(&url, None, "tls-test").unwrap();
+        assert!(!ssl(&plain), "without TLS parameters, no TLS");
+        // Another CA: the server's certificate does not verify.
+        let dir = tempfile::tempdir().unwrap();
+        let other = dir.path().join("other-ca.pem");
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        std::fs::write(&other, params.self_signed(&key).unwrap().pem()).unwrap();
+        let wrong = format!(
+            "{url}{sep}sslmode=verify-full&sslrootcert={}",
+            other.display()
+        );
+        let e = super::Db::connect_postgres(&wrong, None, "tls-test")
+            .err()
+            .expect("a server another CA signed is refused")
+            .to_string();
+        assert!(e.to_lowercase().contains("certificate"), "{e}");
+        let e = super::Db::connect_postgres(&format!("{url}{sep}sslmode=require"), None, "t")
+            .err()
+            .expect("TLS without verification is refused")
+            .to_string();
+        assert!(e.contains("sslrootcert"), "{e}");
+    }
+
     use super::*;
 
     #[test]

@@ -28,6 +28,7 @@ pub mod files;
 pub mod fleet;
 pub mod ingest;
 pub mod pg_schema;
+pub mod pg_tls;
 pub mod photos;
 pub mod pki;
 pub mod replies;

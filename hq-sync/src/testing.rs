@@ -28,6 +28,25 @@ pub fn pg_admin_url(test: &str) -> Option<String> {
     }
 }
 
+pub const PG_CA_ENV: &str = "KELILING_TEST_PG_CA";
+
+/// The CA of the test server's TLS certificate (`.ci/postgres` makes one), or `None`
+/// (skip). Panics under `CI=true` when unset: for tests only.
+pub fn pg_test_ca(test: &str) -> Option<std::path::PathBuf> {
+    match std::env::var(PG_CA_ENV) {
+        Ok(p) if !p.trim().is_empty() => Some(p.trim().into()),
+        _ => {
+            let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+            assert!(
+                !ci,
+                "{test}: {PG_CA_ENV} is unset under CI=true: TLS to PostgreSQL must be tested in CI"
+            );
+            eprintln!("{test}: skipped ({PG_CA_ENV} unset)");
+            None
+        }
+    }
+}
+
 /// Creates an empty C-collated database for one test and returns where it is. Databases
 /// are not dropped (that waits for a checkpoint, about a second each): the test server
 /// is thrown away after the run.

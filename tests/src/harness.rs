@@ -601,6 +601,14 @@ pub fn use_postgres(hq_dir: &Path, test: &str) -> Result<bool> {
     else {
         bail!("a fresh PostgreSQL database that is not on PostgreSQL");
     };
+    // Over TLS when the test server offers it (`.ci/postgres` does): every HQ daemon,
+    // console and check of the PostgreSQL runs then verifies the server as in production.
+    let url = match std::env::var(hq_sync::testing::PG_CA_ENV) {
+        Ok(ca) if !ca.trim().is_empty() => {
+            format!("{url}?sslmode=verify-full&sslrootcert={}", ca.trim())
+        }
+        _ => url,
+    };
     std::fs::create_dir_all(hq_dir)?;
     std::fs::write(hq_dir.join(STORE_URL_FILE), url)?;
     Ok(true)
