@@ -6,7 +6,9 @@
 //!   higher version that supersedes the older on the bus. Versions count from 1.
 //! - The console only writes rows; ingest (which holds the signing key) sends them. A row
 //!   is sent when `final` and `waiting`, and again while unconfirmed: when its bus comes
-//!   back online, when an ingest process starts, and every [`RESEND_AFTER`]. Taking rows to send is one write
+//!   back online, when an ingest process starts, and every [`RESEND_AFTER`] while its bus
+//!   is online (an offline bus's copies would only queue at the broker and reach it all
+//!   at once; it gets them when it comes back). New decisions go before re-sends. Taking rows to send is one write
 //!   transaction, so two ingest workers never both send one in the same round: on SQLite
 //!   `BEGIN IMMEDIATE` runs the two takes one after the other; on PostgreSQL each take
 //!   locks its rows (`FOR UPDATE SKIP LOCKED`) and passes over those another worker is
@@ -435,10 +437,12 @@ impl HqStore {
     }
 
     /// Takes the decisions due to be sent now (waiting, or sent and unconfirmed for
-    /// [`RESEND_AFTER`]) and marks them sent: ingest signs and publishes them.
+    /// [`RESEND_AFTER`] to a bus online and heard from since `heard_since`) and marks
+    /// them sent, new ones first: ingest signs and publishes them.
     pub fn take_due_decisions(
         &mut self,
         now: UnixMillis,
+        heard_since: UnixMillis,
     ) -> Result<Vec<(BusId, Decision)>, HqStoreError> {
         let resend_before = now.0.saturating_sub(RESEND_AFTER.as_millis() as i64);
         let tx = self.db.transaction()?;
@@ -451,11 +455,14 @@ impl HqStore {
             let rows = tx.query_map(
                 "UPDATE decisions d SET delivery = 'sent', sent_at = ?1, send_count = d.send_count + 1
                  FROM (SELECT bus_id, application_id, version FROM decisions
-                        WHERE status = 'final' AND (delivery = 'waiting' OR (delivery = 'sent' AND sent_at < ?2))
-                        ORDER BY decided_at LIMIT ?3 FOR UPDATE SKIP LOCKED) due
+                        WHERE status = 'final' AND (delivery = 'waiting' OR (delivery = 'sent' AND sent_at < ?2
+                            AND EXISTS (SELECT 1 FROM buses b WHERE b.bus_id = decisions.bus_id
+                                        AND b.online = ?4 AND b.last_seen >= ?5)))
+                        ORDER BY CASE WHEN delivery = 'waiting' THEN 0 ELSE 1 END, decided_at
+                        LIMIT ?3 FOR UPDATE SKIP LOCKED) due
                  WHERE d.bus_id = due.bus_id AND d.application_id = due.application_id AND d.version = due.version
                  RETURNING d.bus_id, d.application_id, d.version, d.decided_at, d.outcome",
-                vals![now.0, resend_before, limit],
+                vals![now.0, resend_before, limit, true, heard_since.0],
                 |r| Ok(due_row(r)),
             )?;
             let mut due = rows.into_iter().collect::<Result<Vec<_>, _>>()?;
@@ -465,9 +472,11 @@ impl HqStore {
             // SQLite: BEGIN IMMEDIATE already keeps every other writer out until commit.
             let rows = tx.query_map(
                 "SELECT bus_id, application_id, version, decided_at, outcome FROM decisions
-                 WHERE status = 'final' AND (delivery = 'waiting' OR (delivery = 'sent' AND sent_at < ?1))
-                 ORDER BY decided_at LIMIT ?2",
-                vals![resend_before, limit],
+                 WHERE status = 'final' AND (delivery = 'waiting' OR (delivery = 'sent' AND sent_at < ?1
+                     AND EXISTS (SELECT 1 FROM buses b WHERE b.bus_id = decisions.bus_id
+                                 AND b.online = ?3 AND b.last_seen >= ?4)))
+                 ORDER BY CASE WHEN delivery = 'waiting' THEN 0 ELSE 1 END, decided_at LIMIT ?2",
+                vals![resend_before, limit, true, heard_since.0],
                 |r| Ok(due_row(r)),
             )?;
             let due = rows.into_iter().collect::<Result<Vec<_>, _>>()?;

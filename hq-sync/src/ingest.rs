@@ -420,6 +420,9 @@ struct Ingest {
     max_query_blobs: u32,
     /// New records a bus may add in 24 hours (`[ingest] max_records_per_bus_per_day`).
     daily_quota: u32,
+    /// The buses' heartbeat period (`[fleet] heartbeat_secs`): decisions are re-sent on
+    /// the timer only to buses heard from within its online window.
+    heartbeat: Duration,
     /// Fault injection: every staging flush fails as sled's does on an I/O error.
     #[cfg(feature = "fault-injection")]
     fail_staging_flush: bool,
@@ -846,6 +849,7 @@ impl Ingest {
             query_budget: PerBusMinute::default(),
             max_query_blobs: cfg.ingest.max_query_blobs_per_bus_per_minute,
             daily_quota: cfg.ingest.max_records_per_bus_per_day,
+            heartbeat: Duration::from_secs(cfg.fleet.heartbeat_secs),
             group_commit: cfg.ingest.group_commit,
             #[cfg(feature = "fault-injection")]
             fail_staging_flush: false,
@@ -1258,7 +1262,12 @@ impl Ingest {
                 Err(e) => warn!(error = %e, %bus, "cannot queue decisions again"),
             }
         }
-        match self.store.take_due_decisions(UnixMillis::now()) {
+        let now = UnixMillis::now();
+        let window = crate::fleet::online_window(self.heartbeat).as_millis() as i64;
+        match self
+            .store
+            .take_due_decisions(now, UnixMillis(now.0.saturating_sub(window)))
+        {
             Ok(due) => {
                 for (bus, d) in due {
                     self.metrics.decisions_sent.fetch_add(1, Ordering::Relaxed);

@@ -152,7 +152,7 @@ fn versions_claims_checks_and_the_outbox_on(mut s: HqStore) {
         s.application_review_state(&bus, &app).unwrap().as_deref(),
         Some("awaiting_check")
     );
-    let due = s.take_due_decisions(now).unwrap();
+    let due = s.take_due_decisions(now, now).unwrap();
     assert_eq!(
         due.len(),
         1,
@@ -165,23 +165,41 @@ fn versions_claims_checks_and_the_outbox_on(mut s: HqStore) {
     ));
     s.check_decision(&bus, &app, true, &checker, &cat, now)
         .unwrap();
-    let due = s.take_due_decisions(now).unwrap();
+    let due = s.take_due_decisions(now, now).unwrap();
     assert_eq!(due.len(), 1);
     let (to, d) = &due[0];
     assert_eq!((to, d.application, d.version), (&bus, app, 1));
     assert!(matches!(&d.outcome, Outcome::Rejected { code, reason, .. }
         if code.as_str() == "KK_NOT_HEAD" && reason.as_str().contains("kepala keluarga")));
     // Taken once per round: nothing is due again until it has waited RESEND_AFTER.
-    assert!(s.take_due_decisions(now).unwrap().is_empty());
+    assert!(s.take_due_decisions(now, now).unwrap().is_empty());
     let later = UnixMillis(now.0 + hq_sync::decisions::RESEND_AFTER.as_millis() as i64 + 1);
+    let online = |s: &mut hq_sync::store::HqStore, on: bool, at: UnixMillis| {
+        s.apply_fleet_updates(&[hq_sync::store::FleetUpdate::Online {
+            bus: bus.clone(),
+            online: on,
+            hq_now: at,
+        }])
+        .unwrap()
+    };
+    // Offline (its last will, or not heard from): no copies on the timer, which would
+    // only queue at the broker.
+    online(&mut s, false, later);
+    assert!(s.take_due_decisions(later, now).unwrap().is_empty());
+    online(&mut s, true, now);
+    assert!(
+        s.take_due_decisions(later, later).unwrap().is_empty(),
+        "not heard from since: not online"
+    );
+    online(&mut s, true, later);
     assert_eq!(
-        s.take_due_decisions(later).unwrap().len(),
+        s.take_due_decisions(later, now).unwrap().len(),
         2,
-        "both unconfirmed: sent again"
+        "both unconfirmed, the bus online: sent again"
     );
     // The bus comes back online: its unconfirmed decisions are due at once.
     assert_eq!(s.resend_decisions_to(&bus).unwrap(), 2);
-    assert_eq!(s.take_due_decisions(later).unwrap().len(), 2);
+    assert_eq!(s.take_due_decisions(later, later).unwrap().len(), 2);
 
     // Only the application's own bus confirms it.
     assert!(!s.on_decision_ack(&other_bus, &app, 1, now).unwrap());
@@ -206,7 +224,7 @@ fn versions_claims_checks_and_the_outbox_on(mut s: HqStore) {
     let rows = s.decisions_of(&bus, &waiting).unwrap();
     assert_eq!(rows[0].delivery, Delivery::Superseded);
     assert_eq!(rows[1].delivery, Delivery::Waiting);
-    let due = s.take_due_decisions(later).unwrap();
+    let due = s.take_due_decisions(later, later).unwrap();
     assert_eq!(
         due.len(),
         2,
