@@ -253,8 +253,39 @@ async fn cut_link_mid_large_blob(kind: BrokerKind, store: StoreKind) -> Result<(
     Ok(())
 }
 
+/// `hq-sync run` as each of `names` (its own certificate, its worker id, one shared
+/// group; `extra` adds settings per worker), logging to `{dir}/{name}.log`, every one
+/// connected and subscribed before this returns: a worker that joins the share group late
+/// (a loaded CI machine) would see the whole burst go to the others.
+async fn spawn_hq_workers(
+    broker: &mut TestBroker,
+    hq_dir: &Path,
+    dir: &Path,
+    names: &[&str],
+    extra: impl Fn(&str) -> Vec<(String, String)>,
+) -> Result<Vec<Daemon>> {
+    let mut workers = Vec::new();
+    for &w in names {
+        broker.provision_hq(w).await?;
+        let mut env = broker.hq_env(hq_dir);
+        env.push(("HQ_SYNC__INGEST__WORKER_ID".into(), w.into()));
+        env.push(("HQ_SYNC__INGEST__SHARED_GROUP".into(), "hq".into()));
+        env.extend(extra(w));
+        let log = dir.join(format!("{w}.log"));
+        workers.push(Daemon::spawn("hq-sync", &["run"], &env, &log).await?);
+    }
+    for w in &workers {
+        w.wait_for_log("HQ connected to broker", Duration::from_secs(30))
+            .await?;
+    }
+    // Its subscriptions follow the ConnAck at once; give them a moment to be in place.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    Ok(workers)
+}
+
 /// Two HQ workers share the record store and split the records through an MQTT shared
-/// subscription; each stages every chunk. Nothing is lost or duplicated.
+/// subscription; each stages every chunk (in sled, SQLite's default) or they share the
+/// staging in the store (PostgreSQL's default). Nothing is lost or duplicated.
 async fn two_hq_workers(kind: BrokerKind, store: StoreKind) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let Some(mut broker) = TestBroker::start(kind, dir.path()).await? else {
@@ -264,39 +295,12 @@ async fn two_hq_workers(kind: BrokerKind, store: StoreKind) -> Result<()> {
     if !store.prepare(&hq_dir, "two_hq_workers")? {
         return Ok(());
     }
-    let mut workers = Vec::new();
-    // Each worker has its own certificate, named as its worker id (the client id).
-    broker.provision_hq("hq-2").await?;
-    for w in ["hq-1", "hq-2"] {
-        let mut env = broker.hq_env(&hq_dir);
-        env.push(("HQ_SYNC__INGEST__WORKER_ID".into(), w.into()));
-        env.push(("HQ_SYNC__INGEST__SHARED_GROUP".into(), "hq".into()));
-        // Each worker its own staging (sled allows one process per directory).
-        env.push((
-            "HQ_SYNC__STAGING_DIR".into(),
-            dir.path()
-                .join(format!("staging-{w}"))
-                .display()
-                .to_string(),
-        ));
-        workers.push(
-            Daemon::spawn(
-                "hq-sync",
-                &["run"],
-                &env,
-                &dir.path().join(format!("{w}.log")),
-            )
-            .await?,
-        );
-    }
-    // Both in the share group before anything is sent: a worker that subscribes late
-    // (a loaded CI machine) would see the whole burst go to the other.
-    for w in &workers {
-        w.wait_for_log("HQ connected to broker", Duration::from_secs(30))
-            .await?;
-    }
-    // Its subscriptions follow the ConnAck at once; give them a moment to be in place.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Each worker its own staging (sled allows one process per directory).
+    let workers = spawn_hq_workers(&mut broker, &hq_dir, dir.path(), &["hq-1", "hq-2"], |w| {
+        let staging = dir.path().join(format!("staging-{w}"));
+        vec![("HQ_SYNC__STAGING_DIR".into(), staging.display().to_string())]
+    })
+    .await?;
     let mut dbs = Vec::new();
     let mut buses = Vec::new();
     for b in 0..2 {
@@ -372,32 +376,14 @@ async fn a_worker_dies_mid_sync(kind: BrokerKind, store: StoreKind) -> Result<()
         return Ok(());
     }
     let names = ["hq-1", "hq-2", "hq-3"];
-    let mut workers = Vec::new();
-    for w in names {
-        if w != "hq-1" {
-            broker.provision_hq(w).await?;
-        }
-        let mut env = broker.hq_env(&hq_dir);
-        env.push(("HQ_SYNC__INGEST__WORKER_ID".into(), w.into()));
-        env.push(("HQ_SYNC__INGEST__SHARED_GROUP".into(), "hq".into()));
-        env.push(("HQ_SYNC__STORE__BLOBS_IN_DATABASE".into(), "true".into()));
-        // No staging directory of its own is used; one that is not writable shows it.
-        env.push(("HQ_SYNC__STAGING_DIR".into(), "/nonexistent/staging".into()));
-        workers.push(
-            Daemon::spawn(
-                "hq-sync",
-                &["run"],
-                &env,
-                &dir.path().join(format!("{w}.log")),
-            )
-            .await?,
-        );
-    }
-    for w in &workers {
-        w.wait_for_log("HQ connected to broker", Duration::from_secs(30))
-            .await?;
-    }
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // No staging directory of its own is used; one that is not writable shows it.
+    let mut workers = spawn_hq_workers(&mut broker, &hq_dir, dir.path(), &names, |_| {
+        vec![
+            ("HQ_SYNC__STORE__BLOBS_IN_DATABASE".into(), "true".into()),
+            ("HQ_SYNC__STAGING_DIR".into(), "/nonexistent/staging".into()),
+        ]
+    })
+    .await?;
     let mut dbs = Vec::new();
     let mut buses = Vec::new();
     let mut links = Vec::new();
