@@ -81,6 +81,8 @@ pub struct SyncMetrics {
     pub quarantined: AtomicU64,
     /// Chunks the pace allows in flight now (see `pace`).
     pub chunk_window: AtomicU64,
+    /// Broker sessions ended because HQ stayed silent on a live link (`reset_if_deaf`).
+    pub session_resets: AtomicU64,
 }
 
 impl SyncMetrics {
@@ -116,11 +118,19 @@ pub async fn run(
         Duration::from_millis(cfg.sync.backoff_min_ms),
         Duration::from_millis(cfg.sync.backoff_max_ms),
     );
-    let poller = tokio::spawn(poll(eventloop, brokers, tx, backoff, shutdown.clone()));
+    let reset = Arc::new(tokio::sync::Notify::new());
+    let poller = tokio::spawn(poll(
+        eventloop,
+        brokers,
+        tx,
+        backoff,
+        reset.clone(),
+        shutdown.clone(),
+    ));
     let bus_id = cfg.bus_id.clone();
     let status_topic = topics.up(&bus_id, UpKind::Status);
     let trust = Trust { vault, keys };
-    let pump = Pump::new(
+    let mut pump = Pump::new(
         cfg,
         topics,
         store,
@@ -129,6 +139,7 @@ pub async fn run(
         metrics,
         catalogues,
     );
+    pump.reset = reset;
     let result = pump.run(rx, &mut shutdown).await;
     // A clean goodbye: the broker then does not publish the last will, so say it ourselves.
     publish_status(&client, &bus_id, status_topic, BusStatus::Offline);
@@ -181,15 +192,37 @@ async fn poll(
     mut brokers: Brokers,
     tx: mpsc::UnboundedSender<Net>,
     mut backoff: Backoff,
+    reset: Arc<tokio::sync::Notify>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut connected_at: Option<Instant> = None;
+    // A session reset under way: the connection with a clean session that ends the
+    // broker's old one (see `Pump::reset_if_deaf`).
+    let mut resetting = false;
     loop {
         let event = tokio::select! {
             _ = shutdown.changed() => return,
+            _ = reset.notified() => {
+                resetting = true;
+                eventloop.mqtt_options.set_clean_session(true);
+                eventloop.clean();
+                if tx.send(Net::Disconnected("a new broker session is being started".into())).is_err() {
+                    return;
+                }
+                continue;
+            }
             ev = eventloop.poll() => ev,
         };
         match event {
+            Ok(Event::Incoming(Packet::ConnAck(_))) if resetting => {
+                // The broker dropped the old session (its subscriptions, its queue); now
+                // a persistent one again, which it starts afresh: the pump subscribes
+                // and sends again from its store as after any lost session.
+                resetting = false;
+                eventloop.mqtt_options.set_clean_session(false);
+                eventloop.clean();
+                info!("broker session reset; reconnecting with a new persistent session");
+            }
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 connected_at = Some(Instant::now());
                 if tx
@@ -219,6 +252,9 @@ async fn poll(
                 // A cluster: the next node is tried (the session lives in the cluster).
                 if let Some(next) = brokers.next(&mut eventloop) {
                     info!(error = %e, broker = %next, "broker unreachable; trying the next one");
+                }
+                if resetting {
+                    eventloop.mqtt_options.set_clean_session(true);
                 }
                 if tx.send(Net::Disconnected(e.to_string())).is_err() {
                     return;
@@ -283,6 +319,12 @@ struct Pump {
     /// When HQ last said anything: while answers flow, in-flight items are merely queued
     /// behind others on a slow link, not lost.
     last_heard: Instant,
+    /// When this connection came up.
+    connected_at: Instant,
+    /// Tells the poller to start a new broker session (`reset_if_deaf`).
+    reset: Arc<tokio::sync::Notify>,
+    /// Resets since HQ was last heard: each doubles the silence the next one needs.
+    resets_unheard: u32,
 }
 
 /// What the pump opens and believes with: the unlocked vault and HQ's pinned keys.
@@ -326,6 +368,9 @@ impl Pump {
             last_recheck: Instant::now(),
             last_heard: Instant::now(),
             resumed_at: Instant::now(),
+            connected_at: Instant::now(),
+            reset: Arc::new(tokio::sync::Notify::new()),
+            resets_unheard: 0,
         }
     }
 
@@ -404,6 +449,7 @@ impl Pump {
                     self.fleet_subscribed = false;
                 }
                 self.last_heard = Instant::now();
+                self.connected_at = self.last_heard;
                 self.subscribed = false;
                 self.subscribe();
                 self.publish_status(BusStatus::Online);
@@ -422,6 +468,13 @@ impl Pump {
             }
             Net::Message(p) => {
                 self.last_heard = Instant::now();
+                if !p
+                    .topic
+                    .starts_with(self.topics.fleet_filter().trim_end_matches('#'))
+                {
+                    // HQ answered on our own topic: the session delivers.
+                    self.resets_unheard = 0;
+                }
                 if let Err(e) = self.on_message(&p) {
                     warn!(error = %e, topic = %p.topic, "cannot apply HQ's message; it will be re-sent");
                 }
@@ -674,6 +727,9 @@ impl Pump {
             return Ok(());
         }
         self.heartbeat_if_due(now)?;
+        if self.reset_if_deaf(now) {
+            return Ok(());
+        }
         self.expire_unanswered(now);
         // Most useful first: records, then chunks, then records whose ack went missing.
         // Each step says whether the link can take more now.
@@ -696,6 +752,39 @@ impl Pump {
             self.last_heartbeat = Some(now);
         }
         Ok(())
+    }
+
+    /// HQ silent for long on a live connection while we wait for answers: the broker's
+    /// session for this bus no longer delivers (seen on a NATS cluster under load: a
+    /// subscription's consumer lost in a failover, or stuck, nats-server PR #6807, while
+    /// the session itself survives and every reconnect says "session present"). Nothing
+    /// the bus re-sends can mend that, so the bus ends the session (one connection with a
+    /// clean session) and starts a new one. Nothing is lost: only HQ's answers move the
+    /// outbox, HQ answers every re-sent record and chunk, and it re-sends its decisions
+    /// while the bus is online. True when a reset was asked for.
+    fn reset_if_deaf(&mut self, now: Instant) -> bool {
+        // HQ itself down looks the same from here, and each new session costs the
+        // retained catalogue again: every reset in a row waits twice as long (to 32x).
+        let deaf_after = (self.cfg.resend_after() * 4).max(Duration::from_secs(60))
+            * (1u32 << self.resets_unheard.min(5));
+        let waiting = !self.records_in_flight.is_empty() || !self.chunks_in_flight.is_empty();
+        if !(self.connected
+            && waiting
+            && now.duration_since(self.last_heard) >= deaf_after
+            && now.duration_since(self.connected_at) >= deaf_after)
+        {
+            return false;
+        }
+        warn!(
+            silent_for = ?now.duration_since(self.last_heard),
+            "HQ has not answered on a live link: the broker's session no longer delivers; starting a new one"
+        );
+        self.metrics.session_resets.fetch_add(1, Ordering::Relaxed);
+        self.resets_unheard += 1;
+        self.connected = false;
+        self.subscribed = false;
+        self.reset.notify_one();
+        true
     }
 
     /// What HQ has not answered in time is eligible again. While HQ's answers still flow,
@@ -1003,6 +1092,49 @@ mod tests {
         });
         let queued: Vec<Request> = rx.drain().collect();
         assert!(queued.iter().any(is_fleet_subscription), "{queued:?}");
+    }
+
+    /// A live link on which HQ stays silent while answers are due: the session is
+    /// ended once, then the next needs twice the silence; HQ's answer on our own topic
+    /// (not the fleet's retained catalogue) resets that.
+    #[test]
+    fn a_deaf_session_is_reset_with_growing_patience() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut pump, _rx) = pump_on_queue(dir.path());
+        pump.on_net(Net::Connected {
+            session_present: true,
+        });
+        let start = Instant::now();
+        let deaf = (pump.cfg.resend_after() * 4).max(Duration::from_secs(60));
+        // Nothing in flight: silence is normal.
+        assert!(!pump.reset_if_deaf(start + deaf * 3));
+        pump.records_in_flight
+            .insert(ApplicationId::new_v7(), start);
+        pump.last_heard = start;
+        pump.connected_at = start;
+        assert!(
+            !pump.reset_if_deaf(start + deaf / 2),
+            "not silent long enough"
+        );
+        assert!(pump.reset_if_deaf(start + deaf));
+        assert_eq!(SyncMetrics::get(&pump.metrics.session_resets), 1);
+        assert!(!pump.connected);
+        // Reconnected, still deaf: twice as long this time.
+        pump.on_net(Net::Connected {
+            session_present: false,
+        });
+        pump.records_in_flight
+            .insert(ApplicationId::new_v7(), start);
+        let (heard, up) = (pump.last_heard, pump.connected_at);
+        assert!(!pump.reset_if_deaf(up.max(heard) + deaf));
+        assert!(pump.reset_if_deaf(up.max(heard) + deaf * 2));
+        // The fleet's catalogue says nothing about our topic; HQ's own answer does.
+        let fleet = Publish::new("keliling/v1/fleet/catalogue", QoS::AtLeastOnce, vec![1]);
+        pump.on_net(Net::Message(fleet));
+        assert_eq!(pump.resets_unheard, 2);
+        let own = Publish::new("keliling/v1/bus/bus-t/down/sync", QoS::AtLeastOnce, vec![1]);
+        pump.on_net(Net::Message(own));
+        assert_eq!(pump.resets_unheard, 0);
     }
 
     fn is_fleet_subscription(r: &Request) -> bool {

@@ -38,6 +38,54 @@ pub struct HqConfig {
     pub fleet: FleetConfig,
     #[serde(default)]
     pub store: StoreConfig,
+    #[serde(default)]
+    pub nats: NatsConfig,
+}
+
+/// `[nats]`: HQ's workers on a NATS cluster (`config/nats/`, README "A broker cluster").
+/// Buses still speak MQTT to the cluster; HQ takes their messages from a JetStream work
+/// queue instead of MQTT subscriptions (NATS has no shared subscriptions), so each goes to
+/// one worker (`hq-sync/src/nats.rs`). HQ's answers still go out over MQTT (`[broker]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NatsConfig {
+    /// The nodes' NATS client URLs, e.g. `["tls://nats-1.hq:4222", "tls://nats-2.hq:4222"]`,
+    /// reached with HQ's certificate (`[broker.tls]`). Empty (the default): no NATS; buses'
+    /// messages come by MQTT subscriptions (Mosquitto, the embedded broker).
+    pub servers: Vec<String>,
+    /// The work-queue stream (made by the first worker when missing).
+    pub stream: String,
+    /// The durable pull consumer every worker shares.
+    pub consumer: String,
+    /// Copies of the work queue kept by the cluster (3 survives the loss of one node).
+    pub replicas: usize,
+    /// A message a worker took and never acked (it died) goes to another after this.
+    pub ack_wait_secs: u64,
+    /// Messages taken and not yet acked, over all workers.
+    pub max_ack_pending: i64,
+    /// The work queue's size; when full, new messages are refused (the buses re-send).
+    pub max_stream_mib: u64,
+}
+
+impl Default for NatsConfig {
+    fn default() -> Self {
+        NatsConfig {
+            servers: Vec::new(),
+            stream: "KELILING_UP".into(),
+            consumer: "hq".into(),
+            replicas: 3,
+            ack_wait_secs: 30,
+            max_ack_pending: 4096,
+            max_stream_mib: 4096,
+        }
+    }
+}
+
+impl NatsConfig {
+    /// Whether buses' messages come from a NATS work queue.
+    pub fn enabled(&self) -> bool {
+        !self.servers.is_empty()
+    }
 }
 
 /// `[store]`: where HQ's records, review and audit tables live.
@@ -282,6 +330,13 @@ impl HqConfig {
             ));
         }
         c.store_location()?;
+        if c.nats.enabled() && c.embedded_broker.enabled {
+            return Err(ConfigError::Invalid(
+                "[nats] servers is set and so is [embedded_broker] enabled: on a NATS cluster \
+                 the buses' broker is the cluster; turn the embedded broker off"
+                    .into(),
+            ));
+        }
         if c.ingest.batch == 0 {
             return Err(ConfigError::Invalid(
                 "ingest.batch must be at least 1".into(),
@@ -309,6 +364,7 @@ impl HqConfig {
             console: ConsoleConfig::default(),
             fleet: FleetConfig::default(),
             store: StoreConfig::default(),
+            nats: NatsConfig::default(),
         }
     }
 

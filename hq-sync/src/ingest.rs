@@ -31,6 +31,7 @@
 
 use crate::catalogues::Catalogues;
 use crate::config::HqConfig;
+use crate::nats::{Confirm, Incoming};
 use crate::photos::{BlobAt, Blobs, PhotoStoreError};
 use crate::replies::{self, Replies, Window, REPLY_WINDOW};
 use crate::shared_staging::SharedStaging;
@@ -153,12 +154,27 @@ pub async fn run(
     .map_err(|e| IngestError::Worker(e.to_string()))??;
     let fleet = fleet_messages(&topics, ingest.catalogues.current(), &key)?;
     let (client, dial) = mqtt(&cfg)?;
-    let (tx, mut rx) = mpsc::unbounded_channel::<Publish>();
+    let (tx, mut rx) = mpsc::unbounded_channel::<Incoming>();
     let window = Arc::new(Window::default());
+    // On a NATS cluster buses' messages come from its work queue; the MQTT connection
+    // only carries HQ's answers, decisions and the fleet's catalogue.
+    let puller = cfg.nats.enabled().then(|| {
+        tokio::spawn(crate::nats::pull(
+            cfg.clone(),
+            tx.clone(),
+            metrics.clone(),
+            shutdown.clone(),
+        ))
+    });
+    let filters = if cfg.nats.enabled() {
+        Vec::new()
+    } else {
+        subscriptions(&cfg, &topics)
+    };
     let poller = tokio::spawn(poll(
         dial,
         client.clone(),
-        subscriptions(&cfg, &topics),
+        filters,
         tx,
         window.clone(),
         metrics,
@@ -203,6 +219,8 @@ pub async fn run(
                 None => break Ok(()),
             },
         };
+        let (batch, confirms): (Vec<Publish>, Vec<Confirm>) =
+            batch.into_iter().map(|i| (i.publish, i.confirm)).unzip();
         ingest.taken(&batch);
         // A panic on the blocking thread loses the state: ingest stops with an error and
         // the process exits, loudly, for its supervisor to restart; never a zombie.
@@ -230,9 +248,20 @@ pub async fn run(
         }
         // Acks first, then the replies go to their own lane (`replies`): HQ's acks must
         // never wait behind its replies. Everything the batch changed is committed by now.
-        for p in &batch {
-            if let Err(e) = client.ack(p).await {
-                warn!(error = %e, "cannot ack to broker");
+        for (p, confirm) in batch.iter().zip(confirms) {
+            match confirm {
+                Confirm::Mqtt => {
+                    if let Err(e) = client.ack(p).await {
+                        warn!(error = %e, "cannot ack to broker");
+                    }
+                }
+                // Not awaited for a reply: one lost is a redelivery after `ack_wait`,
+                // which ingest takes as the duplicate it is.
+                Confirm::Nats(acker) => {
+                    if let Err(e) = acker.ack().await {
+                        warn!(error = %e, "cannot ack to the NATS work queue");
+                    }
+                }
             }
         }
         ingest.hand_over(out, &replies);
@@ -242,6 +271,9 @@ pub async fn run(
     let _ = tokio::time::timeout(Duration::from_millis(500), sender).await;
     let _ = tokio::time::timeout(Duration::from_millis(500), client.disconnect()).await;
     let _ = tokio::time::timeout(Duration::from_secs(1), poller).await;
+    if let Some(puller) = puller {
+        let _ = tokio::time::timeout(Duration::from_secs(1), puller).await;
+    }
     result
 }
 
@@ -287,7 +319,8 @@ fn mqtt(cfg: &HqConfig) -> Result<(AsyncClient, Dial), IngestError> {
         // One worker keeps a persistent session so the broker holds buses' messages while
         // HQ restarts. Workers in a shared group use clean sessions (docs/DESIGN.md: an
         // offline worker's share would otherwise wait for it).
-        clean_session: cfg.ingest.shared_group.is_some(),
+        // On NATS the worker subscribes to nothing (its messages come from the work queue).
+        clean_session: cfg.ingest.shared_group.is_some() || cfg.nats.enabled(),
         manual_acks: true,
         // Twice the reply window: rumqttc must always have room, so that it keeps reading
         // its request queue, where HQ's acks to the broker wait (see `replies`).
@@ -329,7 +362,7 @@ async fn poll(
     }: Dial,
     client: AsyncClient,
     filters: Vec<String>,
-    tx: mpsc::UnboundedSender<Publish>,
+    tx: mpsc::UnboundedSender<Incoming>,
     window: Arc<Window>,
     metrics: Arc<IngestMetrics>,
     mut shutdown: watch::Receiver<bool>,
@@ -365,7 +398,11 @@ async fn poll(
                     continue;
                 }
                 metrics.queued.fetch_add(1, Ordering::Relaxed);
-                if tx.send(p).is_err() {
+                let incoming = Incoming {
+                    publish: p,
+                    confirm: Confirm::Mqtt,
+                };
+                if tx.send(incoming).is_err() {
                     return;
                 }
             }

@@ -27,6 +27,7 @@ pub mod fd_limit;
 pub mod files;
 pub mod fleet;
 pub mod ingest;
+pub mod nats;
 pub mod pg_schema;
 pub mod pg_tls;
 pub mod photos;

@@ -219,6 +219,15 @@ enum PkiCommand {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Write a NATS cluster's users from the registry: `auth.conf` (one user per valid bus
+    /// and HQ worker certificate, each bus on its own subjects) and `pins.conf` (the valid
+    /// certificates' keys, so a revoked one is refused), both included by
+    /// config/nats/keliling.conf. Copy them to every node, then reload each.
+    NatsAuth {
+        /// The directory to write them in (atomically), e.g. /etc/nats/keliling.
+        #[arg(long)]
+        out_dir: PathBuf,
+    },
 }
 
 /// Errors are printed as one readable chain (`error: …: …`), not as a debug dump: the
@@ -508,6 +517,32 @@ fn pki_cmd(cfg: &HqConfig, cmd: PkiCommand) -> Result<()> {
                 }
                 None => print!("{text}"),
             }
+        }
+        PkiCommand::NatsAuth { out_dir } => {
+            let p = pki::Pki::open(&cfg.pki.dir)?;
+            let users = p.nats_users()?;
+            let auth = hq_sync::nats::auth_text(
+                &cfg.ingest.topic_prefix,
+                &users.buses,
+                &users.hq,
+                &cfg.nats,
+            );
+            std::fs::create_dir_all(&out_dir)
+                .with_context(|| format!("cannot create {}", out_dir.display()))?;
+            pki::write_public(&out_dir.join("auth.conf"), auth.as_bytes())?;
+            pki::write_public(
+                &out_dir.join("pins.conf"),
+                hq_sync::nats::pins_text(&users.pins).as_bytes(),
+            )?;
+            println!(
+                "NATS users written to {}: {} buses, {} HQ workers (auth.conf, pins.conf)",
+                out_dir.display(),
+                users.buses.len(),
+                users.hq.len()
+            );
+            println!(
+                "  copy both to every node, then reload each: nats-server --signal reload=<pid>"
+            );
         }
     }
     Ok(())

@@ -20,8 +20,10 @@
 //!   Brokers use the common name as the MQTT client id too (Mosquitto's
 //!   `use_username_as_clientid`, the embedded broker's front), so a certificate cannot
 //!   take over another client's session.
-//! - Client certificates carry only the clientAuth purpose and the broker's only
-//!   serverAuth: a stolen bus key cannot pose as the broker.
+//! - Client certificates carry only the clientAuth purpose: a stolen bus key cannot pose
+//!   as the broker. The broker's carries serverAuth and clientAuth (a NATS node dials the
+//!   other nodes with it); its common name is no bus id and no HQ worker's, so no broker
+//!   grants it a client's permissions.
 //! - A revoked bus id is never issued again, and the CRL always lists every revoked
 //!   certificate. Private keys are written with mode 0600 (set on the file itself, through
 //!   a unique temporary name in the same directory), every file atomically; a private key
@@ -34,6 +36,7 @@ use rcgen::{
     RevokedCertParams, SanType, SerialNumber,
 };
 use serde::{Deserialize, Serialize};
+use sha2::Digest as _;
 use std::path::{Path, PathBuf};
 use time::{Duration, OffsetDateTime};
 
@@ -163,6 +166,19 @@ pub struct Issued {
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub revoked_at: Option<OffsetDateTime>,
     pub reason: Option<Reason>,
+    /// Hex SHA-256 of the certificate's public key (its SubjectPublicKeyInfo): what a NATS
+    /// cluster pins (`hq-sync pki nats-auth`). Unset for certificates issued before it was
+    /// recorded.
+    #[serde(default)]
+    pub key_sha256: Option<String>,
+}
+
+/// What a NATS cluster's `auth.conf` and `pins.conf` are made of ([`Pki::nats_users`]).
+#[derive(Debug, Default)]
+pub struct NatsUsers {
+    pub buses: Vec<String>,
+    pub hq: Vec<String>,
+    pub pins: Vec<String>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -615,6 +631,39 @@ impl Pki {
         Ok(names)
     }
 
+    /// A NATS cluster's users and pins (`hq-sync pki nats-auth`): the buses and HQ workers
+    /// with a valid certificate, and the SHA-256 of each valid certificate's public key.
+    /// A valid certificate issued before keys were recorded is an error naming it: without
+    /// its pin NATS would refuse it, and without pins a revoked one would be let in.
+    pub fn nats_users(&self) -> Result<NatsUsers, PkiError> {
+        let mut u = NatsUsers::default();
+        for c in self.load_registry()?.certs {
+            if c.revoked_at.is_some() || !matches!(c.kind, Kind::Bus | Kind::Hq) {
+                continue;
+            }
+            let Some(pin) = c.key_sha256 else {
+                return Err(PkiError::Registry {
+                    path: self.registry_path(),
+                    reason: format!(
+                        "the certificate of {} (serial {}) was issued before key pins were recorded; \
+                         renew it (provision with --renew) before using a NATS cluster",
+                        c.common_name, c.serial
+                    ),
+                });
+            };
+            u.pins.push(pin);
+            match c.kind {
+                Kind::Bus => u.buses.push(c.common_name),
+                _ => u.hq.push(c.common_name),
+            }
+        }
+        for v in [&mut u.buses, &mut u.hq, &mut u.pins] {
+            v.sort();
+            v.dedup();
+        }
+        Ok(u)
+    }
+
     /// The Mosquitto ACL for this fleet: the per-bus pattern lines and one block per HQ
     /// worker with a valid certificate (Mosquitto 2.0 ACL files have no wildcard users).
     pub fn mosquitto_acl(&self, prefix: &str) -> Result<String, PkiError> {
@@ -695,10 +744,16 @@ impl Pki {
             .push(DnType::OrganizationName, "Keliling");
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![match kind {
-            Kind::Broker | Kind::Console | Kind::Station => ExtendedKeyUsagePurpose::ServerAuth,
-            Kind::Hq | Kind::Bus => ExtendedKeyUsagePurpose::ClientAuth,
-        }];
+        params.extended_key_usages = match kind {
+            // A broker node is a client too when it dials the other nodes of a cluster
+            // (NATS routes over mutual TLS, config/nats/keliling.conf).
+            Kind::Broker => vec![
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ],
+            Kind::Console | Kind::Station => vec![ExtendedKeyUsagePurpose::ServerAuth],
+            Kind::Hq | Kind::Bus => vec![ExtendedKeyUsagePurpose::ClientAuth],
+        };
         for n in names {
             params
                 .subject_alt_names
@@ -726,6 +781,7 @@ impl Pki {
             not_after,
             revoked_at: None,
             reason: None,
+            key_sha256: Some(hex::encode(sha2::Sha256::digest(key.public_key_der()))),
         });
         Ok(serial_hex)
     }

@@ -43,7 +43,7 @@
 //! The schedule (kinds, targets, delays, shapes) follows from the seed; what the processes
 //! do in between depends on timing, so a seed reproduces the storm, not every interleaving.
 
-use crate::harness::{init_bus_store, BrokerKind, Daemon, Identity, TestBroker};
+use crate::harness::{init_bus_store, BrokerKind, Daemon, Identity, StoreKind, TestBroker};
 use crate::procstat;
 use crate::proxy::{LinkProxy, Shape};
 use crate::sample;
@@ -93,6 +93,10 @@ pub struct Options {
     pub work_dir: Option<PathBuf>,
     /// Print a progress line to stderr every this often.
     pub progress_every: Option<Duration>,
+    /// HQ workers (`hq-1`, `hq-2`, ...) sharing the store; `kill -9 HQ` takes one.
+    pub workers: usize,
+    /// HQ's store. On PostgreSQL the campaign also drops HQ's database connections.
+    pub store: StoreKind,
 }
 
 impl Options {
@@ -108,6 +112,27 @@ impl Options {
             drain_timeout: Duration::from_secs(150),
             work_dir: None,
             progress_every: None,
+            workers: 1,
+            store: crate::harness::default_store(),
+        }
+    }
+
+    /// The country-scale set-up (issue 12): a 3-node NATS cluster, HQ on PostgreSQL with
+    /// three workers, 20 buses; nodes, workers and PostgreSQL connections killed at random
+    /// moments among the usual faults. CI's short schedule.
+    pub fn ci_cluster(seed: u64) -> Options {
+        Options {
+            seed,
+            duration: Duration::from_secs(40),
+            buses: 20,
+            broker: BrokerKind::NatsCluster,
+            fault_every: Duration::from_millis(800),
+            capture_every: Duration::from_millis(2500),
+            drain_timeout: Duration::from_secs(240),
+            work_dir: None,
+            progress_every: None,
+            workers: 3,
+            store: StoreKind::Postgres,
         }
     }
 }
@@ -131,10 +156,13 @@ pub enum FaultKind {
     Replay,
     FullDisk,
     HqFullDisk,
+    /// Every PostgreSQL connection of HQ's workers terminated by the server
+    /// (`pg_terminate_backend`), as a failover or a restart of the database does.
+    PgDrop,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 9] = [
+    pub const ALL: [FaultKind; 10] = [
         FaultKind::KillBus,
         FaultKind::KillHq,
         FaultKind::KillBroker,
@@ -144,7 +172,17 @@ impl FaultKind {
         FaultKind::Replay,
         FaultKind::FullDisk,
         FaultKind::HqFullDisk,
+        FaultKind::PgDrop,
     ];
+
+    /// The kinds a run with these options injects (dropped database connections only
+    /// with HQ on PostgreSQL).
+    pub fn of(opts: &Options) -> Vec<FaultKind> {
+        FaultKind::ALL
+            .into_iter()
+            .filter(|k| *k != FaultKind::PgDrop || opts.store == StoreKind::Postgres)
+            .collect()
+    }
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -157,6 +195,7 @@ impl FaultKind {
             FaultKind::Replay => "duplicate + reordered deliveries",
             FaultKind::FullDisk => "full disk on a bus",
             FaultKind::HqFullDisk => "full disk at HQ",
+            FaultKind::PgDrop => "PostgreSQL connections dropped",
         }
     }
 
@@ -172,6 +211,7 @@ impl FaultKind {
             FaultKind::Replay => 3,
             FaultKind::FullDisk => 2,
             FaultKind::HqFullDisk => 1,
+            FaultKind::PgDrop => 1,
         }
     }
 }
@@ -282,22 +322,29 @@ impl Report {
         match self.opts.broker {
             BrokerKind::Embedded => "embedded (hq-sync broker, rumqttd)",
             BrokerKind::Mosquitto => "Mosquitto",
+            BrokerKind::NatsCluster => "NATS cluster (3 nodes of nats-server 2.10)",
         }
     }
 
     /// The command that re-runs this schedule.
     pub fn rerun_command(&self) -> String {
         format!(
-            "keliling-campaign --seed {} --duration {} --buses {} --broker {} --fault-every {} --capture-every {}",
+            "keliling-campaign --seed {} --duration {} --buses {} --broker {} --fault-every {} --capture-every {} --workers {} --store {}",
             self.opts.seed,
             fmt_duration_arg(self.opts.duration),
             self.opts.buses,
             match self.opts.broker {
                 BrokerKind::Embedded => "embedded",
                 BrokerKind::Mosquitto => "mosquitto",
+                BrokerKind::NatsCluster => "nats-cluster",
             },
             fmt_duration_arg(self.opts.fault_every),
             fmt_duration_arg(self.opts.capture_every),
+            self.opts.workers,
+            match self.opts.store {
+                StoreKind::Sqlite => "sqlite",
+                StoreKind::Postgres => "postgres",
+            },
         )
     }
 
@@ -339,7 +386,7 @@ impl Report {
         );
         let _ = writeln!(
             s,
-            "  HQ exits for its supervisor during full disks at HQ (restarted): {}",
+            "  HQ exits for its supervisor during full disks at HQ or dropped database connections (restarted): {}",
             c.hq_supervisor_restarts
         );
         let _ = writeln!(
@@ -530,9 +577,15 @@ struct Bus {
 
 /// What heals a fault, when its time comes.
 #[derive(Debug, Clone, Copy)]
+/// A process that died without being killed.
+enum Died {
+    Bus(usize),
+    Worker(usize),
+}
+
 enum Heal {
     RestartBus(usize),
-    RestartHq,
+    RestartHq(usize),
     RestartBroker,
     RestoreLink(usize),
     FreeDisk(usize),
@@ -544,8 +597,12 @@ struct World {
     dir: PathBuf,
     broker: TestBroker,
     broker_up: bool,
-    hq: Option<Daemon>,
-    hq_env: Vec<(String, String)>,
+    /// HQ's workers (`None` while killed), each with its environment and log.
+    hq: Vec<Option<Daemon>>,
+    hq_env: Vec<Vec<(String, String)>>,
+    hq_log: Vec<PathBuf>,
+    /// Until then an exit of a worker follows dropped database connections.
+    pg_dropped_until: Option<Instant>,
     hq_dir: PathBuf,
     /// HQ's data on a small disk of its own (where the campaign may mount one), for the
     /// full-disk fault at HQ.
@@ -556,7 +613,6 @@ struct World {
     hq_may_exit_until: Option<Instant>,
     /// How often HQ exited for its supervisor during full-disk faults.
     hq_supervisor_restarts: u64,
-    hq_log: PathBuf,
     buses: Vec<Bus>,
     topics: Topics,
     start: Instant,
@@ -646,10 +702,37 @@ impl World {
         // HQ's data on its own 512 MiB disk, so the campaign can fill it; below 8 MiB free
         // HQ refuses new data, so the fault hits the floor or, filled to the brim, ENOSPC.
         let hq_disk = crate::disk::SmallDisk::mount(&hq_dir, 512)?;
-        let mut hq_env = broker.hq_env(&hq_dir);
-        hq_env.push(("HQ_SYNC__STAGING__MIN_FREE_MIB".into(), "8".into()));
-        let hq_log = dir.join("hq.log");
-        let hq = Daemon::spawn("hq-sync", &["run"], &hq_env, &hq_log).await?;
+        // After the mount: the store's URL lives in the data directory.
+        if opts.store == StoreKind::Postgres && !crate::harness::use_postgres(&hq_dir, "campaign")?
+        {
+            bail!("HQ on PostgreSQL needs a server: set KELILING_TEST_PG_URL (.ci/postgres)");
+        }
+        let (mut hq, mut hq_envs, mut hq_logs) = (Vec::new(), Vec::new(), Vec::new());
+        for w in 0..opts.workers.max(1) {
+            let name = format!("hq-{}", w + 1);
+            if w > 0 {
+                broker.provision_hq(&name).await?;
+            }
+            let mut env = broker.hq_env(&hq_dir);
+            env.push(("HQ_SYNC__STAGING__MIN_FREE_MIB".into(), "8".into()));
+            if opts.workers > 1 {
+                env.push(("HQ_SYNC__INGEST__WORKER_ID".into(), name.clone()));
+                env.push(("HQ_SYNC__INGEST__SHARED_GROUP".into(), "hq".into()));
+                // sled allows one process per directory.
+                env.push((
+                    "HQ_SYNC__STAGING_DIR".into(),
+                    hq_dir.join(format!("staging-{name}")).display().to_string(),
+                ));
+            }
+            let log = if opts.workers > 1 {
+                dir.join(format!("{name}.log"))
+            } else {
+                dir.join("hq.log")
+            };
+            hq.push(Some(Daemon::spawn("hq-sync", &["run"], &env, &log).await?));
+            hq_envs.push(env);
+            hq_logs.push(log);
+        }
         let replayed = Arc::new(AtomicU64::new(0));
         let replay_acked = Arc::new(AtomicU64::new(0));
         let tap = Arc::new(Mutex::new(TapSeen::default()));
@@ -663,8 +746,20 @@ impl World {
             let db = bus_dir.join("bus.sqlite");
             std::fs::create_dir_all(&bus_dir)?;
             let vault = init_bus_store(&db)?;
-            let proxy = LinkProxy::start(([127, 0, 0, 1], broker.port()).into()).await?;
-            let env = broker.bus_env_via(id.as_str(), &bus_dir, proxy.port())?;
+            // In front of every node of a cluster: the bus's link, whichever node it reaches.
+            let nodes: Vec<std::net::SocketAddr> = std::iter::once(broker.port())
+                .chain(
+                    broker
+                        .more_hosts()
+                        .iter()
+                        .filter_map(|h| h.rsplit(':').next()?.parse().ok()),
+                )
+                .map(|p: u16| ([127, 0, 0, 1], p).into())
+                .collect();
+            let proxy = LinkProxy::start_many(nodes).await?;
+            let mut env = broker.bus_env_via(id.as_str(), &bus_dir, proxy.port())?;
+            // The proxy is the bus's one way in (it picks the node).
+            env.retain(|(k, _)| k != "BUS_NODE__BROKER__MORE_HOSTS");
             let log = dir.join(format!("{id}.log"));
             let daemon = Daemon::spawn("bus-node", &["run"], &env, &log).await?;
             let mut replay = broker.mqtt_options(id.as_str(), &Identity::Bus(id.to_string()))?;
@@ -753,14 +848,15 @@ impl World {
             dir: dir.to_owned(),
             broker,
             broker_up: true,
-            hq: Some(hq),
-            hq_env,
+            hq,
+            hq_env: hq_envs,
+            hq_log: hq_logs,
+            pg_dropped_until: None,
             hq_dir,
             hq_disk,
             hq_disk_full: false,
             hq_may_exit_until: None,
             hq_supervisor_restarts: 0,
-            hq_log,
             buses,
             topics,
             start: Instant::now(),
@@ -777,7 +873,7 @@ impl World {
     async fn storm_drain_audit(&mut self) -> Result<Outcome> {
         let mut rng = StdRng::seed_from_u64(self.opts.seed);
         // The first faults tour every kind once, in a seeded order.
-        let mut tour = FaultKind::ALL.to_vec();
+        let mut tour = FaultKind::of(&self.opts);
         tour.shuffle(&mut rng);
         let mut heals: Vec<(Instant, Heal)> = Vec::new();
         self.start = Instant::now();
@@ -876,10 +972,11 @@ impl World {
             return targets.choose(rng).map(|t| (kind, *t));
         }
         for _ in 0..8 {
-            let total: u32 = FaultKind::ALL.iter().map(|k| k.weight()).sum();
+            let kinds = FaultKind::of(&self.opts);
+            let total: u32 = kinds.iter().map(|k| k.weight()).sum();
             let mut x = rng.gen_range(0..total);
             let mut kind = FaultKind::Replay;
-            for k in FaultKind::ALL {
+            for k in kinds {
                 if x < k.weight() {
                     kind = k;
                     break;
@@ -901,7 +998,18 @@ impl World {
             FaultKind::KillBus => {
                 Box::new(buses.filter(|(_, b)| b.daemon.is_some()).map(|(i, _)| i))
             }
-            FaultKind::KillHq => Box::new(self.hq.is_some().then_some(0).into_iter()),
+            FaultKind::KillHq => Box::new(
+                self.hq
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, w)| w.is_some())
+                    .map(|(i, _)| i),
+            ),
+            FaultKind::PgDrop => Box::new(
+                (self.opts.store == StoreKind::Postgres)
+                    .then_some(0)
+                    .into_iter(),
+            ),
             FaultKind::KillBroker => Box::new(self.broker_up.then_some(0).into_iter()),
             FaultKind::LinkCut | FaultKind::LinkStall | FaultKind::LinkSlow => Box::new(
                 buses
@@ -955,13 +1063,31 @@ impl World {
             }
             FaultKind::KillHq => {
                 let d = secs(rng, 0.2, 4.0);
-                if let Some(mut hq) = self.hq.take() {
+                if let Some(mut hq) = self.hq[target].take() {
                     hq.kill9().await?;
                 }
                 (
-                    "hq-sync run".into(),
+                    format!("hq-sync run (hq-{})", target + 1),
                     format!("restarted after {}", human(d)),
-                    Some((d, Heal::RestartHq)),
+                    Some((d, Heal::RestartHq(target))),
+                )
+            }
+            FaultKind::KillBroker if self.opts.broker == BrokerKind::NatsCluster => {
+                // One node; it stays down long enough for leaders to move and clients
+                // to move to the other two, then comes back from its own store.
+                let d = secs(rng, 3.0, 10.0);
+                let node = match self.broker.nats() {
+                    Some(c) => {
+                        let i = c.kill_next().await?;
+                        c.name(i).to_owned()
+                    }
+                    None => bail!("a cluster run without a cluster"),
+                };
+                self.broker_up = false;
+                (
+                    node,
+                    format!("restarted after {}", human(d)),
+                    Some((d, Heal::RestartBroker)),
                 )
             }
             FaultKind::KillBroker => {
@@ -972,6 +1098,15 @@ impl World {
                     "broker".into(),
                     format!("restarted on the same port after {}", human(d)),
                     Some((d, Heal::RestartBroker)),
+                )
+            }
+            FaultKind::PgDrop => {
+                let n = self.drop_pg_connections()?;
+                self.pg_dropped_until = Some(Instant::now() + Duration::from_secs(15));
+                (
+                    "PostgreSQL".into(),
+                    format!("{n} connections of HQ's workers terminated by the server"),
+                    None,
                 )
             }
             FaultKind::LinkCut => {
@@ -1075,10 +1210,12 @@ impl World {
                         Some(Daemon::spawn("bus-node", &["run"], &bus.env, &bus.log).await?);
                 }
             }
-            Heal::RestartHq => {
-                if self.hq.is_none() {
-                    self.hq =
-                        Some(Daemon::spawn("hq-sync", &["run"], &self.hq_env, &self.hq_log).await?);
+            Heal::RestartHq(i) => {
+                if self.hq[i].is_none() {
+                    self.hq[i] = Some(
+                        Daemon::spawn("hq-sync", &["run"], &self.hq_env[i], &self.hq_log[i])
+                            .await?,
+                    );
                 }
             }
             Heal::RestartBroker => {
@@ -1111,6 +1248,25 @@ impl World {
             }
         }
         Ok(())
+    }
+
+    /// Has PostgreSQL terminate every connection of HQ's workers (named by worker id,
+    /// `hq-…`), as a database failover does; the staff's connection stays. Returns how many.
+    fn drop_pg_connections(&self) -> Result<u64> {
+        let hq_sync::store::StoreLocation::Postgres { url, password } =
+            crate::harness::hq_store_location(&self.hq_dir)
+        else {
+            bail!("HQ is not on PostgreSQL");
+        };
+        let db = hq_sync::db::Db::connect_postgres(&url, password.as_deref(), "keliling-campaign")?;
+        let n: i64 = db.query_row(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid() \
+             AND application_name LIKE 'hq-%'",
+            &[],
+            |r| r.get(0),
+        )?;
+        Ok(u64::try_from(n).unwrap_or(0))
     }
 
     /// Copies of some of the bus's real envelopes, each sent once or twice, shuffled.
@@ -1212,7 +1368,7 @@ impl World {
             if let Some(d) = bus.daemon.as_mut() {
                 if let Some(status) = d.exited()? {
                     died.push((
-                        Some(i),
+                        Died::Bus(i),
                         format!("bus-node {} exited by itself ({status})", bus.id),
                     ));
                 }
@@ -1220,21 +1376,31 @@ impl World {
         }
         let hq_may_exit =
             self.hq_disk_full || self.hq_may_exit_until.is_some_and(|t| Instant::now() < t);
-        if let Some(hq) = self.hq.as_mut() {
+        let pg_dropped = self.pg_dropped_until.is_some_and(|t| Instant::now() < t);
+        let mut dead_workers = Vec::new();
+        for (w, slot) in self.hq.iter_mut().enumerate() {
+            let Some(hq) = slot.as_mut() else { continue };
             if let Some(status) = hq.exited()? {
                 let log = hq.log();
                 let said_why = log.contains("exits for its supervisor to restart it")
                     || log.contains("No space left on device");
-                if hq_may_exit && said_why {
-                    // HQ's designed answer to a full disk: exit loudly (at once, or at
-                    // start while the disk is still full), be restarted.
+                let said_store = log.contains("supervisor restarts it");
+                if (hq_may_exit && said_why) || (pg_dropped && said_store) {
+                    // HQ's designed answer to a full disk or a store it lost in the
+                    // middle of a batch: exit loudly, be restarted by its supervisor.
                     self.hq_supervisor_restarts += 1;
-                    self.hq = None;
-                    self.heal(Heal::RestartHq).await?;
+                    *slot = None;
+                    dead_workers.push(w);
                 } else {
-                    died.push((None, format!("hq-sync run exited by itself ({status})")));
+                    died.push((
+                        Died::Worker(w),
+                        format!("hq-sync run (hq-{}) exited by itself ({status})", w + 1),
+                    ));
                 }
             }
+        }
+        for w in dead_workers {
+            self.heal(Heal::RestartHq(w)).await?;
         }
         if self.broker_up && !self.broker.is_running() {
             self.violations
@@ -1246,13 +1412,13 @@ impl World {
             self.violations
                 .push(format!("{why} at {:.1} s", at.as_secs_f64()));
             match bus {
-                Some(i) => {
+                Died::Worker(w) => {
+                    self.hq[w] = None;
+                    self.heal(Heal::RestartHq(w)).await?;
+                }
+                Died::Bus(i) => {
                     self.buses[i].daemon = None;
                     self.heal(Heal::RestartBus(i)).await?;
-                }
-                None => {
-                    self.hq = None;
-                    self.heal(Heal::RestartHq).await?;
                 }
             }
         }
@@ -1319,10 +1485,13 @@ impl World {
                 limit: 50,
                 ..QueueFilter::default()
             };
-            store
-                .queue(&f, now)
-                .ok()
-                .and_then(|p| p.rows.choose(rng).map(|r| (r.bus_id.to_string(), r.id)))
+            match store.queue(&f, now) {
+                Ok(p) => p.rows.choose(rng).map(|r| (r.bus_id.to_string(), r.id)),
+                Err(e) => {
+                    eprintln!("campaign: the review queue: {e}");
+                    None
+                }
+            }
         };
         let Some((bus, id)) = target else {
             return;
@@ -1618,7 +1787,7 @@ impl World {
         }
         // Panics leave their mark in the logs even when the process went on.
         let mut logs: Vec<PathBuf> = self.buses.iter().map(|b| b.log.clone()).collect();
-        logs.push(self.hq_log.clone());
+        logs.extend(self.hq_log.iter().cloned());
         logs.push(self.dir.join("broker.log"));
         for log in logs {
             if let Ok(text) = std::fs::read_to_string(&log) {
@@ -1655,13 +1824,20 @@ impl World {
                 let _ = d.kill9().await;
             }
         }
-        if let Some(mut hq) = self.hq.take() {
-            let _ = hq.kill9().await;
+        for slot in &mut self.hq {
+            if let Some(mut hq) = slot.take() {
+                let _ = hq.kill9().await;
+            }
         }
         for t in self.background.drain(..) {
             t.abort();
         }
-        let _ = self.broker.kill().await;
+        match self.broker.nats() {
+            Some(c) => c.kill_all().await,
+            None => {
+                let _ = self.broker.kill().await;
+            }
+        }
     }
 }
 

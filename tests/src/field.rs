@@ -322,6 +322,7 @@ fn broker_name(kind: BrokerKind) -> &'static str {
     match kind {
         BrokerKind::Embedded => "embedded (rumqttd)",
         BrokerKind::Mosquitto => "Mosquitto",
+        BrokerKind::NatsCluster => "NATS cluster",
     }
 }
 
@@ -412,6 +413,7 @@ impl Broker2g {
             BrokerKind::Mosquitto => Ok(Broker2g::Mosquitto(Box::new(
                 Mosquitto::start_with(&dir.join("mosquitto"), Some(&mosquitto_tls(pki))).await?,
             ))),
+            BrokerKind::NatsCluster => bail!("the field runs use one broker, not a cluster"),
         }
     }
 
@@ -752,6 +754,7 @@ pub async fn run_2g(opts: &TwoGOptions) -> Result<Report> {
             match opts.broker {
                 BrokerKind::Embedded => "the embedded rumqttd with its TLS front, in this process",
                 BrokerKind::Mosquitto => "Mosquitto with the harness's config (the shipped ACL, CRL, persistence), its own process",
+                BrokerKind::NatsCluster => "a NATS cluster",
             }
         ),
     ];
@@ -1271,6 +1274,7 @@ impl FleetBroker {
                         .await?,
                 ))
             }
+            BrokerKind::NatsCluster => bail!("the fleet run uses one broker, not a cluster"),
         }
     }
 
@@ -1347,6 +1351,7 @@ async fn fleet_run(
     let label = match kind {
         BrokerKind::Embedded => "embedded",
         BrokerKind::Mosquitto => "mosquitto",
+        BrokerKind::NatsCluster => "nats-cluster",
     };
     let dir = opts.dir.join(format!("run-{label}"));
     if dir.exists() {
@@ -1793,6 +1798,7 @@ pub async fn run_fleet(opts: &FleetOptions) -> Result<Report> {
                 match kind {
                     BrokerKind::Embedded => "`hq-sync broker` process (TLS front + rumqttd)",
                     BrokerKind::Mosquitto => "the mosquitto process",
+                    BrokerKind::NatsCluster => "the NATS nodes",
                 },
                 r.broker_fds.unwrap_or(0),
                 nofile_text(&r.broker_nofile)

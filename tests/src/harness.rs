@@ -30,6 +30,9 @@ use tokio::task::JoinHandle;
 pub enum BrokerKind {
     Embedded,
     Mosquitto,
+    /// Three nodes of NATS 2.10 (MQTT on JetStream) from `config/nats/keliling.conf`; HQ
+    /// takes buses' messages from its work queue (`[nats]`).
+    NatsCluster,
 }
 
 /// Path of a workspace binary next to the running test executable (`cargo test
@@ -69,6 +72,7 @@ enum Server {
         log: PathBuf,
     },
     Mosquitto(Mosquitto),
+    Nats(crate::nats::NatsCluster),
 }
 
 /// Who a raw test client connects as.
@@ -112,8 +116,19 @@ impl TestBroker {
             eprintln!("SKIPPED: mosquitto is not installed (apt-get install -y mosquitto)");
             return Ok(None);
         }
+        let nats = match kind {
+            BrokerKind::NatsCluster => match crate::nats::require()? {
+                Some(bin) => Some(bin),
+                None => return Ok(None),
+            },
+            _ => None,
+        };
         let pki = Pki::init(&dir.join("pki"), &["localhost".into(), "127.0.0.1".into()])?;
         let server = match kind {
+            BrokerKind::NatsCluster => {
+                let bin = nats.context("nats-server")?;
+                Server::Nats(crate::nats::NatsCluster::start(bin, dir, &pki, 3).await?)
+            }
             BrokerKind::Embedded => {
                 let port = free_port()?;
                 let log = dir.join("broker.log");
@@ -137,13 +152,34 @@ impl TestBroker {
         match &self.server {
             Server::Embedded { port, .. } => *port,
             Server::Mosquitto(m) => m.port(),
+            Server::Nats(c) => c.mqtt_ports()[0],
+        }
+    }
+
+    /// The other nodes of a cluster (`[broker] more_hosts`): none for a single broker.
+    pub fn more_hosts(&self) -> Vec<String> {
+        match &self.server {
+            Server::Nats(c) => c.mqtt_ports()[1..]
+                .iter()
+                .map(|p| format!("127.0.0.1:{p}"))
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    pub fn nats(&mut self) -> Option<&mut crate::nats::NatsCluster> {
+        match &mut self.server {
+            Server::Nats(c) => Some(c),
+            _ => None,
         }
     }
 
     /// `kill -9` of the broker. The embedded one loses every session and queued message
     /// (it keeps nothing on disk, by design); Mosquitto keeps what its last autosave wrote.
+    /// Of a cluster, one node: the next in turn (the others carry on).
     pub async fn kill(&mut self) -> Result<()> {
         match &mut self.server {
+            Server::Nats(c) => c.kill_next().await.map(|_| ()),
             Server::Embedded { child, .. } => {
                 if let Some(mut c) = child.take() {
                     c.start_kill()?;
@@ -166,6 +202,7 @@ impl TestBroker {
                 Ok(())
             }
             Server::Mosquitto(m) => m.restart().await,
+            Server::Nats(c) => c.restart_all().await,
         }
     }
 
@@ -176,6 +213,7 @@ impl TestBroker {
                 .as_mut()
                 .is_some_and(|c| matches!(c.try_wait(), Ok(None))),
             Server::Mosquitto(m) => m.is_running(),
+            Server::Nats(c) => (0..c.len()).all(|i| c.is_up(i)),
         }
     }
 
@@ -186,7 +224,7 @@ impl TestBroker {
     pub fn mosquitto(&mut self) -> Option<&mut Mosquitto> {
         match &mut self.server {
             Server::Mosquitto(m) => Some(m),
-            Server::Embedded { .. } => None,
+            Server::Embedded { .. } | Server::Nats(_) => None,
         }
     }
 
@@ -197,6 +235,11 @@ impl TestBroker {
         if !dir.join("tls/bus.pem").exists() {
             self.pki
                 .provision_bus(&bus, &local_bundle(self.port(), &dir))?;
+            // A cluster learns of a new bus from its users file, as an operator reloads it.
+            if let Server::Nats(c) = &self.server {
+                c.reload_users(&self.pki)?;
+                std::thread::sleep(Duration::from_millis(300));
+            }
         }
         Ok(ClientTlsFiles {
             ca: Some(dir.join("tls/ca.pem")),
@@ -236,6 +279,10 @@ impl TestBroker {
             // SIGHUP is handled asynchronously; give it a moment.
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
+        if let Server::Nats(c) = &self.server {
+            c.reload_users(&self.pki)?;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
         Ok(())
     }
 
@@ -251,6 +298,15 @@ impl TestBroker {
             "HQ_SYNC__PKI__DIR".into(),
             self.pki.dir().display().to_string(),
         ));
+        if let Server::Nats(c) = &self.server {
+            env.push((
+                "HQ_SYNC__BROKER__MORE_HOSTS".into(),
+                toml_list(&self.more_hosts()),
+            ));
+            env.push(("HQ_SYNC__NATS__SERVERS".into(), toml_list(&c.nats_urls())));
+            // The test's queue acks go quickly to another worker after a kill.
+            env.push(("HQ_SYNC__NATS__ACK_WAIT_SECS".into(), "10".into()));
+        }
         env
     }
 
@@ -268,6 +324,12 @@ impl TestBroker {
     ) -> Result<Vec<(String, String)>> {
         let tls = self.bus_tls(bus_id)?;
         let mut env = bus_env(bus_id, dir, port);
+        if matches!(self.server, Server::Nats(_)) {
+            env.push((
+                "BUS_NODE__BROKER__MORE_HOSTS".into(),
+                toml_list(&self.more_hosts()),
+            ));
+        }
         env.push((
             "BUS_NODE__TRUST__HQ_KEYS".into(),
             self.bus_hq_keys(bus_id)?.display().to_string(),
@@ -300,6 +362,11 @@ impl TestBroker {
         let mut cfg = HqConfig::for_dir(dir.to_owned(), self.port());
         cfg.pki.dir = self.pki.dir().to_owned();
         cfg.store.url = store_url(dir);
+        if let Server::Nats(c) = &self.server {
+            cfg.broker.more_hosts = self.more_hosts();
+            cfg.nats.servers = c.nats_urls();
+            cfg.nats.ack_wait_secs = 10;
+        }
         cfg
     }
 
@@ -367,6 +434,12 @@ impl TestBroker {
         opts.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(config)));
         Ok(opts)
     }
+}
+
+/// A TOML array of strings, as `config_env` takes a list from the environment.
+fn toml_list(items: &[String]) -> String {
+    let quoted: Vec<String> = items.iter().map(|i| format!("{i:?}")).collect();
+    format!("[{}]", quoted.join(", "))
 }
 
 /// A bus bundle for a broker on `127.0.0.1:port`, installed in `dir` (data in `dir/data`):

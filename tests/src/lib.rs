@@ -10,6 +10,7 @@ pub mod disk;
 pub mod field;
 pub mod harness;
 pub mod mosquitto;
+pub mod nats;
 pub mod ports;
 pub mod procstat;
 pub mod proxy;

@@ -68,6 +68,11 @@ enum Dir {
 /// State shared by the handle, the accept loop and every connection task.
 struct Shared {
     upstream: SocketAddr,
+    /// A cluster's nodes (the first is `upstream`): a connection goes to the node the
+    /// last one reached, or the next that accepts, as a load balancer in front of a
+    /// cluster would.
+    upstreams: Vec<SocketAddr>,
+    current: std::sync::atomic::AtomicUsize,
     up: AtomicBool,
     /// Bumped by every cut and by shutdown; connection tasks end when it
     /// changes.
@@ -110,6 +115,15 @@ impl LinkProxy {
     /// (a killed broker): the client then sees its connection closed, as it
     /// would with the broker itself unreachable.
     pub async fn start(upstream: SocketAddr) -> anyhow::Result<LinkProxy> {
+        LinkProxy::start_many(vec![upstream]).await
+    }
+
+    /// Like [`LinkProxy::start`], in front of a cluster's nodes: each connection goes to
+    /// the node the previous one reached, or the next one that accepts.
+    pub async fn start_many(upstreams: Vec<SocketAddr>) -> anyhow::Result<LinkProxy> {
+        let Some(&upstream) = upstreams.first() else {
+            anyhow::bail!("a link proxy needs an upstream");
+        };
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
             .await
             .context("binding the link proxy on 127.0.0.1")?;
@@ -118,6 +132,8 @@ impl LinkProxy {
             .context("reading the link proxy's address")?;
         let shared = Arc::new(Shared {
             upstream,
+            upstreams,
+            current: std::sync::atomic::AtomicUsize::new(0),
             up: AtomicBool::new(true),
             cut_gen: watch::Sender::new(0),
             stalled: watch::Sender::new(false),
@@ -292,6 +308,24 @@ fn abort(stream: &TcpStream) {
 }
 
 /// Keeps `open_connections` right however the connection task ends.
+/// The node the last connection reached, or the next one that accepts.
+async fn connect_upstream(shared: &Shared) -> std::io::Result<TcpStream> {
+    let n = shared.upstreams.len();
+    let start = shared.current.load(Ordering::Relaxed);
+    let mut last = None;
+    for k in 0..n {
+        let i = (start + k) % n;
+        match TcpStream::connect(shared.upstreams[i]).await {
+            Ok(s) => {
+                shared.current.store(i, Ordering::Relaxed);
+                return Ok(s);
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other("no upstream")))
+}
+
 struct OpenGuard(Arc<Shared>);
 
 impl Drop for OpenGuard {
@@ -308,7 +342,7 @@ async fn serve(mut client: TcpStream, mut cut_rx: watch::Receiver<u64>, shared: 
     let _ = client.set_nodelay(true);
 
     let connected = tokio::select! {
-        res = TcpStream::connect(shared.upstream) => res,
+        res = connect_upstream(&shared) => res,
         _ = cut_rx.changed() => {
             abort(&client);
             return;

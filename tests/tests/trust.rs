@@ -229,6 +229,7 @@ async fn a_revoked_bus_is_shut_out(kind: BrokerKind) -> Result<()> {
         .any(|c| c.common_name == "bus-lost" && c.reason == Some(Reason::KeyCompromise)));
 
     match kind {
+        BrokerKind::NatsCluster => bail!("the trust scenarios run on single brokers"),
         BrokerKind::Embedded => {
             // The embedded broker re-reads the CRL by itself and closes the live link.
             let e = live.dropped_within(Duration::from_secs(10)).await?;
@@ -383,6 +384,7 @@ async fn bus_a_cannot_act_as_bus_b(kind: BrokerKind) -> Result<()> {
     for stolen in [b.as_str(), hq_sync::pki::FIRST_HQ] {
         let mut c = Raw::start(broker.mqtt_options(stolen, &Identity::Bus(a.to_string()))?);
         match kind {
+            BrokerKind::NatsCluster => bail!("the trust scenarios run on single brokers"),
             BrokerKind::Embedded => {
                 let (refused, _) = c.refused_for(Duration::from_secs(3)).await;
                 assert!(refused, "bus A connected with client id {stolen}");
@@ -398,6 +400,7 @@ async fn bus_a_cannot_act_as_bus_b(kind: BrokerKind) -> Result<()> {
     let mut kept = match kind {
         BrokerKind::Mosquitto => Some(connect_bus(&broker, &a).await?),
         BrokerKind::Embedded => None,
+        BrokerKind::NatsCluster => bail!("the trust scenarios run on single brokers"),
     };
     // A true-looking delivery ack for B's record, signed with a key of A's own: the
     // broker must not carry it, and B would not believe it if it did (hostile.rs).

@@ -8,6 +8,10 @@
 //! cargo build --release -p hq-sync -p bus-node      # the processes the campaign starts
 //! cargo run --release -p keliling-e2e --bin keliling-campaign -- \
 //!     --duration 20m --fault-every 2s --buses 3 --broker both --report campaign.md
+//! # country scale: a 3-node NATS cluster (nats-server 2.10), 3 HQ workers on PostgreSQL
+//! # (KELILING_TEST_PG_URL, .ci/postgres), nodes, workers and database connections killed
+//! KELILING_TEST_PG_URL=... cargo run --release -p keliling-e2e --bin keliling-campaign -- \
+//!     --broker nats-cluster --workers 3 --store postgres --buses 20 --duration 20m
 //! ```
 //!
 //! The seed (from the clock unless `--seed`) is printed first and in the report; the same
@@ -25,6 +29,14 @@ enum BrokerArg {
     Embedded,
     Mosquitto,
     Both,
+    /// Three nodes of nats-server 2.10 (`config/nats/keliling.conf`).
+    NatsCluster,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum StoreArg {
+    Sqlite,
+    Postgres,
 }
 
 #[derive(Parser, Debug)]
@@ -64,6 +76,13 @@ struct Cli {
     /// A progress line every this often.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     progress_every: Duration,
+    /// HQ workers sharing the store (`kill -9 HQ` takes one at a time).
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
+    /// HQ's store; PostgreSQL needs KELILING_TEST_PG_URL (and adds dropped connections
+    /// to the faults).
+    #[arg(long, value_enum, default_value_t = StoreArg::Sqlite)]
+    store: StoreArg,
 }
 
 fn main() -> std::process::ExitCode {
@@ -100,6 +119,7 @@ fn real_main() -> Result<bool> {
         BrokerArg::Embedded => vec![BrokerKind::Embedded],
         BrokerArg::Mosquitto => vec![BrokerKind::Mosquitto],
         BrokerArg::Both => vec![BrokerKind::Embedded, BrokerKind::Mosquitto],
+        BrokerArg::NatsCluster => vec![BrokerKind::NatsCluster],
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -122,9 +142,15 @@ fn real_main() -> Result<bool> {
                 d.join(match kind {
                     BrokerKind::Embedded => "embedded",
                     BrokerKind::Mosquitto => "mosquitto",
+                    BrokerKind::NatsCluster => "nats-cluster",
                 })
             }),
             progress_every: Some(cli.progress_every),
+            workers: cli.workers,
+            store: match cli.store {
+                StoreArg::Sqlite => keliling_e2e::harness::StoreKind::Sqlite,
+                StoreArg::Postgres => keliling_e2e::harness::StoreKind::Postgres,
+            },
         };
         eprintln!(
             "campaign on {kind:?}: {} buses, {} s of faults every ~{} ms, seed {seed}",

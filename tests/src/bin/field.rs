@@ -182,6 +182,7 @@ fn main() -> Result<()> {
                         dir: dir.join(match kind {
                             BrokerKind::Embedded => "2g-embedded",
                             BrokerKind::Mosquitto => "2g-mosquitto",
+                            BrokerKind::NatsCluster => "2g-nats-cluster",
                         }),
                     };
                     if opts.cut_for >= opts.cut_every {
