@@ -219,12 +219,12 @@ enum PkiCommand {
         #[arg(long)]
         out: Option<PathBuf>,
     },
-    /// Write a NATS cluster's users from the registry: `auth.conf` (one user per valid bus
-    /// and HQ worker certificate, each bus on its own subjects) and `pins.conf` (the valid
-    /// certificates' keys, so a revoked one is refused), both included by
-    /// config/nats/keliling.conf. Copy them to every node, then reload each.
+    /// Write a NATS cluster's users from the registry: `auth.conf`, one user per valid bus
+    /// and HQ worker certificate (so a revoked one is refused), each bus on its own
+    /// subjects; included by config/nats/keliling.conf. Copy it to every node, then reload
+    /// each.
     NatsAuth {
-        /// The directory to write them in (atomically), e.g. /etc/nats/keliling.
+        /// The directory to write it in (atomically), e.g. /etc/nats/keliling.
         #[arg(long)]
         out_dir: PathBuf,
     },
@@ -530,18 +530,14 @@ fn pki_cmd(cfg: &HqConfig, cmd: PkiCommand) -> Result<()> {
             std::fs::create_dir_all(&out_dir)
                 .with_context(|| format!("cannot create {}", out_dir.display()))?;
             pki::write_public(&out_dir.join("auth.conf"), auth.as_bytes())?;
-            pki::write_public(
-                &out_dir.join("pins.conf"),
-                hq_sync::nats::pins_text(&users.pins).as_bytes(),
-            )?;
             println!(
-                "NATS users written to {}: {} buses, {} HQ workers (auth.conf, pins.conf)",
+                "NATS users written to {}: {} buses, {} HQ workers (auth.conf)",
                 out_dir.display(),
                 users.buses.len(),
                 users.hq.len()
             );
             println!(
-                "  copy both to every node, then reload each: nats-server --signal reload=<pid>"
+                "  copy it to every node, then reload each: nats-server --signal reload=<pid>"
             );
         }
     }

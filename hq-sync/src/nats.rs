@@ -259,67 +259,59 @@ async fn work_queue(
 }
 
 /// The cluster's `auth.conf` (included by `config/nats/keliling.conf`): one user per
-/// certificate the PKI issued and has not revoked, named by the certificate's full subject
-/// (`CN=<name>,O=Keliling`, which NATS's `verify_and_map` matches), MQTT only for buses.
+/// certificate the PKI issued and has not revoked, named by the certificate's own URI SAN
+/// (`urn:keliling:cert:<name>:<serial>`, which NATS's `verify_and_map` matches first).
+/// NATS checks no CRL; with users by subject, a renewed certificate's subject would let its
+/// revoked predecessor in too, so each certificate is its own user. Buses are MQTT only.
 ///
 /// - a bus publishes only its own `up` kinds and subscribes only to its own `down` and
 ///   the fleet's subjects (`a/#` is two NATS subscriptions, `a` and `a.>`);
 /// - an HQ worker (over MQTT and the NATS protocol) publishes every bus's `down` and the
 ///   fleet's, and uses the work queue (`[nats] stream`/`consumer`) through JetStream's API;
+///   it may also subscribe to buses' `up` subjects (it reads them all from the queue
+///   anyway), which tools watching the uplink use;
 /// - `$MQTT.sub.>`: NATS delivers QoS 1 through such an internal subscription, checked
 ///   against the user's own permissions (without it every QoS 1 SUBSCRIBE fails).
-///
-/// Revoked certificates: a renewed certificate has the old one's subject, so the subject
-/// alone would let the revoked one in. `pinned` (the SHA-256 of each valid certificate's
-/// public key, `tls { pinned_certs }`) is written to `pins.conf` beside it.
-pub fn auth_text(prefix: &str, buses: &[String], hq: &[String], n: &NatsConfig) -> String {
+pub fn auth_text(
+    prefix: &str,
+    buses: &[(String, String)],
+    hq: &[(String, String)],
+    n: &NatsConfig,
+) -> String {
     use std::fmt::Write as _;
     let p = subject_of(prefix);
     let mut out = String::from(AUTH_HEADER);
     out.push_str("authorization {\n  timeout: 5\n  users = [\n");
-    for bus in buses {
+    for (bus, user) in buses {
         let up: Vec<String> = keliling_shared::topics::UpKind::ALL
             .into_iter()
             .map(|k| format!("\"{p}.bus.{bus}.up.{}\"", k.as_str()))
             .collect();
         let _ = writeln!(
             out,
-            "    {{ user: \"CN={bus},O=Keliling\", allowed_connection_types: [\"MQTT\"], permissions: {{\n        publish: {{ allow: [{}] }}\n        subscribe: {{ allow: [\"{p}.bus.{bus}.down\", \"{p}.bus.{bus}.down.>\", \"{p}.fleet\", \"{p}.fleet.>\", \"$MQTT.sub.>\"] }}\n    }} }}",
+            "    # bus {bus}\n    {{ user: \"{user}\", allowed_connection_types: [\"MQTT\"], permissions: {{\n        publish: {{ allow: [{}] }}\n        subscribe: {{ allow: [\"{p}.bus.{bus}.down\", \"{p}.bus.{bus}.down.>\", \"{p}.fleet\", \"{p}.fleet.>\", \"$MQTT.sub.>\"] }}\n    }} }}",
             up.join(", ")
         );
     }
     let (s, c) = (&n.stream, &n.consumer);
-    for name in hq {
+    for (name, user) in hq {
         let _ = writeln!(
             out,
-            "    {{ user: \"CN={name},O=Keliling\", allowed_connection_types: [\"MQTT\", \"STANDARD\"], permissions: {{\n        publish: {{ allow: [\"{p}.bus.*.down.>\", \"{p}.fleet\", \"{p}.fleet.>\", \"$JS.API.INFO\", \"$JS.API.STREAM.INFO.{s}\", \"$JS.API.STREAM.CREATE.{s}\", \"$JS.API.CONSUMER.INFO.{s}.{c}\", \"$JS.API.CONSUMER.CREATE.{s}.{c}\", \"$JS.API.CONSUMER.CREATE.{s}.{c}.>\", \"$JS.API.CONSUMER.DURABLE.CREATE.{s}.{c}\", \"$JS.API.CONSUMER.MSG.NEXT.{s}.{c}\", \"$JS.ACK.{s}.{c}.>\"] }}\n        subscribe: {{ allow: [\"_INBOX.>\", \"$MQTT.sub.>\"] }}\n    }} }}"
+            "    # HQ worker {name}\n    {{ user: \"{user}\", allowed_connection_types: [\"MQTT\", \"STANDARD\"], permissions: {{\n        publish: {{ allow: [\"{p}.bus.*.down.>\", \"{p}.fleet\", \"{p}.fleet.>\", \"$JS.API.INFO\", \"$JS.API.STREAM.INFO.{s}\", \"$JS.API.STREAM.CREATE.{s}\", \"$JS.API.CONSUMER.INFO.{s}.{c}\", \"$JS.API.CONSUMER.CREATE.{s}.{c}\", \"$JS.API.CONSUMER.CREATE.{s}.{c}.>\", \"$JS.API.CONSUMER.DURABLE.CREATE.{s}.{c}\", \"$JS.API.CONSUMER.MSG.NEXT.{s}.{c}\", \"$JS.ACK.{s}.{c}.>\"] }}\n        subscribe: {{ allow: [\"_INBOX.>\", \"$MQTT.sub.>\", \"{p}.bus.*.up.*\"] }}\n    }} }}"
         );
     }
     out.push_str("  ]\n}\n");
     out
 }
 
-/// `pins.conf`: `pinned_certs` for the cluster's `tls` and `mqtt.tls` blocks.
-pub fn pins_text(pins: &[String]) -> String {
-    let mut out = String::from(
-        "# Made by `hq-sync pki nats-auth` with auth.conf: the SHA-256 of every valid fleet\n# certificate's public key. A revoked certificate's key is not here, so NATS refuses it\n# although its subject (which auth.conf maps) lives on in the renewed one.\npinned_certs: [\n",
-    );
-    for p in pins {
-        out.push_str("  \"");
-        out.push_str(p);
-        out.push_str("\"\n");
-    }
-    out.push_str("]\n");
-    out
-}
-
 const AUTH_HEADER: &str = "\
 # Keliling users for a NATS cluster (included by config/nats/keliling.conf on every node).
 # Made by `hq-sync pki nats-auth` from the PKI registry; re-make it after provisioning or
-# revoking, copy it (and pins.conf) to every node, then reload each node
+# revoking, copy it to every node, then reload each node
 # (`nats-server --signal reload=<pid>`). Edit the generator, not this file.
 #
-# A client's user is its certificate's subject (verify_and_map). NATS answers a denied
+# A client's user is its certificate's own name, its URI SAN (verify_and_map): a revoked
+# certificate has no user here, although its renewal has the same subject. NATS answers a denied
 # MQTT publish with PUBACK and drops it: only HQ's own answer counts as delivered.
 ";
 
@@ -339,19 +331,17 @@ mod tests {
     fn a_bus_may_publish_only_its_own_up_subjects() {
         let text = auth_text(
             "keliling/v1",
-            &["bus-a".into()],
-            &["hq-1".into()],
+            &[("bus-a".into(), "urn:keliling:cert:bus-a:01".into())],
+            &[("hq-1".into(), "urn:keliling:cert:hq-1:02".into())],
             &NatsConfig::default(),
         );
-        assert!(
-            text.contains("user: \"CN=bus-a,O=Keliling\", allowed_connection_types: [\"MQTT\"]")
-        );
+        assert!(text.contains(
+            "user: \"urn:keliling:cert:bus-a:01\", allowed_connection_types: [\"MQTT\"]"
+        ));
         assert!(text.contains("\"keliling.v1.bus.bus-a.up.record\""));
         assert!(!text.contains("bus-a.up.*"), "no wildcard kinds for a bus");
         assert!(text.contains("\"keliling.v1.bus.bus-a.down.>\""));
-        assert!(text.contains("user: \"CN=hq-1,O=Keliling\""));
+        assert!(text.contains("user: \"urn:keliling:cert:hq-1:02\""));
         assert!(text.contains("$JS.API.CONSUMER.MSG.NEXT.KELILING_UP.hq"));
-        let pins = pins_text(&["ab".into()]);
-        assert!(pins.contains("pinned_certs: [\n  \"ab\"\n]"));
     }
 }

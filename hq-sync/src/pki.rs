@@ -36,7 +36,6 @@ use rcgen::{
     RevokedCertParams, SanType, SerialNumber,
 };
 use serde::{Deserialize, Serialize};
-use sha2::Digest as _;
 use std::path::{Path, PathBuf};
 use time::{Duration, OffsetDateTime};
 
@@ -166,19 +165,20 @@ pub struct Issued {
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub revoked_at: Option<OffsetDateTime>,
     pub reason: Option<Reason>,
-    /// Hex SHA-256 of the certificate's public key (its SubjectPublicKeyInfo): what a NATS
-    /// cluster pins (`hq-sync pki nats-auth`). Unset for certificates issued before it was
-    /// recorded.
+    /// A bus's or HQ worker's certificate's own name, `urn:keliling:cert:<name>:<serial>`,
+    /// carried as its URI subject alternative name: a NATS cluster's user for exactly this
+    /// certificate (`hq-sync pki nats-auth`), so a revoked one is not let in by the renewed
+    /// one's subject. Unset for certificates issued before it was added.
     #[serde(default)]
-    pub key_sha256: Option<String>,
+    pub nats_user: Option<String>,
 }
 
-/// What a NATS cluster's `auth.conf` and `pins.conf` are made of ([`Pki::nats_users`]).
+/// What a NATS cluster's `auth.conf` is made of ([`Pki::nats_users`]): (bus id or worker
+/// name, the user of its valid certificate).
 #[derive(Debug, Default)]
 pub struct NatsUsers {
-    pub buses: Vec<String>,
-    pub hq: Vec<String>,
-    pub pins: Vec<String>,
+    pub buses: Vec<(String, String)>,
+    pub hq: Vec<(String, String)>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -631,33 +631,32 @@ impl Pki {
         Ok(names)
     }
 
-    /// A NATS cluster's users and pins (`hq-sync pki nats-auth`): the buses and HQ workers
-    /// with a valid certificate, and the SHA-256 of each valid certificate's public key.
-    /// A valid certificate issued before keys were recorded is an error naming it: without
-    /// its pin NATS would refuse it, and without pins a revoked one would be let in.
+    /// A NATS cluster's users (`hq-sync pki nats-auth`): each valid bus and HQ worker
+    /// certificate by its own name (its URI SAN). A valid certificate issued before those
+    /// names is an error naming it: mapped by its subject instead, it would let in the
+    /// revoked certificates of the same subject too (NATS checks no CRL).
     pub fn nats_users(&self) -> Result<NatsUsers, PkiError> {
         let mut u = NatsUsers::default();
         for c in self.load_registry()?.certs {
             if c.revoked_at.is_some() || !matches!(c.kind, Kind::Bus | Kind::Hq) {
                 continue;
             }
-            let Some(pin) = c.key_sha256 else {
+            let Some(user) = c.nats_user else {
                 return Err(PkiError::Registry {
                     path: self.registry_path(),
                     reason: format!(
-                        "the certificate of {} (serial {}) was issued before key pins were recorded; \
-                         renew it (provision with --renew) before using a NATS cluster",
+                        "the certificate of {} (serial {}) was issued before certificates named \
+                         themselves; renew it (provision with --renew) before using a NATS cluster",
                         c.common_name, c.serial
                     ),
                 });
             };
-            u.pins.push(pin);
             match c.kind {
-                Kind::Bus => u.buses.push(c.common_name),
-                _ => u.hq.push(c.common_name),
+                Kind::Bus => u.buses.push((c.common_name, user)),
+                _ => u.hq.push((c.common_name, user)),
             }
         }
-        for v in [&mut u.buses, &mut u.hq, &mut u.pins] {
+        for v in [&mut u.buses, &mut u.hq] {
             v.sort();
             v.dedup();
         }
@@ -762,10 +761,17 @@ impl Pki {
                     Err(_) => SanType::DnsName(n.as_str().try_into()?),
                 });
         }
-        params.not_before = now - Duration::hours(1);
-        params.not_after = now + Duration::days(365 * LEAF_YEARS);
         let serial = random_serial();
         let serial_hex = hex::encode(serial.to_bytes());
+        let nats_user = matches!(kind, Kind::Bus | Kind::Hq)
+            .then(|| format!("urn:keliling:cert:{common_name}:{serial_hex}"));
+        if let Some(u) = &nats_user {
+            params
+                .subject_alt_names
+                .push(SanType::URI(u.as_str().try_into()?));
+        }
+        params.not_before = now - Duration::hours(1);
+        params.not_after = now + Duration::days(365 * LEAF_YEARS);
         params.serial_number = Some(serial);
         params.use_authority_key_identifier_extension = true;
         let key = KeyPair::generate()?;
@@ -781,7 +787,7 @@ impl Pki {
             not_after,
             revoked_at: None,
             reason: None,
-            key_sha256: Some(hex::encode(sha2::Sha256::digest(key.public_key_der()))),
+            nats_user,
         });
         Ok(serial_hex)
     }
@@ -975,6 +981,58 @@ mod tests {
             data_dir: "/var/lib/keliling".into(),
             renew: false,
         }
+    }
+
+    /// Every bus and HQ worker certificate names itself (URI SAN), and a NATS cluster's
+    /// users are exactly the valid ones: a renewal's old certificate and a revoked bus
+    /// have none.
+    #[test]
+    fn each_valid_client_certificate_is_one_nats_user() {
+        let d = tempfile::tempdir().unwrap();
+        let pki = Pki::init(&d.path().join("pki"), &["127.0.0.1".into()]).unwrap();
+        let (a, b): (BusId, BusId) = ("bus-ntt-01".parse().unwrap(), "bus-ntt-02".parse().unwrap());
+        let first = pki.provision_bus(&a, &opts()).unwrap();
+        let first = std::fs::read(&first.cert).unwrap();
+        pki.provision_bus(&b, &opts()).unwrap();
+        let renewed = pki
+            .provision_bus(
+                &a,
+                &BundleOptions {
+                    renew: true,
+                    ..opts()
+                },
+            )
+            .unwrap();
+        pki.revoke(&b, Reason::KeyCompromise).unwrap();
+        let users = pki.nats_users().unwrap();
+        assert_eq!(users.buses.len(), 1, "{users:?}");
+        assert_eq!(users.buses[0].0, "bus-ntt-01");
+        assert_eq!(users.hq.len(), 1, "hq-1 from init: {users:?}");
+        let san_of = |path: &Path| -> Vec<String> {
+            let der = keliling_shared::tls::load_certs(path, "cert").unwrap();
+            let (_, x) = x509_parser::parse_x509_certificate(der[0].as_ref()).unwrap();
+            x.subject_alternative_name()
+                .unwrap()
+                .map(|s| {
+                    s.value
+                        .general_names
+                        .iter()
+                        .filter_map(|n| match n {
+                            x509_parser::extensions::GeneralName::URI(u) => Some(u.to_string()),
+                            _ => None,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        assert_eq!(san_of(&renewed.cert), vec![users.buses[0].1.clone()]);
+        let old = d.path().join("first.pem");
+        std::fs::write(&old, first).unwrap();
+        assert_ne!(san_of(&old), san_of(&renewed.cert));
+        assert_eq!(san_of(&old).len(), 1);
+        assert!(users.buses[0]
+            .1
+            .starts_with("urn:keliling:cert:bus-ntt-01:"));
     }
 
     #[test]

@@ -256,6 +256,9 @@ pub struct Counts {
     /// HQ's loud exits during full-disk faults at HQ, each restarted (as a supervisor
     /// would): its designed answer when its staging store meets ENOSPC.
     pub hq_supervisor_restarts: u64,
+    /// Broker sessions the buses ended because HQ stayed silent on a live link
+    /// (`reset_if_deaf`), counted in their logs.
+    pub session_resets: u64,
     /// Copies published by the replay fault, and how many the broker acknowledged.
     pub replayed: u64,
     pub replay_acked: u64,
@@ -391,6 +394,11 @@ impl Report {
         );
         let _ = writeln!(
             s,
+            "  broker sessions the buses ended because HQ stayed silent on a live link: {}",
+            c.session_resets
+        );
+        let _ = writeln!(
+            s,
             "  decisions made at HQ during the storm: {} ({} of them changing an earlier one, {} refused by HQ's store); newest version in force on its bus: {} of {}",
             c.decisions, c.decisions_changed, c.decisions_refused, c.decisions_on_buses, c.decided_applications
         );
@@ -500,6 +508,10 @@ impl Report {
             (
                 "bytes through the proxies, up / down",
                 format!("{} / {}", bytes(c.bytes_up), bytes(c.bytes_down)),
+            ),
+            (
+                "broker sessions ended by a bus (HQ silent on a live link)",
+                c.session_resets.to_string(),
             ),
         ];
         for (k, v) in rows {
@@ -1791,6 +1803,7 @@ impl World {
         logs.push(self.dir.join("broker.log"));
         for log in logs {
             if let Ok(text) = std::fs::read_to_string(&log) {
+                c.session_resets += text.matches("broker session reset;").count() as u64;
                 if let Some(line) = text.lines().find(|l| l.contains("panicked at")) {
                     v.add("a process panicked", format!("{}: {line}", log.display()));
                 }

@@ -1,7 +1,7 @@
 //! A real 3-node NATS cluster (Debian trixie's `nats-server` 2.10) for the cluster tests,
 //! started from the shipped `config/nats/keliling.conf` as an operator would run it: the
-//! same file for every node, what differs in each node's environment, users and pins made
-//! from the PKI registry (`hq-sync pki nats-auth`).
+//! same file for every node, what differs in each node's environment, users made from
+//! the PKI registry (`hq-sync pki nats-auth`).
 //!
 //! Ports are picked below Linux's ephemeral range: the nodes dial each other's route
 //! ports before all of them listen, and an ephemeral port picked for a node can be taken
@@ -159,7 +159,7 @@ impl NatsCluster {
         Ok(cluster)
     }
 
-    /// `auth.conf` and `pins.conf` from the registry, as `hq-sync pki nats-auth` writes them.
+    /// `auth.conf` from the registry, as `hq-sync pki nats-auth` writes it.
     fn write_users(&self, pki: &Pki) -> Result<()> {
         let users = pki.nats_users()?;
         let text = hq_sync::nats::auth_text(
@@ -169,10 +169,6 @@ impl NatsCluster {
             &hq_sync::config::NatsConfig::default(),
         );
         std::fs::write(self.conf_dir.join("auth.conf"), text)?;
-        std::fs::write(
-            self.conf_dir.join("pins.conf"),
-            hq_sync::nats::pins_text(&users.pins),
-        )?;
         Ok(())
     }
 
@@ -374,4 +370,28 @@ fn http_get(port: u16, path: &str) -> Result<(u16, String)> {
         .context("no HTTP status")?;
     let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
     Ok((status, body))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    /// The example node environment sets exactly the variables the shipped config uses
+    /// (and so does the harness): an operator copying it misses none.
+    #[test]
+    fn the_example_environment_matches_the_config() {
+        let used: BTreeSet<String> = super::NODE_CONF
+            .lines()
+            .map(|l| l.split('#').next().unwrap_or(""))
+            .flat_map(|l| l.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '$')))
+            .filter_map(|w| w.strip_prefix('$').map(str::to_owned))
+            .collect();
+        let example: BTreeSet<String> = include_str!("../../config/nats/node.env.example")
+            .lines()
+            .filter(|l| !l.trim_start().starts_with('#'))
+            .filter_map(|l| l.split_once('=').map(|(k, _)| k.trim().to_owned()))
+            .collect();
+        assert_eq!(used, example);
+        assert!(used.contains("NATS_ROUTES"), "{used:?}");
+    }
 }
