@@ -30,21 +30,27 @@ async fn short_campaign(kind: BrokerKind) -> Result<()> {
     eprintln!("{kind:?} campaign: seed {seed} (KELILING_CAMPAIGN_SEED={seed} replays it)");
     let opts = Options::ci(kind, seed);
     let report = campaign::run(&opts).await?;
-    eprintln!("{}", report.summary());
-    assert!(report.passed(), "campaign failed:\n{}", report.summary());
+    check(&opts, &report);
     assert!(
         report.faults.len() >= 20,
         "only {} faults injected",
         report.faults.len()
     );
+    Ok(())
+}
+
+/// What every short campaign must show: a pass, every fault kind it may inject, and every
+/// receipted application delivered and at HQ.
+fn check(opts: &Options, report: &campaign::Report) {
+    eprintln!("{}", report.summary());
+    assert!(report.passed(), "campaign failed:\n{}", report.summary());
     let by_kind = report.faults_by_kind();
-    for k in FaultKind::of(&opts) {
+    for k in FaultKind::of(opts) {
         assert!(by_kind.contains_key(&k), "no {} injected", k.as_str());
     }
     assert!(report.counts.receipted > 0);
     assert_eq!(report.counts.delivered, report.counts.receipted);
     assert_eq!(report.counts.hq_applications, report.counts.receipted);
-    Ok(())
 }
 
 /// Country scale (issue 12): a 3-node NATS cluster from the shipped config, HQ on
@@ -64,19 +70,11 @@ async fn nats_cluster_short_campaign() -> Result<()> {
     eprintln!("NATS cluster campaign: seed {seed} (KELILING_CAMPAIGN_SEED={seed} replays it)");
     let opts = Options::ci_cluster(seed);
     let report = campaign::run(&opts).await?;
-    eprintln!("{}", report.summary());
-    assert!(report.passed(), "campaign failed:\n{}", report.summary());
+    check(&opts, &report);
     assert!(
         report.counts.decisions > 0,
         "no decision was made to travel back through the cluster"
     );
-    let by_kind = report.faults_by_kind();
-    for k in FaultKind::of(&opts) {
-        assert!(by_kind.contains_key(&k), "no {} injected", k.as_str());
-    }
-    assert!(report.counts.receipted > 0);
-    assert_eq!(report.counts.delivered, report.counts.receipted);
-    assert_eq!(report.counts.hq_applications, report.counts.receipted);
     Ok(())
 }
 
