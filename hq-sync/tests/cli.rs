@@ -220,6 +220,22 @@ fn hq_workers_get_their_own_certificates_and_acl_lines() {
         !acl.contains("user hq-2"),
         "a revoked worker keeps its ACL lines: {acl}"
     );
+    // A NATS cluster's users: one per valid certificate, by its own name.
+    let nats = dir.path().join("nats");
+    let out = run_ok(
+        dir.path(),
+        &["pki", "nats-auth", "--out-dir", nats.to_str().unwrap()],
+    );
+    assert!(out.contains("0 buses, 1 HQ workers"), "{out}");
+    let auth = std::fs::read_to_string(nats.join("auth.conf")).unwrap();
+    assert!(
+        auth.contains("# HQ worker hq-1\n    { user: \"urn:keliling:cert:hq-1:"),
+        "{auth}"
+    );
+    assert!(
+        !auth.contains("hq-2"),
+        "a revoked worker is a NATS user: {auth}"
+    );
 }
 
 /// `hq-sync run` with a worker id that is not its certificate's name stops at start.
