@@ -468,10 +468,7 @@ impl Pump {
             }
             Net::Message(p) => {
                 self.last_heard = Instant::now();
-                if !p
-                    .topic
-                    .starts_with(self.topics.fleet_filter().trim_end_matches('#'))
-                {
+                if self.topics.fleet_name(&p.topic).is_none() {
                     // HQ answered on our own topic: the session delivers.
                     self.resets_unheard = 0;
                 }

@@ -126,6 +126,18 @@ impl IngestMetrics {
     pub fn get(c: &AtomicU64) -> u64 {
         c.load(Ordering::Relaxed)
     }
+
+    /// Whether a message of `qos` is shed rather than queued for ingest (and counted so):
+    /// best effort only, when [`MAX_QUEUED_BEST_EFFORT`] are waiting. One rule for the MQTT
+    /// poller and the NATS work queue.
+    pub fn shed(&self, qos: QoS) -> bool {
+        let queued = self.queued.load(Ordering::Relaxed) as usize;
+        let shed = qos == QoS::AtMostOnce && queued >= MAX_QUEUED_BEST_EFFORT;
+        if shed {
+            self.shed_best_effort.fetch_add(1, Ordering::Relaxed);
+        }
+        shed
+    }
 }
 
 /// How often ingest reports its staging and disk to the store, and sweeps staging.
@@ -391,10 +403,8 @@ async fn poll(
                 window.connected();
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
-                let queued = metrics.queued.load(Ordering::Relaxed) as usize;
-                if p.qos == QoS::AtMostOnce && queued >= MAX_QUEUED_BEST_EFFORT {
-                    metrics.shed_best_effort.fetch_add(1, Ordering::Relaxed);
-                    debug!(topic = %p.topic, queued, "ingest is behind: QoS 0 message shed");
+                if metrics.shed(p.qos) {
+                    debug!(topic = %p.topic, "ingest is behind: QoS 0 message shed");
                     continue;
                 }
                 metrics.queued.fetch_add(1, Ordering::Relaxed);

@@ -22,7 +22,7 @@
 //! workers on every bus's `down` and on `fleet`.
 
 use crate::config::{HqConfig, NatsConfig};
-use crate::ingest::{IngestMetrics, MAX_QUEUED_BEST_EFFORT};
+use crate::ingest::IngestMetrics;
 use async_nats::jetstream::{self, consumer, stream};
 use futures_util::StreamExt;
 use keliling_shared::tls::BrokerTransport;
@@ -152,9 +152,8 @@ async fn pull_once(
             Some("0") => QoS::AtMostOnce,
             _ => QoS::AtLeastOnce,
         };
-        let queued = metrics.queued.load(Ordering::Relaxed) as usize;
-        if qos == QoS::AtMostOnce && queued >= MAX_QUEUED_BEST_EFFORT {
-            metrics.shed_best_effort.fetch_add(1, Ordering::Relaxed);
+        if metrics.shed(qos) {
+            debug!(subject = %msg.subject, "ingest is behind: QoS 0 message shed");
             let _ = acker.ack().await;
             continue;
         }
